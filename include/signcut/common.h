@@ -1,0 +1,89 @@
+/* signcut: static inline helpers shared by every kernel file and the drivers. */
+#ifndef SIGNCUT_COMMON_H
+#define SIGNCUT_COMMON_H
+
+#include <stdint.h>
+#include <string.h>
+
+/* Words needed for d packed signs. */
+static inline int64_t sc_words(int64_t d) { return (d + 63) / 64; }
+
+/* Mask of the valid bits in the last word of a d-entry sign vector (all ones if d % 64 == 0). */
+static inline uint64_t sc_tail_mask(int64_t d) {
+    return (d % 64) ? ((UINT64_C(1) << (d % 64)) - 1) : ~UINT64_C(0);
+}
+
+/* Portable popcount / count-trailing-zeros on one word. */
+static inline int sc_popcount64(uint64_t x) { return __builtin_popcountll(x); }
+static inline int sc_ctz64(uint64_t x) { return __builtin_ctzll(x); }
+
+/* Sign (+1/-1) of entry i of a packed sign vector, as a float. */
+static inline float sc_sign_at(const uint64_t *bits, int64_t i) {
+    return ((bits[i >> 6] >> (i & 63)) & 1) ? -1.0f : 1.0f;
+}
+
+/* xoshiro256** (Blackman and Vigna), the generator for random starts. */
+typedef struct { uint64_t s[4]; } sc_rng;
+
+static inline uint64_t sc_rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+static inline uint64_t sc_rng_next(sc_rng *r) {
+    uint64_t *s = r->s;
+    uint64_t result = sc_rotl(s[1] * 5, 7) * 9;
+    uint64_t t = s[1] << 17;
+    s[2] ^= s[0]; s[3] ^= s[1]; s[1] ^= s[2]; s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = sc_rotl(s[3], 45);
+    return result;
+}
+
+/* Fill a d-entry sign vector with random signs (tail bits zero). */
+static inline void sc_rng_signs(sc_rng *r, uint64_t *bits, int64_t d) {
+    int64_t w = sc_words(d);
+    for (int64_t k = 0; k < w; k++) bits[k] = sc_rng_next(r);
+    if (w) bits[w - 1] &= sc_tail_mask(d);
+}
+
+/* Pending cuts (up to 64) are stored transposed: one word per entry i, bit j set if pending
+ * cut j has -1 at i. Adding sum_j w_j * sign_j[i] goes through 3-bit groups: group q covers
+ * bits [sc_group_shift(q), +3) and its table tab[8q + x] is the signed sum of those 3 weights
+ * for the bit pattern x. Groups never straddle the two 32-bit halves, so SIMD kernels can work
+ * on 32-bit lanes; a table fits one AVX2 register and is read with a lane permute. */
+#define SC_GROUPS_PER_HALF 11
+#define SC_MAX_GROUPS (2 * SC_GROUPS_PER_HALF)
+
+static inline int sc_group_shift(int64_t q) {
+    return (int)(32 * (q / SC_GROUPS_PER_HALF) + 3 * (q % SC_GROUPS_PER_HALF));
+}
+
+/* Number of groups covering k pending cuts. */
+static inline int64_t sc_ngroups(int64_t k) {
+    return (k <= 32) ? (k + 2) / 3 : SC_GROUPS_PER_HALF + (k - 32 + 2) / 3;
+}
+
+/* tab[8q + x] for q < sc_ngroups(k), from weights w[0..k-1]. */
+static inline void sc_group_tables(float *tab, const float *w, int64_t k) {
+    int64_t ng = sc_ngroups(k);
+    for (int64_t q = 0; q < ng; q++) {
+        int s = sc_group_shift(q);
+        float wb[3];
+        for (int b = 0; b < 3; b++)   /* a group's bits stay inside its 32-bit half */
+            wb[b] = ((s % 32) + b < 32 && s + b < k) ? w[s + b] : 0.0f;
+        float *t = tab + 8 * q;
+        t[0] = (wb[0] + wb[1]) + wb[2];
+        for (int x = 1; x < 8; x++) t[x] = t[x & (x - 1)] - 2.0f * wb[sc_ctz64((uint64_t)x)];
+    }
+}
+
+/* Scalar form of the group lookups for entries [0, len): y[i] += tab lookups in group order. */
+static inline void sc_group_apply(float *y, int64_t len, const uint64_t *pend, const float *tab,
+                                  int64_t ngroups) {
+    for (int64_t i = 0; i < len; i++) {
+        uint64_t x = pend[i];
+        float acc = y[i];
+        for (int64_t q = 0; q < ngroups; q++) acc += tab[8 * q + ((x >> sc_group_shift(q)) & 7)];
+        y[i] = acc;
+    }
+}
+
+#endif

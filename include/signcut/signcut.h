@@ -1,0 +1,126 @@
+/* signcut: signed cut decomposition, C API.
+ *
+ * Packed sign layout (everywhere): a sign vector of length d is ceil(d/64) uint64 words,
+ * bit i of word k is entry 64k+i, a set bit means -1, unused tail bits are zero.
+ * A block of `width` sign vectors is `width` such rows, `wpr` words apart.
+ */
+#ifndef SIGNCUT_SIGNCUT_H
+#define SIGNCUT_SIGNCUT_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Status codes returned by the C API. */
+enum {
+    SC_OK = 0,
+    SC_ERR_NOMEM = 1,      /* an allocation failed */
+    SC_ERR_ARG = 2,        /* an argument is out of range */
+    SC_ERR_CALLBACK = 3,   /* the progress callback raised (a Python exception is set) */
+    SC_ERR_CPU = 4         /* the requested instruction set is not available */
+};
+
+/* One implementation of every hot kernel; one table per instruction set. */
+typedef struct sc_kernels {
+    const char *name;
+    /* y[0:len] += sum_q w[q] * rows[idx[q]*ld + 0:len], in order q = 0..k-1, one FMA chain per entry. */
+    void (*accum_rows)(float *y, int64_t len, const float *rows, int64_t ld,
+                       const int64_t *idx, const float *w, int64_t k);
+    /* y[0:len] += sum_j w[j] * sign_j[0:len] for the k sign vectors bits + j*wpr. */
+    void (*signs_matvec)(float *y, int64_t len, const uint64_t *bits, int64_t wpr,
+                         const float *w, int64_t k);
+    /* z[j] = sum_i sign_j[i] * x[i] for the k sign vectors bits + j*wpr (summed in double). */
+    void (*signs_rmatvec)(float *z, const float *x, int64_t len, const uint64_t *bits,
+                          int64_t wpr, int64_t k);
+    /* out[r*ld + c] += sum_q a[r*lda + q] * panel[q*cols + c] for r < rows, c < cols. */
+    void (*rank_update)(float *out, int64_t rows, int64_t cols, int64_t ld,
+                        const float *a, int64_t lda, const float *panel, int64_t k);
+    /* bits <- signs of x[0:len] (bit set where x < 0, tail zeroed); returns sum |x| in double. */
+    double (*pack_signs)(uint64_t *bits, const float *x, int64_t len);
+    /* out[0:len] = scale * sign, from packed bits. */
+    void (*unpack_signs)(float *out, const uint64_t *bits, int64_t len, float scale);
+    /* dots[j] = <sign_j, x> for the k sign vectors bits + j*wpr, all of `words` words. */
+    void (*sign_dots)(int64_t *dots, const uint64_t *bits, int64_t wpr, const uint64_t *x,
+                      int64_t words, int64_t len, int64_t k);
+    /* sum of x[0:len]^2 in double. */
+    double (*sumsq)(const float *x, int64_t len);
+    /* y[i] += tab[8q + ((pend[i] >> sc_group_shift(q)) & 7)] for q = 0..ngroups-1 in order:
+     * the pending cuts' contribution through 3-bit group tables (see common.h). */
+    void (*group_apply)(float *y, int64_t len, const uint64_t *pend, const float *tab,
+                        int64_t ngroups);
+    /* dst[c*ldd + r] = src[r*lds + c] for r < rows, c < cols. */
+    void (*transpose)(float *dst, int64_t ldd, const float *src, int64_t lds,
+                      int64_t rows, int64_t cols);
+} sc_kernels;
+
+/* The kernel tables; NULL when not compiled in. */
+extern const sc_kernels sc_kernels_scalar;
+extern const sc_kernels sc_kernels_avx2;
+#ifdef SIGNCUT_HAVE_AVX512
+extern const sc_kernels sc_kernels_avx512;
+#endif
+
+/* The AVX2 transpose, shared with the AVX-512 table. */
+void sc_avx2_transpose(float *dst, int64_t ldd, const float *src, int64_t lds,
+                       int64_t rows, int64_t cols);
+
+/* Instruction sets this CPU (and OS) supports: bit 0 scalar, bit 1 avx2+fma, bit 2 avx512 (F/BW/VL/VPOPCNTDQ). */
+int sc_cpu_supported(void);
+/* Feature flags found by cpuid, as a comma-separated string (static storage). */
+const char *sc_cpu_features(void);
+/* The kernel table for "scalar", "avx2" or "avx512"; NULL if unknown or unsupported. */
+const sc_kernels *sc_kernels_get(const char *name);
+/* The best kernel table this CPU supports. */
+const sc_kernels *sc_kernels_best(void);
+/* Whether the library was built with OpenMP, and its default thread count (1 without). */
+int sc_openmp_enabled(void);
+int sc_default_threads(void);
+
+/* Called after each cut with the number of cuts and the relative error; nonzero stops
+ * (1: stop and keep the cuts, 2: an error is pending in the caller). */
+typedef int (*sc_progress_fn)(void *ctx, int64_t cuts, double rel_error);
+
+/* Parameters of one greedy decomposition. */
+typedef struct sc_params {
+    int64_t max_width;      /* stop after this many cuts */
+    double rtol;            /* stop once the relative error is <= rtol (0: never) */
+    double max_seconds;     /* stop after this much wall time (<= 0: never) */
+    int64_t block_size;     /* cuts kept pending before they are subtracted (1..64) */
+    int64_t max_sweeps;     /* cap on half-sweeps of the alternation per cut */
+    int n_threads;          /* OpenMP threads (ignored without OpenMP) */
+    uint64_t seed[4];       /* xoshiro256** state, not all zero */
+    sc_progress_fn progress;
+    void *progress_ctx;
+} sc_params;
+
+/* Output of a decomposition: arrays grown by the engine, freed with sc_result_free. */
+typedef struct sc_result {
+    int64_t width;          /* cuts found */
+    int64_t capacity;
+    uint64_t *s_bits;       /* (width, ceil(m/64)) */
+    uint64_t *t_bits;       /* (width, ceil(n/64)) */
+    float *coef;            /* (width,) */
+    double *errors;         /* (width,) relative Frobenius error after each cut */
+    double norm;            /* Frobenius norm of the input */
+    int stopped_by;         /* 0 width, 1 rtol, 2 time, 3 callback, 4 exhausted (remainder 0) */
+} sc_result;
+
+/* Greedy signed cut decomposition of the m x n row-major matrix R (overwritten with the
+ * remainder). Fills res (zero it before); returns a status code. */
+int sc_matrix_decompose(const sc_kernels *K, float *R, int64_t m, int64_t n,
+                        const sc_params *p, sc_result *res);
+/* Frees the arrays of a result. */
+void sc_result_free(sc_result *res);
+
+/* out (m x n, leading dimension ld) += sign * sum_j coef[j] s_j t_j^T over `width` cuts. */
+int sc_matrix_expand(const sc_kernels *K, float *out, int64_t m, int64_t n, int64_t ld,
+                     const uint64_t *s_bits, const uint64_t *t_bits, const float *coef,
+                     int64_t width, float sign, int n_threads);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,24 @@
+"""signcut: signed cut decompositions of matrices and tensors into 1-bit pieces.
+
+    >>> import numpy as np, signcut
+    >>> A = np.random.default_rng(0).standard_normal((256, 256), dtype=np.float32)
+    >>> result = signcut.decompose(A, bits_per_entry=8, seed=0)
+    >>> approx = np.asarray(result)          # float32, same shape as A
+"""
+from signcut import _core
+from signcut._api import decompose
+from signcut._result import SignCut
+
+__version__ = "0.1.0"
+__all__ = ["decompose", "SignCut", "cpu_info"]
+
+
+def cpu_info():
+    """What the CPU offers and which kernels signcut uses.
+
+    Returns a dict: ``features`` (instruction-set extensions found), ``supported`` (kernel
+    tables this CPU can run), ``best`` (the one picked by default), ``active`` (the one in
+    use; ``SIGNCUT_CPU=scalar|avx2|avx512`` overrides it at import), ``openmp`` and
+    ``default_threads``.
+    """
+    return _core.cpu_info()

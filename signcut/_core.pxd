@@ -1,0 +1,73 @@
+# Declarations of the C API (include/signcut/signcut.h); nothing else lives here.
+from libc.stdint cimport int64_t, uint64_t
+
+cdef extern from "signcut/signcut.h" nogil:
+    enum:
+        SC_OK
+        SC_ERR_NOMEM
+        SC_ERR_ARG
+        SC_ERR_CALLBACK
+        SC_ERR_CPU
+
+    ctypedef struct sc_kernels:
+        const char *name
+        void (*accum_rows)(float *y, int64_t len, const float *rows, int64_t ld,
+                           const int64_t *idx, const float *w, int64_t k)
+        void (*signs_matvec)(float *y, int64_t len, const uint64_t *bits, int64_t wpr,
+                             const float *w, int64_t k)
+        void (*signs_rmatvec)(float *z, const float *x, int64_t len, const uint64_t *bits,
+                              int64_t wpr, int64_t k)
+        void (*rank_update)(float *out, int64_t rows, int64_t cols, int64_t ld,
+                            const float *a, int64_t lda, const float *panel, int64_t k)
+        double (*pack_signs)(uint64_t *bits, const float *x, int64_t len)
+        void (*unpack_signs)(float *out, const uint64_t *bits, int64_t len, float scale)
+        void (*sign_dots)(int64_t *dots, const uint64_t *bits, int64_t wpr, const uint64_t *x,
+                          int64_t words, int64_t len, int64_t k)
+        double (*sumsq)(const float *x, int64_t len)
+        void (*group_apply)(float *y, int64_t len, const uint64_t *pend, const float *tab,
+                            int64_t ngroups)
+        void (*transpose)(float *dst, int64_t ldd, const float *src, int64_t lds,
+                          int64_t rows, int64_t cols)
+
+    int sc_cpu_supported()
+    const char *sc_cpu_features()
+    const sc_kernels *sc_kernels_get(const char *name)
+    const sc_kernels *sc_kernels_best()
+    int sc_openmp_enabled()
+    int sc_default_threads()
+
+    ctypedef int (*sc_progress_fn)(void *ctx, int64_t cuts, double rel_error) noexcept
+
+    ctypedef struct sc_params:
+        int64_t max_width
+        double rtol
+        double max_seconds
+        int64_t block_size
+        int64_t max_sweeps
+        int n_threads
+        uint64_t seed[4]
+        sc_progress_fn progress
+        void *progress_ctx
+
+    ctypedef struct sc_result:
+        int64_t width
+        int64_t capacity
+        uint64_t *s_bits
+        uint64_t *t_bits
+        float *coef
+        double *errors
+        double norm
+        int stopped_by
+
+    int sc_matrix_decompose(const sc_kernels *K, float *R, int64_t m, int64_t n,
+                            const sc_params *p, sc_result *res)
+    void sc_result_free(sc_result *res)
+    int sc_matrix_expand(const sc_kernels *K, float *out, int64_t m, int64_t n, int64_t ld,
+                         const uint64_t *s_bits, const uint64_t *t_bits, const float *coef,
+                         int64_t width, float sign, int n_threads)
+
+cdef extern from "signcut/common.h" nogil:
+    enum:
+        SC_MAX_GROUPS
+    int64_t sc_ngroups(int64_t k)
+    void sc_group_tables(float *tab, const float *w, int64_t k)

@@ -1,0 +1,342 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""Thin wrappers around the signcut C engine (include/signcut/signcut.h).
+
+Arguments are validated by the Python layer (signcut/_api.py); these wrappers only check
+what would be unsafe for the C code (shapes, contiguity), and map status codes to exceptions.
+"""
+import os
+import numpy as np
+cimport numpy as cnp
+from libc.stdint cimport int64_t, uint64_t
+from cpython.exc cimport PyErr_CheckSignals
+from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
+
+from signcut._core cimport *
+
+cnp.import_array()
+
+ISA_NAMES = ("scalar", "avx2", "avx512")
+
+cdef const sc_kernels *_active = NULL
+
+
+def supported_kernels():
+    """Names of the kernel tables this CPU can run, best last."""
+    cdef int mask = sc_cpu_supported()
+    return [name for bit, name in enumerate(ISA_NAMES) if mask & (1 << bit)
+            and sc_kernels_get(name.encode()) != NULL]
+
+
+cdef const sc_kernels *_get(str name) except NULL:
+    if name not in ISA_NAMES:
+        raise ValueError(f"unknown instruction set {name!r}; expected one of {', '.join(ISA_NAMES)}")
+    cdef const sc_kernels *k = sc_kernels_get(name.encode())
+    if k == NULL:
+        raise RuntimeError(
+            f"instruction set {name!r} is not available on this CPU (it supports: "
+            f"{', '.join(supported_kernels())}; features found: {sc_cpu_features().decode() or 'none'})")
+    return k
+
+
+def use_kernels(name=None):
+    """Select the kernel table by name ("scalar", "avx2", "avx512"); None picks the best.
+    Returns the name of the previous selection."""
+    global _active
+    prev = active_kernels()
+    _active = sc_kernels_best() if name is None else _get(name)
+    return prev
+
+
+def active_kernels():
+    return None if _active == NULL else (<bytes>_active.name).decode()
+
+
+def cpu_info():
+    """What the CPU offers and what signcut uses."""
+    return {
+        "features": [f for f in sc_cpu_features().decode().split(",") if f],
+        "supported": supported_kernels(),
+        "best": (<bytes>sc_kernels_best().name).decode(),
+        "active": active_kernels(),
+        "override": os.environ.get("SIGNCUT_CPU") or None,
+        "openmp": bool(sc_openmp_enabled()),
+        "default_threads": sc_default_threads(),
+    }
+
+
+def default_threads():
+    return sc_default_threads()
+
+
+cdef _check(int status):
+    if status == SC_OK:
+        return
+    if status == SC_ERR_NOMEM:
+        raise MemoryError("signcut: out of memory in the C engine")
+    if status == SC_ERR_ARG:
+        raise ValueError("signcut: invalid argument passed to the C engine")
+    if status == SC_ERR_CPU:
+        raise RuntimeError("signcut: instruction set not available")
+    raise RuntimeError(f"signcut: C engine failed with status {status}")
+
+
+# ---------------------------------------------------------------- kernels, for tests
+
+cdef int64_t _ld(cnp.ndarray a) except -1:
+    if a.ndim == 2 and a.dtype == np.float32 and a.size == 0:
+        return max(1, a.shape[1])
+    if a.ndim != 2 or a.dtype != np.float32 or a.strides[1] != 4 or a.strides[0] % 4 or a.strides[0] < 0:
+        raise ValueError("expected a 2-D float32 array with contiguous rows")
+    return a.strides[0] // 4
+
+
+def kernel_accum_rows(str isa, float[::1] y, cnp.ndarray rows, const int64_t[::1] idx, const float[::1] w):
+    """y += sum_q w[q] * rows[idx[q], :len(y)]."""
+    cdef const sc_kernels *K = _get(isa)
+    cdef int64_t ld = _ld(rows)
+    if idx.shape[0] != w.shape[0] or y.shape[0] > rows.shape[1]:
+        raise ValueError("shape mismatch")
+    if idx.shape[0] and (np.min(idx) < 0 or np.max(idx) >= rows.shape[0]):
+        raise IndexError("row index out of range")
+    cdef const float *base = <const float *>cnp.PyArray_DATA(rows)
+    K.accum_rows(&y[0] if y.shape[0] else NULL, y.shape[0], base, ld,
+                 &idx[0] if idx.shape[0] else NULL, &w[0] if w.shape[0] else NULL, idx.shape[0])
+
+
+cdef void _check_bits(const uint64_t[:, ::1] bits, int64_t length) except *:
+    if bits.shape[1] != (length + 63) // 64:
+        raise ValueError("packed signs have the wrong number of words")
+
+
+def kernel_signs_matvec(str isa, float[::1] y, const uint64_t[:, ::1] bits, const float[::1] w):
+    """y += sum_j w[j] * sign_j."""
+    cdef const sc_kernels *K = _get(isa)
+    _check_bits(bits, y.shape[0])
+    if w.shape[0] != bits.shape[0]:
+        raise ValueError("shape mismatch")
+    if y.shape[0] and w.shape[0]:
+        K.signs_matvec(&y[0], y.shape[0], &bits[0, 0], bits.shape[1], &w[0], w.shape[0])
+
+
+def kernel_signs_rmatvec(str isa, const float[::1] x, const uint64_t[:, ::1] bits):
+    """z[j] = <sign_j, x>."""
+    cdef const sc_kernels *K = _get(isa)
+    _check_bits(bits, x.shape[0])
+    cdef float[::1] z = np.zeros(bits.shape[0], np.float32)
+    if x.shape[0] and bits.shape[0]:
+        K.signs_rmatvec(&z[0], &x[0], x.shape[0], &bits[0, 0], bits.shape[1], bits.shape[0])
+    return np.asarray(z)
+
+
+def kernel_rank_update(str isa, cnp.ndarray out, const float[:, ::1] a, const float[:, ::1] panel):
+    """out += a @ panel."""
+    cdef const sc_kernels *K = _get(isa)
+    cdef int64_t ld = _ld(out)
+    if not out.flags.writeable:
+        raise ValueError("out is read-only")
+    if a.shape[0] != out.shape[0] or panel.shape[1] != out.shape[1] or a.shape[1] != panel.shape[0]:
+        raise ValueError("shape mismatch")
+    if out.shape[0] and out.shape[1] and a.shape[1]:
+        K.rank_update(<float *>cnp.PyArray_DATA(out), out.shape[0], out.shape[1], ld,
+                      &a[0, 0], a.shape[1], &panel[0, 0], a.shape[1])
+
+
+def kernel_pack_signs(str isa, const float[::1] x):
+    """(bits, sum |x|)."""
+    cdef const sc_kernels *K = _get(isa)
+    cdef uint64_t[::1] bits = np.full((x.shape[0] + 63) // 64, 0xFFFFFFFFFFFFFFFF, np.uint64)
+    cdef double s = 0.0
+    if x.shape[0]:
+        s = K.pack_signs(&bits[0], &x[0], x.shape[0])
+    return np.asarray(bits), s
+
+
+def kernel_unpack_signs(str isa, const uint64_t[::1] bits, int64_t length, float scale):
+    cdef const sc_kernels *K = _get(isa)
+    if bits.shape[0] != (length + 63) // 64:
+        raise ValueError("packed signs have the wrong number of words")
+    cdef float[::1] out = np.zeros(length, np.float32)
+    if length:
+        K.unpack_signs(&out[0], &bits[0], length, scale)
+    return np.asarray(out)
+
+
+def kernel_sign_dots(str isa, const uint64_t[:, ::1] bits, const uint64_t[::1] x, int64_t length):
+    cdef const sc_kernels *K = _get(isa)
+    _check_bits(bits, length)
+    if x.shape[0] != bits.shape[1]:
+        raise ValueError("shape mismatch")
+    cdef int64_t[::1] dots = np.zeros(bits.shape[0], np.int64)
+    if bits.shape[0] and x.shape[0]:
+        K.sign_dots(&dots[0], &bits[0, 0], bits.shape[1], &x[0], x.shape[0], length, bits.shape[0])
+    return np.asarray(dots)
+
+
+def kernel_group_apply(str isa, float[::1] y, const uint64_t[::1] pend, const float[::1] w):
+    """y[i] += sum_j w[j] * (-1 if bit j of pend[i] else 1), for up to 64 weights."""
+    cdef const sc_kernels *K = _get(isa)
+    cdef float tab[8 * SC_MAX_GROUPS]
+    cdef float wbuf[64]
+    cdef int64_t k = w.shape[0], j
+    if k > 64 or pend.shape[0] != y.shape[0]:
+        raise ValueError("shape mismatch")
+    for j in range(k):
+        wbuf[j] = w[j]
+    sc_group_tables(tab, wbuf, k)
+    if y.shape[0] and k:
+        K.group_apply(&y[0], y.shape[0], &pend[0], tab, sc_ngroups(k))
+
+
+def kernel_transpose(str isa, cnp.ndarray src):
+    """src.T as a new C-contiguous array."""
+    cdef const sc_kernels *K = _get(isa)
+    cdef int64_t lds = _ld(src)
+    cdef int64_t rows = src.shape[0], cols = src.shape[1]
+    out = np.empty((cols, rows), np.float32)
+    if rows and cols:
+        K.transpose(<float *>cnp.PyArray_DATA(out), rows, <const float *>cnp.PyArray_DATA(src),
+                    lds, rows, cols)
+    return out
+
+
+def kernel_sumsq(str isa, const float[::1] x):
+    cdef const sc_kernels *K = _get(isa)
+    return K.sumsq(&x[0], x.shape[0]) if x.shape[0] else 0.0
+
+
+# ---------------------------------------------------------------- decomposition
+
+cdef class _Progress:
+    """The user's callback and any exception raised while the engine ran."""
+    cdef object callback
+    cdef object error
+
+    def __init__(self, callback):
+        self.callback = callback
+        self.error = None
+
+
+cdef struct progress_ctx:
+    void *prog            # borrowed reference to a _Progress
+    int has_callback
+    double last_check
+
+
+cdef double _now() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return ts.tv_sec + 1e-9 * ts.tv_nsec
+
+
+cdef int _progress_call(progress_ctx *c, int64_t cuts, double rel_error) noexcept with gil:
+    cdef _Progress prog = <_Progress>c.prog
+    try:
+        PyErr_CheckSignals()
+        if prog.callback is not None and prog.callback(int(cuts), float(rel_error)):
+            return 1
+    except BaseException as e:
+        prog.error = e
+        return 2
+    return 0
+
+
+cdef int _progress_hook(void *ctx, int64_t cuts, double rel_error) noexcept nogil:
+    # Takes the GIL after every cut only when there is a user callback; otherwise every
+    # 0.2 s, to notice Ctrl-C.
+    cdef progress_ctx *c = <progress_ctx *>ctx
+    cdef double t = _now()
+    if not c.has_callback and t - c.last_check < 0.2:
+        return 0
+    c.last_check = t
+    return _progress_call(c, cuts, rel_error)
+
+
+STOP_REASONS = ("width", "rtol", "max_seconds", "callback", "exhausted")
+
+
+def matrix_decompose(cnp.ndarray R, int64_t max_width, double rtol, double max_seconds,
+                     int64_t block_size, int64_t max_sweeps, int n_threads, seed_state,
+                     callback=None):
+    """Greedy signed cut decomposition of the C-contiguous float32 matrix R (overwritten).
+
+    Returns (s_bits, t_bits, coef, errors, norm, stopped_by)."""
+    if R.ndim != 2 or R.dtype != np.float32 or not R.flags.c_contiguous or not R.flags.writeable:
+        raise ValueError("R must be a writable C-contiguous 2-D float32 array")
+    cdef const sc_kernels *K = _active
+    cdef sc_params prm
+    cdef sc_result res
+    cdef int64_t m = R.shape[0], n = R.shape[1]
+    cdef int status, i
+    state = np.asarray(seed_state, dtype=np.uint64).ravel()
+    if state.shape[0] != 4:
+        raise ValueError("seed_state must hold 4 uint64 words")
+    prm.max_width = max_width
+    prm.rtol = rtol
+    prm.max_seconds = max_seconds
+    prm.block_size = block_size
+    prm.max_sweeps = max_sweeps
+    prm.n_threads = n_threads
+    for i in range(4):
+        prm.seed[i] = <uint64_t>state[i]
+    prog = _Progress(callback)
+    cdef progress_ctx pctx
+    pctx.prog = <void *>prog
+    pctx.has_callback = callback is not None
+    pctx.last_check = _now()
+    prm.progress = _progress_hook
+    prm.progress_ctx = <void *>&pctx
+    res.width = 0; res.capacity = 0; res.s_bits = NULL; res.t_bits = NULL
+    res.coef = NULL; res.errors = NULL; res.norm = 0.0; res.stopped_by = 0
+    cdef float *data = <float *>cnp.PyArray_DATA(R)
+    try:
+        with nogil:
+            status = sc_matrix_decompose(K, data, m, n, &prm, &res)
+        w = res.width
+        ws, wt = (m + 63) // 64, (n + 63) // 64
+        s_bits = np.empty((w, ws), np.uint64)
+        t_bits = np.empty((w, wt), np.uint64)
+        coef = np.empty(w, np.float32)
+        errors = np.empty(w, np.float64)
+        if w:
+            s_bits.ravel()[:] = <uint64_t[:w * ws]>res.s_bits
+            t_bits.ravel()[:] = <uint64_t[:w * wt]>res.t_bits
+            coef[:] = <float[:w]>res.coef
+            errors[:] = <double[:w]>res.errors
+    finally:
+        sc_result_free(&res)
+    if status == SC_ERR_CALLBACK and prog.error is not None:
+        raise prog.error
+    _check(status)
+    return s_bits, t_bits, coef, errors, res.norm, STOP_REASONS[res.stopped_by]
+
+
+def matrix_expand(cnp.ndarray out, const uint64_t[:, ::1] s_bits, const uint64_t[:, ::1] t_bits,
+                  const float[::1] coef, float sign=1.0, int n_threads=1):
+    """out (m x n float32, contiguous rows) += sign * sum_j coef[j] s_j t_j^T."""
+    cdef int64_t ld = _ld(out)
+    cdef int64_t m = out.shape[0], n = out.shape[1], w = coef.shape[0]
+    if not out.flags.writeable:
+        raise ValueError("out is read-only")
+    if s_bits.shape[0] != w or t_bits.shape[0] != w:
+        raise ValueError("signs and coefficients disagree on the width")
+    _check_bits(s_bits, m)
+    _check_bits(t_bits, n)
+    if w == 0 or m == 0 or n == 0:
+        return out
+    cdef const sc_kernels *K = _active
+    cdef float *data = <float *>cnp.PyArray_DATA(out)
+    cdef int status
+    with nogil:
+        status = sc_matrix_expand(K, data, m, n, ld, &s_bits[0, 0], &t_bits[0, 0], &coef[0],
+                                  w, sign, n_threads)
+    _check(status)
+    return out
+
+
+def _init():
+    name = os.environ.get("SIGNCUT_CPU", "").strip().lower() or None
+    if name is not None and name not in ISA_NAMES:
+        raise RuntimeError(f"SIGNCUT_CPU={name!r}: expected one of {', '.join(ISA_NAMES)}")
+    use_kernels(name)
+
+_init()

@@ -1,0 +1,154 @@
+"""SignCut: the result of a signed cut decomposition."""
+import numpy as np
+
+from signcut import _core
+
+
+def words(d):
+    """uint64 words per packed sign vector of length d."""
+    return (int(d) + 63) // 64
+
+
+def unpack_signs(bits, d):
+    """(width, words) packed signs -> (width, d) float32 array of +1/-1."""
+    as_bytes = np.ascontiguousarray(bits, dtype="<u8").view(np.uint8).reshape(len(bits), -1)
+    flags = np.unpackbits(as_bytes, axis=1, count=d, bitorder="little")
+    return (1.0 - 2.0 * flags).astype(np.float32)
+
+
+def signs_nbytes(width, shape):
+    """Bytes of a decomposition stored densely: ceil(width * sum(dims) / 8) + 4 * width."""
+    return -(-width * sum(shape) // 8) + 4 * width
+
+
+class SignCut:
+    """A signed cut decomposition ``sum_j coef[j] * s1_j ⊗ s2_j ⊗ ... ⊗ sk_j``.
+
+    Attributes
+    ----------
+    shape : tuple of int
+        Shape of the approximated array.
+    signs : tuple of ndarray
+        One packed array per mode, of shape ``(width, ceil(d / 64))`` and dtype uint64:
+        bit ``i`` of word ``k`` is entry ``64 k + i``, a set bit means -1, tail bits are zero.
+    coef : ndarray of float32, shape (width,)
+        The coefficient of each cut.
+    errors : ndarray of float64, shape (width,)
+        Relative Frobenius error ``||A - A_k|| / ||A||`` after each cut ``k = 1..width``.
+    norm : float
+        Frobenius norm of the decomposed array.
+    orig_dtype : numpy.dtype
+        dtype of the decomposed array (the reference of ``ratio``).
+
+    The approximation is float32. ``np.asarray(result)`` and ``result.expand()`` give it as a
+    dense array; ``result.truncate(k)`` keeps the first ``k`` cuts, a coarser approximation.
+    """
+
+    def __init__(self, shape, signs, coef, errors=None, *, norm=None, orig_dtype=np.float32):
+        self.shape = tuple(int(d) for d in shape)
+        if not self.shape or min(self.shape) < 1:
+            raise ValueError(f"invalid shape {shape}")
+        coef = np.ascontiguousarray(coef, dtype=np.float32)
+        if coef.ndim != 1:
+            raise ValueError("coef must be 1-D")
+        width = coef.shape[0]
+        if len(signs) != len(self.shape):
+            raise ValueError(f"{len(signs)} sign arrays for a {len(self.shape)}-D shape")
+        packed = []
+        for axis, (bits, d) in enumerate(zip(signs, self.shape)):
+            bits = np.ascontiguousarray(bits, dtype=np.uint64)
+            if bits.shape != (width, words(d)):
+                raise ValueError(f"signs of mode {axis} have shape {bits.shape}, "
+                                 f"expected {(width, words(d))}")
+            if d % 64 and width and (bits[:, -1] >> np.uint64(d % 64)).any():
+                raise ValueError(f"signs of mode {axis} have bits set beyond entry {d}")
+            packed.append(bits)
+        self.signs = tuple(packed)
+        self.coef = coef
+        if errors is None:
+            errors = np.full(width, np.nan)
+        self.errors = np.ascontiguousarray(errors, dtype=np.float64)
+        if self.errors.shape != (width,):
+            raise ValueError("errors must have one entry per cut")
+        self.norm = None if norm is None else float(norm)
+        self.orig_dtype = np.dtype(orig_dtype)
+        self.stopped_by = None
+
+    # ------------------------------------------------------------ sizes
+    @property
+    def width(self):
+        """Number of cuts."""
+        return int(self.coef.shape[0])
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    @property
+    def size(self):
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def dtype(self):
+        return np.dtype(np.float32)
+
+    def __len__(self):
+        return self.shape[0]
+
+    @property
+    def nbytes(self):
+        """Bytes of the signs stored densely plus one float32 per cut."""
+        return signs_nbytes(self.width, self.shape)
+
+    @property
+    def bits_per_entry(self):
+        """``width * (sum(shape) + 32) / size``."""
+        return self.width * (sum(self.shape) + 32) / self.size
+
+    @property
+    def ratio(self):
+        """Compressed bytes over the bytes of the input in its own dtype."""
+        return self.nbytes / (self.size * self.orig_dtype.itemsize)
+
+    @property
+    def rel_error(self):
+        """Relative Frobenius error of the whole decomposition (0 for an all-zero input)."""
+        if self.width:
+            return float(self.errors[-1])
+        return 0.0 if self.norm == 0.0 else 1.0
+
+    # ------------------------------------------------------------ views
+    def truncate(self, k):
+        """The first ``k`` cuts: a coarser approximation sharing no memory with this one."""
+        k = int(k)
+        if not 0 <= k <= self.width:
+            raise ValueError(f"k must be in [0, {self.width}], got {k}")
+        out = SignCut(self.shape, [b[:k].copy() for b in self.signs], self.coef[:k].copy(),
+                      self.errors[:k].copy(), norm=self.norm, orig_dtype=self.orig_dtype)
+        return out
+
+    def expand(self, n_threads=None):
+        """The approximation as a dense float32 array of ``shape``."""
+        if self.ndim == 2:
+            m, n = self.shape
+            out = np.zeros((m, n), np.float32)
+            nt = _core.default_threads() if n_threads is None else int(n_threads)
+            return _core.matrix_expand(out, self.signs[0], self.signs[1], self.coef, 1.0, nt)
+        out = np.zeros(self.shape, np.float32)
+        for j0 in range(0, self.width, 64):
+            factors = [unpack_signs(b[j0:j0 + 64], d) for b, d in zip(self.signs, self.shape)]
+            factors[0] = factors[0] * self.coef[j0:j0 + 64, None]
+            letters = "abcdefghijklmnopqrstuvwxy"[:self.ndim]
+            spec = ",".join("z" + c for c in letters) + "->" + letters
+            out += np.einsum(spec, *factors, optimize=True).astype(np.float32)
+        return out
+
+    def __array__(self, dtype=None, copy=None):
+        if copy is False:
+            raise ValueError("a SignCut cannot be viewed as an array without expanding it (copy=False)")
+        out = self.expand()
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+    def __repr__(self):
+        return (f"SignCut(shape={self.shape}, width={self.width}, "
+                f"bits_per_entry={self.bits_per_entry:.3g}, rel_error={self.rel_error:.4g})")

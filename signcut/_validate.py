@@ -1,0 +1,72 @@
+"""Input validation shared by the public entry points: one place, clear messages."""
+import numbers
+import operator
+
+import numpy as np
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def as_real_array(A, name="A"):
+    """A as a NumPy array of a real numeric dtype, with finite values that fit float32.
+
+    Raises TypeError for complex, object, string and other non-numeric dtypes and
+    ValueError for empty arrays, NaN, Inf and values beyond float32's range."""
+    if isinstance(A, (str, bytes)):
+        raise TypeError(f"{name} must be a numeric array, got {type(A).__name__}")
+    try:
+        arr = np.asarray(A)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(f"{name} cannot be converted to a numeric array: {exc}") from None
+    kind = arr.dtype.kind
+    if kind == "c":
+        raise TypeError(f"{name} has complex dtype {arr.dtype}; signcut decomposes real arrays "
+                        "(decompose the real and imaginary parts separately)")
+    if kind not in "biuf":
+        raise TypeError(f"{name} has dtype {arr.dtype}; expected a real numeric dtype "
+                        "(bool, integer or floating)")
+    if arr.size == 0:
+        raise ValueError(f"{name} is empty (shape {arr.shape}); nothing to decompose")
+    if kind == "f":
+        finite = np.isfinite(arr)
+        if not finite.all():
+            bad = np.argwhere(~finite)
+            first = tuple(int(i) for i in bad[0])
+            value = arr[first]
+            raise ValueError(f"{name} contains {len(bad)} non-finite value(s) (NaN or Inf); "
+                             f"the first is {value!r} at index {first}")
+        if arr.dtype.itemsize > 4:
+            big = np.abs(arr).max()
+            if big > _FLOAT32_MAX:
+                raise ValueError(f"{name} has values up to {big:.3g}, beyond float32's range "
+                                 f"({_FLOAT32_MAX:.3g}); signcut computes in float32: rescale first")
+    return arr
+
+
+def optional_int(value, name, minimum=0):
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an integer, got a bool")
+    if not isinstance(value, numbers.Integral):
+        try:
+            value = operator.index(value)
+        except TypeError:
+            raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
+    value = int(value)
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def optional_float(value, name, *, positive=True, allow_zero=False):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if positive and (value < 0 or (value == 0 and not allow_zero)):
+        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+    return value

@@ -1,0 +1,94 @@
+/* signcut: CPU detection and the choice of kernel table (c-blosc2 style). */
+#include <string.h>
+#include "signcut/signcut.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#if defined(__x86_64__) || defined(__i386__)
+#define SC_X86 1
+#endif
+
+/* __builtin_cpu_supports checks cpuid and, for AVX and AVX-512, that the OS saves the
+ * registers (xgetbv), so a feature reported here is usable. */
+int sc_cpu_supported(void) {
+    int mask = 1;
+#ifdef SC_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("popcnt"))
+        mask |= 2;
+#ifdef SIGNCUT_HAVE_AVX512
+    if ((mask & 2) && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vpopcntdq"))
+        mask |= 4;
+#endif
+#endif
+    return mask;
+}
+
+const char *sc_cpu_features(void) {
+    static char buf[256];
+    buf[0] = 0;
+#ifdef SC_X86
+    static const char *names[] = {"sse4.2", "popcnt", "avx", "avx2", "fma", "avx512f", "avx512bw",
+                                  "avx512vl", "avx512vpopcntdq", "avx512vbmi2"};
+    __builtin_cpu_init();
+    int have[10] = {
+        __builtin_cpu_supports("sse4.2"), __builtin_cpu_supports("popcnt"),
+        __builtin_cpu_supports("avx"), __builtin_cpu_supports("avx2"),
+        __builtin_cpu_supports("fma"), __builtin_cpu_supports("avx512f"),
+        __builtin_cpu_supports("avx512bw"), __builtin_cpu_supports("avx512vl"),
+        __builtin_cpu_supports("avx512vpopcntdq"), __builtin_cpu_supports("avx512vbmi2")};
+    for (int i = 0; i < 10; i++) {
+        if (!have[i]) continue;
+        if (buf[0]) strcat(buf, ",");
+        strcat(buf, names[i]);
+    }
+#endif
+    return buf;
+}
+
+const sc_kernels *sc_kernels_get(const char *name) {
+    int mask = sc_cpu_supported();
+    if (strcmp(name, "scalar") == 0) return &sc_kernels_scalar;
+#ifdef SC_X86
+    if (strcmp(name, "avx2") == 0) return (mask & 2) ? &sc_kernels_avx2 : NULL;
+#ifdef SIGNCUT_HAVE_AVX512
+    if (strcmp(name, "avx512") == 0) return (mask & 4) ? &sc_kernels_avx512 : NULL;
+#endif
+#endif
+    (void)mask;
+    return NULL;
+}
+
+const sc_kernels *sc_kernels_best(void) {
+    static const sc_kernels *best = NULL;
+    if (best) return best;
+    int mask = sc_cpu_supported();
+    const sc_kernels *k = &sc_kernels_scalar;
+#ifdef SC_X86
+    if (mask & 2) k = &sc_kernels_avx2;
+#ifdef SIGNCUT_HAVE_AVX512
+    if (mask & 4) k = &sc_kernels_avx512;
+#endif
+#endif
+    (void)mask;
+    best = k;
+    return best;
+}
+
+int sc_openmp_enabled(void) {
+#ifdef _OPENMP
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+int sc_default_threads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}

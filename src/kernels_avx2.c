@@ -1,0 +1,352 @@
+/* signcut: AVX2 + FMA kernels. Compiled with -mavx2 -mfma -mpopcnt; every entry follows the
+ * same FMA chain whatever its position, so results do not depend on how work is split. */
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+#include "signcut/signcut.h"
+#include "signcut/common.h"
+
+#define RU_STRIP 128   /* panel columns per strip */
+#define RU_K 64        /* panel rows per chunk */
+#define RU_ROWS 32     /* rows per block */
+
+/* Lanes 0..7 select bits 0..7 of a byte. */
+static inline __m256i bit_selectors(void) { return _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128); }
+
+/* All-ones lanes where bit l of `byte` is set. */
+static inline __m256 byte_mask(unsigned byte, __m256i sel) {
+    __m256i v = _mm256_and_si256(_mm256_set1_epi32((int)byte), sel);
+    return _mm256_castsi256_ps(_mm256_cmpeq_epi32(v, sel));
+}
+
+static inline unsigned byte_at(const uint64_t *bits, int64_t i) {  /* i multiple of 8 */
+    return (unsigned)((bits[i >> 6] >> (i & 63)) & 255);
+}
+
+#ifndef PF_DIST
+#define PF_DIST 256
+#endif
+static void accum_rows(float *y, int64_t len, const float *rows, int64_t ld,
+                       const int64_t *idx, const float *w, int64_t k) {
+    int64_t q = 0;
+    for (; q + 4 <= k; q += 4) {
+        const float *r0 = rows + idx[q] * ld, *r1 = rows + idx[q + 1] * ld;
+        const float *r2 = rows + idx[q + 2] * ld, *r3 = rows + idx[q + 3] * ld;
+        __m256 w0 = _mm256_set1_ps(w[q]), w1 = _mm256_set1_ps(w[q + 1]);
+        __m256 w2 = _mm256_set1_ps(w[q + 2]), w3 = _mm256_set1_ps(w[q + 3]);
+        int64_t i = 0;
+        for (; i + 16 <= len; i += 16) {
+            _mm_prefetch((const char *)(r0 + i + PF_DIST), _MM_HINT_T0);
+            _mm_prefetch((const char *)(r1 + i + PF_DIST), _MM_HINT_T0);
+            _mm_prefetch((const char *)(r2 + i + PF_DIST), _MM_HINT_T0);
+            _mm_prefetch((const char *)(r3 + i + PF_DIST), _MM_HINT_T0);
+            __m256 a = _mm256_loadu_ps(y + i), b = _mm256_loadu_ps(y + i + 8);
+            a = _mm256_fmadd_ps(w0, _mm256_loadu_ps(r0 + i), a);
+            b = _mm256_fmadd_ps(w0, _mm256_loadu_ps(r0 + i + 8), b);
+            a = _mm256_fmadd_ps(w1, _mm256_loadu_ps(r1 + i), a);
+            b = _mm256_fmadd_ps(w1, _mm256_loadu_ps(r1 + i + 8), b);
+            a = _mm256_fmadd_ps(w2, _mm256_loadu_ps(r2 + i), a);
+            b = _mm256_fmadd_ps(w2, _mm256_loadu_ps(r2 + i + 8), b);
+            a = _mm256_fmadd_ps(w3, _mm256_loadu_ps(r3 + i), a);
+            b = _mm256_fmadd_ps(w3, _mm256_loadu_ps(r3 + i + 8), b);
+            _mm256_storeu_ps(y + i, a);
+            _mm256_storeu_ps(y + i + 8, b);
+        }
+        for (; i + 8 <= len; i += 8) {
+            __m256 a = _mm256_loadu_ps(y + i);
+            a = _mm256_fmadd_ps(w0, _mm256_loadu_ps(r0 + i), a);
+            a = _mm256_fmadd_ps(w1, _mm256_loadu_ps(r1 + i), a);
+            a = _mm256_fmadd_ps(w2, _mm256_loadu_ps(r2 + i), a);
+            a = _mm256_fmadd_ps(w3, _mm256_loadu_ps(r3 + i), a);
+            _mm256_storeu_ps(y + i, a);
+        }
+        for (; i < len; i++) {
+            float a = y[i];
+            a = fmaf(w[q], r0[i], a);
+            a = fmaf(w[q + 1], r1[i], a);
+            a = fmaf(w[q + 2], r2[i], a);
+            a = fmaf(w[q + 3], r3[i], a);
+            y[i] = a;
+        }
+    }
+    for (; q < k; q++) {
+        const float *r0 = rows + idx[q] * ld;
+        __m256 w0 = _mm256_set1_ps(w[q]);
+        int64_t i = 0;
+        for (; i + 8 <= len; i += 8)
+            _mm256_storeu_ps(y + i, _mm256_fmadd_ps(w0, _mm256_loadu_ps(r0 + i), _mm256_loadu_ps(y + i)));
+        for (; i < len; i++) y[i] = fmaf(w[q], r0[i], y[i]);
+    }
+}
+
+static void signs_matvec(float *y, int64_t len, const uint64_t *bits, int64_t wpr,
+                         const float *w, int64_t k) {
+    const __m256i sel = bit_selectors();
+    const __m256 neg = _mm256_set1_ps(-0.0f);
+    for (int64_t j = 0; j < k; j++) {
+        const uint64_t *b = bits + j * wpr;
+        __m256 wv = _mm256_set1_ps(w[j]);
+        int64_t i = 0;
+        for (; i + 8 <= len; i += 8) {
+            __m256 m = byte_mask(byte_at(b, i), sel);
+            __m256 sv = _mm256_xor_ps(wv, _mm256_and_ps(m, neg));
+            _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i), sv));
+        }
+        for (; i < len; i++) y[i] += ((b[i >> 6] >> (i & 63)) & 1) ? -w[j] : w[j];
+    }
+}
+
+static void signs_rmatvec(float *z, const float *x, int64_t len, const uint64_t *bits,
+                          int64_t wpr, int64_t k) {
+    const __m256i sel = bit_selectors();
+    const __m256 neg = _mm256_set1_ps(-0.0f);
+    for (int64_t j = 0; j < k; j++) {
+        const uint64_t *b = bits + j * wpr;
+        __m256d acc0 = _mm256_setzero_pd(), acc1 = _mm256_setzero_pd();
+        int64_t i = 0;
+        for (; i + 8 <= len; i += 8) {
+            __m256 m = byte_mask(byte_at(b, i), sel);
+            __m256 sv = _mm256_xor_ps(_mm256_loadu_ps(x + i), _mm256_and_ps(m, neg));
+            acc0 = _mm256_add_pd(acc0, _mm256_cvtps_pd(_mm256_castps256_ps128(sv)));
+            acc1 = _mm256_add_pd(acc1, _mm256_cvtps_pd(_mm256_extractf128_ps(sv, 1)));
+        }
+        double t[4];
+        _mm256_storeu_pd(t, _mm256_add_pd(acc0, acc1));
+        double acc = (t[0] + t[1]) + (t[2] + t[3]);
+        for (; i < len; i++) acc += ((b[i >> 6] >> (i & 63)) & 1) ? -(double)x[i] : (double)x[i];
+        z[j] = (float)acc;
+    }
+}
+
+/* Rows [0, nr) (nr <= 4) of out, columns [0, cols); the panel has leading dimension pld.
+ * 16 columns at a time for 4 rows, then 8 columns per row, then scalar FMAs. */
+static void rank_update_rows(float *out, int nr, int64_t cols, int64_t ld, const float *a,
+                             int64_t lda, const float *panel, int64_t pld, int64_t k) {
+    int64_t c = 0;
+    if (nr == 4) {
+        for (; c + 16 <= cols; c += 16) {
+            __m256 o00 = _mm256_loadu_ps(out + c), o01 = _mm256_loadu_ps(out + c + 8);
+            __m256 o10 = _mm256_loadu_ps(out + ld + c), o11 = _mm256_loadu_ps(out + ld + c + 8);
+            __m256 o20 = _mm256_loadu_ps(out + 2 * ld + c), o21 = _mm256_loadu_ps(out + 2 * ld + c + 8);
+            __m256 o30 = _mm256_loadu_ps(out + 3 * ld + c), o31 = _mm256_loadu_ps(out + 3 * ld + c + 8);
+            for (int64_t q = 0; q < k; q++) {
+                __m256 p0 = _mm256_loadu_ps(panel + q * pld + c);
+                __m256 p1 = _mm256_loadu_ps(panel + q * pld + c + 8);
+                __m256 a0 = _mm256_broadcast_ss(a + q), a1 = _mm256_broadcast_ss(a + lda + q);
+                __m256 a2 = _mm256_broadcast_ss(a + 2 * lda + q), a3 = _mm256_broadcast_ss(a + 3 * lda + q);
+                o00 = _mm256_fmadd_ps(a0, p0, o00); o01 = _mm256_fmadd_ps(a0, p1, o01);
+                o10 = _mm256_fmadd_ps(a1, p0, o10); o11 = _mm256_fmadd_ps(a1, p1, o11);
+                o20 = _mm256_fmadd_ps(a2, p0, o20); o21 = _mm256_fmadd_ps(a2, p1, o21);
+                o30 = _mm256_fmadd_ps(a3, p0, o30); o31 = _mm256_fmadd_ps(a3, p1, o31);
+            }
+            _mm256_storeu_ps(out + c, o00); _mm256_storeu_ps(out + c + 8, o01);
+            _mm256_storeu_ps(out + ld + c, o10); _mm256_storeu_ps(out + ld + c + 8, o11);
+            _mm256_storeu_ps(out + 2 * ld + c, o20); _mm256_storeu_ps(out + 2 * ld + c + 8, o21);
+            _mm256_storeu_ps(out + 3 * ld + c, o30); _mm256_storeu_ps(out + 3 * ld + c + 8, o31);
+        }
+    }
+    for (int r = 0; r < nr; r++) {
+        float *o = out + r * ld;
+        const float *ar = a + r * lda;
+        int64_t cc = c;
+        for (; cc + 8 <= cols; cc += 8) {
+            __m256 acc = _mm256_loadu_ps(o + cc);
+            for (int64_t q = 0; q < k; q++)
+                acc = _mm256_fmadd_ps(_mm256_broadcast_ss(ar + q), _mm256_loadu_ps(panel + q * pld + cc), acc);
+            _mm256_storeu_ps(o + cc, acc);
+        }
+        for (; cc < cols; cc++) {
+            float acc = o[cc];
+            for (int64_t q = 0; q < k; q++) acc = fmaf(ar[q], panel[q * pld + cc], acc);
+            o[cc] = acc;
+        }
+    }
+}
+
+static void rank_update(float *out, int64_t rows, int64_t cols, int64_t ld,
+                        const float *a, int64_t lda, const float *panel, int64_t k) {
+    /* Blocks of RU_ROWS rows stream through memory once; for each block, column strips of the
+     * panel are copied to a contiguous buffer that stays in L1 (panel rows a power of two apart
+     * would alias in the cache). Chunks of RU_K terms keep each entry's FMA chain in order. */
+    float buf[RU_K * RU_STRIP] __attribute__((aligned(64)));
+    for (int64_t r0 = 0; r0 < rows; r0 += RU_ROWS) {
+        int64_t r1 = (rows - r0 < RU_ROWS) ? rows : r0 + RU_ROWS;
+        for (int64_t q0 = 0; q0 < k; q0 += RU_K) {
+            int64_t kk = (k - q0 < RU_K) ? k - q0 : RU_K;
+            for (int64_t c0 = 0; c0 < cols; c0 += RU_STRIP) {
+                int64_t cw = (cols - c0 < RU_STRIP) ? cols - c0 : RU_STRIP;
+                for (int64_t q = 0; q < kk; q++)
+                    memcpy(buf + q * cw, panel + (q0 + q) * cols + c0, (size_t)cw * sizeof(float));
+                for (int64_t r = r0; r < r1; r += 4) {
+                    int nr = (r1 - r < 4) ? (int)(r1 - r) : 4;
+                    rank_update_rows(out + r * ld + c0, nr, cw, ld, a + r * lda + q0, lda, buf, cw, kk);
+                }
+            }
+        }
+    }
+}
+
+static double pack_signs(uint64_t *bits, const float *x, int64_t len) {
+    const __m256 zero = _mm256_setzero_ps();
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    __m256d acc0 = _mm256_setzero_pd(), acc1 = _mm256_setzero_pd();
+    int64_t i = 0;
+    for (; i + 64 <= len; i += 64) {
+        uint64_t word = 0;
+        for (int b = 0; b < 8; b++) {
+            __m256 v = _mm256_loadu_ps(x + i + 8 * b);
+            word |= (uint64_t)_mm256_movemask_ps(_mm256_cmp_ps(v, zero, _CMP_LT_OQ)) << (8 * b);
+            __m256 av = _mm256_and_ps(v, absmask);
+            acc0 = _mm256_add_pd(acc0, _mm256_cvtps_pd(_mm256_castps256_ps128(av)));
+            acc1 = _mm256_add_pd(acc1, _mm256_cvtps_pd(_mm256_extractf128_ps(av, 1)));
+        }
+        bits[i >> 6] = word;
+    }
+    double t[4];
+    _mm256_storeu_pd(t, _mm256_add_pd(acc0, acc1));
+    double acc = (t[0] + t[1]) + (t[2] + t[3]);
+    if (i < len) {
+        uint64_t word = 0;
+        for (int64_t j = i; j < len; j++) {
+            if (x[j] < 0.0f) word |= UINT64_C(1) << (j - i);
+            acc += fabs((double)x[j]);
+        }
+        bits[i >> 6] = word;
+    }
+    return acc;
+}
+
+static void unpack_signs(float *out, const uint64_t *bits, int64_t len, float scale) {
+    const __m256i sel = bit_selectors();
+    const __m256 pos = _mm256_set1_ps(scale), negv = _mm256_set1_ps(-scale);
+    int64_t i = 0;
+    for (; i + 8 <= len; i += 8)
+        _mm256_storeu_ps(out + i, _mm256_blendv_ps(pos, negv, byte_mask(byte_at(bits, i), sel)));
+    for (; i < len; i++) out[i] = ((bits[i >> 6] >> (i & 63)) & 1) ? -scale : scale;
+}
+
+static void sign_dots(int64_t *dots, const uint64_t *bits, int64_t wpr, const uint64_t *x,
+                      int64_t words, int64_t len, int64_t k) {
+    for (int64_t j = 0; j < k; j++) {
+        const uint64_t *b = bits + j * wpr;
+        int64_t d0 = 0, d1 = 0, q = 0;
+        for (; q + 2 <= words; q += 2) {
+            d0 += _mm_popcnt_u64(b[q] ^ x[q]);
+            d1 += _mm_popcnt_u64(b[q + 1] ^ x[q + 1]);
+        }
+        if (q < words) d0 += _mm_popcnt_u64(b[q] ^ x[q]);
+        dots[j] = len - 2 * (d0 + d1);
+    }
+}
+
+static double sumsq(const float *x, int64_t len) {
+    __m256d acc0 = _mm256_setzero_pd(), acc1 = _mm256_setzero_pd();
+    int64_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v));
+        __m256d hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+        acc0 = _mm256_fmadd_pd(lo, lo, acc0);
+        acc1 = _mm256_fmadd_pd(hi, hi, acc1);
+    }
+    double t[4];
+    _mm256_storeu_pd(t, _mm256_add_pd(acc0, acc1));
+    double acc = (t[0] + t[1]) + (t[2] + t[3]);
+    for (; i < len; i++) acc += (double)x[i] * (double)x[i];
+    return acc;
+}
+
+/* The low (hi = 0) or high 32-bit halves of 8 consecutive uint64 words, as 8 lanes. */
+static inline __m256i halves(const uint64_t *p, int hi) {
+    const __m256i sel = hi ? _mm256_setr_epi32(1, 3, 5, 7, 1, 3, 5, 7) : _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
+    __m256i a = _mm256_permutevar8x32_epi32(_mm256_loadu_si256((const __m256i *)p), sel);
+    __m256i b = _mm256_permutevar8x32_epi32(_mm256_loadu_si256((const __m256i *)(p + 4)), sel);
+    return _mm256_blend_epi32(a, b, 0xF0);
+}
+
+static void group_apply(float *y, int64_t len, const uint64_t *pend, const float *tab,
+                        int64_t ngroups) {
+    /* 32 entries at a time: four independent accumulators hide the add latency. */
+    int64_t i = 0;
+    for (; i + 32 <= len; i += 32) {
+        __m256i lo[4], hi[4];
+        __m256 acc[4];
+        for (int b = 0; b < 4; b++) {
+            lo[b] = halves(pend + i + 8 * b, 0);
+            hi[b] = ngroups > SC_GROUPS_PER_HALF ? halves(pend + i + 8 * b, 1) : lo[b];
+            acc[b] = _mm256_loadu_ps(y + i + 8 * b);
+        }
+        for (int64_t q = 0; q < ngroups; q++) {
+            __m256 t = _mm256_loadu_ps(tab + 8 * q);
+            __m128i cnt = _mm_cvtsi32_si128(3 * (int)(q % SC_GROUPS_PER_HALF));
+            for (int b = 0; b < 4; b++) {
+                __m256i idx = _mm256_srl_epi32(q < SC_GROUPS_PER_HALF ? lo[b] : hi[b], cnt);
+                acc[b] = _mm256_add_ps(acc[b], _mm256_permutevar8x32_ps(t, idx));
+            }
+        }
+        for (int b = 0; b < 4; b++) _mm256_storeu_ps(y + i + 8 * b, acc[b]);
+    }
+    for (; i + 8 <= len; i += 8) {
+        __m256i lo = halves(pend + i, 0);
+        __m256i hi = ngroups > SC_GROUPS_PER_HALF ? halves(pend + i, 1) : lo;
+        __m256 acc = _mm256_loadu_ps(y + i);
+        for (int64_t q = 0; q < ngroups; q++) {
+            __m256i idx = _mm256_srl_epi32(q < SC_GROUPS_PER_HALF ? lo : hi,
+                                           _mm_cvtsi32_si128(3 * (int)(q % SC_GROUPS_PER_HALF)));
+            acc = _mm256_add_ps(acc, _mm256_permutevar8x32_ps(_mm256_loadu_ps(tab + 8 * q), idx));
+        }
+        _mm256_storeu_ps(y + i, acc);
+    }
+    sc_group_apply(y + i, len - i, pend + i, tab, ngroups);
+}
+
+/* 8 x 8 block transpose in registers. */
+static inline void transpose8(float *dst, int64_t ldd, const float *src, int64_t lds) {
+    __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + lds);
+    __m256 r2 = _mm256_loadu_ps(src + 2 * lds), r3 = _mm256_loadu_ps(src + 3 * lds);
+    __m256 r4 = _mm256_loadu_ps(src + 4 * lds), r5 = _mm256_loadu_ps(src + 5 * lds);
+    __m256 r6 = _mm256_loadu_ps(src + 6 * lds), r7 = _mm256_loadu_ps(src + 7 * lds);
+    __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+    __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+    __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+    __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    _mm256_storeu_ps(dst, _mm256_permute2f128_ps(u0, u4, 0x20));
+    _mm256_storeu_ps(dst + ldd, _mm256_permute2f128_ps(u1, u5, 0x20));
+    _mm256_storeu_ps(dst + 2 * ldd, _mm256_permute2f128_ps(u2, u6, 0x20));
+    _mm256_storeu_ps(dst + 3 * ldd, _mm256_permute2f128_ps(u3, u7, 0x20));
+    _mm256_storeu_ps(dst + 4 * ldd, _mm256_permute2f128_ps(u0, u4, 0x31));
+    _mm256_storeu_ps(dst + 5 * ldd, _mm256_permute2f128_ps(u1, u5, 0x31));
+    _mm256_storeu_ps(dst + 6 * ldd, _mm256_permute2f128_ps(u2, u6, 0x31));
+    _mm256_storeu_ps(dst + 7 * ldd, _mm256_permute2f128_ps(u3, u7, 0x31));
+}
+
+/* Also used by the AVX-512 table (a memory-bound copy gains nothing from wider registers). */
+void sc_avx2_transpose(float *dst, int64_t ldd, const float *src, int64_t lds,
+                       int64_t rows, int64_t cols) {
+    /* Blocks of 256 rows bound the pages touched (TLB); inside, 16 source columns (one cache
+     * line) at a time, rows in order, so 16 destination rows are written sequentially. */
+    for (int64_t r0 = 0; r0 < rows; r0 += 256) {
+        int64_t r1 = (rows - r0 < 256) ? rows : r0 + 256;
+        int64_t c = 0;
+        for (; c + 16 <= cols; c += 16) {
+            int64_t r = r0;
+            for (; r + 8 <= r1; r += 8) {
+                transpose8(dst + c * ldd + r, ldd, src + r * lds + c, lds);
+                transpose8(dst + (c + 8) * ldd + r, ldd, src + r * lds + c + 8, lds);
+            }
+            for (; r < r1; r++)
+                for (int64_t cc = c; cc < c + 16; cc++) dst[cc * ldd + r] = src[r * lds + cc];
+        }
+        for (; c < cols; c++)
+            for (int64_t r = r0; r < r1; r++) dst[c * ldd + r] = src[r * lds + c];
+    }
+}
+
+const sc_kernels sc_kernels_avx2 = {
+    "avx2", accum_rows, signs_matvec, signs_rmatvec, rank_update,
+    pack_signs, unpack_signs, sign_dots, sumsq, group_apply, sc_avx2_transpose,
+};

@@ -1,0 +1,220 @@
+/* signcut: AVX-512 kernels (F, BW, VL, VPOPCNTDQ). Sign bits become lane masks directly;
+ * tails use masked loads and stores, so every entry follows the same FMA chain. */
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+#include "signcut/signcut.h"
+#include "signcut/common.h"
+
+#define RU_STRIP 128   /* panel columns per strip */
+#define RU_K 64        /* panel rows per chunk */
+#define RU_ROWS 32     /* rows per block */
+
+static inline __mmask16 tail_mask16(int64_t n) {  /* n in [0, 16] */
+    return (__mmask16)((n >= 16) ? 0xFFFF : ((1u << n) - 1));
+}
+
+static inline __mmask16 mask_at(const uint64_t *bits, int64_t i) {  /* i multiple of 16 */
+    return (__mmask16)((bits[i >> 6] >> (i & 63)) & 0xFFFF);
+}
+
+static void accum_rows(float *y, int64_t len, const float *rows, int64_t ld,
+                       const int64_t *idx, const float *w, int64_t k) {
+    int64_t q = 0;
+    for (; q + 4 <= k; q += 4) {
+        const float *r0 = rows + idx[q] * ld, *r1 = rows + idx[q + 1] * ld;
+        const float *r2 = rows + idx[q + 2] * ld, *r3 = rows + idx[q + 3] * ld;
+        __m512 w0 = _mm512_set1_ps(w[q]), w1 = _mm512_set1_ps(w[q + 1]);
+        __m512 w2 = _mm512_set1_ps(w[q + 2]), w3 = _mm512_set1_ps(w[q + 3]);
+        for (int64_t i = 0; i < len; i += 16) {
+            __mmask16 m = tail_mask16(len - i);
+            __m512 a = _mm512_maskz_loadu_ps(m, y + i);
+            a = _mm512_fmadd_ps(w0, _mm512_maskz_loadu_ps(m, r0 + i), a);
+            a = _mm512_fmadd_ps(w1, _mm512_maskz_loadu_ps(m, r1 + i), a);
+            a = _mm512_fmadd_ps(w2, _mm512_maskz_loadu_ps(m, r2 + i), a);
+            a = _mm512_fmadd_ps(w3, _mm512_maskz_loadu_ps(m, r3 + i), a);
+            _mm512_mask_storeu_ps(y + i, m, a);
+        }
+    }
+    for (; q < k; q++) {
+        const float *r0 = rows + idx[q] * ld;
+        __m512 w0 = _mm512_set1_ps(w[q]);
+        for (int64_t i = 0; i < len; i += 16) {
+            __mmask16 m = tail_mask16(len - i);
+            __m512 a = _mm512_fmadd_ps(w0, _mm512_maskz_loadu_ps(m, r0 + i), _mm512_maskz_loadu_ps(m, y + i));
+            _mm512_mask_storeu_ps(y + i, m, a);
+        }
+    }
+}
+
+static void signs_matvec(float *y, int64_t len, const uint64_t *bits, int64_t wpr,
+                         const float *w, int64_t k) {
+    const __m512 zero = _mm512_setzero_ps();
+    for (int64_t j = 0; j < k; j++) {
+        const uint64_t *b = bits + j * wpr;
+        __m512 wv = _mm512_set1_ps(w[j]);
+        __m512 nv = _mm512_sub_ps(zero, wv);
+        for (int64_t i = 0; i < len; i += 16) {
+            __mmask16 m = tail_mask16(len - i);
+            __m512 sv = _mm512_mask_blend_ps(mask_at(b, i), wv, nv);
+            _mm512_mask_storeu_ps(y + i, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, y + i), sv));
+        }
+    }
+}
+
+static void signs_rmatvec(float *z, const float *x, int64_t len, const uint64_t *bits,
+                          int64_t wpr, int64_t k) {
+    const __m512 zero = _mm512_setzero_ps();
+    for (int64_t j = 0; j < k; j++) {
+        const uint64_t *b = bits + j * wpr;
+        __m512d acc0 = _mm512_setzero_pd(), acc1 = _mm512_setzero_pd();
+        for (int64_t i = 0; i < len; i += 16) {
+            __m512 xv = _mm512_maskz_loadu_ps(tail_mask16(len - i), x + i);
+            __m512 sv = _mm512_mask_sub_ps(xv, mask_at(b, i), zero, xv);
+            acc0 = _mm512_add_pd(acc0, _mm512_cvtps_pd(_mm512_castps512_ps256(sv)));
+            acc1 = _mm512_add_pd(acc1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(sv), 1))));
+        }
+        z[j] = (float)_mm512_reduce_add_pd(_mm512_add_pd(acc0, acc1));
+    }
+}
+
+/* Rows [0, nr) (nr <= 4), columns [0, cols), panel leading dimension pld. */
+static void rank_update_rows(float *out, int nr, int64_t cols, int64_t ld, const float *a,
+                             int64_t lda, const float *panel, int64_t pld, int64_t k) {
+    int64_t c = 0;
+    if (nr == 4) {
+        for (; c + 32 <= cols; c += 32) {
+            __m512 o00 = _mm512_loadu_ps(out + c), o01 = _mm512_loadu_ps(out + c + 16);
+            __m512 o10 = _mm512_loadu_ps(out + ld + c), o11 = _mm512_loadu_ps(out + ld + c + 16);
+            __m512 o20 = _mm512_loadu_ps(out + 2 * ld + c), o21 = _mm512_loadu_ps(out + 2 * ld + c + 16);
+            __m512 o30 = _mm512_loadu_ps(out + 3 * ld + c), o31 = _mm512_loadu_ps(out + 3 * ld + c + 16);
+            for (int64_t q = 0; q < k; q++) {
+                __m512 p0 = _mm512_loadu_ps(panel + q * pld + c);
+                __m512 p1 = _mm512_loadu_ps(panel + q * pld + c + 16);
+                __m512 a0 = _mm512_set1_ps(a[q]), a1 = _mm512_set1_ps(a[lda + q]);
+                __m512 a2 = _mm512_set1_ps(a[2 * lda + q]), a3 = _mm512_set1_ps(a[3 * lda + q]);
+                o00 = _mm512_fmadd_ps(a0, p0, o00); o01 = _mm512_fmadd_ps(a0, p1, o01);
+                o10 = _mm512_fmadd_ps(a1, p0, o10); o11 = _mm512_fmadd_ps(a1, p1, o11);
+                o20 = _mm512_fmadd_ps(a2, p0, o20); o21 = _mm512_fmadd_ps(a2, p1, o21);
+                o30 = _mm512_fmadd_ps(a3, p0, o30); o31 = _mm512_fmadd_ps(a3, p1, o31);
+            }
+            _mm512_storeu_ps(out + c, o00); _mm512_storeu_ps(out + c + 16, o01);
+            _mm512_storeu_ps(out + ld + c, o10); _mm512_storeu_ps(out + ld + c + 16, o11);
+            _mm512_storeu_ps(out + 2 * ld + c, o20); _mm512_storeu_ps(out + 2 * ld + c + 16, o21);
+            _mm512_storeu_ps(out + 3 * ld + c, o30); _mm512_storeu_ps(out + 3 * ld + c + 16, o31);
+        }
+    }
+    for (int r = 0; r < nr; r++) {
+        float *o = out + r * ld;
+        const float *ar = a + r * lda;
+        for (int64_t cc = c; cc < cols; cc += 16) {
+            __mmask16 m = tail_mask16(cols - cc);
+            __m512 acc = _mm512_maskz_loadu_ps(m, o + cc);
+            for (int64_t q = 0; q < k; q++)
+                acc = _mm512_fmadd_ps(_mm512_set1_ps(ar[q]), _mm512_maskz_loadu_ps(m, panel + q * pld + cc), acc);
+            _mm512_mask_storeu_ps(o + cc, m, acc);
+        }
+    }
+}
+
+static void rank_update(float *out, int64_t rows, int64_t cols, int64_t ld,
+                        const float *a, int64_t lda, const float *panel, int64_t k) {
+    /* Blocks of RU_ROWS rows stream through memory once; for each block, column strips of the
+     * panel are copied to a contiguous buffer that stays in L1 (panel rows a power of two apart
+     * would alias in the cache). Chunks of RU_K terms keep each entry's FMA chain in order. */
+    float buf[RU_K * RU_STRIP] __attribute__((aligned(64)));
+    for (int64_t r0 = 0; r0 < rows; r0 += RU_ROWS) {
+        int64_t r1 = (rows - r0 < RU_ROWS) ? rows : r0 + RU_ROWS;
+        for (int64_t q0 = 0; q0 < k; q0 += RU_K) {
+            int64_t kk = (k - q0 < RU_K) ? k - q0 : RU_K;
+            for (int64_t c0 = 0; c0 < cols; c0 += RU_STRIP) {
+                int64_t cw = (cols - c0 < RU_STRIP) ? cols - c0 : RU_STRIP;
+                for (int64_t q = 0; q < kk; q++)
+                    memcpy(buf + q * cw, panel + (q0 + q) * cols + c0, (size_t)cw * sizeof(float));
+                for (int64_t r = r0; r < r1; r += 4) {
+                    int nr = (r1 - r < 4) ? (int)(r1 - r) : 4;
+                    rank_update_rows(out + r * ld + c0, nr, cw, ld, a + r * lda + q0, lda, buf, cw, kk);
+                }
+            }
+        }
+    }
+}
+
+static double pack_signs(uint64_t *bits, const float *x, int64_t len) {
+    const __m512 zero = _mm512_setzero_ps();
+    __m512d acc0 = _mm512_setzero_pd(), acc1 = _mm512_setzero_pd();
+    for (int64_t i = 0; i < len; i += 64) {
+        uint64_t word = 0;
+        for (int b = 0; b < 4 && i + 16 * b < len; b++) {
+            __m512 v = _mm512_maskz_loadu_ps(tail_mask16(len - i - 16 * b), x + i + 16 * b);
+            word |= (uint64_t)_mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ) << (16 * b);
+            __m512 av = _mm512_abs_ps(v);
+            acc0 = _mm512_add_pd(acc0, _mm512_cvtps_pd(_mm512_castps512_ps256(av)));
+            acc1 = _mm512_add_pd(acc1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(av), 1))));
+        }
+        bits[i >> 6] = word;
+    }
+    return _mm512_reduce_add_pd(_mm512_add_pd(acc0, acc1));
+}
+
+static void unpack_signs(float *out, const uint64_t *bits, int64_t len, float scale) {
+    const __m512 pos = _mm512_set1_ps(scale), negv = _mm512_set1_ps(-scale);
+    for (int64_t i = 0; i < len; i += 16)
+        _mm512_mask_storeu_ps(out + i, tail_mask16(len - i), _mm512_mask_blend_ps(mask_at(bits, i), pos, negv));
+}
+
+static void sign_dots(int64_t *dots, const uint64_t *bits, int64_t wpr, const uint64_t *x,
+                      int64_t words, int64_t len, int64_t k) {
+    for (int64_t j = 0; j < k; j++) {
+        const uint64_t *b = bits + j * wpr;
+        __m512i acc = _mm512_setzero_si512();
+        for (int64_t q = 0; q < words; q += 8) {
+            __mmask8 m = (__mmask8)((words - q >= 8) ? 0xFF : ((1u << (words - q)) - 1));
+            __m512i d = _mm512_xor_si512(_mm512_maskz_loadu_epi64(m, b + q), _mm512_maskz_loadu_epi64(m, x + q));
+            acc = _mm512_add_epi64(acc, _mm512_popcnt_epi64(d));
+        }
+        dots[j] = len - 2 * (int64_t)_mm512_reduce_add_epi64(acc);
+    }
+}
+
+static double sumsq(const float *x, int64_t len) {
+    __m512d acc0 = _mm512_setzero_pd(), acc1 = _mm512_setzero_pd();
+    for (int64_t i = 0; i < len; i += 16) {
+        __m512 v = _mm512_maskz_loadu_ps(tail_mask16(len - i), x + i);
+        __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+        __m512d hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+        acc0 = _mm512_fmadd_pd(lo, lo, acc0);
+        acc1 = _mm512_fmadd_pd(hi, hi, acc1);
+    }
+    return _mm512_reduce_add_pd(_mm512_add_pd(acc0, acc1));
+}
+
+static void group_apply(float *y, int64_t len, const uint64_t *pend, const float *tab,
+                        int64_t ngroups) {
+    /* permutexvar reads 4 index bits: tables are doubled to 16 entries so bit 3 is ignored. */
+    __m512 tab16[SC_MAX_GROUPS];
+    for (int64_t q = 0; q < ngroups; q++) {
+        __m256 t = _mm256_loadu_ps(tab + 8 * q);
+        tab16[q] = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(t)), _mm256_castps_pd(t), 1));
+    }
+    for (int64_t i = 0; i < len; i += 16) {
+        __mmask16 m = tail_mask16(len - i);
+        __m512i w0 = _mm512_maskz_loadu_epi64((__mmask8)(m & 0xFF), pend + i);
+        __m512i w1 = _mm512_maskz_loadu_epi64((__mmask8)(m >> 8), pend + i + 8);
+        /* 32-bit halves of 16 words: even lanes are low halves, odd lanes high halves. */
+        __m512i lo = _mm512_permutex2var_epi32(w0, _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30), w1);
+        __m512i hi = _mm512_permutex2var_epi32(w0, _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31), w1);
+        __m512 acc = _mm512_maskz_loadu_ps(m, y + i);
+        for (int64_t q = 0; q < ngroups; q++) {
+            __m512i v = (q < SC_GROUPS_PER_HALF) ? lo : hi;
+            __m512i idx = _mm512_srl_epi32(v, _mm_cvtsi32_si128(3 * (int)(q % SC_GROUPS_PER_HALF)));
+            acc = _mm512_add_ps(acc, _mm512_permutexvar_ps(idx, tab16[q]));
+        }
+        _mm512_mask_storeu_ps(y + i, m, acc);
+    }
+}
+
+const sc_kernels sc_kernels_avx512 = {
+    "avx512", accum_rows, signs_matvec, signs_rmatvec, rank_update,
+    pack_signs, unpack_signs, sign_dots, sumsq, group_apply, sc_avx2_transpose,
+};

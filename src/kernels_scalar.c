@@ -1,0 +1,98 @@
+/* signcut: portable scalar kernels, the reference every SIMD kernel is tested against. */
+#include <math.h>
+#include "signcut/signcut.h"
+#include "signcut/common.h"
+
+static void accum_rows(float *y, int64_t len, const float *rows, int64_t ld,
+                       const int64_t *idx, const float *w, int64_t k) {
+    for (int64_t q = 0; q < k; q++) {
+        const float *r = rows + idx[q] * ld;
+        float wq = w[q];
+        for (int64_t i = 0; i < len; i++) y[i] += wq * r[i];
+    }
+}
+
+static void signs_matvec(float *y, int64_t len, const uint64_t *bits, int64_t wpr,
+                         const float *w, int64_t k) {
+    for (int64_t j = 0; j < k; j++) {
+        const uint64_t *b = bits + j * wpr;
+        for (int64_t i = 0; i < len; i++) y[i] += ((b[i >> 6] >> (i & 63)) & 1) ? -w[j] : w[j];
+    }
+}
+
+static void signs_rmatvec(float *z, const float *x, int64_t len, const uint64_t *bits,
+                          int64_t wpr, int64_t k) {
+    for (int64_t j = 0; j < k; j++) {
+        const uint64_t *b = bits + j * wpr;
+        double acc = 0.0;
+        for (int64_t i = 0; i < len; i++) acc += ((b[i >> 6] >> (i & 63)) & 1) ? -(double)x[i] : (double)x[i];
+        z[j] = (float)acc;
+    }
+}
+
+static void rank_update(float *out, int64_t rows, int64_t cols, int64_t ld,
+                        const float *a, int64_t lda, const float *panel, int64_t k) {
+    for (int64_t r = 0; r < rows; r++) {
+        float *o = out + r * ld;
+        for (int64_t q = 0; q < k; q++) {
+            float aq = a[r * lda + q];
+            const float *p = panel + q * cols;
+            for (int64_t c = 0; c < cols; c++) o[c] += aq * p[c];
+        }
+    }
+}
+
+static double pack_signs(uint64_t *bits, const float *x, int64_t len) {
+    double acc = 0.0;
+    int64_t w = sc_words(len);
+    for (int64_t k = 0; k < w; k++) {
+        uint64_t word = 0;
+        int64_t end = (64 * k + 64 < len) ? 64 * k + 64 : len;
+        for (int64_t i = 64 * k; i < end; i++) {
+            if (x[i] < 0.0f) word |= UINT64_C(1) << (i & 63);
+            acc += fabs((double)x[i]);
+        }
+        bits[k] = word;
+    }
+    return acc;
+}
+
+static void unpack_signs(float *out, const uint64_t *bits, int64_t len, float scale) {
+    for (int64_t i = 0; i < len; i++) out[i] = ((bits[i >> 6] >> (i & 63)) & 1) ? -scale : scale;
+}
+
+static void sign_dots(int64_t *dots, const uint64_t *bits, int64_t wpr, const uint64_t *x,
+                      int64_t words, int64_t len, int64_t k) {
+    for (int64_t j = 0; j < k; j++) {
+        const uint64_t *b = bits + j * wpr;
+        int64_t diff = 0;
+        for (int64_t q = 0; q < words; q++) diff += sc_popcount64(b[q] ^ x[q]);
+        dots[j] = len - 2 * diff;
+    }
+}
+
+static double sumsq(const float *x, int64_t len) {
+    double acc = 0.0;
+    for (int64_t i = 0; i < len; i++) acc += (double)x[i] * (double)x[i];
+    return acc;
+}
+
+static void group_apply(float *y, int64_t len, const uint64_t *pend, const float *tab,
+                        int64_t ngroups) {
+    sc_group_apply(y, len, pend, tab, ngroups);
+}
+
+static void transpose(float *dst, int64_t ldd, const float *src, int64_t lds,
+                      int64_t rows, int64_t cols) {
+    for (int64_t r0 = 0; r0 < rows; r0 += 16)
+        for (int64_t c0 = 0; c0 < cols; c0 += 16) {
+            int64_t r1 = (rows - r0 < 16) ? rows : r0 + 16, c1 = (cols - c0 < 16) ? cols : c0 + 16;
+            for (int64_t r = r0; r < r1; r++)
+                for (int64_t c = c0; c < c1; c++) dst[c * ldd + r] = src[r * lds + c];
+        }
+}
+
+const sc_kernels sc_kernels_scalar = {
+    "scalar", accum_rows, signs_matvec, signs_rmatvec, rank_update,
+    pack_signs, unpack_signs, sign_dots, sumsq, group_apply, transpose,
+};

@@ -1,0 +1,368 @@
+/* signcut: the greedy driver for matrices, written once against the kernel table.
+ *
+ * R (m x n, row-major) holds the remainder without the pending cuts, RT its transpose.
+ * The images u = R t (length m) and v = R^T s (length n) of the full remainder (pending cuts
+ * included) live across sweeps and cuts and are updated from sign flips only: a flipped t_f
+ * adds 2 t_f R[:, f] (a row of RT) to u, and the pending cuts add sum_j -c_j d<t_j, t> s_j,
+ * applied through 3-bit group lookup tables over the pending signs stored transposed.
+ * Every block_size cuts the pending cuts are subtracted from R in one rank update, RT is
+ * rebuilt, and the norm and images are recomputed exactly.
+ *
+ * Parallel work is split into fixed tiles of TILE entries, each written by one thread, and
+ * per-tile partial sums are added in tile order: n_threads cannot change a bit. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "signcut/signcut.h"
+#include "signcut/common.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define TILE 256                 /* entries per parallel tile, a multiple of 64 */
+#define PAR_MIN_WORK 4096       /* below this many float ops a step runs on one thread */
+#define MAX_BLOCK 64
+#define GROWTH_TOL 1e-6         /* relative growth of |s^T R t| that counts as growth */
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* One side of the alternation: the sign vector of one mode and its image. */
+typedef struct {
+    int64_t len, words;
+    float *img;          /* image of the other side's signs: u = R t or v = R^T s */
+    uint64_t *bits;      /* current signs */
+    uint64_t *cand;      /* candidate signs (sign of img) */
+    uint64_t *pend;      /* pending signs transposed: bit j of pend[i] set if cut j has -1 at i */
+    int64_t *dots;       /* <pending sign j, bits> */
+    int64_t *new_dots;
+    const float *rows;   /* rows to accumulate into the OTHER image when this side flips */
+    int64_t ld;
+    uint64_t *out_bits;  /* result storage of this mode's signs */
+} side_t;
+
+typedef struct {
+    const sc_kernels *K;
+    int nt;
+    int64_t m, n, p, block;   /* p = pending cuts */
+    side_t S, T;
+    float *R, *RT;
+    int64_t *idx;             /* flipped positions */
+    float *w;                 /* flip weights */
+    float *tab;               /* group tables, 8 floats per group */
+    float *pw;                /* weights of the pending cuts in a correction */
+    float *pcoef;             /* coefficients of pending cuts */
+    double *partial;          /* per-tile partial sums */
+    float *panel, *amat;      /* flush buffers */
+} engine_t;
+
+static int64_t ntiles(int64_t len) { return (len + TILE - 1) / TILE; }
+
+/* Apply the flips of side Y (candidate -> current) to the image of side X, then take the
+ * signs of X's image as X's candidate. Returns |img_X|_1, the value of (cand_X, bits_Y). */
+static double half_step(engine_t *E, side_t *Y, side_t *X) {
+    const sc_kernels *K = E->K;
+    int64_t nf = 0;
+    for (int64_t q = 0; q < Y->words; q++) {
+        uint64_t x = Y->cand[q] ^ Y->bits[q];
+        while (x) {
+            int b = sc_ctz64(x);
+            int64_t f = 64 * q + b;
+            E->idx[nf] = f;
+            E->w[nf] = ((Y->cand[q] >> b) & 1) ? -2.0f : 2.0f;
+            nf++;
+            x &= x - 1;
+        }
+    }
+    int64_t ngroups = 0;
+    if (E->p > 0 && nf > 0) {
+        /* Change of <pending sign j of Y, signs of Y>, weighted by -c_j, drives X's correction. */
+        K->sign_dots(Y->new_dots, Y->out_bits, Y->words, Y->cand, Y->words, Y->len, E->p);
+        for (int64_t j = 0; j < E->p; j++) {
+            E->pw[j] = -E->pcoef[j] * (float)(Y->new_dots[j] - Y->dots[j]);
+            Y->dots[j] = Y->new_dots[j];
+        }
+        ngroups = sc_ngroups(E->p);
+        sc_group_tables(E->tab, E->pw, E->p);
+    }
+    memcpy(Y->bits, Y->cand, (size_t)Y->words * sizeof(uint64_t));
+
+    int64_t nt_tiles = ntiles(X->len);
+    int64_t work = (nf + ngroups + 4) * X->len;
+    (void)work;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(E->nt) if (E->nt > 1 && work >= PAR_MIN_WORK)
+#endif
+    for (int64_t t = 0; t < nt_tiles; t++) {
+        int64_t a = t * TILE, len = (X->len - a < TILE) ? X->len - a : TILE;
+        if (nf) K->accum_rows(X->img + a, len, Y->rows + a, Y->ld, E->idx, E->w, nf);
+        if (ngroups) K->group_apply(X->img + a, len, X->pend + a, E->tab, ngroups);
+        E->partial[t] = K->pack_signs(X->cand + a / 64, X->img + a, len);
+    }
+    double val = 0.0;
+    for (int64_t t = 0; t < nt_tiles; t++) val += E->partial[t];
+    return val;
+}
+
+/* img[0:len] = rows^T-style exact image: img_i = <rows[i, :], signs> for each row i. */
+static void exact_image(engine_t *E, float *img, const float *rows, int64_t nrows, int64_t ncols,
+                        const uint64_t *signs) {
+    const sc_kernels *K = E->K;
+    int64_t nt_tiles = ntiles(nrows);
+    (void)nt_tiles;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(E->nt) if (E->nt > 1 && nrows * ncols >= PAR_MIN_WORK)
+#endif
+    for (int64_t t = 0; t < nt_tiles; t++) {
+        int64_t a = t * TILE, end = (nrows - a < TILE) ? nrows : a + TILE;
+        for (int64_t i = a; i < end; i++) K->signs_rmatvec(img + i, rows + i * ncols, ncols, signs, 0, 1);
+    }
+}
+
+/* dst (n x m) = src (m x n)^T, in column strips of TILE, one per thread at a time. */
+static void transpose(const sc_kernels *K, const float *src, float *dst, int64_t m, int64_t n, int nt) {
+    int64_t strips = ntiles(n);
+    (void)nt;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && m * n >= PAR_MIN_WORK)
+#endif
+    for (int64_t t = 0; t < strips; t++) {
+        int64_t c0 = t * TILE, cols = (n - c0 < TILE) ? n - c0 : TILE;
+        K->transpose(dst + c0 * m, m, src + c0, n, m, cols);
+    }
+}
+
+/* a[i*lda + j] = scale_j * sign_j[i] for the k sign vectors bits + j*wpr (transposed view). */
+static void signs_to_columns(float *a, int64_t lda, int64_t len, const uint64_t *bits, int64_t wpr,
+                             const float *scale, int64_t k) {
+    for (int64_t i = 0; i < len; i++)
+        for (int64_t j = 0; j < k; j++) a[i * lda + j] = sc_sign_at(bits + j * wpr, i) * scale[j];
+}
+
+/* out (m x n, ld) += sum_j coef_j * sign * s_j t_j^T for k <= MAX_BLOCK cuts, tiled over rows.
+ * With norms != NULL also stores per-tile sums of squares of the updated rows. */
+static void rank_block(const sc_kernels *K, int nt, float *out, int64_t m, int64_t n, int64_t ld,
+                       const uint64_t *s_bits, const uint64_t *t_bits, const float *coef, int64_t k,
+                       float sign, float *panel, float *amat, double *norms) {
+    int64_t ws = sc_words(m), wt = sc_words(n);
+    float scale[MAX_BLOCK];
+    for (int64_t j = 0; j < k; j++) {
+        K->unpack_signs(panel + j * n, t_bits + j * wt, n, 1.0f);
+        scale[j] = sign * coef[j];
+    }
+    signs_to_columns(amat, k, m, s_bits, ws, scale, k);
+    int64_t nt_tiles = ntiles(m);
+    (void)nt;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && m * n * k >= PAR_MIN_WORK)
+#endif
+    for (int64_t t = 0; t < nt_tiles; t++) {
+        int64_t a = t * TILE, rows = (m - a < TILE) ? m - a : TILE;
+        K->rank_update(out + a * ld, rows, n, ld, amat + a * k, k, panel, k);
+        if (norms) {
+            double acc = 0.0;
+            for (int64_t i = a; i < a + rows; i++) acc += K->sumsq(out + i * ld, n);
+            norms[t] = acc;
+        }
+    }
+}
+
+/* Subtract the pending cuts from R, rebuild RT, return the exact squared norm, and
+ * recompute both images exactly. */
+static double flush(engine_t *E, const float *coef_block, const uint64_t *s_block,
+                    const uint64_t *t_block) {
+    rank_block(E->K, E->nt, E->R, E->m, E->n, E->n, s_block, t_block, coef_block, E->p, -1.0f,
+               E->panel, E->amat, E->partial);
+    double nrm2 = 0.0;
+    for (int64_t t = 0; t < ntiles(E->m); t++) nrm2 += E->partial[t];
+    transpose(E->K, E->R, E->RT, E->m, E->n, E->nt);
+    memset(E->S.pend, 0, (size_t)E->m * sizeof(uint64_t));
+    memset(E->T.pend, 0, (size_t)E->n * sizeof(uint64_t));
+    E->p = 0;
+    exact_image(E, E->S.img, E->R, E->m, E->n, E->T.bits);
+    exact_image(E, E->T.img, E->RT, E->n, E->m, E->S.bits);
+    return nrm2;
+}
+
+static int grow(sc_result *res, int64_t need, int64_t ws, int64_t wt) {
+    if (need <= res->capacity) return SC_OK;
+    int64_t cap = res->capacity ? res->capacity : 64;
+    while (cap < need) cap *= 2;
+    uint64_t *s = realloc(res->s_bits, (size_t)(cap * ws) * sizeof(uint64_t));
+    if (s) res->s_bits = s;
+    uint64_t *t = realloc(res->t_bits, (size_t)(cap * wt) * sizeof(uint64_t));
+    if (t) res->t_bits = t;
+    float *c = realloc(res->coef, (size_t)cap * sizeof(float));
+    if (c) res->coef = c;
+    double *e = realloc(res->errors, (size_t)cap * sizeof(double));
+    if (e) res->errors = e;
+    if (!s || !t || !c || !e) return SC_ERR_NOMEM;
+    res->capacity = cap;
+    return SC_OK;
+}
+
+void sc_result_free(sc_result *res) {
+    free(res->s_bits); free(res->t_bits); free(res->coef); free(res->errors);
+    res->s_bits = res->t_bits = NULL; res->coef = NULL; res->errors = NULL;
+    res->capacity = res->width = 0;
+}
+
+static void engine_free(engine_t *E) {
+    side_t *sides[2] = {&E->S, &E->T};
+    for (int i = 0; i < 2; i++) {
+        side_t *X = sides[i];
+        free(X->img); free(X->bits); free(X->cand); free(X->pend); free(X->dots); free(X->new_dots);
+    }
+    free(E->RT); free(E->idx); free(E->w); free(E->tab); free(E->pw); free(E->pcoef);
+    free(E->partial); free(E->panel); free(E->amat);
+}
+
+static int side_alloc(side_t *X, int64_t len) {
+    X->len = len;
+    X->words = sc_words(len);
+    X->img = calloc((size_t)len, sizeof(float));
+    X->bits = calloc((size_t)X->words, sizeof(uint64_t));
+    X->cand = calloc((size_t)X->words, sizeof(uint64_t));
+    X->pend = calloc((size_t)len, sizeof(uint64_t));
+    X->dots = calloc(MAX_BLOCK, sizeof(int64_t));
+    X->new_dots = calloc(MAX_BLOCK, sizeof(int64_t));
+    return (X->img && X->bits && X->cand && X->pend && X->dots && X->new_dots) ? SC_OK : SC_ERR_NOMEM;
+}
+
+/* Record the cut in the pending block: transposed signs, dots, images. */
+static void add_pending(engine_t *E, side_t *X, float c, int64_t other_len) {
+    int64_t j = E->p;
+    for (int64_t q = 0; q < X->words; q++) {
+        uint64_t x = X->bits[q];
+        while (x) {
+            X->pend[64 * q + sc_ctz64(x)] |= UINT64_C(1) << j;
+            x &= x - 1;
+        }
+    }
+    X->dots[j] = X->len;
+    /* R' = R - c s t^T: u' = R' t = u - c n s, v' = R'^T s = v - c m t. */
+    float wgt = -c * (float)other_len;
+    E->K->signs_matvec(X->img, X->len, X->bits, X->words, &wgt, 1);
+}
+
+int sc_matrix_decompose(const sc_kernels *K, float *R, int64_t m, int64_t n,
+                        const sc_params *prm, sc_result *res) {
+    if (!K || m <= 0 || n <= 0 || prm->block_size < 1 || prm->block_size > MAX_BLOCK ||
+        prm->max_width < 0 || prm->max_sweeps < 2)
+        return SC_ERR_ARG;
+    double t0 = now_seconds();
+    engine_t E;
+    memset(&E, 0, sizeof E);
+    E.K = K;
+    E.nt = prm->n_threads > 0 ? prm->n_threads : 1;
+    E.m = m; E.n = n; E.block = prm->block_size; E.R = R;
+    int64_t mx = m > n ? m : n;
+    int st = SC_OK;
+    if (side_alloc(&E.S, m) || side_alloc(&E.T, n)) st = SC_ERR_NOMEM;
+    E.RT = malloc((size_t)(m * n) * sizeof(float));
+    E.idx = malloc((size_t)mx * sizeof(int64_t));
+    E.w = malloc((size_t)mx * sizeof(float));
+    E.tab = malloc(8 * SC_MAX_GROUPS * sizeof(float));
+    E.pw = calloc(MAX_BLOCK, sizeof(float));
+    E.pcoef = calloc(MAX_BLOCK, sizeof(float));
+    E.partial = calloc((size_t)ntiles(mx), sizeof(double));
+    E.panel = malloc((size_t)(MAX_BLOCK * mx) * sizeof(float));
+    E.amat = malloc((size_t)(MAX_BLOCK * mx) * sizeof(float));
+    if (!E.RT || !E.idx || !E.w || !E.tab || !E.pw || !E.pcoef || !E.partial || !E.panel || !E.amat)
+        st = SC_ERR_NOMEM;
+    if (st) { engine_free(&E); return st; }
+    E.S.rows = R;  E.S.ld = n;    /* flips of s add rows of R to v */
+    E.T.rows = NULL; E.T.ld = m;  /* flips of t add rows of RT to u */
+
+    sc_rng rng;
+    memcpy(rng.s, prm->seed, sizeof rng.s);
+    if (!(rng.s[0] | rng.s[1] | rng.s[2] | rng.s[3])) rng.s[0] = 1;
+
+    /* Exact start: squared norm, RT, and the images of the all-plus signs. */
+    double nrm2 = 0.0;
+    for (int64_t i = 0; i < m; i++) nrm2 += K->sumsq(R + i * n, n);
+    res->norm = sqrt(nrm2);
+    res->width = 0;
+    res->stopped_by = 4;
+    if (nrm2 == 0.0 || prm->max_width == 0) {
+        res->stopped_by = prm->max_width == 0 ? 0 : 4;
+        engine_free(&E);
+        return SC_OK;
+    }
+    double nrmA2 = nrm2;
+    transpose(K, R, E.RT, m, n, E.nt);
+    E.T.rows = E.RT;
+    exact_image(&E, E.S.img, R, m, n, E.T.bits);
+    exact_image(&E, E.T.img, E.RT, n, m, E.S.bits);
+    int64_t ws = E.S.words, wt = E.T.words;
+    int64_t block_start = 0;
+    const double mn = (double)m * (double)n;
+
+    for (int64_t k = 0;; k++) {
+        if ((st = grow(res, k + 1, ws, wt))) break;
+        E.S.out_bits = res->s_bits + block_start * ws;
+        E.T.out_bits = res->t_bits + block_start * wt;
+        /* Alternate from a random t while the value |s^T R t| grows. */
+        sc_rng_signs(&rng, E.T.cand, n);
+        side_t *Y = &E.T, *X = &E.S;
+        double cur = 0.0;
+        for (int64_t h = 0;; h++) {
+            double val = half_step(&E, Y, X);
+            /* Growth below float32 resolution is rounding noise in the images, not progress:
+             * counting it could cycle through flips without end. */
+            if ((h > 0 && !(val > cur * (1.0 + GROWTH_TOL))) || h + 1 >= prm->max_sweeps) break;
+            cur = val;
+            side_t *tmp = X; X = Y; Y = tmp;
+        }
+        if (!(cur > 0.0)) { res->stopped_by = 4; break; }   /* the remainder is zero */
+        float c = (float)(cur / mn);
+        memcpy(res->s_bits + k * ws, E.S.bits, (size_t)ws * sizeof(uint64_t));
+        memcpy(res->t_bits + k * wt, E.T.bits, (size_t)wt * sizeof(uint64_t));
+        res->coef[k] = c;
+        E.pcoef[E.p] = c;
+        add_pending(&E, &E.S, c, n);
+        add_pending(&E, &E.T, c, m);
+        E.p++;
+        nrm2 -= cur * cur / mn;
+        if (E.p == E.block) {
+            nrm2 = flush(&E, res->coef + block_start, res->s_bits + block_start * ws,
+                         res->t_bits + block_start * wt);
+            block_start = k + 1;
+        }
+        double err = sqrt((nrm2 > 0.0 ? nrm2 : 0.0) / nrmA2);
+        res->errors[k] = err;
+        res->width = k + 1;
+        if (prm->progress) {
+            int r = prm->progress(prm->progress_ctx, res->width, err);
+            if (r == 1) { res->stopped_by = 3; break; }
+            if (r) { st = SC_ERR_CALLBACK; break; }
+        }
+        if (res->width >= prm->max_width) { res->stopped_by = 0; break; }
+        if (prm->rtol > 0.0 && err <= prm->rtol) { res->stopped_by = 1; break; }
+        if (prm->max_seconds > 0.0 && now_seconds() - t0 >= prm->max_seconds) { res->stopped_by = 2; break; }
+    }
+    engine_free(&E);
+    return st;
+}
+
+int sc_matrix_expand(const sc_kernels *K, float *out, int64_t m, int64_t n, int64_t ld,
+                     const uint64_t *s_bits, const uint64_t *t_bits, const float *coef,
+                     int64_t width, float sign, int n_threads) {
+    if (m <= 0 || n <= 0 || width <= 0) return SC_OK;
+    int64_t mx = m > n ? m : n;
+    float *panel = malloc((size_t)(MAX_BLOCK * mx) * sizeof(float));
+    float *amat = malloc((size_t)(MAX_BLOCK * mx) * sizeof(float));
+    if (!panel || !amat) { free(panel); free(amat); return SC_ERR_NOMEM; }
+    int64_t ws = sc_words(m), wt = sc_words(n);
+    for (int64_t j0 = 0; j0 < width; j0 += MAX_BLOCK) {
+        int64_t k = (width - j0 < MAX_BLOCK) ? width - j0 : MAX_BLOCK;
+        rank_block(K, n_threads > 0 ? n_threads : 1, out, m, n, ld, s_bits + j0 * ws,
+                   t_bits + j0 * wt, coef + j0, k, sign, panel, amat, NULL);
+    }
+    free(panel); free(amat);
+    return SC_OK;
+}

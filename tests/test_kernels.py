@@ -1,0 +1,131 @@
+"""Every kernel against a NumPy reference and against the scalar kernel, for each
+instruction set this CPU supports."""
+import numpy as np
+import pytest
+
+from signcut import _core
+from reference import pack, random_signs, unpack
+
+SIZES = [0, 1, 7, 8, 9, 63, 64, 65, 127, 1000]
+
+
+def close(a, b, scale=1.0):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * scale)
+
+
+@pytest.mark.parametrize("length", SIZES)
+@pytest.mark.parametrize("k", [0, 1, 3, 4, 9])
+def test_accum_rows(isa, rng, length, k):
+    # rows taken from a wider array with a row stride: a non-contiguous view
+    big = rng.standard_normal((20, length + 13)).astype(np.float32)
+    rows = big[:, 5:5 + length] if length else big[:, :0]
+    idx = rng.integers(0, 20, size=k).astype(np.int64)
+    w = rng.standard_normal(k).astype(np.float32)
+    y0 = rng.standard_normal(length).astype(np.float32)
+    expect = y0.astype(np.float64) + (w[:, None].astype(np.float64) * rows[idx]).sum(axis=0)
+    y = y0.copy()
+    _core.kernel_accum_rows(isa, y, rows, idx, w)
+    close(y, expect, 10)
+    ys = y0.copy()
+    _core.kernel_accum_rows("scalar", ys, rows, idx, w)
+    close(y, ys, 10)
+
+
+@pytest.mark.parametrize("length", SIZES)
+@pytest.mark.parametrize("k", [1, 2, 5])
+def test_signs_matvec(isa, rng, length, k):
+    signs = random_signs(rng, k, length)
+    w = rng.standard_normal(k).astype(np.float32)
+    y0 = rng.standard_normal(length).astype(np.float32)
+    y = y0.copy()
+    _core.kernel_signs_matvec(isa, y, pack(signs), w)
+    close(y, y0 + w @ signs, 5)
+
+
+@pytest.mark.parametrize("length", SIZES)
+@pytest.mark.parametrize("k", [1, 2, 5])
+def test_signs_rmatvec(isa, rng, length, k):
+    signs = random_signs(rng, k, length)
+    x = rng.standard_normal(length).astype(np.float32)
+    z = _core.kernel_signs_rmatvec(isa, x, pack(signs))
+    close(z, signs @ x.astype(np.float64), np.sqrt(max(length, 1)))
+
+
+@pytest.mark.parametrize("rows", [0, 1, 3, 4, 5, 33])
+@pytest.mark.parametrize("cols", [0, 1, 15, 16, 17, 64, 129, 300])
+@pytest.mark.parametrize("k", [1, 3, 70])
+def test_rank_update(isa, rng, rows, cols, k):
+    a = rng.standard_normal((rows, k)).astype(np.float32)
+    panel = np.sign(rng.standard_normal((k, cols))).astype(np.float32)
+    big = rng.standard_normal((rows, cols + 9)).astype(np.float32)
+    out = big[:, 2:2 + cols]                      # rows with a stride
+    expect = out.astype(np.float64) + a.astype(np.float64) @ panel
+    before = big.copy()
+    _core.kernel_rank_update(isa, out, a, panel)
+    close(out, expect, np.sqrt(k) * 4)
+    # entries outside the view are untouched
+    np.testing.assert_array_equal(big[:, :2], before[:, :2])
+    np.testing.assert_array_equal(big[:, 2 + cols:], before[:, 2 + cols:])
+
+
+@pytest.mark.parametrize("length", SIZES)
+def test_pack_signs(isa, rng, length):
+    x = rng.standard_normal(length).astype(np.float32)
+    if length > 3:
+        x[:3] = [0.0, -0.0, -1e-30]               # zeros are +1, tiny negatives -1
+    bits, total = _core.kernel_pack_signs(isa, x)
+    np.testing.assert_array_equal(bits, pack(np.where(x < 0, -1.0, 1.0))[0])
+    if length % 64:
+        assert bits[-1] >> np.uint64(length % 64) == 0, "tail bits must stay zero"
+    assert total == pytest.approx(np.abs(x.astype(np.float64)).sum(), rel=1e-12, abs=1e-12)
+
+
+@pytest.mark.parametrize("length", SIZES)
+def test_unpack_signs(isa, rng, length):
+    signs = random_signs(rng, 1, length)
+    out = _core.kernel_unpack_signs(isa, pack(signs)[0], length, 0.5)
+    np.testing.assert_array_equal(out, 0.5 * signs[0])
+
+
+@pytest.mark.parametrize("length", SIZES)
+@pytest.mark.parametrize("k", [1, 4, 9])
+def test_sign_dots(isa, rng, length, k):
+    signs = random_signs(rng, k, length)
+    x = random_signs(rng, 1, length)
+    dots = _core.kernel_sign_dots(isa, pack(signs), pack(x)[0], length)
+    np.testing.assert_array_equal(dots, (signs @ x[0]).astype(np.int64))
+
+
+@pytest.mark.parametrize("length", SIZES)
+def test_sumsq(isa, rng, length):
+    x = rng.standard_normal(length).astype(np.float32)
+    assert _core.kernel_sumsq(isa, x) == pytest.approx((x.astype(np.float64) ** 2).sum(), rel=1e-12)
+
+
+@pytest.mark.parametrize("length", SIZES)
+@pytest.mark.parametrize("k", [1, 2, 3, 31, 32, 33, 34, 64])
+def test_group_apply(isa, rng, length, k):
+    signs = random_signs(rng, k, length)               # (k, length)
+    pend = pack(signs.T)[:, 0] if length else np.zeros(0, np.uint64)   # bit j of word i
+    w = rng.standard_normal(k).astype(np.float32)
+    y0 = rng.standard_normal(length).astype(np.float32)
+    y = y0.copy()
+    _core.kernel_group_apply(isa, y, pend, w)
+    close(y, y0 + w @ signs, 5 * np.sqrt(k))
+    ys = y0.copy()
+    _core.kernel_group_apply("scalar", ys, pend, w)
+    np.testing.assert_array_equal(y, ys)              # same tables, same order of adds
+
+
+@pytest.mark.parametrize("shape", [(0, 5), (1, 1), (1, 70), (70, 1), (8, 8), (9, 17), (64, 65), (300, 257)])
+def test_transpose(isa, rng, shape):
+    src = rng.standard_normal(shape).astype(np.float32)
+    np.testing.assert_array_equal(_core.kernel_transpose(isa, src), src.T)
+    big = rng.standard_normal((shape[0], shape[1] + 3)).astype(np.float32)
+    view = big[:, 1:1 + shape[1]]
+    np.testing.assert_array_equal(_core.kernel_transpose(isa, view), view.T)
+
+
+def test_pack_reference_roundtrip(rng):
+    signs = random_signs(rng, 3, 130)
+    np.testing.assert_array_equal(unpack(pack(signs), 130), signs)
