@@ -5,9 +5,17 @@
     >>> result = signcut.decompose(A, bits_per_entry=8, seed=0)
     >>> approx = np.asarray(result)          # float32, same shape as A
 """
-from signcut import _core
-from signcut._api import decompose
-from signcut._result import SignCut
+import os
+
+# libgomp threads spin between parallel regions before they sleep. The engine runs many short
+# regions, so a short spin keeps them cheap; the default (about a millisecond) makes every
+# region crawl when the cores are shared with other busy processes or threads. Read once, when
+# the extension loads libgomp; a value set by the user wins.
+os.environ.setdefault("GOMP_SPINCOUNT", "10000")
+
+from signcut import _core  # noqa: E402
+from signcut._api import decompose  # noqa: E402
+from signcut._result import SignCut  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = ["decompose", "SignCut", "cpu_info"]

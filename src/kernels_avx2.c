@@ -23,9 +23,8 @@ static inline unsigned byte_at(const uint64_t *bits, int64_t i) {  /* i multiple
     return (unsigned)((bits[i >> 6] >> (i & 63)) & 255);
 }
 
-#ifndef PF_DIST
+/* Prefetch distance in floats for the row streams of accum_rows (measured: 1 KiB ahead). */
 #define PF_DIST 256
-#endif
 static void accum_rows(float *y, int64_t len, const float *rows, int64_t ld,
                        const int64_t *idx, const float *w, int64_t k) {
     int64_t q = 0;

@@ -27,6 +27,11 @@ static void accum_rows(float *y, int64_t len, const float *rows, int64_t ld,
         __m512 w0 = _mm512_set1_ps(w[q]), w1 = _mm512_set1_ps(w[q + 1]);
         __m512 w2 = _mm512_set1_ps(w[q + 2]), w3 = _mm512_set1_ps(w[q + 3]);
         for (int64_t i = 0; i < len; i += 16) {
+            /* rows are streams of flipped columns: prefetch ahead (reads past a row are harmless hints) */
+            _mm_prefetch((const char *)(r0 + i + 256), _MM_HINT_T0);
+            _mm_prefetch((const char *)(r1 + i + 256), _MM_HINT_T0);
+            _mm_prefetch((const char *)(r2 + i + 256), _MM_HINT_T0);
+            _mm_prefetch((const char *)(r3 + i + 256), _MM_HINT_T0);
             __mmask16 m = tail_mask16(len - i);
             __m512 a = _mm512_maskz_loadu_ps(m, y + i);
             a = _mm512_fmadd_ps(w0, _mm512_maskz_loadu_ps(m, r0 + i), a);
