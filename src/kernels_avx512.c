@@ -2,13 +2,8 @@
  * tails use masked loads and stores, so every entry follows the same FMA chain. */
 #include <immintrin.h>
 #include <math.h>
-#include <string.h>
 #include "signcut/signcut.h"
 #include "signcut/common.h"
-
-#define RU_STRIP 128   /* panel columns per strip */
-#define RU_K 64        /* panel rows per chunk */
-#define RU_ROWS 32     /* rows per block */
 
 static inline __mmask16 tail_mask16(int64_t n) {  /* n in [0, 16] */
     return (__mmask16)((n >= 16) ? 0xFFFF : ((1u << n) - 1));
@@ -124,25 +119,7 @@ static void rank_update_rows(float *out, int nr, int64_t cols, int64_t ld, const
 
 static void rank_update(float *out, int64_t rows, int64_t cols, int64_t ld,
                         const float *a, int64_t lda, const float *panel, int64_t k) {
-    /* Blocks of RU_ROWS rows stream through memory once; for each block, column strips of the
-     * panel are copied to a contiguous buffer that stays in L1 (panel rows a power of two apart
-     * would alias in the cache). Chunks of RU_K terms keep each entry's FMA chain in order. */
-    float buf[RU_K * RU_STRIP] __attribute__((aligned(64)));
-    for (int64_t r0 = 0; r0 < rows; r0 += RU_ROWS) {
-        int64_t r1 = (rows - r0 < RU_ROWS) ? rows : r0 + RU_ROWS;
-        for (int64_t q0 = 0; q0 < k; q0 += RU_K) {
-            int64_t kk = (k - q0 < RU_K) ? k - q0 : RU_K;
-            for (int64_t c0 = 0; c0 < cols; c0 += RU_STRIP) {
-                int64_t cw = (cols - c0 < RU_STRIP) ? cols - c0 : RU_STRIP;
-                for (int64_t q = 0; q < kk; q++)
-                    memcpy(buf + q * cw, panel + (q0 + q) * cols + c0, (size_t)cw * sizeof(float));
-                for (int64_t r = r0; r < r1; r += 4) {
-                    int nr = (r1 - r < 4) ? (int)(r1 - r) : 4;
-                    rank_update_rows(out + r * ld + c0, nr, cw, ld, a + r * lda + q0, lda, buf, cw, kk);
-                }
-            }
-        }
-    }
+    sc_rank_update_blocked(out, rows, cols, ld, a, lda, panel, k, rank_update_rows);
 }
 
 static double pack_signs(uint64_t *bits, const float *x, int64_t len) {

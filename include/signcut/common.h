@@ -86,4 +86,38 @@ static inline void sc_group_apply(float *y, int64_t len, const uint64_t *pend, c
     }
 }
 
+/* Row kernel of a rank update: rows [0, nr) (nr <= 4) of out, columns [0, cols), panel with
+ * leading dimension pld, k terms. */
+typedef void (*sc_rank_rows_fn)(float *out, int nr, int64_t cols, int64_t ld, const float *a,
+                                int64_t lda, const float *panel, int64_t pld, int64_t k);
+
+#define SC_RU_STRIP 128   /* panel columns per strip */
+#define SC_RU_K 64        /* panel rows per chunk */
+#define SC_RU_ROWS 32     /* rows per block */
+
+/* out += a @ panel, blocked for the SIMD kernels: blocks of SC_RU_ROWS rows stream through
+ * memory once; for each block, column strips of the panel are copied to a contiguous buffer
+ * that stays in L1 (panel rows a power of two apart would alias in the cache). Chunks of
+ * SC_RU_K terms keep each entry's FMA chain in order. */
+static inline void sc_rank_update_blocked(float *out, int64_t rows, int64_t cols, int64_t ld,
+                                          const float *a, int64_t lda, const float *panel,
+                                          int64_t k, sc_rank_rows_fn rows_fn) {
+    float buf[SC_RU_K * SC_RU_STRIP] __attribute__((aligned(64)));
+    for (int64_t r0 = 0; r0 < rows; r0 += SC_RU_ROWS) {
+        int64_t r1 = (rows - r0 < SC_RU_ROWS) ? rows : r0 + SC_RU_ROWS;
+        for (int64_t q0 = 0; q0 < k; q0 += SC_RU_K) {
+            int64_t kk = (k - q0 < SC_RU_K) ? k - q0 : SC_RU_K;
+            for (int64_t c0 = 0; c0 < cols; c0 += SC_RU_STRIP) {
+                int64_t cw = (cols - c0 < SC_RU_STRIP) ? cols - c0 : SC_RU_STRIP;
+                for (int64_t q = 0; q < kk; q++)
+                    memcpy(buf + q * cw, panel + (q0 + q) * cols + c0, (size_t)cw * sizeof(float));
+                for (int64_t r = r0; r < r1; r += 4) {
+                    int nr = (r1 - r < 4) ? (int)(r1 - r) : 4;
+                    rows_fn(out + r * ld + c0, nr, cw, ld, a + r * lda + q0, lda, buf, cw, kk);
+                }
+            }
+        }
+    }
+}
+
 #endif

@@ -1,0 +1,84 @@
+"""Helpers shared by the benchmark scripts (not a benchmark itself).
+
+Timing takes the minimum over repeats: the machine may be shared, and noise only ever adds
+time. Every figure is a ratio against a baseline measured in the same run.
+"""
+import os
+import platform
+import resource
+import sys
+import time
+
+import numpy as np
+
+# Let the scripts run from a checkout with an in-place build even when signcut is not installed.
+sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import signcut  # noqa: E402
+
+
+def gaussian(n, m=None, seed=0):
+    """A seeded float32 Gaussian n x m matrix (m defaults to n), drawn without a float64 copy."""
+    return np.random.default_rng(seed).standard_normal((n, n if m is None else m), dtype=np.float32)
+
+
+def best_time(fn, repeat=5, number=1):
+    """Minimum over `repeat` rounds of the mean time of `number` calls of fn(), in seconds."""
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        for _ in range(number):
+            fn()
+        best = min(best, (time.perf_counter() - t0) / number)
+    return best
+
+
+def matvec_time(A, repeat=7):
+    """Minimum time of one NumPy ``A @ x`` (float32 x), in seconds: 20..200 calls per round."""
+    x = np.random.default_rng(1).standard_normal(A.shape[1], dtype=np.float32)
+    one = best_time(lambda: A @ x, repeat=3)
+    number = int(min(200, max(20, 0.05 / max(one, 1e-9))))
+    return best_time(lambda: A @ x, repeat=repeat, number=number)
+
+
+def bf16_round(A):
+    """float32 A rounded to bfloat16 (round to nearest even on the bits), returned as float32."""
+    u = np.ascontiguousarray(A, dtype=np.float32).view(np.uint32)
+    u = (u + 0x7FFF + ((u >> 16) & 1)) & 0xFFFF0000
+    return u.view(np.float32)
+
+
+def rel_error(A, B):
+    """||A - B||_F / ||A||_F, computed in float64."""
+    A = np.asarray(A, dtype=np.float64)
+    return float(np.linalg.norm(A - np.asarray(B, dtype=np.float64)) / np.linalg.norm(A))
+
+
+def peak_rss_bytes():
+    """Peak resident set size of this process so far, in bytes (ru_maxrss: KiB on Linux)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+def verdict(ok):
+    return "pass" if ok else "miss"
+
+
+def print_table(headers, rows):
+    """Print a Markdown table; cells are printed with str()."""
+    print("| " + " | ".join(headers) + " |")
+    print("|" + "|".join("---" for _ in headers) + "|")
+    for row in rows:
+        print("| " + " | ".join(str(c) for c in row) + " |")
+    print()
+
+
+def header(title):
+    """Print the title and one line describing the machine and the build."""
+    info = signcut.cpu_info()
+    blas = np.show_config(mode="dicts").get("Build Dependencies", {}).get("blas", {}).get("name", "?")
+    print(f"## {title}\n")
+    print(f"signcut {signcut.__version__}, kernel {info['active']} (best {info['best']}, "
+          f"supported {', '.join(info['supported'])}), OpenMP {'on' if info['openmp'] else 'off'}, "
+          f"default threads {info['default_threads']}, {os.cpu_count()} CPUs, "
+          f"{platform.machine()}, Python {platform.python_version()}, NumPy {np.__version__} "
+          f"(BLAS {blas}), load average {os.getloadavg()[0]:.2f}\n")

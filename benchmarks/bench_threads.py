@@ -1,0 +1,59 @@
+"""Thread scaling of signcut.decompose: 1 thread against 2 threads, same seed.
+
+Decomposes a seeded float32 Gaussian matrix (default 4096 x 4096) at 8 bits/entry with the
+width capped (default 1500 cuts) with n_threads=1 and n_threads=2 (``--threads``), the runs
+interleaved and repeated (minimum taken). Figure: speedup t1 / t2; goal >= 1.6. Also checks
+that both runs give identical bits: np.array_equal on signs[0], signs[1] and coef.
+Prints a Markdown table; exits 0 whatever the figures.
+
+Run from the repository root:
+    python benchmarks/bench_threads.py                 # 4096 x 4096, 1500 cuts (a few minutes)
+    python benchmarks/bench_threads.py --quick         # 1024 x 1024, 1000 cuts, seconds
+    python benchmarks/bench_threads.py --size 2048 --width 3000 --threads 4 --repeat 3
+"""
+import argparse
+import os
+import time
+
+import numpy as np
+
+import signcut
+from _common import gaussian, header, print_table, verdict
+
+GOAL = 1.6
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, default=4096, help="matrix side (default 4096)")
+    ap.add_argument("--width", type=int, default=1500, help="cap on the width (default 1500)")
+    ap.add_argument("--threads", type=int, default=2, help="threads compared with 1 (default 2)")
+    ap.add_argument("--repeat", type=int, default=2, help="runs per thread count (min taken)")
+    ap.add_argument("--quick", action="store_true", help="1024 x 1024, width 1000")
+    args = ap.parse_args(argv)
+    n, width = (1024, 1000) if args.quick else (args.size, args.width)
+
+    header(f"Threads: {n} x {n} float32 Gaussian, 8 bits/entry, width capped at {width}")
+    if (os.cpu_count() or 1) < args.threads:
+        print(f"Note: only {os.cpu_count()} CPUs for {args.threads} threads.\n")
+    A = gaussian(n, seed=0)
+    best, result = {}, {}
+    for _ in range(args.repeat):
+        for nt in (1, args.threads):
+            t0 = time.perf_counter()
+            result[nt] = signcut.decompose(A, bits_per_entry=8, width=width, seed=0, n_threads=nt)
+            best[nt] = min(best.get(nt, float("inf")), time.perf_counter() - t0)
+
+    r1, rt = result[1], result[args.threads]
+    same = all(np.array_equal(a, b) for a, b in
+               [(r1.signs[0], rt.signs[0]), (r1.signs[1], rt.signs[1]), (r1.coef, rt.coef)])
+    speedup = best[1] / best[args.threads]
+    print_table(["Size", "Width", "1 thread (s)", f"{args.threads} threads (s)", "Speedup",
+                 "Goal", "Result", "Identical bits"],
+                [[f"{n} x {n}", r1.width, f"{best[1]:.2f}", f"{best[args.threads]:.2f}",
+                  f"{speedup:.2f}", f">= {GOAL:g}", verdict(speedup >= GOAL),
+                  "yes" if same else "NO"]])
+
+
+if __name__ == "__main__":
+    main()
