@@ -16,9 +16,10 @@ os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 from signcut import _core  # noqa: E402
 from signcut._api import decompose  # noqa: E402
 from signcut._result import SignCut  # noqa: E402
+from signcut._format import FormatError, load, save  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["decompose", "SignCut", "cpu_info"]
+__all__ = ["decompose", "SignCut", "save", "load", "FormatError", "cpu_info"]
 
 
 def cpu_info():

@@ -1,7 +1,7 @@
 """SignCut: the result of a signed cut decomposition."""
 import numpy as np
 
-from signcut import _core
+from signcut import _array, _core
 
 
 def words(d):
@@ -142,6 +142,61 @@ class SignCut:
             spec = ",".join("z" + c for c in letters) + "->" + letters
             out += np.einsum(spec, *factors, optimize=True).astype(np.float32)
         return out
+
+    # ------------------------------------------------------------ array behaviour
+    def __getitem__(self, key):
+        """Entries of the approximation, computed from the signs without expanding.
+
+        Follows NumPy's indexing: integers, slices, ``...``, ``None`` and at most one integer
+        array or 1-D boolean array. Gives a float32 array, or a float32 scalar for one entry.
+        """
+        return _array.getitem(self, key)
+
+    def transpose(self, *axes):
+        """The decomposition of the transposed array (axes as for ``ndarray.transpose``);
+        the signs are permuted, not expanded. Shares no memory with this one."""
+        order = _array.transpose_axes(axes, self.ndim)
+        out = SignCut([self.shape[a] for a in order], [self.signs[a].copy() for a in order],
+                      self.coef.copy(), self.errors.copy(), norm=self.norm,
+                      orig_dtype=self.orig_dtype)
+        out.stopped_by = self.stopped_by
+        return out
+
+    @property
+    def T(self):
+        """The decomposition with its axes reversed (``transpose()``)."""
+        return self.transpose()
+
+    def sum(self, axis=None, keepdims=False):
+        """Sum over ``axis`` (None, an int or a tuple) as ``ndarray.sum``, from the signs:
+        a float32 array, or a float32 scalar when every axis is summed without keepdims."""
+        return _array.reduce_sum(self, axis, keepdims)
+
+    def mean(self, axis=None, keepdims=False):
+        """Mean over ``axis`` (None, an int or a tuple) as ``ndarray.mean``, from the signs."""
+        return _array.reduce_sum(self, axis, keepdims, mean=True)
+
+    def __matmul__(self, x):
+        """``result @ x`` for an order-2 result and an array ``x`` (float32 answer), computed
+        from the signs without expanding. Other orders go through the dense array."""
+        return _array.matmul(self, x) if self.ndim == 2 else NotImplemented
+
+    def __rmatmul__(self, x):
+        """``x @ result`` for an order-2 result, computed from the signs without expanding."""
+        return _array.rmatmul(self, x) if self.ndim == 2 else NotImplemented
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        """NumPy ufuncs see the expanded array, except ``np.matmul`` on an order-2 result,
+        which is what ``x @ result`` calls for an ndarray ``x``: that one is computed from
+        the signs."""
+        if ufunc is np.matmul and method == "__call__" and not kwargs and self.ndim == 2:
+            if inputs[0] is self:
+                return _array.matmul(self, inputs[1])
+            return _array.rmatmul(self, inputs[0])
+        if any(isinstance(x, SignCut) for x in kwargs.get("out", ())):
+            return NotImplemented
+        inputs = tuple(np.asarray(x) if isinstance(x, SignCut) else x for x in inputs)
+        return getattr(ufunc, method)(*inputs, **kwargs)
 
     def __array__(self, dtype=None, copy=None):
         if copy is False:

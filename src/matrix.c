@@ -10,6 +10,7 @@
  *
  * Parallel work is split into fixed tiles of TILE entries, each written by one thread, and
  * per-tile partial sums are added in tile order: n_threads cannot change a bit. */
+#define _POSIX_C_SOURCE 200809L  /* clock_gettime under -std=c11 */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,14 +95,29 @@ static double half_step(engine_t *E, side_t *Y, side_t *X) {
     int64_t nt_tiles = ntiles(X->len);
     int64_t work = (nf + ngroups + 4) * X->len;
     (void)work;
+    int nthreads = (E->nt > 1 && work >= PAR_MIN_WORK) ? E->nt : 1;
+    (void)nthreads;
+    /* Each thread takes a contiguous run of tiles and streams the flipped rows over its whole
+     * run at once (long streams prefetch well); group lookups and signs go tile by tile. */
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(E->nt) if (E->nt > 1 && work >= PAR_MIN_WORK)
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1)
 #endif
-    for (int64_t t = 0; t < nt_tiles; t++) {
-        int64_t a = t * TILE, len = (X->len - a < TILE) ? X->len - a : TILE;
-        if (nf) K->accum_rows(X->img + a, len, Y->rows + a, Y->ld, E->idx, E->w, nf);
-        if (ngroups) K->group_apply(X->img + a, len, X->pend + a, E->tab, ngroups);
-        E->partial[t] = K->pack_signs(X->cand + a / 64, X->img + a, len);
+    {
+        int64_t t0 = 0, t1 = nt_tiles;
+#ifdef _OPENMP
+        int nth = omp_get_num_threads(), me = omp_get_thread_num();
+        t0 = nt_tiles * me / nth;
+        t1 = nt_tiles * (me + 1) / nth;
+#endif
+        if (t1 > t0) {
+            int64_t a = t0 * TILE, end = (t1 * TILE < X->len) ? t1 * TILE : X->len;
+            if (nf) K->accum_rows(X->img + a, end - a, Y->rows + a, Y->ld, E->idx, E->w, nf);
+        }
+        for (int64_t t = t0; t < t1; t++) {
+            int64_t a = t * TILE, len = (X->len - a < TILE) ? X->len - a : TILE;
+            if (ngroups) K->group_apply(X->img + a, len, X->pend + a, E->tab, ngroups);
+            E->partial[t] = K->pack_signs(X->cand + a / 64, X->img + a, len);
+        }
     }
     double val = 0.0;
     for (int64_t t = 0; t < nt_tiles; t++) val += E->partial[t];
@@ -344,6 +360,14 @@ int sc_matrix_decompose(const sc_kernels *K, float *R, int64_t m, int64_t n,
         if (res->width >= prm->max_width) { res->stopped_by = 0; break; }
         if (prm->rtol > 0.0 && err <= prm->rtol) { res->stopped_by = 1; break; }
         if (prm->max_seconds > 0.0 && now_seconds() - t0 >= prm->max_seconds) { res->stopped_by = 2; break; }
+    }
+    /* The tracked norm loses digits when the remainder is tiny: make the last error exact. */
+    if (st == SC_OK && res->width > 0 && E.p > 0) {
+        rank_block(K, E.nt, R, m, n, n, res->s_bits + block_start * ws, res->t_bits + block_start * wt,
+                   res->coef + block_start, E.p, -1.0f, E.panel, E.amat, E.partial);
+        nrm2 = 0.0;
+        for (int64_t t = 0; t < ntiles(m); t++) nrm2 += E.partial[t];
+        res->errors[res->width - 1] = sqrt(nrm2 / nrmA2);
     }
     engine_free(&E);
     return st;

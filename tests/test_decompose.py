@@ -215,7 +215,8 @@ def test_properties(A, width, seed):
     if not np.any(A):
         assert r.width == 0 and r.rel_error == 0.0
         return
-    assert np.all(np.diff(r.errors) <= 1e-5)
+    # errors are tracked from float32 products: near zero they are good to ~1e-4 absolute
+    assert np.all(np.diff(r.errors) <= 1e-4)
     assert r.rel_error == pytest.approx(expansion_error(A, r), abs=1e-4)
     assert 0.0 <= r.rel_error <= 1.0 + 1e-6
 

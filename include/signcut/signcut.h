@@ -103,13 +103,14 @@ typedef struct sc_result {
     uint64_t *s_bits;       /* (width, ceil(m/64)) */
     uint64_t *t_bits;       /* (width, ceil(n/64)) */
     float *coef;            /* (width,) */
-    double *errors;         /* (width,) relative Frobenius error after each cut */
+    double *errors;         /* (width,) relative Frobenius error after each cut: tracked in O(1)
+                               per cut, exact at each block flush and for the last cut */
     double norm;            /* Frobenius norm of the input */
     int stopped_by;         /* 0 width, 1 rtol, 2 time, 3 callback, 4 exhausted (remainder 0) */
 } sc_result;
 
-/* Greedy signed cut decomposition of the m x n row-major matrix R (overwritten with the
- * remainder). Fills res (zero it before); returns a status code. */
+/* Greedy signed cut decomposition of the m x n row-major matrix R; R is overwritten with the
+ * final remainder. Fills res (zero it before); returns a status code. */
 int sc_matrix_decompose(const sc_kernels *K, float *R, int64_t m, int64_t n,
                         const sc_params *p, sc_result *res);
 /* Frees the arrays of a result. */

@@ -1,0 +1,461 @@
+"""Saving and loading signed cut decompositions: the ``.safetensors`` file format.
+
+A file is a plain `safetensors <https://github.com/huggingface/safetensors>`_ file, so any
+safetensors reader (``safetensors.numpy.load_file``) opens it. It holds one decomposition or
+a mapping ``name -> decomposition``. For a decomposition called ``NAME`` of ``width`` cuts and
+shape ``(d_0, ..., d_{k-1})`` it has the tensors
+
+``NAME/signs.{a}`` (one per mode ``a``)
+    uint8, 1-D, length ``ceil(width * d_a / 8)``: the signs of all cuts as ONE dense bit
+    stream, without padding between cuts. Bit ``t = j * d_a + i`` (entry ``i`` of cut ``j``)
+    is bit ``t % 8`` (least significant first, ``bitorder="little"``) of byte ``t // 8``; a set
+    bit means -1. The unused high bits of the last byte are zero.
+``NAME/coef``
+    float32, ``(width,)``: the coefficient of each cut.
+``NAME/errors``
+    float64, ``(width,)``: the relative error after each cut (NaN where unknown).
+
+Everything else lives in the header's ``__metadata__`` (string -> string):
+
+``format``: ``"signcut"``; ``format_version``: ``"1"``; ``container``: ``"single"`` (``load``
+returns a :class:`SignCut`) or ``"mapping"`` (``load`` returns a dict); ``decompositions``: a
+JSON object ``{NAME: {"shape": [...], "width": w, "orig_dtype": "float32", "norm": x | null,
+"tensorize": null}}`` in the order of the mapping; ``signs``: a reminder of the bit layout
+(informative only). The payload is ``sum_a ceil(width * d_a / 8) + 4 * width`` bytes, plus
+``8 * width`` for the errors: :attr:`SignCut.nbytes` (``ceil(width * sum(shape) / 8) +
+4 * width``) exactly when every ``width * d_a`` is a multiple of 8, else at most ``ndim - 1``
+bytes more (each mode's stream rounds up to a whole byte on its own).
+
+``load`` parses and checks the header itself before it allocates anything and checks every
+declared size against the size of the file, so a corrupt, truncated or hostile file raises
+:class:`FormatError` instead of triggering a huge allocation.
+"""
+import json
+import math
+import os
+import secrets
+from collections.abc import Mapping
+
+import numpy as np
+
+from signcut._result import SignCut, words
+
+__all__ = ["save", "load", "FormatError"]
+
+FORMAT_NAME = "signcut"
+FORMAT_VERSION = 1
+SINGLE_NAME = "signcut"          # the NAME used in a file saved from one SignCut
+MAX_NDIM = 32
+MAX_NAME_LENGTH = 256
+MAX_HEADER_BYTES = 100_000_000   # the limit safetensors itself applies
+_CHUNK_BITS = 1 << 24            # bits unpacked at once when converting signs
+_SIGNS_NOTE = ("bit t = j*d + i of NAME/signs.a (bit t%8 of byte t//8, least significant "
+               "first) is entry i of cut j on mode a; 1 means -1")
+_DTYPES = {"U8": (np.dtype("u1"), 1), "F32": (np.dtype("<f4"), 4), "F64": (np.dtype("<f8"), 8)}
+
+
+class FormatError(ValueError):
+    """A file is not a valid signcut file: corrupt, truncated or inconsistent."""
+
+
+# ------------------------------------------------------------------ sign conversion
+def _rows_to_stream(bits, d):
+    """Padded ``(width, ceil(d/64))`` uint64 rows -> dense little-endian bit stream (uint8)."""
+    width = bits.shape[0]
+    as_bytes = np.ascontiguousarray(bits, dtype="<u8").view(np.uint8).reshape(width, 8 * words(d))
+    if d % 8 == 0:
+        return np.ascontiguousarray(as_bytes[:, :d // 8]).reshape(-1)
+    out = np.empty(-(-width * d // 8), np.uint8)
+    step = max(8, _CHUNK_BITS // d // 8 * 8)     # a multiple of 8: every block starts on a byte
+    for j0 in range(0, width, step):             # blocks of many cuts, not one cut at a time
+        flags = np.unpackbits(as_bytes[j0:j0 + step], axis=1, count=d, bitorder="little")
+        packed = np.packbits(flags.reshape(-1), bitorder="little")
+        out[j0 * d // 8:j0 * d // 8 + packed.size] = packed
+    return out
+
+
+def _stream_to_rows(stream, width, d):
+    """Dense bit stream of ``width * d`` bits -> padded ``(width, ceil(d/64))`` uint64 rows."""
+    rows = np.zeros((width, 8 * words(d)), np.uint8)
+    if d % 8 == 0:
+        rows[:, :d // 8] = stream.reshape(width, d // 8)
+    else:
+        step = max(8, _CHUNK_BITS // d // 8 * 8)
+        for j0 in range(0, width, step):
+            n = min(step, width - j0)
+            chunk = stream[j0 * d // 8:-(-(j0 + n) * d // 8)]
+            flags = np.unpackbits(chunk, count=n * d, bitorder="little").reshape(n, d)
+            rows[j0:j0 + n, :-(-d // 8)] = np.packbits(flags, axis=1, bitorder="little")
+    return rows.view("<u8").astype(np.uint64, copy=False)
+
+
+# ------------------------------------------------------------------ save
+def _check_name(name):
+    if not isinstance(name, str):
+        raise TypeError(f"decomposition names must be str, got {type(name).__name__}")
+    if not 1 <= len(name) <= MAX_NAME_LENGTH:
+        raise ValueError(f"decomposition names must have 1 to {MAX_NAME_LENGTH} characters, "
+                         f"got {name!r}")
+    if "/" in name or not name.isprintable():
+        raise ValueError(f"decomposition names may not contain '/' or non-printable "
+                         f"characters, got {name!r}")
+
+
+def _dtype_name(dtype):
+    for text in (dtype.name, dtype.str):
+        try:
+            if _parse_dtype(text) == dtype:
+                return text
+        except (TypeError, ValueError):
+            pass
+    raise ValueError(f"orig_dtype {dtype} cannot be stored")
+
+
+def _parse_dtype(text):
+    try:
+        return np.dtype(text)
+    except TypeError:
+        try:                                   # bfloat16 and friends, when available
+            import ml_dtypes
+        except ImportError:
+            raise TypeError(f"unknown dtype {text!r}") from None
+        kind = getattr(ml_dtypes, text, None)
+        if kind is None:
+            raise TypeError(f"unknown dtype {text!r}") from None
+        return np.dtype(kind)
+
+
+def _encode(name, obj):
+    """Metadata entry and tensors ``(name, dtype code, array)`` of one SignCut."""
+    if not isinstance(obj, SignCut):
+        raise TypeError(f"can only save SignCut objects, got {type(obj).__name__} for {name!r}")
+    shape = tuple(int(d) for d in obj.shape)
+    width = int(obj.width)
+    if not 1 <= len(shape) <= MAX_NDIM or min(shape) < 1:
+        raise ValueError(f"{name!r}: cannot save shape {shape}")
+    coef = np.ascontiguousarray(obj.coef, dtype="<f4")
+    errors = np.ascontiguousarray(obj.errors, dtype="<f8")
+    if coef.shape != (width,) or errors.shape != (width,):
+        raise ValueError(f"{name!r}: coef and errors must have shape ({width},)")
+    if len(obj.signs) != len(shape):
+        raise ValueError(f"{name!r}: {len(obj.signs)} sign arrays for a {len(shape)}-D shape")
+    streams = []
+    for a, (bits, d) in enumerate(zip(obj.signs, shape)):
+        bits = np.asarray(bits)
+        if bits.dtype != np.uint64 or bits.shape != (width, words(d)):
+            raise ValueError(f"{name!r}: signs of mode {a} must be uint64 of shape "
+                             f"{(width, words(d))}, got {bits.dtype} {bits.shape}")
+        if d % 64 and width and (bits[:, -1] >> np.uint64(d % 64)).any():
+            raise ValueError(f"{name!r}: signs of mode {a} have bits set beyond entry {d}")
+        streams.append((f"{name}/signs.{a}", "U8", _rows_to_stream(bits, d)))
+    tensorize = getattr(obj, "tensorize", None)
+    try:
+        json.dumps(tensorize)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name!r}: tensorize must be JSON-serialisable: {exc}") from None
+    meta = {"shape": list(shape), "width": width, "orig_dtype": _dtype_name(obj.orig_dtype),
+            "norm": None if obj.norm is None else float(obj.norm), "tensorize": tensorize}
+    return meta, (f"{name}/errors", "F64", errors), (f"{name}/coef", "F32", coef), streams
+
+
+def _build_header(obj):
+    if isinstance(obj, SignCut):
+        container, items = "single", [(SINGLE_NAME, obj)]
+    elif isinstance(obj, Mapping):
+        container, items = "mapping", list(obj.items())
+        for name, _ in items:
+            _check_name(name)
+    else:
+        raise TypeError(f"save expects a SignCut or a mapping name -> SignCut, "
+                        f"got {type(obj).__name__}")
+    metas, f64, f32, u8 = {}, [], [], []
+    for name, item in items:
+        meta, errors, coef, streams = _encode(name, item)
+        metas[name] = meta
+        f64.append(errors)
+        f32.append(coef)
+        u8.extend(streams)
+    metadata = {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION),
+                "container": container,
+                "decompositions": json.dumps(metas, separators=(",", ":")),
+                "signs": _SIGNS_NOTE}
+    header, tensors, offset = {"__metadata__": metadata}, [], 0
+    for tname, code, array in f64 + f32 + u8:      # widest first: every tensor stays aligned
+        header[tname] = {"dtype": code, "shape": [int(array.size)],
+                         "data_offsets": [offset, offset + array.nbytes]}
+        offset += array.nbytes
+        tensors.append(array)
+    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-(8 + len(text)) % 8)          # the data starts 8-byte aligned
+    return len(text).to_bytes(8, "little") + text, tensors
+
+
+def save(path, obj):
+    """Save a decomposition, or a mapping of them, to a ``.safetensors`` file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Destination. It is written atomically: the data go to a temporary file in the same
+        folder, which then replaces ``path``; on any error ``path`` is left as it was and the
+        temporary file is removed.
+    obj : SignCut or mapping of str to SignCut
+        What to save. Names are 1 to 256 printable characters without ``'/'``. The mapping
+        order is kept. :func:`load` gives back a SignCut for a SignCut and a dict for a mapping.
+
+    The layout is described in :mod:`signcut._format`: one dense uint8 bit stream per mode
+    (``NAME/signs.{a}``), ``NAME/coef`` (float32) and ``NAME/errors`` (float64), the rest as
+    JSON in the safetensors metadata. Raises ``TypeError``/``ValueError`` for objects that
+    cannot be saved and ``OSError`` when the folder cannot be written.
+    """
+    path = os.fspath(path)
+    head, tensors = _build_header(obj)         # every check happens before touching the disk
+    folder = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
+                     0o666)
+    except OSError as exc:
+        raise type(exc)(exc.errno, f"cannot write {path!r}: cannot create a file in folder "
+                                   f"{folder!r} ({exc.strerror})", folder) from exc
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(head)
+            for array in tensors:
+                f.write(memoryview(array).cast("B"))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+# ------------------------------------------------------------------ load
+def _reject_duplicates(pairs):
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise FormatError(f"duplicate key {key!r} in the header")
+        out[key] = value
+    return out
+
+
+def _json(text, what):
+    try:
+        return json.loads(text, object_pairs_hook=_reject_duplicates)
+    except FormatError:
+        raise
+    except (ValueError, RecursionError) as exc:
+        raise FormatError(f"{what} is not valid JSON: {exc}") from None
+
+
+def _is_int(x):
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _read_header(f, size):
+    if size < 8:
+        raise FormatError(f"file of {size} bytes is too short for a safetensors header")
+    n = int.from_bytes(f.read(8), "little")
+    if n < 2 or n > MAX_HEADER_BYTES or n > size - 8:
+        raise FormatError(f"bad header length {n} for a file of {size} bytes")
+    raw = f.read(n)
+    if len(raw) != n:
+        raise FormatError("file truncated inside the header")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FormatError(f"header is not UTF-8: {exc}") from None
+    header = _json(text, "header")
+    if not isinstance(header, dict):
+        raise FormatError("header is not a JSON object")
+    return header, 8 + n
+
+
+def _parse_metadata(header):
+    meta = header.get("__metadata__")
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise FormatError("missing or invalid __metadata__ (a map of strings is required)")
+    if meta.get("format") != FORMAT_NAME:
+        raise FormatError(f"not a signcut file (format {meta.get('format')!r})")
+    if meta.get("format_version") != str(FORMAT_VERSION):
+        raise FormatError(f"unknown format version {meta.get('format_version')!r} "
+                          f"(this signcut reads version {FORMAT_VERSION})")
+    container = meta.get("container")
+    if container not in ("single", "mapping"):
+        raise FormatError(f"unknown container {container!r}")
+    if "decompositions" not in meta:
+        raise FormatError("metadata has no 'decompositions' entry")
+    decomps = _json(meta["decompositions"], "metadata 'decompositions'")
+    if not isinstance(decomps, dict):
+        raise FormatError("metadata 'decompositions' is not a JSON object")
+    if container == "single" and list(decomps) != [SINGLE_NAME]:
+        raise FormatError(f"a single decomposition must be named {SINGLE_NAME!r}, "
+                          f"got {list(decomps)}")
+    entries = {}
+    for name, entry in decomps.items():
+        try:
+            _check_name(name)
+        except (TypeError, ValueError) as exc:
+            raise FormatError(str(exc)) from None
+        entries[name] = _parse_entry(name, entry)
+    return container, entries
+
+
+def _parse_entry(name, entry):
+    if not isinstance(entry, dict):
+        raise FormatError(f"{name!r}: metadata entry is not a JSON object")
+    for key in ("shape", "width", "orig_dtype", "norm"):
+        if key not in entry:
+            raise FormatError(f"{name!r}: metadata has no {key!r}")
+    shape, width = entry["shape"], entry["width"]
+    if not isinstance(shape, list) or not shape:
+        raise FormatError(f"{name!r}: shape must be a non-empty list, got {shape!r}")
+    if len(shape) > MAX_NDIM:
+        raise FormatError(f"{name!r}: too many dims ({len(shape)} > {MAX_NDIM})")
+    if not all(_is_int(d) and d >= 1 for d in shape):
+        raise FormatError(f"{name!r}: shape must hold positive integers, got {shape!r}")
+    if not _is_int(width) or width < 0:
+        raise FormatError(f"{name!r}: width must be a non-negative integer, got {width!r}")
+    if not isinstance(entry["orig_dtype"], str):
+        raise FormatError(f"{name!r}: orig_dtype must be a string")
+    try:
+        orig_dtype = _parse_dtype(entry["orig_dtype"])
+    except Exception as exc:        # numpy parses the untrusted string: any failure is ours
+        raise FormatError(f"{name!r}: bad orig_dtype {entry['orig_dtype']!r}: {exc}") from None
+    if (orig_dtype.hasobject or orig_dtype.itemsize == 0 or orig_dtype.fields is not None
+            or orig_dtype.subdtype is not None):
+        raise FormatError(f"{name!r}: orig_dtype {entry['orig_dtype']!r} is not a scalar dtype")
+    norm = entry["norm"]
+    if norm is not None and (isinstance(norm, bool) or not isinstance(norm, (int, float))):
+        raise FormatError(f"{name!r}: norm must be a number or null, got {norm!r}")
+    if _is_int(norm):
+        try:
+            norm = float(norm)
+        except OverflowError:
+            raise FormatError(f"{name!r}: norm {norm} is out of range") from None
+    return {"shape": tuple(shape), "width": width, "orig_dtype": orig_dtype, "norm": norm,
+            "tensorize": entry.get("tensorize")}
+
+
+def _expected_tensors(entries):
+    """tensor name -> (dtype code, length) for every tensor the metadata implies."""
+    out = {}
+    for name, e in entries.items():
+        w = e["width"]
+        out[f"{name}/errors"] = ("F64", w)
+        out[f"{name}/coef"] = ("F32", w)
+        for a, d in enumerate(e["shape"]):
+            out[f"{name}/signs.{a}"] = ("U8", -(-w * d // 8))
+    return out
+
+
+def _check_tensors(header, expected, data_size):
+    infos = {k: v for k, v in header.items() if k != "__metadata__"}
+    missing = [k for k in expected if k not in infos]
+    if missing:
+        raise FormatError(f"missing tensors: {', '.join(missing[:5])}")
+    extra = [k for k in infos if k not in expected]
+    if extra:
+        raise FormatError(f"unexpected tensors: {', '.join(extra[:5])}")
+    spans = []
+    for tname, (code, length) in expected.items():
+        info = infos[tname]
+        if not isinstance(info, dict):
+            raise FormatError(f"tensor {tname!r}: entry is not a JSON object")
+        if info.get("dtype") != code:
+            raise FormatError(f"tensor {tname!r}: wrong dtype {info.get('dtype')!r}, "
+                              f"expected {code!r}")
+        tshape = info.get("shape")
+        if not (isinstance(tshape, list) and len(tshape) == 1 and _is_int(tshape[0])
+                and tshape[0] == length):
+            raise FormatError(f"tensor {tname!r}: wrong shape {tshape!r}, expected "
+                              f"[{length}] for the declared width and shape")
+        offsets = info.get("data_offsets")
+        if (not isinstance(offsets, list) or len(offsets) != 2
+                or not all(_is_int(x) for x in offsets)):
+            raise FormatError(f"tensor {tname!r}: bad data_offsets {offsets!r}")
+        begin, end = offsets
+        if not 0 <= begin <= end <= data_size:
+            raise FormatError(f"tensor {tname!r}: data_offsets {offsets} outside the "
+                              f"{data_size} data bytes of the file (truncated?)")
+        if end - begin != length * _DTYPES[code][1]:
+            raise FormatError(f"tensor {tname!r}: {end - begin} bytes for {length} entries "
+                              f"of {code}")
+        spans.append((begin, end, tname))
+    position = 0
+    for begin, end, tname in sorted(spans):
+        if begin != position:
+            raise FormatError(f"tensor {tname!r} starts at byte {begin}, expected {position} "
+                              f"(overlapping tensors or a gap)")
+        position = end
+    if position != data_size:
+        raise FormatError(f"the tensors cover {position} bytes but the file holds {data_size} "
+                          f"data bytes (truncated or trailing garbage)")
+    return infos
+
+
+def _read_array(f, start, info, code):
+    begin, end = info["data_offsets"]
+    f.seek(start + begin)
+    raw = f.read(end - begin)
+    if len(raw) != end - begin:
+        raise FormatError("file truncated while reading the tensors")
+    return np.frombuffer(raw, dtype=_DTYPES[code][0])
+
+
+def load(path):
+    """Load what :func:`save` wrote.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A file written by :func:`save`.
+
+    Returns
+    -------
+    SignCut, or dict of str to SignCut
+        A SignCut if the file was saved from one, else a dict in the saved order. Signs,
+        coefficients, errors, shape, ``orig_dtype`` and ``norm`` come back exactly; the
+        reserved ``tensorize`` entry comes back as the attribute ``tensorize``.
+
+    Raises
+    ------
+    FormatError
+        The file is corrupt, truncated or inconsistent (the message says what is wrong).
+        The whole header is checked against the size of the file before any array is read.
+    OSError
+        The file cannot be opened (``FileNotFoundError`` when it does not exist).
+    """
+    with open(os.fspath(path), "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        header, start = _read_header(f, size)
+        container, entries = _parse_metadata(header)
+        expected = _expected_tensors(entries)
+        infos = _check_tensors(header, expected, size - start)
+        out = {}
+        for name, e in entries.items():
+            width, shape = e["width"], e["shape"]
+            signs = []
+            for a, d in enumerate(shape):
+                tname = f"{name}/signs.{a}"
+                stream = _read_array(f, start, infos[tname], "U8")
+                tail = width * d % 8
+                if tail and stream[-1] >> tail:
+                    raise FormatError(f"tensor {tname!r}: bits set beyond the {width * d} "
+                                      f"bits of {width} cuts of length {d}")
+                signs.append(_stream_to_rows(stream, width, d))
+            coef = _read_array(f, start, infos[f"{name}/coef"], "F32").astype(np.float32)
+            errors = _read_array(f, start, infos[f"{name}/errors"], "F64").astype(np.float64)
+            try:
+                result = SignCut(shape, signs, coef, errors, norm=e["norm"],
+                                 orig_dtype=e["orig_dtype"])
+            except (TypeError, ValueError) as exc:
+                raise FormatError(f"{name!r}: inconsistent decomposition: {exc}") from None
+            result.tensorize = e["tensorize"]
+            out[name] = result
+    return out[SINGLE_NAME] if container == "single" else out

@@ -1,0 +1,613 @@
+"""The signcut file format: signcut.save / signcut.load (safetensors with dense sign streams)."""
+import json
+import os
+import tracemalloc
+
+import numpy as np
+import pytest
+import safetensors.numpy
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import signcut
+from signcut import FormatError, SignCut
+from signcut import _format
+from signcut._result import unpack_signs, words
+
+DIMS = (1, 3, 63, 64, 65, 130)
+
+
+# ------------------------------------------------------------------ helpers
+def random_signcut(rng, shape, width, *, norm=2.5, orig_dtype=np.float32, nan_errors=False):
+    signs = []
+    for d in shape:
+        bits = rng.integers(0, 2**64, size=(width, words(d)), dtype=np.uint64)
+        if d % 64 and width:
+            bits[:, -1] &= np.uint64((1 << (d % 64)) - 1)
+        signs.append(bits)
+    coef = rng.standard_normal(width).astype(np.float32)
+    errors = np.full(width, np.nan) if nan_errors else rng.random(width)
+    return SignCut(shape, signs, coef, errors, norm=norm, orig_dtype=orig_dtype)
+
+
+def assert_same(x, y):
+    assert isinstance(y, SignCut)
+    assert y.shape == x.shape and y.width == x.width
+    assert len(y.signs) == len(x.signs)
+    for a, b in zip(x.signs, y.signs):
+        assert b.dtype == np.uint64 and b.shape == a.shape
+        np.testing.assert_array_equal(a, b)
+    assert y.coef.dtype == np.float32
+    np.testing.assert_array_equal(x.coef.view(np.uint32), y.coef.view(np.uint32))
+    assert y.errors.dtype == np.float64
+    np.testing.assert_array_equal(x.errors.view(np.uint64), y.errors.view(np.uint64))
+    assert y.norm == x.norm and type(y.norm) is type(x.norm)
+    assert y.orig_dtype == x.orig_dtype
+    assert getattr(y, "tensorize", None) == getattr(x, "tensorize", None)
+
+
+def split(raw):
+    """bytes -> (header dict, data bytes)."""
+    n = int.from_bytes(raw[:8], "little")
+    return json.loads(raw[8:8 + n]), raw[8 + n:]
+
+
+def join(header, data):
+    text = json.dumps(header).encode()
+    return len(text).to_bytes(8, "little") + text + data
+
+
+def edit(path, change):
+    """Rewrite the header of ``path``: ``change(header, decompositions)`` edits it in place."""
+    header, data = split(path.read_bytes())
+    original = header["__metadata__"]["decompositions"]
+    decomps = json.loads(original)
+    change(header, decomps)
+    if header["__metadata__"].get("decompositions") == original:   # not replaced by change
+        header["__metadata__"]["decompositions"] = json.dumps(decomps)
+    path.write_bytes(join(header, data))
+
+
+def shape_cases():
+    cases = []
+    for order in range(1, 6):
+        for start in range(0, len(DIMS), 2):
+            cases.append(tuple(DIMS[(start + i) % len(DIMS)] for i in range(order)))
+    return cases
+
+
+@pytest.fixture
+def small_file(tmp_path):
+    """A file holding two small decompositions, and the mapping saved."""
+    rng = np.random.default_rng(7)
+    obj = {"a": random_signcut(rng, (5, 3), 3), "b": random_signcut(rng, (9, 2, 7), 2)}
+    path = tmp_path / "small.safetensors"
+    signcut.save(path, obj)
+    return path, obj
+
+
+# ------------------------------------------------------------------ round trips
+@pytest.mark.parametrize("shape", shape_cases(), ids=str)
+@pytest.mark.parametrize("width", [0, 1, 7, 70])
+def test_round_trip(tmp_path, shape, width):
+    rng = np.random.default_rng(hash((shape, width)) % 2**32)
+    x = random_signcut(rng, shape, width)
+    path = tmp_path / "x.safetensors"
+    signcut.save(path, x)
+    assert_same(x, signcut.load(path))
+
+
+@pytest.mark.parametrize("order", [6, 7, 8])
+def test_round_trip_high_order(tmp_path, order):
+    rng = np.random.default_rng(order)
+    x = random_signcut(rng, (3, 1, 2, 5, 4, 2, 3, 2)[:order], 11)
+    signcut.save(tmp_path / "x", x)
+    y = signcut.load(tmp_path / "x")
+    assert_same(x, y)
+    np.testing.assert_array_equal(x.expand(), y.expand())
+
+
+@pytest.mark.parametrize("orig_dtype", [np.float32, np.float64, np.float16, np.int8, np.uint16,
+                                        ">f4", np.complex64])
+@pytest.mark.parametrize("norm", [None, 0.0, 1 / 3, 1e300])
+def test_round_trip_attributes(tmp_path, orig_dtype, norm):
+    x = random_signcut(np.random.default_rng(1), (4, 65), 3, norm=norm, orig_dtype=orig_dtype,
+                       nan_errors=True)
+    signcut.save(tmp_path / "x", x)
+    assert_same(x, signcut.load(tmp_path / "x"))
+
+
+def test_tensorize_round_trips(tmp_path):
+    x = random_signcut(np.random.default_rng(2), (6, 6), 2)
+    signcut.save(tmp_path / "x", x)
+    assert signcut.load(tmp_path / "x").tensorize is None
+    header, _ = split((tmp_path / "x").read_bytes())
+    assert json.loads(header["__metadata__"]["decompositions"])["signcut"]["tensorize"] is None
+    x.tensorize = {"kind": "reshape", "dims": [2, 3, 2, 3]}
+    signcut.save(tmp_path / "x", x)
+    assert signcut.load(tmp_path / "x").tensorize == x.tensorize
+    x.tensorize = object()
+    with pytest.raises(ValueError, match="tensorize"):
+        signcut.save(tmp_path / "x", x)
+
+
+def test_mapping_round_trip(tmp_path):
+    rng = np.random.default_rng(3)
+    obj = {"zeta": random_signcut(rng, (65, 130), 9), "alpha": random_signcut(rng, (3,), 0),
+           "mid dle ü": random_signcut(rng, (1, 64, 63), 1, norm=None),
+           "signcut": random_signcut(rng, (2, 2, 2, 2), 5)}
+    signcut.save(tmp_path / "m.safetensors", obj)
+    out = signcut.load(tmp_path / "m.safetensors")
+    assert type(out) is dict and list(out) == list(obj)
+    for name in obj:
+        assert_same(obj[name], out[name])
+
+
+def test_single_returns_signcut_and_mapping_of_one_returns_dict(tmp_path):
+    x = random_signcut(np.random.default_rng(4), (8, 8), 4)
+    signcut.save(tmp_path / "s", x)
+    signcut.save(tmp_path / "m", {"signcut": x})
+    assert isinstance(signcut.load(tmp_path / "s"), SignCut)
+    out = signcut.load(tmp_path / "m")
+    assert isinstance(out, dict) and list(out) == ["signcut"]
+    assert_same(x, out["signcut"])
+
+
+def test_empty_mapping(tmp_path):
+    signcut.save(tmp_path / "e", {})
+    assert signcut.load(tmp_path / "e") == {}
+    assert safetensors.numpy.load_file(str(tmp_path / "e")) == {}
+
+
+def test_decompose_result_round_trip(tmp_path):
+    A = np.random.default_rng(5).standard_normal((70, 45)).astype(np.float64)
+    x = signcut.decompose(A, width=37, seed=0)
+    signcut.save(tmp_path / "r.safetensors", x)
+    y = signcut.load(tmp_path / "r.safetensors")
+    assert_same(x, y)
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    assert y.nbytes == x.nbytes and y.ratio == x.ratio
+
+
+def test_save_accepts_str_and_overwrites(tmp_path):
+    rng = np.random.default_rng(6)
+    path = str(tmp_path / "x.safetensors")
+    signcut.save(path, random_signcut(rng, (3, 3), 2))
+    x = random_signcut(rng, (4, 5), 3)
+    signcut.save(path, x)
+    assert_same(x, signcut.load(path))
+
+
+# ------------------------------------------------------------------ layout
+@pytest.mark.parametrize("shape,width", [((3, 65), 5), ((130, 1, 64), 9), ((63,), 70),
+                                         ((3, 65, 130, 1, 63), 8), ((64, 64), 3),
+                                         ((7, 9, 11, 13, 2), 17), ((5,), 0)])
+def test_dense_layout_and_size(tmp_path, shape, width):
+    x = random_signcut(np.random.default_rng(8), shape, width)
+    path = tmp_path / "x.safetensors"
+    signcut.save(path, x)
+    tensors = safetensors.numpy.load_file(str(path))
+    assert set(tensors) == {"signcut/coef", "signcut/errors"} | {
+        f"signcut/signs.{a}" for a in range(len(shape))}
+    np.testing.assert_array_equal(tensors["signcut/coef"], x.coef)
+    np.testing.assert_array_equal(tensors["signcut/errors"].view(np.uint64),
+                                  x.errors.view(np.uint64))
+    for a, d in enumerate(shape):
+        stream = tensors[f"signcut/signs.{a}"]
+        assert stream.dtype == np.uint8 and stream.shape == (-(-width * d // 8),)
+        bits = np.unpackbits(stream, count=width * d, bitorder="little").reshape(width, d)
+        expected = unpack_signs(x.signs[a], d) if width else np.zeros((0, d))
+        np.testing.assert_array_equal(1 - 2 * bits.astype(np.float32), expected)
+        if width * d % 8:
+            assert stream[-1] >> (width * d % 8) == 0
+    payload = os.path.getsize(path) - 8 - int.from_bytes(path.read_bytes()[:8], "little")
+    # one stream per mode: each rounds up to a whole byte on its own
+    assert payload == sum(-(-width * d // 8) for d in shape) + 4 * width + 8 * width
+    signs_and_coef = sum(t.nbytes for k, t in tensors.items() if k != "signcut/errors")
+    assert payload == signs_and_coef + 8 * width
+    assert x.nbytes <= signs_and_coef <= x.nbytes + len(shape) - 1
+    if all(width * d % 8 == 0 for d in shape):
+        assert signs_and_coef == x.nbytes == -(-width * sum(shape) // 8) + 4 * width
+
+
+def test_bit_order_explicit(tmp_path):
+    # cut 0 = (-1, +1, +1), cut 1 = (+1, +1, -1), cut 2 = (-1, -1, -1): bits 1,0,0, 0,0,1, 1,1,1
+    signs = np.array([[0b001], [0b100], [0b111]], dtype=np.uint64)
+    x = SignCut((3,), [signs], [1, 2, 3])
+    signcut.save(tmp_path / "x", x)
+    stream = safetensors.numpy.load_file(str(tmp_path / "x"))["signcut/signs.0"]
+    assert stream.tolist() == [0b11100001, 0b1]
+
+
+def test_header_metadata(tmp_path):
+    x = random_signcut(np.random.default_rng(9), (4, 6), 3, orig_dtype=np.float16)
+    signcut.save(tmp_path / "x", x)
+    header, _ = split((tmp_path / "x").read_bytes())
+    meta = header["__metadata__"]
+    assert meta["format"] == "signcut" and meta["format_version"] == "1"
+    assert meta["container"] == "single"
+    assert json.loads(meta["decompositions"]) == {"signcut": {
+        "shape": [4, 6], "width": 3, "orig_dtype": "float16", "norm": 2.5, "tensorize": None}}
+    assert (8 + int.from_bytes((tmp_path / "x").read_bytes()[:8], "little")) % 8 == 0
+
+
+def test_chunked_conversion_matches(tmp_path, monkeypatch):
+    rng = np.random.default_rng(10)
+    x = random_signcut(rng, (77, 13, 130), 45)
+    for d, bits in zip(x.shape, x.signs):
+        whole = _format._rows_to_stream(bits, d)
+        monkeypatch.setattr(_format, "_CHUNK_BITS", 1)
+        chunked = _format._rows_to_stream(bits, d)
+        np.testing.assert_array_equal(whole, chunked)
+        np.testing.assert_array_equal(_format._stream_to_rows(whole, x.width, d), bits)
+        monkeypatch.undo()
+    monkeypatch.setattr(_format, "_CHUNK_BITS", 100)
+    signcut.save(tmp_path / "x", x)
+    assert_same(x, signcut.load(tmp_path / "x"))
+
+
+# ------------------------------------------------------------------ save errors, atomicity
+def test_exports():
+    assert signcut.save is _format.save and signcut.load is _format.load
+    assert issubclass(signcut.FormatError, ValueError)
+    assert {"save", "load", "FormatError"} <= set(signcut.__all__)
+
+
+@pytest.mark.parametrize("name", ["", "a/b", "/", "tab\there", "new\nline", "x" * 257])
+def test_bad_names(tmp_path, name):
+    x = random_signcut(np.random.default_rng(0), (2, 2), 1)
+    with pytest.raises(ValueError, match="name"):
+        signcut.save(tmp_path / "x", {name: x})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_objects(tmp_path):
+    x = random_signcut(np.random.default_rng(0), (2, 2), 1)
+    with pytest.raises(TypeError):
+        signcut.save(tmp_path / "x", {1: x})
+    with pytest.raises(TypeError):
+        signcut.save(tmp_path / "x", {"a": np.zeros(3)})
+    with pytest.raises(TypeError):
+        signcut.save(tmp_path / "x", [x])
+    x.signs[0][0, 0] |= np.uint64(1 << 40)            # corrupt a tail bit after construction
+    with pytest.raises(ValueError, match="beyond"):
+        signcut.save(tmp_path / "x", x)
+    assert list(tmp_path.iterdir()) == []
+
+
+def _boom(*args, **kwargs):
+    raise OSError("simulated failure")
+
+
+@pytest.mark.parametrize("where", ["replace", "fsync"])
+def test_atomic_write_on_failure(tmp_path, monkeypatch, where):
+    rng = np.random.default_rng(11)
+    path = tmp_path / "x.safetensors"
+    monkeypatch.setattr(_format.os, where, _boom)
+    with pytest.raises(OSError, match="simulated"):
+        signcut.save(path, random_signcut(rng, (30, 40), 5))
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    old = random_signcut(rng, (3, 4), 2)
+    signcut.save(path, old)
+    before = path.read_bytes()
+    monkeypatch.setattr(_format.os, where, _boom)
+    with pytest.raises(OSError, match="simulated"):
+        signcut.save(path, random_signcut(rng, (30, 40), 5))
+    assert list(tmp_path.iterdir()) == [path] and path.read_bytes() == before
+    monkeypatch.undo()
+    assert_same(old, signcut.load(path))
+
+
+def test_save_into_missing_folder(tmp_path):
+    x = random_signcut(np.random.default_rng(0), (2, 2), 1)
+    with pytest.raises(FileNotFoundError, match="folder"):
+        signcut.save(tmp_path / "nope" / "x.safetensors", x)
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
+                    reason="root can write to read-only folders")
+def test_save_into_read_only_folder(tmp_path):
+    x = random_signcut(np.random.default_rng(0), (2, 2), 1)
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        with pytest.raises(PermissionError, match="folder"):
+            signcut.save(folder / "x.safetensors", x)
+    finally:
+        folder.chmod(0o700)
+    assert list(folder.iterdir()) == []
+
+
+def test_save_onto_a_directory(tmp_path):
+    (tmp_path / "d").mkdir()
+    x = random_signcut(np.random.default_rng(0), (2, 2), 1)
+    with pytest.raises(OSError):
+        signcut.save(tmp_path / "d", x)
+    assert [p.name for p in tmp_path.iterdir()] == ["d"]
+
+
+# ------------------------------------------------------------------ corrupt files
+def test_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        signcut.load(tmp_path / "absent.safetensors")
+
+
+def test_every_truncation_fails(small_file):
+    path, _ = small_file
+    raw = path.read_bytes()
+    for n in range(len(raw)):
+        path.write_bytes(raw[:n])
+        with pytest.raises(FormatError):
+            signcut.load(path)
+
+
+def test_trailing_garbage(small_file):
+    path, _ = small_file
+    path.write_bytes(path.read_bytes() + b"\0")
+    with pytest.raises(FormatError, match="trailing"):
+        signcut.load(path)
+
+
+@pytest.mark.parametrize("offset,value,match", [
+    (0, 0xFF, "header length|JSON|UTF-8"), (7, 0x01, "header length"),
+    (3, 0x10, "header length"), (0, 0x00, "header length|JSON|UTF-8"), (8, ord("["), "JSON"), (8, 0xC3, "UTF-8"),
+    (9, ord("}"), "JSON"), (-1, 0x80, "UTF-8")])
+def test_flipped_header_bytes(small_file, offset, value, match):
+    path, _ = small_file
+    raw = bytearray(path.read_bytes())
+    n = int.from_bytes(raw[:8], "little")
+    raw[offset if offset >= 0 else 8 + n + offset] = value
+    path.write_bytes(bytes(raw))
+    with pytest.raises(FormatError, match=match):
+        signcut.load(path)
+
+
+def test_header_not_object(tmp_path):
+    (tmp_path / "x").write_bytes(join([1, 2], b""))
+    with pytest.raises(FormatError, match="not a JSON object"):
+        signcut.load(tmp_path / "x")
+
+
+def test_duplicate_keys(small_file):
+    path, _ = small_file
+    header, data = split(path.read_bytes())
+    text = json.dumps(header)
+    text = text[:-1] + ',"a/coef":' + json.dumps(header["a/coef"]) + "}"
+    path.write_bytes(len(text).to_bytes(8, "little") + text.encode() + data)
+    with pytest.raises(FormatError, match="duplicate"):
+        signcut.load(path)
+
+
+def _set(key, value):
+    def change(header, decomps):
+        decomps["a"][key] = value
+    return change
+
+
+def _meta(key, value):
+    def change(header, decomps):
+        if value is None:
+            del header["__metadata__"][key]
+        else:
+            header["__metadata__"][key] = value
+    return change
+
+
+def _tensor(name, key, value):
+    def change(header, decomps):
+        if key is None:
+            del header[name]
+        else:
+            header[name][key] = value
+    return change
+
+
+def _no_metadata(header, decomps):
+    header["__metadata__"] = {"decompositions": "{}"}
+
+
+def _extra_tensor(header, decomps):
+    end = max(v["data_offsets"][1] for k, v in header.items() if k != "__metadata__")
+    header["a/extra"] = {"dtype": "U8", "shape": [0], "data_offsets": [end, end]}
+
+
+def _extra_name(header, decomps):
+    decomps["c"] = {"shape": [2], "width": 0, "orig_dtype": "float32", "norm": None}
+
+
+EDITS = {
+    "width+1": (_set("width", 4), "wrong shape|bytes"),
+    "width-1": (_set("width", 2), "wrong shape"),
+    "shape": (_set("shape", [5, 30]), "wrong shape"),
+    "shape order": (_set("shape", [5, 3, 1]), "missing tensors"),
+    "huge shape": (_set("shape", [10**12, 3]), "wrong shape"),
+    "huge width": (_set("width", 10**15), "wrong shape"),
+    "too many dims": (_set("shape", [1] * 33), "too many dims"),
+    "zero dim": (_set("shape", [5, 0]), "positive integers"),
+    "negative dim": (_set("shape", [5, -3]), "positive integers"),
+    "float dim": (_set("shape", [5, 3.0]), "positive integers"),
+    "string dim": (_set("shape", [5, "3"]), "positive integers"),
+    "bool dim": (_set("shape", [5, True]), "positive integers"),
+    "empty shape": (_set("shape", []), "non-empty"),
+    "shape not list": (_set("shape", 15), "non-empty"),
+    "negative width": (_set("width", -1), "width"),
+    "float width": (_set("width", 3.0), "width"),
+    "orig_dtype": (_set("orig_dtype", "float31"), "orig_dtype"),
+    "orig_dtype object": (_set("orig_dtype", "O"), "orig_dtype"),
+    "orig_dtype void": (_set("orig_dtype", "V0"), "orig_dtype"),
+    "orig_dtype struct": (_set("orig_dtype", "i4,f8"), "orig_dtype"),
+    "orig_dtype number": (_set("orig_dtype", 4), "orig_dtype"),
+    "norm": (_set("norm", "big"), "norm"),
+    "norm huge int": (_set("norm", 10**400), "norm"),
+    "version": (_meta("format_version", "2"), "unknown format version"),
+    "format": (_meta("format", "gguf"), "not a signcut file"),
+    "container": (_meta("container", "list"), "container"),
+    "no decompositions": (_meta("decompositions", None), "decompositions"),
+    "decompositions not json": (_meta("decompositions", "{'a': 1"), "not valid JSON"),
+    "decompositions list": (_meta("decompositions", "[]"), "not a JSON object"),
+    "no metadata": (_no_metadata, "format"),
+    "missing coef": (_tensor("a/coef", None, None), "missing tensors"),
+    "missing signs": (_tensor("b/signs.2", None, None), "missing tensors"),
+    "extra tensor": (_extra_tensor, "unexpected tensors"),
+    "extra name": (_extra_name, "missing tensors"),
+    "coef dtype": (_tensor("a/coef", "dtype", "F64"), "wrong dtype"),
+    "signs dtype": (_tensor("a/signs.0", "dtype", "I8"), "wrong dtype"),
+    "tensor shape": (_tensor("a/signs.1", "shape", [3]), "wrong shape"),
+    "tensor huge shape": (_tensor("a/signs.1", "shape", [10**12]), "wrong shape"),
+    "offsets beyond": (_tensor("a/signs.1", "data_offsets", [10**12, 10**12 + 2]), "outside"),
+    "offsets bad": (_tensor("a/signs.1", "data_offsets", [1]), "data_offsets"),
+    "offsets overlap": (_tensor("a/signs.1", "data_offsets", [0, 2]), "starts at byte"),
+    "missing key": (lambda h, d: d["a"].pop("norm"), "norm"),
+}
+
+
+@pytest.mark.parametrize("case", list(EDITS))
+def test_edited_metadata(small_file, case):
+    path, _ = small_file
+    change, match = EDITS[case]
+    edit(path, change)
+    with pytest.raises(FormatError, match=match):
+        signcut.load(path)
+
+
+def test_single_container_with_other_name(small_file):
+    path, _ = small_file
+    edit(path, _meta("container", "single"))
+    with pytest.raises(FormatError, match="single"):
+        signcut.load(path)
+
+
+def test_huge_shape_allocates_nothing(tmp_path):
+    x = random_signcut(np.random.default_rng(12), (3, 5), 2)
+    path = tmp_path / "x"
+    signcut.save(path, x)
+
+    def change(header, decomps):
+        decomps["signcut"]["shape"] = [10**12, 10**12]
+        for a in range(2):
+            n = -(-2 * 10**12 // 8)
+            header[f"signcut/signs.{a}"]["shape"] = [n]
+            header[f"signcut/signs.{a}"]["data_offsets"] = [24 + a * n, 24 + (a + 1) * n]
+    edit(path, change)
+    assert os.path.getsize(path) < 2000
+    tracemalloc.start()
+    try:
+        with pytest.raises(FormatError, match="outside"):
+            signcut.load(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20
+
+
+def test_header_length_beyond_file(small_file):
+    path, _ = small_file
+    raw = path.read_bytes()
+    path.write_bytes((2**62).to_bytes(8, "little") + raw[8:])
+    with pytest.raises(FormatError, match="header length"):
+        signcut.load(path)
+
+
+@pytest.mark.parametrize("shape,width", [((5, 3), 3), ((1,), 1), ((130, 65), 3)])
+def test_tail_bits_set(tmp_path, shape, width):
+    x = random_signcut(np.random.default_rng(13), shape, width)
+    path = tmp_path / "x"
+    signcut.save(path, x)
+    header, data = split(path.read_bytes())
+    for a, d in enumerate(shape):
+        if width * d % 8 == 0:
+            continue
+        end = header[f"signcut/signs.{a}"]["data_offsets"][1]
+        raw = bytearray(path.read_bytes())
+        n = int.from_bytes(raw[:8], "little")
+        raw[8 + n + end - 1] |= 0x80
+        path.write_bytes(bytes(raw))
+        with pytest.raises(FormatError, match="bits set beyond"):
+            signcut.load(path)
+        signcut.save(path, x)
+
+
+def test_data_flips_load_as_valid(small_file):
+    path, obj = small_file
+    raw = bytearray(path.read_bytes())
+    header, _ = split(bytes(raw))
+    start = 8 + int.from_bytes(raw[:8], "little")
+    begin = header["a/coef"]["data_offsets"][0]
+    raw[start + begin] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    out = signcut.load(path)
+    assert out["a"].coef.view(np.uint32)[0] != obj["a"].coef.view(np.uint32)[0]
+    assert_same(obj["b"], out["b"])
+
+
+# ------------------------------------------------------------------ property tests
+@st.composite
+def signcuts(draw):
+    order = draw(st.integers(1, 8))
+    shape = tuple(draw(st.lists(st.integers(1, 140), min_size=order, max_size=order)))
+    width = draw(st.integers(0, 20))
+    seed = draw(st.integers(0, 2**32 - 1))
+    norm = draw(st.one_of(st.none(), st.floats(allow_nan=False)))
+    return random_signcut(np.random.default_rng(seed), shape, width, norm=norm)
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(x=signcuts())
+def test_property_round_trip(tmp_path, x):
+    signcut.save(tmp_path / "p", x)
+    assert_same(x, signcut.load(tmp_path / "p"))
+
+
+@pytest.fixture(scope="module")
+def corruptible(tmp_path_factory):
+    rng = np.random.default_rng(14)
+    obj = {"m": random_signcut(rng, (5, 3), 3), "t": random_signcut(rng, (9, 2, 7), 2),
+           "z": random_signcut(rng, (4,), 0)}
+    path = tmp_path_factory.mktemp("corrupt") / "base.safetensors"
+    signcut.save(path, obj)
+    return path.read_bytes(), obj, tmp_path_factory.mktemp("work") / "c.safetensors"
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=st.data())
+def test_property_corruption(corruptible, data):
+    raw, obj, path = corruptible
+    raw = bytearray(raw)
+    size = len(raw)
+    n = int.from_bytes(raw[:8], "little")
+    edits = data.draw(st.lists(st.tuples(
+        st.one_of(st.integers(0, len(raw) - 1), st.integers(0, min(8 + n, len(raw)) - 1)),
+        st.integers(0, 255)), min_size=1, max_size=4))
+    for offset, value in edits:
+        raw[offset] = value
+    cut = data.draw(st.one_of(st.none(), st.integers(0, len(raw))))
+    if cut is not None:
+        raw = raw[:cut]
+    path.write_bytes(bytes(raw))
+    try:
+        out = signcut.load(path)
+    except FormatError:
+        return
+    assert cut is None or cut == size           # every truncation is caught
+    assert isinstance(out, (dict, SignCut))
+    for item in (out.values() if isinstance(out, dict) else [out]):
+        assert isinstance(item, SignCut)
+        for bits, d in zip(item.signs, item.shape):     # a valid decomposition
+            assert bits.shape == (item.width, words(d))
+        assert item.nbytes >= 0 and repr(item)
+    if bytes(raw) == corruptible[0]:
+        for name in obj:
+            assert_same(obj[name], out[name])
+
+
+@settings(max_examples=200, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(blob=st.binary(max_size=300), n=st.integers(0, 400))
+def test_property_garbage(tmp_path, blob, n):
+    path = tmp_path / "g"
+    path.write_bytes(n.to_bytes(8, "little") + blob)
+    with pytest.raises(FormatError):
+        signcut.load(path)
