@@ -22,44 +22,28 @@ static inline unsigned byte_at(const uint64_t *bits, int64_t i) {  /* i multiple
 #define PF_DIST 256
 static void accum_rows(float *y, int64_t len, const float *rows, int64_t ld,
                        const int64_t *idx, const float *w, int64_t k) {
+    /* Eight rows per pass over y: eight concurrent read streams and one load/store of y per
+     * eight FMAs. The FMA chain of each entry runs over the rows in order. */
     int64_t q = 0;
-    for (; q + 4 <= k; q += 4) {
-        const float *r0 = rows + idx[q] * ld, *r1 = rows + idx[q + 1] * ld;
-        const float *r2 = rows + idx[q + 2] * ld, *r3 = rows + idx[q + 3] * ld;
-        __m256 w0 = _mm256_set1_ps(w[q]), w1 = _mm256_set1_ps(w[q + 1]);
-        __m256 w2 = _mm256_set1_ps(w[q + 2]), w3 = _mm256_set1_ps(w[q + 3]);
-        int64_t i = 0;
-        for (; i + 16 <= len; i += 16) {
-            _mm_prefetch((const char *)(r0 + i + PF_DIST), _MM_HINT_T0);
-            _mm_prefetch((const char *)(r1 + i + PF_DIST), _MM_HINT_T0);
-            _mm_prefetch((const char *)(r2 + i + PF_DIST), _MM_HINT_T0);
-            _mm_prefetch((const char *)(r3 + i + PF_DIST), _MM_HINT_T0);
-            __m256 a = _mm256_loadu_ps(y + i), b = _mm256_loadu_ps(y + i + 8);
-            a = _mm256_fmadd_ps(w0, _mm256_loadu_ps(r0 + i), a);
-            b = _mm256_fmadd_ps(w0, _mm256_loadu_ps(r0 + i + 8), b);
-            a = _mm256_fmadd_ps(w1, _mm256_loadu_ps(r1 + i), a);
-            b = _mm256_fmadd_ps(w1, _mm256_loadu_ps(r1 + i + 8), b);
-            a = _mm256_fmadd_ps(w2, _mm256_loadu_ps(r2 + i), a);
-            b = _mm256_fmadd_ps(w2, _mm256_loadu_ps(r2 + i + 8), b);
-            a = _mm256_fmadd_ps(w3, _mm256_loadu_ps(r3 + i), a);
-            b = _mm256_fmadd_ps(w3, _mm256_loadu_ps(r3 + i + 8), b);
-            _mm256_storeu_ps(y + i, a);
-            _mm256_storeu_ps(y + i + 8, b);
+    for (; q + 8 <= k; q += 8) {
+        const float *r[8];
+        __m256 wv[8];
+        for (int j = 0; j < 8; j++) {
+            r[j] = rows + idx[q + j] * ld;
+            wv[j] = _mm256_set1_ps(w[q + j]);
         }
+        int64_t i = 0;
         for (; i + 8 <= len; i += 8) {
             __m256 a = _mm256_loadu_ps(y + i);
-            a = _mm256_fmadd_ps(w0, _mm256_loadu_ps(r0 + i), a);
-            a = _mm256_fmadd_ps(w1, _mm256_loadu_ps(r1 + i), a);
-            a = _mm256_fmadd_ps(w2, _mm256_loadu_ps(r2 + i), a);
-            a = _mm256_fmadd_ps(w3, _mm256_loadu_ps(r3 + i), a);
+            for (int j = 0; j < 8; j++) {
+                _mm_prefetch((const char *)(r[j] + i + PF_DIST), _MM_HINT_T0);
+                a = _mm256_fmadd_ps(wv[j], _mm256_loadu_ps(r[j] + i), a);
+            }
             _mm256_storeu_ps(y + i, a);
         }
         for (; i < len; i++) {
             float a = y[i];
-            a = fmaf(w[q], r0[i], a);
-            a = fmaf(w[q + 1], r1[i], a);
-            a = fmaf(w[q + 2], r2[i], a);
-            a = fmaf(w[q + 3], r3[i], a);
+            for (int j = 0; j < 8; j++) a = fmaf(w[q + j], r[j][i], a);
             y[i] = a;
         }
     }
