@@ -6,6 +6,7 @@ from signcut._result import SignCut, signs_nbytes
 from signcut._validate import as_real_array, optional_float, optional_int
 
 DEFAULT_BLOCK_SIZE = 64
+MAX_NDIM = 32
 MAX_SWEEPS = 1000
 
 
@@ -54,21 +55,24 @@ def _threads(n_threads):
 
 def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_seconds=None,
               seed=None, block_size=None, n_threads=None, callback=None):
-    """Greedy signed cut decomposition of a matrix.
+    """Greedy signed cut decomposition of a matrix or a tensor of any order.
 
-    Approximates ``A`` (m x n) by ``sum_j coef[j] * s_j t_j^T`` with sign vectors ``s_j`` and
-    ``t_j``. Each cut starts from random signs and alternately sets ``s = sign(R t)`` and
-    ``t = sign(R^T s)`` while ``|s^T R t|`` grows, then subtracts ``c s t^T`` with
-    ``c = s^T R t / (m n)`` from the remainder ``R``.
+    Approximates a matrix ``A`` (m x n) by ``sum_j coef[j] * s_j t_j^T`` with sign vectors
+    ``s_j`` and ``t_j``, and a tensor of order k by ``sum_j coef[j] * s1_j ⊗ ... ⊗ sk_j``.
+    Each cut starts from random signs and sets each mode's signs to the sign of the remainder
+    ``R`` contracted with the other modes' signs (for a matrix: ``s = sign(R t)``,
+    ``t = sign(R^T s)``) while ``|<R, s1 ⊗ ... ⊗ sk>|`` grows, then subtracts the cut with
+    ``c = <R, s1 ⊗ ... ⊗ sk> / R.size``. Matrices go through the matrix engine (incremental
+    products, cuts subtracted a block at a time); other orders through the tensor engine.
 
     Parameters
     ----------
-    A : array_like, 2-D, real
+    A : array_like, 1 to 32 dimensions, real
         Any real dtype and memory layout. The engine computes in float32.
     width : int, optional
         Stop after this many cuts.
     bits_per_entry : float, optional
-        Stop when ``width * (m + n + 32) / (m n)`` would exceed this.
+        Stop when ``width * (sum(shape) + 32) / size`` would exceed this.
     ratio : float, optional
         Stop when the compressed bytes over the bytes of ``A`` in its own dtype would exceed this.
     rtol : float, optional
@@ -78,8 +82,8 @@ def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_
     seed : None, int, numpy.random.SeedSequence or numpy.random.Generator
         Seed of the random starts; the same seed gives the same bits for any ``n_threads``.
     block_size : int, optional
-        Cuts kept pending before they are subtracted from the remainder at once (1..64,
-        default 64).
+        Matrices only: cuts kept pending before they are subtracted from the remainder at
+        once (1..64, default 64).
     n_threads : int, optional
         OpenMP threads (default: all available; -1 means the same).
     callback : callable, optional
@@ -96,8 +100,9 @@ def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_
     SignCut
     """
     arr = as_real_array(A)
-    if arr.ndim != 2:
-        raise ValueError(f"decompose expects a 2-D array (a matrix), got {arr.ndim}-D with shape {arr.shape}")
+    if not 1 <= arr.ndim <= MAX_NDIM:
+        raise ValueError(f"decompose takes arrays of 1 to {MAX_NDIM} dimensions, got {arr.ndim}-D "
+                         f"with shape {arr.shape}")
     width = optional_int(width, "width")
     bits_per_entry = optional_float(bits_per_entry, "bits_per_entry")
     ratio = optional_float(ratio, "ratio")
@@ -121,10 +126,15 @@ def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_
     state = _seed_state(seed)
 
     R = np.array(arr, dtype=np.float32, order="C", copy=True)
-    s_bits, t_bits, coef, errors, norm, stopped_by = _core.matrix_decompose(
-        R, max_width, rtol or 0.0, max_seconds or 0.0, block_size, MAX_SWEEPS, n_threads, state,
-        callback)
+    if arr.ndim == 2:
+        s_bits, t_bits, coef, errors, norm, stopped_by = _core.matrix_decompose(
+            R, max_width, rtol or 0.0, max_seconds or 0.0, block_size, MAX_SWEEPS, n_threads,
+            state, callback)
+        signs = (s_bits, t_bits)
+    else:
+        signs, coef, errors, norm, stopped_by = _core.tensor_decompose(
+            R, max_width, rtol or 0.0, max_seconds or 0.0, MAX_SWEEPS, n_threads, state, callback)
     del R
-    result = SignCut(shape, (s_bits, t_bits), coef, errors, norm=norm, orig_dtype=arr.dtype)
+    result = SignCut(shape, signs, coef, errors, norm=norm, orig_dtype=arr.dtype)
     result.stopped_by = stopped_by
     return result

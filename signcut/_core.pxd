@@ -62,6 +62,23 @@ cdef extern from "signcut/signcut.h" nogil:
     int sc_matrix_decompose(const sc_kernels *K, float *R, int64_t m, int64_t n,
                             const sc_params *p, sc_result *res)
     void sc_result_free(sc_result *res)
+    enum:
+        SC_MAX_NDIM
+
+    ctypedef struct sc_tensor_result:
+        int64_t width
+        int64_t capacity
+        int ndim
+        uint64_t *bits[32]
+        float *coef
+        double *errors
+        double norm
+        int stopped_by
+
+    int sc_tensor_decompose(const sc_kernels *K, float *R, int ndim, const int64_t *dims,
+                            const sc_params *p, sc_tensor_result *res)
+    void sc_tensor_result_free(sc_tensor_result *res)
+
     int sc_matrix_expand(const sc_kernels *K, float *out, int64_t m, int64_t n, int64_t ld,
                          const uint64_t *s_bits, const uint64_t *t_bits, const float *coef,
                          int64_t width, float sign, int n_threads)

@@ -8,6 +8,7 @@ import os
 import numpy as np
 cimport numpy as cnp
 from libc.stdint cimport int64_t, uint64_t
+from libc.string cimport memset
 from cpython.exc cimport PyErr_CheckSignals
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
@@ -254,19 +255,9 @@ cdef int _progress_hook(void *ctx, int64_t cuts, double rel_error) noexcept nogi
 STOP_REASONS = ("width", "rtol", "max_seconds", "callback", "exhausted")
 
 
-def matrix_decompose(cnp.ndarray R, int64_t max_width, double rtol, double max_seconds,
-                     int64_t block_size, int64_t max_sweeps, int n_threads, seed_state,
-                     callback=None):
-    """Greedy signed cut decomposition of the C-contiguous float32 matrix R (overwritten).
-
-    Returns (s_bits, t_bits, coef, errors, norm, stopped_by)."""
-    if R.ndim != 2 or R.dtype != np.float32 or not R.flags.c_contiguous or not R.flags.writeable:
-        raise ValueError("R must be a writable C-contiguous 2-D float32 array")
-    cdef const sc_kernels *K = _active
-    cdef sc_params prm
-    cdef sc_result res
-    cdef int64_t m = R.shape[0], n = R.shape[1]
-    cdef int status, i
+cdef void _fill_params(sc_params *prm, progress_ctx *pctx, _Progress prog, int64_t max_width,
+                       double rtol, double max_seconds, int64_t block_size, int64_t max_sweeps,
+                       int n_threads, seed_state) except *:
     state = np.asarray(seed_state, dtype=np.uint64).ravel()
     if state.shape[0] != 4:
         raise ValueError("seed_state must hold 4 uint64 words")
@@ -278,13 +269,74 @@ def matrix_decompose(cnp.ndarray R, int64_t max_width, double rtol, double max_s
     prm.n_threads = n_threads
     for i in range(4):
         prm.seed[i] = <uint64_t>state[i]
-    prog = _Progress(callback)
-    cdef progress_ctx pctx
     pctx.prog = <void *>prog
-    pctx.has_callback = callback is not None
+    pctx.has_callback = prog.callback is not None
     pctx.last_check = _now()
     prm.progress = _progress_hook
-    prm.progress_ctx = <void *>&pctx
+    prm.progress_ctx = <void *>pctx
+
+
+def tensor_decompose(cnp.ndarray R, int64_t max_width, double rtol, double max_seconds,
+                     int64_t max_sweeps, int n_threads, seed_state, callback=None):
+    """Greedy signed cut decomposition of the C-contiguous float32 tensor R (overwritten).
+
+    Returns (bits per mode, coef, errors, norm, stopped_by)."""
+    if R.ndim < 1 or R.ndim > SC_MAX_NDIM or R.dtype != np.float32 or not R.flags.c_contiguous \
+            or not R.flags.writeable:
+        raise ValueError("R must be a writable C-contiguous float32 array of 1 to 32 dimensions")
+    cdef sc_params prm
+    cdef progress_ctx pctx
+    cdef sc_tensor_result res
+    cdef int ndim = R.ndim, a, status
+    cdef int64_t dims[32]
+    for a in range(ndim):
+        dims[a] = R.shape[a]
+    prog = _Progress(callback)
+    _fill_params(&prm, &pctx, prog, max_width, rtol, max_seconds, 1, max_sweeps, n_threads, seed_state)
+    memset(&res, 0, sizeof(res))
+    cdef const sc_kernels *K = _active
+    cdef float *data = <float *>cnp.PyArray_DATA(R)
+    try:
+        with nogil:
+            status = sc_tensor_decompose(K, data, ndim, dims, &prm, &res)
+        w = res.width
+        bits = []
+        for a in range(ndim):
+            words = (dims[a] + 63) // 64
+            arr = np.empty((w, words), np.uint64)
+            if w:
+                arr.ravel()[:] = <uint64_t[:w * words]>res.bits[a]
+            bits.append(arr)
+        coef = np.empty(w, np.float32)
+        errors = np.empty(w, np.float64)
+        if w:
+            coef[:] = <float[:w]>res.coef
+            errors[:] = <double[:w]>res.errors
+    finally:
+        sc_tensor_result_free(&res)
+    if status == SC_ERR_CALLBACK and prog.error is not None:
+        raise prog.error
+    _check(status)
+    return bits, coef, errors, res.norm, STOP_REASONS[res.stopped_by]
+
+
+def matrix_decompose(cnp.ndarray R, int64_t max_width, double rtol, double max_seconds,
+                     int64_t block_size, int64_t max_sweeps, int n_threads, seed_state,
+                     callback=None):
+    """Greedy signed cut decomposition of the C-contiguous float32 matrix R (overwritten).
+
+    Returns (s_bits, t_bits, coef, errors, norm, stopped_by)."""
+    if R.ndim != 2 or R.dtype != np.float32 or not R.flags.c_contiguous or not R.flags.writeable:
+        raise ValueError("R must be a writable C-contiguous 2-D float32 array")
+    cdef const sc_kernels *K = _active
+    cdef sc_params prm
+    cdef sc_result res
+    cdef progress_ctx pctx
+    cdef int64_t m = R.shape[0], n = R.shape[1]
+    cdef int status
+    prog = _Progress(callback)
+    _fill_params(&prm, &pctx, prog, max_width, rtol, max_seconds, block_size, max_sweeps,
+                 n_threads, seed_state)
     res.width = 0; res.capacity = 0; res.s_bits = NULL; res.t_bits = NULL
     res.coef = NULL; res.errors = NULL; res.norm = 0.0; res.stopped_by = 0
     cdef float *data = <float *>cnp.PyArray_DATA(R)

@@ -24,6 +24,7 @@
 #define TILE 256                 /* entries per parallel tile, a multiple of 64 */
 #define PAR_MIN_WORK 4096       /* below this many float ops a step runs on one thread */
 #define MAX_BLOCK 64
+#define START_ATTEMPTS 8         /* random starts tried before the remainder counts as exhausted */
 #define GROWTH_TOL 1e-6         /* relative growth of |s^T R t| that counts as growth */
 
 static double now_seconds(void) {
@@ -322,19 +323,22 @@ int sc_matrix_decompose(const sc_kernels *K, float *R, int64_t m, int64_t n,
         if ((st = grow(res, k + 1, ws, wt))) break;
         E.S.out_bits = res->s_bits + block_start * ws;
         E.T.out_bits = res->t_bits + block_start * wt;
-        /* Alternate from a random t while the value |s^T R t| grows. */
-        sc_rng_signs(&rng, E.T.cand, n);
-        side_t *Y = &E.T, *X = &E.S;
+        /* Alternate from a random t while the value |s^T R t| grows. A start orthogonal to
+         * what is left (value exactly 0, easy on small exact data) is drawn again. */
         double cur = 0.0;
-        for (int64_t h = 0;; h++) {
-            double val = half_step(&E, Y, X);
-            /* Growth below float32 resolution is rounding noise in the images, not progress:
-             * counting it could cycle through flips without end. */
-            if ((h > 0 && !(val > cur * (1.0 + GROWTH_TOL))) || h + 1 >= prm->max_sweeps) break;
-            cur = val;
-            side_t *tmp = X; X = Y; Y = tmp;
+        for (int attempt = 0; attempt < START_ATTEMPTS && !(cur > 0.0); attempt++) {
+            sc_rng_signs(&rng, E.T.cand, n);
+            side_t *Y = &E.T, *X = &E.S;
+            for (int64_t h = 0;; h++) {
+                double val = half_step(&E, Y, X);
+                /* Growth below float32 resolution is rounding noise in the images, not
+                 * progress: counting it could cycle through flips without end. */
+                if ((h > 0 && !(val > cur * (1.0 + GROWTH_TOL))) || h + 1 >= prm->max_sweeps) break;
+                cur = val;
+                side_t *tmp = X; X = Y; Y = tmp;
+            }
         }
-        if (!(cur > 0.0)) { res->stopped_by = 4; break; }   /* the remainder is zero */
+        if (!(cur > 0.0)) { res->stopped_by = 4; break; }   /* nothing left to fit */
         float c = (float)(cur / mn);
         memcpy(res->s_bits + k * ws, E.S.bits, (size_t)ws * sizeof(uint64_t));
         memcpy(res->t_bits + k * wt, E.T.bits, (size_t)wt * sizeof(uint64_t));

@@ -50,3 +50,38 @@ def unpack(bits, d):
 
 def random_signs(rng, k, d):
     return rng.choice([-1.0, 1.0], size=(k, d))
+
+
+def greedy_tensor(X, width, seed=0, max_sweeps=1000):
+    """Plain greedy signed cuts of a tensor of any order in float64 with einsum contractions.
+    Returns the relative error after each cut."""
+    rng = np.random.default_rng(seed)
+    R = np.array(X, dtype=np.float64)
+    k, N = R.ndim, R.size
+    letters = "abcdefghijklmnopqrstuvwxyz"[:k]
+    norm2 = (R ** 2).sum()
+    errors = []
+    for _ in range(width):
+        signs = [rng.choice([-1.0, 1.0], d) for d in R.shape]
+        value, quiet, a = -1.0, 0, 0
+        for _ in range(max_sweeps * k):
+            others = ",".join(c for i, c in enumerate(letters) if i != a)
+            spec = letters + ("," + others if others else "") + "->" + letters[a]
+            u = np.einsum(spec, R, *[s for i, s in enumerate(signs) if i != a])
+            if np.abs(u).sum() > value * (1 + 1e-9) or value < 0:
+                signs[a] = np.where(u < 0, -1.0, 1.0)
+                value = np.abs(u).sum()
+                quiet = 0
+            else:
+                quiet += 1
+                if quiet >= k - 1:
+                    break
+            if k == 1:
+                break
+            a = (a + 1) % k
+        outer = signs[0]
+        for s in signs[1:]:
+            outer = np.multiply.outer(outer, s)
+        R -= value / N * outer
+        errors.append(np.sqrt((R ** 2).sum() / norm2))
+    return np.array(errors)

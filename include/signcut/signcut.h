@@ -116,6 +116,29 @@ int sc_matrix_decompose(const sc_kernels *K, float *R, int64_t m, int64_t n,
 /* Frees the arrays of a result. */
 void sc_result_free(sc_result *res);
 
+#define SC_MAX_NDIM 32
+
+/* Output of a tensor decomposition: bits[a] is (width, ceil(dims[a]/64)) for each mode a. */
+typedef struct sc_tensor_result {
+    int64_t width;
+    int64_t capacity;
+    int ndim;
+    uint64_t *bits[SC_MAX_NDIM];
+    float *coef;
+    double *errors;
+    double norm;
+    int stopped_by;
+} sc_tensor_result;
+
+/* Greedy signed cut decomposition of the C-ordered tensor R (ndim >= 1, overwritten with the
+ * remainder): each cut sweeps the modes, setting each mode's signs to the sign of R contracted
+ * with all the other modes' signs while |<R, s_1 x ... x s_k>| grows. Fills res (zero it
+ * before); returns a status code. */
+int sc_tensor_decompose(const sc_kernels *K, float *R, int ndim, const int64_t *dims,
+                        const sc_params *p, sc_tensor_result *res);
+/* Frees the arrays of a tensor result. */
+void sc_tensor_result_free(sc_tensor_result *res);
+
 /* out (m x n, leading dimension ld) += sign * sum_j coef[j] s_j t_j^T over `width` cuts. */
 int sc_matrix_expand(const sc_kernels *K, float *out, int64_t m, int64_t n, int64_t ld,
                      const uint64_t *s_bits, const uint64_t *t_bits, const float *coef,
