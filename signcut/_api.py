@@ -1,4 +1,6 @@
 """signcut.decompose: budgets, seeds and threads in, a SignCut out."""
+import operator
+
 import numpy as np
 
 from signcut import _core
@@ -53,8 +55,36 @@ def _threads(n_threads):
     return optional_int(n_threads, "n_threads", minimum=1)
 
 
+def _tensorize(arr, shape, axes):
+    """arr reshaped to ``shape`` then permuted by ``axes``, and the record that undoes it."""
+    if shape is None and axes is None:
+        return arr, None
+    if shape is None:
+        shape = arr.shape
+    try:
+        shape = tuple(operator.index(d) for d in shape)
+    except TypeError:
+        raise TypeError(f"shape must be a sequence of integers, got {shape!r}") from None
+    if not shape or min(shape) < 1:
+        raise ValueError(f"shape must have positive dimensions, got {shape}")
+    if int(np.prod(shape, dtype=object)) != arr.size:
+        raise ValueError(f"cannot tensorize an array of shape {arr.shape} ({arr.size} entries) into "
+                         f"{shape} ({int(np.prod(shape, dtype=object))} entries): the sizes must "
+                         "match; crop or pad the array first")
+    if axes is None:
+        axes = tuple(range(len(shape)))
+    try:
+        axes = tuple(operator.index(a) for a in axes)
+    except TypeError:
+        raise TypeError(f"axes must be a sequence of integers, got {axes!r}") from None
+    if sorted(axes) != list(range(len(shape))):
+        raise ValueError(f"axes {axes} is not a permutation of the {len(shape)} axes of {shape}")
+    tensor = arr.reshape(shape).transpose(axes)
+    return tensor, {"shape": list(arr.shape), "axes": list(axes)}
+
+
 def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_seconds=None,
-              seed=None, block_size=None, n_threads=None, callback=None):
+              seed=None, block_size=None, n_threads=None, callback=None, shape=None, axes=None):
     """Greedy signed cut decomposition of a matrix or a tensor of any order.
 
     Approximates a matrix ``A`` (m x n) by ``sum_j coef[j] * s_j t_j^T`` with sign vectors
@@ -88,6 +118,11 @@ def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_
         OpenMP threads (default: all available; -1 means the same).
     callback : callable, optional
         ``callback(k, rel_error)`` after each cut; returning True stops and keeps the cuts.
+    shape, axes : sequence of int, optional
+        Tensorize first: decompose ``A.reshape(shape).transpose(axes)`` (sizes must match
+        exactly; crop or pad the array first otherwise). An image (H, W, 3) with
+        ``shape=(H//8, 8, W//8, 8, 3), axes=(0, 2, 1, 3, 4)`` becomes a tensor of 8 x 8 blocks.
+        Smaller modes mean more cuts for the same storage. ``expand()`` undoes it.
 
     The decomposition stops at whichever budget is reached first; at least one of width,
     bits_per_entry, ratio, rtol and max_seconds must be given. Without a storage budget the
@@ -99,7 +134,7 @@ def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_
     -------
     SignCut
     """
-    arr = as_real_array(A)
+    arr, tensorize = _tensorize(as_real_array(A), shape, axes)
     if not 1 <= arr.ndim <= MAX_NDIM:
         raise ValueError(f"decompose takes arrays of 1 to {MAX_NDIM} dimensions, got {arr.ndim}-D "
                          f"with shape {arr.shape}")
@@ -118,10 +153,9 @@ def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_
     if all(b is None for b in (width, bits_per_entry, ratio, rtol, max_seconds)):
         raise ValueError("give at least one stopping rule: width, bits_per_entry, ratio, rtol "
                          "or max_seconds")
-    shape = arr.shape
-    max_width = _width_from_budgets(shape, arr.dtype.itemsize, width, bits_per_entry, ratio)
+    max_width = _width_from_budgets(arr.shape, arr.dtype.itemsize, width, bits_per_entry, ratio)
     if max_width is None:
-        max_width = _width_from_budgets(shape, 4, None, 32.0, None)
+        max_width = _width_from_budgets(arr.shape, 4, None, 32.0, None)
     n_threads = _threads(n_threads)
     state = _seed_state(seed)
 
@@ -135,6 +169,7 @@ def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_
         signs, coef, errors, norm, stopped_by = _core.tensor_decompose(
             R, max_width, rtol or 0.0, max_seconds or 0.0, MAX_SWEEPS, n_threads, state, callback)
     del R
-    result = SignCut(shape, signs, coef, errors, norm=norm, orig_dtype=arr.dtype)
+    result = SignCut(arr.shape, signs, coef, errors, norm=norm, orig_dtype=arr.dtype,
+                     tensorize=tensorize)
     result.stopped_by = stopped_by
     return result

@@ -129,7 +129,7 @@ def _encode(name, obj):
     """Metadata entry and tensors ``(name, dtype code, array)`` of one SignCut."""
     if not isinstance(obj, SignCut):
         raise TypeError(f"can only save SignCut objects, got {type(obj).__name__} for {name!r}")
-    shape = tuple(int(d) for d in obj.shape)
+    shape = tuple(int(d) for d in obj.tensor_shape)   # the modes the signs belong to
     width = int(obj.width)
     if not 1 <= len(shape) <= MAX_NDIM or min(shape) < 1:
         raise ValueError(f"{name!r}: cannot save shape {shape}")
@@ -453,9 +453,8 @@ def load(path):
             errors = _read_array(f, start, infos[f"{name}/errors"], "F64").astype(np.float64)
             try:
                 result = SignCut(shape, signs, coef, errors, norm=e["norm"],
-                                 orig_dtype=e["orig_dtype"])
+                                 orig_dtype=e["orig_dtype"], tensorize=e["tensorize"])
             except (TypeError, ValueError) as exc:
                 raise FormatError(f"{name!r}: inconsistent decomposition: {exc}") from None
-            result.tensorize = e["tensorize"]
             out[name] = result
     return out[SINGLE_NAME] if container == "single" else out

@@ -21,6 +21,23 @@ def signs_nbytes(width, shape):
     return -(-width * sum(shape) // 8) + 4 * width
 
 
+def _check_tensorize(tensorize, tensor_shape):
+    """Validate a tensorization record: {"shape": original shape, "axes": permutation}. The
+    decomposed tensor is ``X.reshape(r).transpose(axes)`` with ``r[axes[i]] = tensor_shape[i]``."""
+    if tensorize is None:
+        return None
+    try:
+        shape = [int(d) for d in tensorize["shape"]]
+        axes = [int(a) for a in tensorize["axes"]]
+    except (TypeError, KeyError, ValueError):
+        raise ValueError(f"invalid tensorize record {tensorize!r}") from None
+    if sorted(axes) != list(range(len(tensor_shape))):
+        raise ValueError(f"tensorize axes {axes} are not a permutation of {len(tensor_shape)} modes")
+    if not shape or min(shape) < 1 or int(np.prod(shape)) != int(np.prod(tensor_shape)):
+        raise ValueError(f"tensorize shape {shape} does not match the tensor shape {tensor_shape}")
+    return {"shape": shape, "axes": axes}
+
+
 class SignCut:
     """A signed cut decomposition ``sum_j coef[j] * s1_j ⊗ s2_j ⊗ ... ⊗ sk_j``.
 
@@ -39,23 +56,30 @@ class SignCut:
         Frobenius norm of the decomposed array.
     orig_dtype : numpy.dtype
         dtype of the decomposed array (the reference of ``ratio``).
+    tensor_shape : tuple of int
+        Dimensions of the modes (equal to ``shape`` unless the array was tensorized).
+    tensorize : dict or None
+        ``{"shape": original shape, "axes": permutation}`` when ``decompose(..., shape=,
+        axes=)`` reshaped and permuted the input; ``expand`` undoes it. Indexing, sums and
+        products of a tensorized result go through the expanded array.
 
     The approximation is float32. ``np.asarray(result)`` and ``result.expand()`` give it as a
     dense array; ``result.truncate(k)`` keeps the first ``k`` cuts, a coarser approximation.
     """
 
-    def __init__(self, shape, signs, coef, errors=None, *, norm=None, orig_dtype=np.float32):
-        self.shape = tuple(int(d) for d in shape)
-        if not self.shape or min(self.shape) < 1:
+    def __init__(self, shape, signs, coef, errors=None, *, norm=None, orig_dtype=np.float32,
+                 tensorize=None):
+        self.tensor_shape = tuple(int(d) for d in shape)
+        if not self.tensor_shape or min(self.tensor_shape) < 1:
             raise ValueError(f"invalid shape {shape}")
         coef = np.ascontiguousarray(coef, dtype=np.float32)
         if coef.ndim != 1:
             raise ValueError("coef must be 1-D")
         width = coef.shape[0]
-        if len(signs) != len(self.shape):
-            raise ValueError(f"{len(signs)} sign arrays for a {len(self.shape)}-D shape")
+        if len(signs) != len(self.tensor_shape):
+            raise ValueError(f"{len(signs)} sign arrays for a {len(self.tensor_shape)}-D shape")
         packed = []
-        for axis, (bits, d) in enumerate(zip(signs, self.shape)):
+        for axis, (bits, d) in enumerate(zip(signs, self.tensor_shape)):
             bits = np.ascontiguousarray(bits, dtype=np.uint64)
             if bits.shape != (width, words(d)):
                 raise ValueError(f"signs of mode {axis} have shape {bits.shape}, "
@@ -72,6 +96,7 @@ class SignCut:
             raise ValueError("errors must have one entry per cut")
         self.norm = None if norm is None else float(norm)
         self.orig_dtype = np.dtype(orig_dtype)
+        self.tensorize = _check_tensorize(tensorize, self.tensor_shape)
         self.stopped_by = None
 
     # ------------------------------------------------------------ sizes
@@ -79,6 +104,11 @@ class SignCut:
     def width(self):
         """Number of cuts."""
         return int(self.coef.shape[0])
+
+    @property
+    def shape(self):
+        """Shape of the approximated array (before tensorization, if any)."""
+        return tuple(self.tensorize["shape"]) if self.tensorize else self.tensor_shape
 
     @property
     def ndim(self):
@@ -98,12 +128,12 @@ class SignCut:
     @property
     def nbytes(self):
         """Bytes of the signs stored densely plus one float32 per cut."""
-        return signs_nbytes(self.width, self.shape)
+        return signs_nbytes(self.width, self.tensor_shape)
 
     @property
     def bits_per_entry(self):
         """``width * (sum(shape) + 32) / size``."""
-        return self.width * (sum(self.shape) + 32) / self.size
+        return self.width * (sum(self.tensor_shape) + 32) / self.size
 
     @property
     def ratio(self):
@@ -123,23 +153,31 @@ class SignCut:
         k = int(k)
         if not 0 <= k <= self.width:
             raise ValueError(f"k must be in [0, {self.width}], got {k}")
-        out = SignCut(self.shape, [b[:k].copy() for b in self.signs], self.coef[:k].copy(),
-                      self.errors[:k].copy(), norm=self.norm, orig_dtype=self.orig_dtype)
-        return out
+        return SignCut(self.tensor_shape, [b[:k].copy() for b in self.signs], self.coef[:k].copy(),
+                       self.errors[:k].copy(), norm=self.norm, orig_dtype=self.orig_dtype,
+                       tensorize=self.tensorize)
 
     def expand(self, n_threads=None):
-        """The approximation as a dense float32 array of ``shape``."""
-        if self.ndim == 2:
-            m, n = self.shape
+        """The approximation as a dense float32 array of ``shape`` (a tensorization is undone:
+        the inverse permutation, then the original shape)."""
+        out = self._expand_tensor(n_threads)
+        if self.tensorize:
+            out = np.ascontiguousarray(out.transpose(np.argsort(self.tensorize["axes"])))
+            out = out.reshape(self.tensorize["shape"])
+        return out
+
+    def _expand_tensor(self, n_threads=None):
+        if len(self.tensor_shape) == 2:
+            m, n = self.tensor_shape
             out = np.zeros((m, n), np.float32)
             nt = _core.default_threads() if n_threads is None else int(n_threads)
             return _core.matrix_expand(out, self.signs[0], self.signs[1], self.coef, 1.0, nt)
-        out = np.zeros(self.shape, np.float32)
+        out = np.zeros(self.tensor_shape, np.float32)
+        letters = "abcdefghijklmnopqrstuvwxy"[:len(self.tensor_shape)]
+        spec = ",".join("z" + c for c in letters) + "->" + letters
         for j0 in range(0, self.width, 64):
-            factors = [unpack_signs(b[j0:j0 + 64], d) for b, d in zip(self.signs, self.shape)]
+            factors = [unpack_signs(b[j0:j0 + 64], d) for b, d in zip(self.signs, self.tensor_shape)]
             factors[0] = factors[0] * self.coef[j0:j0 + 64, None]
-            letters = "abcdefghijklmnopqrstuvwxy"[:self.ndim]
-            spec = ",".join("z" + c for c in letters) + "->" + letters
             out += np.einsum(spec, *factors, optimize=True).astype(np.float32)
         return out
 
@@ -150,11 +188,15 @@ class SignCut:
         Follows NumPy's indexing: integers, slices, ``...``, ``None`` and at most one integer
         array or 1-D boolean array. Gives a float32 array, or a float32 scalar for one entry.
         """
+        if self.tensorize:
+            return self.expand()[key]
         return _array.getitem(self, key)
 
     def transpose(self, *axes):
         """The decomposition of the transposed array (axes as for ``ndarray.transpose``);
         the signs are permuted, not expanded. Shares no memory with this one."""
+        if self.tensorize:
+            raise ValueError("transpose of a tensorized decomposition: expand it first")
         order = _array.transpose_axes(axes, self.ndim)
         out = SignCut([self.shape[a] for a in order], [self.signs[a].copy() for a in order],
                       self.coef.copy(), self.errors.copy(), norm=self.norm,
@@ -170,26 +212,35 @@ class SignCut:
     def sum(self, axis=None, keepdims=False):
         """Sum over ``axis`` (None, an int or a tuple) as ``ndarray.sum``, from the signs:
         a float32 array, or a float32 scalar when every axis is summed without keepdims."""
+        if self.tensorize:
+            return np.float32(self.expand().sum(axis=axis, keepdims=keepdims)) \
+                if axis is None and not keepdims else self.expand().sum(axis=axis, keepdims=keepdims)
         return _array.reduce_sum(self, axis, keepdims)
 
     def mean(self, axis=None, keepdims=False):
         """Mean over ``axis`` (None, an int or a tuple) as ``ndarray.mean``, from the signs."""
+        if self.tensorize:
+            out = self.expand().mean(axis=axis, keepdims=keepdims, dtype=np.float64)
+            return np.float32(out) if np.ndim(out) == 0 else out.astype(np.float32)
         return _array.reduce_sum(self, axis, keepdims, mean=True)
 
     def __matmul__(self, x):
         """``result @ x`` for an order-2 result and an array ``x`` (float32 answer), computed
         from the signs without expanding. Other orders go through the dense array."""
-        return _array.matmul(self, x) if self.ndim == 2 else NotImplemented
+        return _array.matmul(self, x) if self._signs_are_matrix() else NotImplemented
 
     def __rmatmul__(self, x):
         """``x @ result`` for an order-2 result, computed from the signs without expanding."""
-        return _array.rmatmul(self, x) if self.ndim == 2 else NotImplemented
+        return _array.rmatmul(self, x) if self._signs_are_matrix() else NotImplemented
+
+    def _signs_are_matrix(self):
+        return self.ndim == 2 and not self.tensorize
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         """NumPy ufuncs see the expanded array, except ``np.matmul`` on an order-2 result,
         which is what ``x @ result`` calls for an ndarray ``x``: that one is computed from
         the signs."""
-        if ufunc is np.matmul and method == "__call__" and not kwargs and self.ndim == 2:
+        if ufunc is np.matmul and method == "__call__" and not kwargs and self._signs_are_matrix():
             if inputs[0] is self:
                 return _array.matmul(self, inputs[1])
             return _array.rmatmul(self, inputs[0])

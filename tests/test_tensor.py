@@ -87,3 +87,31 @@ def test_tensor_result_behaves_like_an_array():
     dense = r.expand()
     np.testing.assert_allclose(r[1:4, ::-2, 3], dense[1:4, ::-2, 3], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(r.sum(axis=1), dense.sum(axis=1), rtol=1e-4, atol=1e-4)
+
+
+def test_tensorize_round_trip():
+    img = np.random.default_rng(8).standard_normal((16, 24, 3)).astype(np.float32)
+    r = signcut.decompose(img, width=40, seed=0, shape=(2, 8, 3, 8, 3), axes=(0, 2, 1, 3, 4))
+    assert r.shape == img.shape and r.tensor_shape == (2, 3, 8, 8, 3)
+    assert r.bits_per_entry == pytest.approx(40 * (2 + 3 + 8 + 8 + 3 + 32) / img.size)
+    dense = r.expand()
+    assert dense.shape == img.shape
+    assert r.rel_error == pytest.approx(expansion_error(img, r), abs=1e-4)
+    # the decomposition is the one of the permuted tensor
+    plain = signcut.decompose(img.reshape(2, 8, 3, 8, 3).transpose(0, 2, 1, 3, 4), width=40, seed=0)
+    np.testing.assert_array_equal(plain.coef, r.coef)
+    np.testing.assert_allclose(r[3, 5:9], dense[3, 5:9])
+    assert r.truncate(10).shape == img.shape
+    full = signcut.decompose(img, width=50, seed=0, shape=(16, 72))
+    assert full.tensor_shape == (16, 72) and full.expand().shape == img.shape
+
+
+@pytest.mark.parametrize("kwargs,exc,match", [
+    ({"shape": (5, 5)}, ValueError, "sizes must match"),
+    ({"shape": (4, 0, 9)}, ValueError, "positive"),
+    ({"shape": (4, 9), "axes": (0, 0)}, ValueError, "permutation"),
+    ({"shape": "ab"}, TypeError, "shape"),
+])
+def test_bad_tensorize(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        signcut.decompose(gaussian((6, 6)), width=2, **kwargs)
