@@ -13,18 +13,21 @@ shape ``(d_0, ..., d_{k-1})`` it has the tensors
 ``NAME/coef``
     float32, ``(width,)``: the coefficient of each cut.
 ``NAME/errors``
-    float64, ``(width,)``: the relative error after each cut (NaN where unknown).
+    float64, ``(width,)``: the relative error after each cut, only when saved with
+    ``history=True`` (metadata ``"history": true``).
 
 Everything else lives in the header's ``__metadata__`` (string -> string):
 
 ``format``: ``"signcut"``; ``format_version``: ``"1"``; ``container``: ``"single"`` (``load``
 returns a :class:`SignCut`) or ``"mapping"`` (``load`` returns a dict); ``decompositions``: a
 JSON object ``{NAME: {"shape": [...], "width": w, "orig_dtype": "float32", "norm": x | null,
-"tensorize": null}}`` in the order of the mapping; ``signs``: a reminder of the bit layout
-(informative only). The payload is ``sum_a ceil(width * d_a / 8) + 4 * width`` bytes, plus
-``8 * width`` for the errors: :attr:`SignCut.nbytes` (``ceil(width * sum(shape) / 8) +
-4 * width``) exactly when every ``width * d_a`` is a multiple of 8, else at most ``ndim - 1``
-bytes more (each mode's stream rounds up to a whole byte on its own).
+"rel_error": e | null, "history": false, "tensorize": null | {"shape": [...], "axes": [...]}}}``
+in the order of the mapping (``shape`` is the shape of the modes, ``rel_error`` the final
+relative error); ``signs``: a reminder of the bit layout (informative only). The payload is
+``sum_a ceil(width * d_a / 8) + 4 * width`` bytes (plus ``8 * width`` with the history):
+:attr:`SignCut.nbytes` (``ceil(width * sum(shape) / 8) + 4 * width``) exactly when every
+``width * d_a`` is a multiple of 8, else at most ``ndim - 1`` bytes more (each mode's stream
+rounds up to a whole byte on its own).
 
 ``load`` parses and checks the header itself before it allocates anything and checks every
 declared size against the size of the file, so a corrupt, truncated or hostile file raises
@@ -125,7 +128,7 @@ def _parse_dtype(text):
         return np.dtype(kind)
 
 
-def _encode(name, obj):
+def _encode(name, obj, history):
     """Metadata entry and tensors ``(name, dtype code, array)`` of one SignCut."""
     if not isinstance(obj, SignCut):
         raise TypeError(f"can only save SignCut objects, got {type(obj).__name__} for {name!r}")
@@ -153,12 +156,15 @@ def _encode(name, obj):
         json.dumps(tensorize)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{name!r}: tensorize must be JSON-serialisable: {exc}") from None
+    final = float(errors[-1]) if width and math.isfinite(errors[-1]) else None
     meta = {"shape": list(shape), "width": width, "orig_dtype": _dtype_name(obj.orig_dtype),
-            "norm": None if obj.norm is None else float(obj.norm), "tensorize": tensorize}
-    return meta, (f"{name}/errors", "F64", errors), (f"{name}/coef", "F32", coef), streams
+            "norm": None if obj.norm is None else float(obj.norm), "rel_error": final,
+            "history": bool(history), "tensorize": tensorize}
+    errors_tensor = [(f"{name}/errors", "F64", errors)] if history else []
+    return meta, errors_tensor, (f"{name}/coef", "F32", coef), streams
 
 
-def _build_header(obj):
+def _build_header(obj, history=False):
     if isinstance(obj, SignCut):
         container, items = "single", [(SINGLE_NAME, obj)]
     elif isinstance(obj, Mapping):
@@ -170,9 +176,9 @@ def _build_header(obj):
                         f"got {type(obj).__name__}")
     metas, f64, f32, u8 = {}, [], [], []
     for name, item in items:
-        meta, errors, coef, streams = _encode(name, item)
+        meta, errors, coef, streams = _encode(name, item, history)
         metas[name] = meta
-        f64.append(errors)
+        f64.extend(errors)
         f32.append(coef)
         u8.extend(streams)
     metadata = {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION),
@@ -190,7 +196,7 @@ def _build_header(obj):
     return len(text).to_bytes(8, "little") + text, tensors
 
 
-def save(path, obj):
+def save(path, obj, *, history=False):
     """Save a decomposition, or a mapping of them, to a ``.safetensors`` file.
 
     Parameters
@@ -202,14 +208,17 @@ def save(path, obj):
     obj : SignCut or mapping of str to SignCut
         What to save. Names are 1 to 256 printable characters without ``'/'``. The mapping
         order is kept. :func:`load` gives back a SignCut for a SignCut and a dict for a mapping.
+    history : bool
+        Also store the error after every cut (8 bytes per cut). By default only the final
+        error is kept (in the metadata), so the file holds just the signs and coefficients.
 
     The layout is described in :mod:`signcut._format`: one dense uint8 bit stream per mode
-    (``NAME/signs.{a}``), ``NAME/coef`` (float32) and ``NAME/errors`` (float64), the rest as
-    JSON in the safetensors metadata. Raises ``TypeError``/``ValueError`` for objects that
+    (``NAME/signs.{a}``), ``NAME/coef`` (float32) and, with the history, ``NAME/errors``
+    (float64), the rest as JSON in the safetensors metadata. Raises ``TypeError``/``ValueError`` for objects that
     cannot be saved and ``OSError`` when the folder cannot be written.
     """
     path = os.fspath(path)
-    head, tensors = _build_header(obj)         # every check happens before touching the disk
+    head, tensors = _build_header(obj, history)         # every check happens before touching the disk
     folder = os.path.dirname(os.path.abspath(path))
     tmp = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
     try:
@@ -338,7 +347,14 @@ def _parse_entry(name, entry):
             norm = float(norm)
         except OverflowError:
             raise FormatError(f"{name!r}: norm {norm} is out of range") from None
+    rel_error = entry.get("rel_error")
+    if rel_error is not None and (isinstance(rel_error, bool) or not isinstance(rel_error, (int, float))):
+        raise FormatError(f"{name!r}: rel_error must be a number or null, got {rel_error!r}")
+    history = entry.get("history", False)
+    if not isinstance(history, bool):
+        raise FormatError(f"{name!r}: history must be true or false, got {history!r}")
     return {"shape": tuple(shape), "width": width, "orig_dtype": orig_dtype, "norm": norm,
+            "rel_error": None if rel_error is None else float(rel_error), "history": history,
             "tensorize": entry.get("tensorize")}
 
 
@@ -347,7 +363,8 @@ def _expected_tensors(entries):
     out = {}
     for name, e in entries.items():
         w = e["width"]
-        out[f"{name}/errors"] = ("F64", w)
+        if e["history"]:
+            out[f"{name}/errors"] = ("F64", w)
         out[f"{name}/coef"] = ("F32", w)
         for a, d in enumerate(e["shape"]):
             out[f"{name}/signs.{a}"] = ("U8", -(-w * d // 8))
@@ -420,8 +437,9 @@ def load(path):
     -------
     SignCut, or dict of str to SignCut
         A SignCut if the file was saved from one, else a dict in the saved order. Signs,
-        coefficients, errors, shape, ``orig_dtype`` and ``norm`` come back exactly; the
-        reserved ``tensorize`` entry comes back as the attribute ``tensorize``.
+        coefficients, shape, ``orig_dtype``, ``norm``, the tensorization and the final error
+        come back exactly; the errors of earlier cuts are NaN unless the file was saved with
+        ``history=True``.
 
     Raises
     ------
@@ -450,7 +468,12 @@ def load(path):
                                       f"bits of {width} cuts of length {d}")
                 signs.append(_stream_to_rows(stream, width, d))
             coef = _read_array(f, start, infos[f"{name}/coef"], "F32").astype(np.float32)
-            errors = _read_array(f, start, infos[f"{name}/errors"], "F64").astype(np.float64)
+            if e["history"]:
+                errors = _read_array(f, start, infos[f"{name}/errors"], "F64").astype(np.float64)
+            else:                       # only the final error was kept
+                errors = np.full(width, np.nan)
+                if width and e["rel_error"] is not None:
+                    errors[-1] = e["rel_error"]
             try:
                 result = SignCut(shape, signs, coef, errors, norm=e["norm"],
                                  orig_dtype=e["orig_dtype"], tensorize=e["tensorize"])
