@@ -5,6 +5,7 @@ import numpy as np
 
 from signcut import _core
 from signcut._result import SignCut, signs_nbytes
+from signcut import _validate
 from signcut._validate import as_real_array, optional_float, optional_int
 
 DEFAULT_BLOCK_SIZE = 64
@@ -159,6 +160,10 @@ def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_
     n_threads = _threads(n_threads)
     state = _seed_state(seed)
 
+    # Working memory: a float32 copy (and for a matrix its transpose), plus the signs.
+    copies = 2 if arr.ndim == 2 else 1
+    _validate.check_memory(4 * arr.size * copies + max_width * (sum(arr.shape) // 8 + 16),
+                           f"decomposing an array of shape {arr.shape}")
     R = np.array(arr, dtype=np.float32, order="C", copy=True)
     if arr.ndim == 2:
         s_bits, t_bits, coef, errors, norm, stopped_by = _core.matrix_decompose(

@@ -1,6 +1,7 @@
 """Input validation shared by the public entry points: one place, clear messages."""
 import numbers
 import operator
+import os
 
 import numpy as np
 
@@ -70,3 +71,26 @@ def optional_float(value, name, *, positive=True, allow_zero=False):
     if positive and (value < 0 or (value == 0 and not allow_zero)):
         raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
     return value
+
+
+def available_memory():
+    """Bytes of memory the system can still give (MemAvailable on Linux), or None."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def check_memory(need, what):
+    """Refuse, before allocating, work that cannot fit in the memory left."""
+    avail = available_memory()
+    if avail is not None and need > avail:
+        raise MemoryError(f"{what} needs about {need / 2**30:.2f} GiB of working memory but only "
+                          f"{avail / 2**30:.2f} GiB are available")

@@ -272,3 +272,23 @@ def test_every_kernel_set_decomposes_alike(rng):
         _core.use_kernels(prev)
     for r in results[1:]:
         assert r.rel_error == pytest.approx(results[0].rel_error, rel=0.02)
+
+
+def test_refuses_what_cannot_fit(monkeypatch):
+    from signcut import _validate
+    monkeypatch.setattr(_validate, "available_memory", lambda: 1000)
+    with pytest.raises(MemoryError, match="GiB"):
+        signcut.decompose(gaussian((100, 100)), width=3)
+
+
+def test_ctrl_c_stops_a_long_run():
+    # SIGINT while the engine works: KeyboardInterrupt, the process ends (no hang).
+    code = ("import signal, threading, os, numpy as np, signcut\n"
+            "A = np.random.default_rng(0).standard_normal((1500, 1500), dtype=np.float32)\n"
+            "threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT)).start()\n"
+            "try:\n"
+            "    signcut.decompose(A, max_seconds=600, seed=0)\n"
+            "except KeyboardInterrupt:\n"
+            "    print('interrupted')\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "interrupted" in r.stdout, r.stderr
