@@ -83,7 +83,18 @@ static double half_step(engine_t *E, side_t *Y, side_t *X) {
     int64_t ngroups = 0;
     if (E->p > 0 && nf > 0) {
         /* Change of <pending sign j of Y, signs of Y>, weighted by -c_j, drives X's correction. */
-        K->sign_dots(Y->new_dots, Y->out_bits, Y->words, Y->cand, Y->words, Y->len, E->p);
+        if (nf < Y->words) {
+            /* Few flips: d<sign_j, y> = sum over flips of (+-2) * sign_j[f], read from the
+             * transposed pending signs (integers: the same result as the popcounts). */
+            for (int64_t j = 0; j < E->p; j++) Y->new_dots[j] = Y->dots[j];
+            for (int64_t q = 0; q < nf; q++) {
+                uint64_t pf = Y->pend[E->idx[q]];
+                int64_t two = E->w[q] > 0 ? 2 : -2;
+                for (int64_t j = 0; j < E->p; j++) Y->new_dots[j] += ((pf >> j) & 1) ? -two : two;
+            }
+        } else {
+            K->sign_dots(Y->new_dots, Y->out_bits, Y->words, Y->cand, Y->words, Y->len, E->p);
+        }
         for (int64_t j = 0; j < E->p; j++) {
             E->pw[j] = -E->pcoef[j] * (float)(Y->new_dots[j] - Y->dots[j]);
             Y->dots[j] = Y->new_dots[j];
