@@ -16,10 +16,18 @@ os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 from signcut import _core  # noqa: E402
 from signcut._api import decompose  # noqa: E402
 from signcut._result import SignCut  # noqa: E402
-from signcut._format import FormatError, load, save  # noqa: E402
+from signcut._format import FormatError, load, read_metadata, save  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["decompose", "SignCut", "save", "load", "FormatError", "cpu_info"]
+__all__ = ["decompose", "SignCut", "save", "load", "read_metadata", "FormatError", "cpu_info"]
+
+
+def __getattr__(name):
+    # signcut.image (pictures: compress, decode) is imported on first use: it needs Pillow.
+    if name == "image":
+        import importlib
+        return importlib.import_module("signcut.image")
+    raise AttributeError(f"module 'signcut' has no attribute {name!r}")
 
 
 def cpu_info():

@@ -43,7 +43,7 @@ import numpy as np
 
 from signcut._result import SignCut, words
 
-__all__ = ["save", "load", "FormatError"]
+__all__ = ["save", "load", "read_metadata", "FormatError"]
 
 FORMAT_NAME = "signcut"
 FORMAT_VERSION = 1
@@ -164,7 +164,21 @@ def _encode(name, obj, history):
     return meta, errors_tensor, (f"{name}/coef", "F32", coef), streams
 
 
-def _build_header(obj, history=False):
+_RESERVED_KEYS = ("format", "format_version", "container", "decompositions", "signs")
+
+
+def _check_extra(metadata):
+    """Extra ``__metadata__`` entries of an application (str -> str, not the reserved keys)."""
+    extra = dict(metadata or {})
+    for key, value in extra.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise TypeError(f"metadata must map str to str, got {key!r}: {type(value).__name__}")
+        if key in _RESERVED_KEYS:
+            raise ValueError(f"metadata key {key!r} is reserved by the signcut format")
+    return extra
+
+
+def _build_header(obj, history=False, metadata=None):
     if isinstance(obj, SignCut):
         container, items = "single", [(SINGLE_NAME, obj)]
     elif isinstance(obj, Mapping):
@@ -184,7 +198,7 @@ def _build_header(obj, history=False):
     metadata = {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION),
                 "container": container,
                 "decompositions": json.dumps(metas, separators=(",", ":")),
-                "signs": _SIGNS_NOTE}
+                "signs": _SIGNS_NOTE, **_check_extra(metadata)}
     header, tensors, offset = {"__metadata__": metadata}, [], 0
     for tname, code, array in f64 + f32 + u8:      # widest first: every tensor stays aligned
         header[tname] = {"dtype": code, "shape": [int(array.size)],
@@ -196,7 +210,7 @@ def _build_header(obj, history=False):
     return len(text).to_bytes(8, "little") + text, tensors
 
 
-def save(path, obj, *, history=False):
+def save(path, obj, *, history=False, metadata=None):
     """Save a decomposition, or a mapping of them, to a ``.safetensors`` file.
 
     Parameters
@@ -211,6 +225,9 @@ def save(path, obj, *, history=False):
     history : bool
         Also store the error after every cut (8 bytes per cut). By default only the final
         error is kept (in the metadata), so the file holds just the signs and coefficients.
+    metadata : mapping of str to str, optional
+        Extra entries for the file's ``__metadata__`` (an application's own fields, such as
+        the picture layout of :mod:`signcut.image`); :func:`read_metadata` gives them back.
 
     The layout is described in :mod:`signcut._format`: one dense uint8 bit stream per mode
     (``NAME/signs.{a}``), ``NAME/coef`` (float32) and, with the history, ``NAME/errors``
@@ -218,7 +235,7 @@ def save(path, obj, *, history=False):
     cannot be saved and ``OSError`` when the folder cannot be written.
     """
     path = os.fspath(path)
-    head, tensors = _build_header(obj, history)         # every check happens before touching the disk
+    head, tensors = _build_header(obj, history, metadata)         # every check happens before touching the disk
     folder = os.path.dirname(os.path.abspath(path))
     tmp = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
     try:
@@ -481,3 +498,16 @@ def load(path):
                 raise FormatError(f"{name!r}: inconsistent decomposition: {exc}") from None
             out[name] = result
     return out[SINGLE_NAME] if container == "single" else out
+
+
+def read_metadata(path):
+    """The extra ``__metadata__`` entries saved with ``save(..., metadata=...)``, as a dict.
+
+    The header is checked as :func:`load` checks it (``FormatError`` for a file that is not a
+    valid signcut file); the arrays are not read.
+    """
+    with open(os.fspath(path), "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        header, _ = _read_header(f, size)
+    _parse_metadata(header)
+    return {k: v for k, v in header["__metadata__"].items() if k not in _RESERVED_KEYS}

@@ -1,0 +1,429 @@
+"""The ``signcut`` command (also ``python -m signcut``).
+
+    signcut demo [--out DIR] [-q]
+    signcut image IN.png -o OUT.sct [--ratio 0.05] [--tile 12] [--color ycbcr] [--preview N]
+    signcut image OUT.sct -o back.png [--preview N]
+
+Bad input (a missing file, a file that is neither a picture nor a signcut file, an empty
+picture, an output that cannot be written or that is the input) gives one line on stderr and
+exit status 2. Outputs are written atomically (a temporary file, then ``os.replace``), and
+every check happens before anything is written.
+"""
+import argparse
+import os
+import secrets
+import sys
+import time
+from importlib import resources
+
+import numpy as np
+
+import signcut
+
+DEMO_RATIOS = (0.02, 0.05, 0.10, 0.25)
+DEMO_SEED = 0
+
+
+class UsageError(Exception):
+    """Bad input from the user: reported on one line, exit status 2."""
+
+
+# ------------------------------------------------------------------ progress
+class Progress:
+    """A progress bar on stderr: tqdm when it is installed, else a plain line (redrawn in
+    place on a terminal, printed once at the end otherwise). ``quiet`` shows nothing."""
+
+    def __init__(self, total, desc, quiet=False, unit="cut"):
+        self.total, self.desc, self.unit, self.n = int(total), desc, unit, 0
+        self.quiet = quiet
+        self.bar = None
+        self.t0 = time.perf_counter()
+        self.last = 0.0
+        if quiet:
+            return
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            self.tty = sys.stderr.isatty()
+        else:
+            self.bar = tqdm(total=self.total, desc=desc, unit=unit, file=sys.stderr,
+                            dynamic_ncols=True)
+
+    def update_to(self, n):
+        n = min(int(n), self.total)
+        if self.quiet or n == self.n:
+            self.n = n
+            return
+        if self.bar is not None:
+            self.bar.update(n - self.n)
+        elif self.tty:
+            now = time.perf_counter()
+            if now - self.last >= 0.1 or n == self.total:
+                self.last = now
+                pct = 100 * n // max(self.total, 1)
+                sys.stderr.write(f"\r{self.desc}: {pct:3d}% ({n}/{self.total} {self.unit}s)")
+                sys.stderr.flush()
+        self.n = n
+
+    def close(self):
+        if self.quiet:
+            return
+        if self.bar is not None:
+            self.bar.close()
+            return
+        seconds = time.perf_counter() - self.t0
+        line = f"{self.desc}: {self.n}/{self.total} {self.unit}s in {seconds:.1f} s"
+        sys.stderr.write(("\r" + line + "\n") if self.tty else (line + "\n"))
+        sys.stderr.flush()
+
+
+def _compress(source, quiet, desc, **kw):
+    """signcut.image.compress with a progress bar over the planned cuts."""
+    from signcut import image
+    bar = None
+
+    def callback(done, total):
+        nonlocal bar
+        if bar is None:
+            bar = Progress(total, desc, quiet)
+        bar.update_to(done)
+
+    try:
+        result = image.compress(source, callback=callback, **kw)
+    finally:
+        if bar is not None:
+            bar.close()
+    return result
+
+
+# ------------------------------------------------------------------ files
+def _image_format(path):
+    """The Pillow format that writes ``path`` (from its extension), or None."""
+    from PIL import Image
+    return Image.registered_extensions().get(os.path.splitext(path)[1].lower())
+
+
+def _check_output(path, inputs=()):
+    """Raise UsageError unless ``path`` can be created or replaced and is none of ``inputs``."""
+    if not path:
+        raise UsageError("the output path is empty")
+    full = os.path.realpath(path)
+    for source in inputs:
+        if source is None:
+            continue
+        if full == os.path.realpath(source) or (
+                os.path.exists(path) and os.path.exists(source) and os.path.samefile(path, source)):
+            raise UsageError(f"the output {path!r} is the input: refusing to overwrite it")
+    if os.path.isdir(path):
+        raise UsageError(f"cannot write {path!r}: it is a folder")
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise UsageError(f"cannot write {path!r}: {folder!r} is not a folder")
+    if not os.path.isdir(folder):
+        raise UsageError(f"cannot write {path!r}: folder {folder!r} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write {path!r}: folder {folder!r} is not writable")
+
+
+def _atomic(path, write):
+    """Call ``write(tmp)`` on a temporary file next to ``path``, then move it into place."""
+    folder = os.path.dirname(os.path.abspath(path))
+    base, ext = os.path.splitext(os.path.basename(path))
+    tmp = os.path.join(folder, f".{base}.{secrets.token_hex(6)}.tmp{ext}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _save_picture(pil_image, path):
+    fmt = _image_format(path)
+    if fmt is None:
+        raise UsageError(f"cannot write {path!r}: unknown picture extension "
+                         f"(use .png, .jpg, .webp, ...)")
+
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            pil_image.save(f, format=fmt)
+            f.flush()
+            os.fsync(f.fileno())
+    _atomic(path, write)
+
+
+def _preview_paths(output, total, every):
+    stem = os.path.splitext(output)[0]
+    steps = list(range(every, total, every)) + [total] if total else [0]
+    return [(k, f"{stem}-preview-{i:04d}.png") for i, k in enumerate(steps, 1)]
+
+
+def _write_previews(result, output, every, quiet, inputs):
+    paths = _preview_paths(output, result.cuts, every)
+    for _, p in paths:
+        _check_output(p, inputs)
+    bar = Progress(len(paths), "previews", quiet, unit="picture")
+    try:
+        for i, (k, p) in enumerate(paths, 1):
+            _save_picture(result.truncate(k).to_image(), p)
+            bar.update_to(i)
+    finally:
+        bar.close()
+    return [p for _, p in paths]
+
+
+# ------------------------------------------------------------------ signcut image
+def _parse_tile(text):
+    t = text.strip().lower()
+    if t in ("none", "0", "off"):
+        return 0                              # no tiling (None means "not given")
+    try:
+        parts = [int(p) for p in t.split("x")]
+    except ValueError:
+        parts = []
+    if len(parts) not in (1, 2) or min(parts) < 1:
+        raise argparse.ArgumentTypeError(f"tile must be N, HxW or none, got {text!r}")
+    return parts[0] if len(parts) == 1 else tuple(parts)
+
+
+def _positive(kind):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+        return value
+    return parse
+
+
+def cmd_image(args):
+    from PIL import Image, UnidentifiedImageError
+
+    from signcut import image
+    source, output = args.input, args.output
+    if not os.path.exists(source):
+        raise UsageError(f"cannot read {source!r}: no such file")
+    if os.path.isdir(source):
+        raise UsageError(f"cannot read {source!r}: it is a folder")
+    if not os.access(source, os.R_OK):
+        raise UsageError(f"cannot read {source!r}: permission denied")
+    if os.path.getsize(source) == 0:
+        raise UsageError(f"cannot read {source!r}: the file is empty")
+    _check_output(output, [source])
+
+    if image.is_signcut_file(source):                      # decode
+        if _image_format(output) is None:
+            raise UsageError(f"cannot write {output!r}: decoding writes a picture; use an "
+                             f"extension such as .png")
+        try:
+            result = image.decode(source)
+        except signcut.FormatError as exc:
+            raise UsageError(f"{source!r} is not a signcut picture: {exc}") from None
+        if args.preview:
+            _write_previews(result, output, args.preview, args.quiet, [source])
+        _save_picture(result.to_image(), output)
+        psnr = "" if result.psnr is None else f", PSNR {result.psnr:.2f} dB when encoded"
+        print(f"{output}: {result.mode} {result.size[0]} x {result.size[1]} from {result.cuts} "
+              f"cuts ({result.nbytes} bytes stored{psnr})")
+        return 0
+
+    if _image_format(output) is not None:                  # encode
+        raise UsageError(f"cannot write {output!r}: encoding writes a signcut file, not a "
+                         f"picture; use an extension such as .sct")
+    try:
+        with Image.open(source) as im:
+            im.load()
+            picture = im.copy()
+    except UnidentifiedImageError:
+        raise UsageError(f"cannot read {source!r}: neither a picture Pillow can open nor a "
+                         f"signcut file") from None
+    except Image.DecompressionBombError as exc:
+        raise UsageError(f"cannot read {source!r}: {exc}") from None
+    if picture.width == 0 or picture.height == 0:
+        raise UsageError(f"{source!r} is an empty picture ({picture.width} x {picture.height})")
+    budget = {"ratio": args.ratio, "bits_per_pixel": args.bits_per_pixel, "width": args.width}
+    if all(v is None for v in budget.values()):
+        budget["ratio"] = 0.05
+    result = _compress(picture, args.quiet, "compressing", tile=args.tile, color=args.color,
+                       seed=args.seed, n_threads=args.threads, **budget)
+    if args.preview:
+        for _, p in _preview_paths(output, result.cuts, args.preview):
+            _check_output(p, [source, output])
+    result.save(output)
+    if args.preview:
+        _write_previews(result, output, args.preview, args.quiet, [source, output])
+    size = os.path.getsize(output)
+    print(f"{output}: {result.nbytes} bytes stored ({100 * result.ratio:.2f}% of the "
+          f"{result.raw_nbytes} raw bytes, {result.bits_per_pixel:.3f} bits per pixel), "
+          f"{result.cuts} cuts, PSNR {result.psnr:.2f} dB, file {size} bytes")
+    return 0
+
+
+# ------------------------------------------------------------------ signcut demo
+def _label_font(size):
+    from PIL import ImageFont
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:                         # Pillow < 10.1: the small bitmap font only
+        return ImageFont.load_default()
+
+
+def contact_sheet(tiles):
+    """One picture: ``tiles`` (PIL image, [label lines]) side by side, labels below."""
+    from PIL import Image, ImageDraw
+    font = _label_font(14)
+    gap, line = 8, 18
+    lines = max(len(t[1]) for t in tiles)
+    w = sum(im.width for im, _ in tiles) + gap * (len(tiles) + 1)
+    h = max(im.height for im, _ in tiles) + 2 * gap + lines * line + gap
+    sheet = Image.new("RGB", (w, h), "white")
+    draw = ImageDraw.Draw(sheet)
+    x = gap
+    for im, labels in tiles:
+        sheet.paste(im.convert("RGB"), (x, gap))
+        y = gap + im.height + gap // 2
+        for text in labels:
+            draw.text((x, y), text, fill="black", font=font)
+            y += line
+        x += im.width + gap
+    return sheet
+
+
+def cmd_demo(args):
+    from PIL import Image
+
+    from signcut import image
+    out = args.out
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UsageError(f"cannot write into {out!r}: it is not a folder")
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create folder {out!r}: {exc.strerror}") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write into {out!r}: permission denied")
+    with resources.as_file(resources.files("signcut") / "data" / "chelsea.png") as path:
+        with Image.open(path) as im:
+            cat = np.asarray(im.convert("RGB"))
+    h, w, c = cat.shape
+    ratios = sorted(set(args.ratios))
+    print(f"chelsea.png: {w} x {h} RGB, {cat.nbytes} bytes of raw 8-bit pixels; "
+          f"tile {image.DEFAULT_TILE}, colour {image.DEFAULT_COLOR}, seed {args.seed}\n")
+    rows, tiles = [], [(Image.fromarray(cat), ["original", f"{cat.nbytes} bytes raw"])]
+    for ratio in ratios:
+        t0 = time.perf_counter()
+        result = _compress(cat, args.quiet, f"{100 * ratio:g}%", ratio=ratio, seed=args.seed,
+                           n_threads=args.threads)
+        seconds = time.perf_counter() - t0
+        stem = os.path.join(out, f"chelsea-{100 * ratio:g}pct")
+        result.save(stem + ".sct")
+        picture = result.to_image()
+        _save_picture(picture, stem + ".png")
+        rows.append((f"{100 * ratio:g}%", result.nbytes, os.path.getsize(stem + ".sct"),
+                     f"{result.bits_per_pixel:.3f}", result.cuts, f"{result.psnr:.2f}",
+                     f"{seconds:.2f}", os.path.basename(stem) + ".png"))
+        tiles.append((picture, [f"{100 * ratio:g}% of raw, {result.nbytes} bytes",
+                                f"PSNR {result.psnr:.2f} dB"]))
+    sheet_path = os.path.join(out, "contact-sheet.png")
+    _save_picture(contact_sheet(tiles), sheet_path)
+    print("| budget | bytes stored | file bytes | bits/pixel | cuts | PSNR (dB) | seconds "
+          "| picture |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---|")
+    for row in rows:
+        print("| " + " | ".join(str(v) for v in row) + " |")
+    print(f"\nWrote {len(rows)} reconstructions (.png), their signcut files (.sct) and "
+          f"{os.path.basename(sheet_path)} to {out}")
+    return 0
+
+
+# ------------------------------------------------------------------ main
+def build_parser():
+    ap = argparse.ArgumentParser(
+        prog="signcut", description="Compress pictures into 1-bit pieces with signed cuts.")
+    ap.add_argument("--version", action="version", version=f"signcut {signcut.__version__}")
+    sub = ap.add_subparsers(dest="command", metavar="{demo,image}")
+    sub.required = True
+
+    demo = sub.add_parser("demo", help="compress the bundled cat at several budgets",
+                          description="Compress the bundled cat at several budgets: writes the "
+                          "reconstructions, their signcut files and a contact sheet, and "
+                          "prints a Markdown table.")
+    demo.add_argument("--out", default="signcut-demo", metavar="DIR",
+                      help="output folder (default: %(default)s)")
+    demo.add_argument("--ratios", type=_positive(float), nargs="+", default=list(DEMO_RATIOS),
+                      metavar="R", help="budgets as fractions of the raw 8-bit size "
+                      "(default: %(default)s)")
+    demo.add_argument("--seed", type=int, default=DEMO_SEED, help="(default: %(default)s)")
+    demo.add_argument("--threads", type=_positive(int), default=None, metavar="N",
+                      help="threads (default: all)")
+    demo.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    demo.set_defaults(func=cmd_demo)
+
+    img = sub.add_parser("image", help="compress a picture, or decode a signcut file",
+                         description="Compress a picture into a signcut file, or decode a "
+                         "signcut file (recognised by its header) into a picture.")
+    img.add_argument("input", help="a picture (PNG, JPEG, ...) or a signcut file")
+    img.add_argument("-o", "--output", required=True,
+                     help="the signcut file to write (encoding) or the picture (decoding)")
+    budget = img.add_argument_group("budget (encoding; default --ratio 0.05)")
+    budget.add_argument("--ratio", type=_positive(float), default=None,
+                        help="stored bytes over the raw 8-bit pixels")
+    budget.add_argument("--bits-per-pixel", type=_positive(float), default=None,
+                        help="stored bits per pixel (all channels)")
+    budget.add_argument("--width", type=_positive(int), default=None,
+                        help="the most cuts per plane group")
+    img.add_argument("--tile", type=_parse_tile, default=None, metavar="N|HxW|none",
+                     help="block size of the layout (default: 12; none: no tiling)")
+    img.add_argument("--color", choices=("ycbcr", "rgb"), default=None,
+                     help="colour basis (default: ycbcr)")
+    img.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    img.add_argument("--threads", type=_positive(int), default=None, metavar="N",
+                     help="threads (default: all)")
+    img.add_argument("--preview", type=_positive(int), default=None, metavar="N",
+                     help="also write a picture every N cuts: OUTPUT-preview-0001.png, ...")
+    img.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    img.set_defaults(func=cmd_image)
+    return ap
+
+
+def main(argv=None):
+    """Run the command line; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    if args.command == "image":
+        from signcut import image
+        args.tile = image.DEFAULT_TILE if args.tile is None else (args.tile or None)
+        if args.color is None:
+            args.color = image.DEFAULT_COLOR
+    try:
+        return args.func(args)
+    except UsageError as exc:
+        return _fail(str(exc))
+    except signcut.FormatError as exc:
+        return _fail(str(exc))
+    except (OSError, ValueError, TypeError) as exc:
+        return _fail(_describe(exc))
+    except KeyboardInterrupt:
+        print("signcut: interrupted", file=sys.stderr)
+        return 130
+
+
+def _describe(exc):
+    if isinstance(exc, OSError) and exc.strerror:
+        name = exc.filename if exc.filename is not None else ""
+        return f"{exc.strerror}: {name!r}" if name else exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+def _fail(message):
+    message = " ".join(str(message).split())        # one line
+    print(f"signcut: error: {message}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
