@@ -1,8 +1,9 @@
 """Run all signcut benchmarks in sequence and print their Markdown tables.
 
-Runs bench_quality, bench_speed, bench_threads and bench_memory, each in its own process,
-passing ``--quick`` through. Every figure is a ratio against a baseline measured in the same
-run; no figure makes the run fail (the exit status is non-zero only if a script crashes).
+Runs bench_quality, bench_speed, bench_threads, bench_memory and bench_tensor, each in its
+own process, passing ``--quick`` through. Every figure is a ratio against a baseline measured
+in the same run; no figure makes the run fail (the exit status is non-zero only if a script
+crashes).
 
 Run from the repository root:
     python benchmarks/run.py            # the issue's sizes (4096 x 4096 runs: many minutes)
@@ -13,7 +14,8 @@ import os
 import subprocess
 import sys
 
-SCRIPTS = ["bench_quality.py", "bench_speed.py", "bench_threads.py", "bench_memory.py"]
+SCRIPTS = ["bench_quality.py", "bench_speed.py", "bench_threads.py", "bench_memory.py",
+           "bench_tensor.py"]
 
 
 def main(argv=None):
