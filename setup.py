@@ -87,7 +87,7 @@ core = Extension(
     "signcut._core",
     sources=["signcut/_core.pyx"] + COMMON_SOURCES,
     include_dirs=["include", np.get_include()],
-    depends=["include/signcut/signcut.h", "include/signcut/common.h"],
+    depends=["include/signcut/signcut.h", "include/signcut/common.h", "include/signcut/driver.h"],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
 )
 

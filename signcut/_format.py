@@ -36,11 +36,11 @@ declared size against the size of the file, so a corrupt, truncated or hostile f
 import json
 import math
 import os
-import secrets
 from collections.abc import Mapping
 
 import numpy as np
 
+from signcut._atomic import atomic_write
 from signcut._result import SignCut, words
 
 __all__ = ["save", "load", "read_metadata", "FormatError"]
@@ -231,33 +231,28 @@ def save(path, obj, *, history=False, metadata=None):
 
     The layout is described in :mod:`signcut._format`: one dense uint8 bit stream per mode
     (``NAME/signs.{a}``), ``NAME/coef`` (float32) and, with the history, ``NAME/errors``
-    (float64), the rest as JSON in the safetensors metadata. Raises ``TypeError``/``ValueError`` for objects that
-    cannot be saved and ``OSError`` when the folder cannot be written.
+    (float64), the rest as JSON in the safetensors metadata. Raises ``TypeError`` or
+    ``ValueError`` for objects that cannot be saved and ``OSError`` when the folder cannot be
+    written.
     """
     path = os.fspath(path)
-    head, tensors = _build_header(obj, history, metadata)         # every check happens before touching the disk
-    folder = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
-                     0o666)
-    except OSError as exc:
-        raise type(exc)(exc.errno, f"cannot write {path!r}: cannot create a file in folder "
-                                   f"{folder!r} ({exc.strerror})", folder) from exc
-    try:
-        with os.fdopen(fd, "wb") as f:
+    head, tensors = _build_header(obj, history, metadata)   # every check before the disk
+
+    def write(tmp):
+        try:
+            f = open(tmp, "xb")
+        except OSError as exc:
+            folder = os.path.dirname(os.path.abspath(path))
+            raise type(exc)(exc.errno, f"cannot write {path!r}: cannot create a file in folder "
+                                       f"{folder!r} ({exc.strerror})", folder) from exc
+        with f:
             f.write(head)
             for array in tensors:
                 f.write(memoryview(array).cast("B"))
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+
+    atomic_write(path, write)
 
 
 # ------------------------------------------------------------------ load

@@ -11,7 +11,6 @@ every check happens before anything is written.
 """
 import argparse
 import os
-import secrets
 import sys
 import time
 from importlib import resources
@@ -19,6 +18,7 @@ from importlib import resources
 import numpy as np
 
 import signcut
+from signcut._atomic import atomic_write
 
 DEMO_RATIOS = (0.02, 0.05, 0.10, 0.25)
 DEMO_SEED = 0
@@ -125,22 +125,6 @@ def _check_output(path, inputs=()):
         raise UsageError(f"cannot write {path!r}: folder {folder!r} is not writable")
 
 
-def _atomic(path, write):
-    """Call ``write(tmp)`` on a temporary file next to ``path``, then move it into place."""
-    folder = os.path.dirname(os.path.abspath(path))
-    base, ext = os.path.splitext(os.path.basename(path))
-    tmp = os.path.join(folder, f".{base}.{secrets.token_hex(6)}.tmp{ext}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def _save_picture(pil_image, path):
     fmt = _image_format(path)
     if fmt is None:
@@ -152,7 +136,7 @@ def _save_picture(pil_image, path):
             pil_image.save(f, format=fmt)
             f.flush()
             os.fsync(f.fileno())
-    _atomic(path, write)
+    atomic_write(path, write)
 
 
 def _preview_paths(output, total, every):

@@ -14,9 +14,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include "signcut/signcut.h"
 #include "signcut/common.h"
+#include "signcut/driver.h"
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -27,11 +27,6 @@
 #define START_ATTEMPTS 8         /* random starts tried before the remainder counts as exhausted */
 #define GROWTH_TOL 1e-6         /* relative growth of |s^T R t| that counts as growth */
 
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* One side of the alternation: the sign vector of one mode and its image. */
 typedef struct {
@@ -282,7 +277,7 @@ int sc_matrix_decompose(const sc_kernels *K, float *R, int64_t m, int64_t n,
     if (!K || m <= 0 || n <= 0 || prm->block_size < 1 || prm->block_size > MAX_BLOCK ||
         prm->max_width < 0 || prm->max_sweeps < 2)
         return SC_ERR_ARG;
-    double t0 = now_seconds();
+    double t0 = sc_now_seconds();
     engine_t E;
     memset(&E, 0, sizeof E);
     E.K = K;
@@ -367,14 +362,7 @@ int sc_matrix_decompose(const sc_kernels *K, float *R, int64_t m, int64_t n,
         double err = sqrt((nrm2 > 0.0 ? nrm2 : 0.0) / nrmA2);
         res->errors[k] = err;
         res->width = k + 1;
-        if (prm->progress) {
-            int r = prm->progress(prm->progress_ctx, res->width, err);
-            if (r == 1) { res->stopped_by = 3; break; }
-            if (r) { st = SC_ERR_CALLBACK; break; }
-        }
-        if (res->width >= prm->max_width) { res->stopped_by = 0; break; }
-        if (prm->rtol > 0.0 && err <= prm->rtol) { res->stopped_by = 1; break; }
-        if (prm->max_seconds > 0.0 && now_seconds() - t0 >= prm->max_seconds) { res->stopped_by = 2; break; }
+        if (sc_after_cut(prm, res->width, err, t0, &res->stopped_by, &st)) break;
     }
     /* The tracked norm loses digits when the remainder is tiny: make the last error exact. */
     if (st == SC_OK && res->width > 0 && E.p > 0) {

@@ -13,9 +13,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include "signcut/signcut.h"
 #include "signcut/common.h"
+#include "signcut/driver.h"
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -27,11 +27,6 @@
 #define GROWTH_TOL 1e-6
 #define START_ATTEMPTS 8
 
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 typedef struct {
     const sc_kernels *K;
@@ -185,7 +180,7 @@ int sc_tensor_decompose(const sc_kernels *K, float *R, int ndim, const int64_t *
         N *= dims[a];
         if (dims[a] > dmax) dmax = dims[a];
     }
-    double t0 = now_seconds();
+    double t0 = sc_now_seconds();
     tengine_t E;
     memset(&E, 0, sizeof E);
     E.K = K; E.ndim = ndim; E.dims = dims; E.N = N; E.R = R;
@@ -266,14 +261,7 @@ int sc_tensor_decompose(const sc_kernels *K, float *R, int ndim, const int64_t *
         double err = sqrt((nrm2 > 0.0 ? nrm2 : 0.0) / nrmA2);
         res->errors[k] = err;
         res->width = k + 1;
-        if (prm->progress) {
-            int r = prm->progress(prm->progress_ctx, res->width, err);
-            if (r == 1) { res->stopped_by = 3; break; }
-            if (r) { st = SC_ERR_CALLBACK; break; }
-        }
-        if (res->width >= prm->max_width) { res->stopped_by = 0; break; }
-        if (prm->rtol > 0.0 && err <= prm->rtol) { res->stopped_by = 1; break; }
-        if (prm->max_seconds > 0.0 && now_seconds() - t0 >= prm->max_seconds) { res->stopped_by = 2; break; }
+        if (sc_after_cut(prm, res->width, err, t0, &res->stopped_by, &st)) break;
     }
     /* The tracked norm loses digits when the remainder is tiny: make the last error exact. */
     if (st == SC_OK && res->width > 0 && res->width % EXACT_EVERY) {
