@@ -60,7 +60,7 @@ static void kron_bits(tengine_t *E, uint64_t *out, int from, int to) {
     memset(out, 0, (size_t)sc_words(prod(E->dims, from, to)) * sizeof(uint64_t));
     for (int b = from; b < to; b++) {
         int64_t d = E->dims[b];
-        /* new[i*d + j] = old[i] ^ s_b[j], built from the back so it can run in place */
+        /* new[i*d + j] = old[i] ^ s_b[j], from a copy of old */
         memcpy(E->tmp, out, (size_t)sc_words(len) * sizeof(uint64_t));
         memset(out, 0, (size_t)sc_words(len * d) * sizeof(uint64_t));
         for (int64_t i = 0; i < len; i++) {
