@@ -164,7 +164,11 @@ def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_
     copies = 2 if arr.ndim == 2 else 1
     _validate.check_memory(4 * arr.size * copies + max_width * (sum(arr.shape) // 8 + 16),
                            f"decomposing an array of shape {arr.shape}")
-    R = np.array(arr, dtype=np.float32, order="C", copy=True)
+    # The engine works on A / 2**e with max|A| / 2**e in [0.5, 1): exact for normal numbers
+    # (the same bits as without it), and no float32 sum can overflow or lose tiny inputs.
+    exponent = np.frexp(_validate.max_abs(arr))[1]
+    R = np.empty(arr.shape, dtype=np.float32)
+    np.multiply(arr, np.ldexp(1.0, -exponent), out=R, casting="unsafe")
     if arr.ndim == 2:
         s_bits, t_bits, coef, errors, norm, stopped_by = _core.matrix_decompose(
             R, max_width, rtol or 0.0, max_seconds or 0.0, block_size, MAX_SWEEPS, n_threads,
@@ -174,6 +178,8 @@ def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_
         signs, coef, errors, norm, stopped_by = _core.tensor_decompose(
             R, max_width, rtol or 0.0, max_seconds or 0.0, MAX_SWEEPS, n_threads, state, callback)
     del R
+    coef = np.ldexp(coef, exponent).astype(np.float32)
+    norm = float(np.ldexp(norm, exponent))
     result = SignCut(arr.shape, signs, coef, errors, norm=norm, orig_dtype=arr.dtype,
                      tensorize=tensorize)
     result.stopped_by = stopped_by

@@ -340,6 +340,8 @@ def _parse_entry(name, entry):
         raise FormatError(f"{name!r}: too many dims ({len(shape)} > {MAX_NDIM})")
     if not all(_is_int(d) and d >= 1 for d in shape):
         raise FormatError(f"{name!r}: shape must hold positive integers, got {shape!r}")
+    if math.prod(shape) >= 2**62:      # a width-0 entry has no data to bound its dims
+        raise FormatError(f"{name!r}: shape {shape!r} has too many entries")
     if not _is_int(width) or width < 0:
         raise FormatError(f"{name!r}: width must be a non-negative integer, got {width!r}")
     if not isinstance(entry["orig_dtype"], str):
@@ -362,11 +364,15 @@ def _parse_entry(name, entry):
     rel_error = entry.get("rel_error")
     if rel_error is not None and (isinstance(rel_error, bool) or not isinstance(rel_error, (int, float))):
         raise FormatError(f"{name!r}: rel_error must be a number or null, got {rel_error!r}")
+    try:
+        rel_error = None if rel_error is None else float(rel_error)
+    except OverflowError:
+        raise FormatError(f"{name!r}: rel_error {rel_error} is out of range") from None
     history = entry.get("history", False)
     if not isinstance(history, bool):
         raise FormatError(f"{name!r}: history must be true or false, got {history!r}")
     return {"shape": tuple(shape), "width": width, "orig_dtype": orig_dtype, "norm": norm,
-            "rel_error": None if rel_error is None else float(rel_error), "history": history,
+            "rel_error": rel_error, "history": history,
             "tensorize": entry.get("tensorize")}
 
 

@@ -29,7 +29,7 @@ def _check_tensorize(tensorize, tensor_shape):
     try:
         shape = [int(d) for d in tensorize["shape"]]
         axes = [int(a) for a in tensorize["axes"]]
-    except (TypeError, KeyError, ValueError):
+    except (TypeError, KeyError, ValueError, OverflowError):
         raise ValueError(f"invalid tensorize record {tensorize!r}") from None
     if sorted(axes) != list(range(len(tensor_shape))):
         raise ValueError(f"tensorize axes {axes} are not a permutation of {len(tensor_shape)} modes")

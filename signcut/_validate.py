@@ -6,13 +6,17 @@ import os
 import numpy as np
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+_FLOAT32_TINY = float(np.finfo(np.float32).tiny)
+_LARGEST = 2.0 ** 126           # a quarter of float32's range: cut sums must not overflow
 
 
 def as_real_array(A, name="A"):
     """A as a NumPy array of a real numeric dtype, with finite values that fit float32.
 
     Raises TypeError for complex, object, string and other non-numeric dtypes and
-    ValueError for empty arrays, NaN, Inf and values beyond float32's range."""
+    ValueError for empty arrays, NaN, Inf, values above 2**126 (a quarter of float32's range,
+    so that sums of cuts cannot overflow) and float64 arrays entirely below float32's normal
+    range."""
     if isinstance(A, (str, bytes)):
         raise TypeError(f"{name} must be a numeric array, got {type(A).__name__}")
     try:
@@ -36,12 +40,22 @@ def as_real_array(A, name="A"):
             value = arr[first]
             raise ValueError(f"{name} contains {len(bad)} non-finite value(s) (NaN or Inf); "
                              f"the first is {value!r} at index {first}")
+        big = max_abs(arr)
+        if big > _LARGEST:
+            raise ValueError(f"{name} has values up to {big:.3g}, beyond what signcut takes "
+                             f"({_LARGEST:.3g}: float32's range with room for the sums of cuts, "
+                             "which compute in float32): rescale first")
         if arr.dtype.itemsize > 4:
-            big = np.abs(arr).max()
-            if big > _FLOAT32_MAX:
-                raise ValueError(f"{name} has values up to {big:.3g}, beyond float32's range "
-                                 f"({_FLOAT32_MAX:.3g}); signcut computes in float32: rescale first")
+            if 0 < big < _FLOAT32_TINY:
+                raise ValueError(f"{name} has values of at most {big:.3g}, below float32's range "
+                                 f"(normal numbers from {_FLOAT32_TINY:.3g}); signcut computes in "
+                                 "float32: rescale first")
     return arr
+
+
+def max_abs(arr):
+    """max |arr| without a temporary copy of the array."""
+    return float(max(abs(float(arr.max())), abs(float(arr.min()))))
 
 
 def optional_int(value, name, minimum=0):

@@ -353,8 +353,12 @@ int sc_matrix_decompose(const sc_kernels *K, float *R, int64_t m, int64_t n,
         add_pending(&E, &E.S, c, n);
         add_pending(&E, &E.T, c, m);
         E.p++;
-        nrm2 -= cur * cur / mn;
-        if (E.p == E.block) {
+        /* A cut that takes most of what is left makes the tracked norm a difference of two
+         * nearly equal numbers: flush at once, so the error stays exact. */
+        double taken = cur * cur / mn;
+        int cancels = taken > 0.5 * nrm2;
+        nrm2 -= taken;
+        if (E.p == E.block || cancels) {
             nrm2 = flush(&E, res->coef + block_start, res->s_bits + block_start * ws,
                          res->t_bits + block_start * wt);
             block_start = k + 1;

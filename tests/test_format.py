@@ -485,9 +485,9 @@ def test_huge_shape_allocates_nothing(tmp_path):
     signcut.save(path, x)
 
     def change(header, decomps):
-        decomps["signcut"]["shape"] = [10**12, 10**12]
+        decomps["signcut"]["shape"] = [10**9, 10**9]   # (10**18 entries: below the 2**62 cap)
         for a in range(2):
-            n = -(-2 * 10**12 // 8)
+            n = -(-2 * 10**9 // 8)
             header[f"signcut/signs.{a}"]["shape"] = [n]
             header[f"signcut/signs.{a}"]["data_offsets"] = [24 + a * n, 24 + (a + 1) * n]
     edit(path, change)
@@ -639,3 +639,12 @@ def test_extra_metadata(tmp_path):
     bad.write_bytes(b"\x02\x00\x00\x00\x00\x00\x00\x00{}")
     with pytest.raises(signcut.FormatError):
         signcut.read_metadata(bad)
+
+
+def test_too_many_entries_is_a_format_error(tmp_path):
+    x = random_signcut(np.random.default_rng(13), (3, 5), 2)
+    path = tmp_path / "x"
+    signcut.save(path, x)
+    edit(path, lambda header, decomps: decomps["signcut"].update(shape=[2**40, 2**40]))
+    with pytest.raises(FormatError, match="too many entries"):
+        signcut.load(path)
