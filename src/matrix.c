@@ -24,6 +24,7 @@
 #define TILE 256                 /* entries per parallel tile, a multiple of 64 */
 #define PAR_MIN_WORK 4096       /* below this many float ops a step runs on one thread */
 #define MAX_BLOCK 64
+#define PROBE_EVERY 16           /* blocks between measurements of 1 vs all threads */
 #define START_ATTEMPTS 8         /* random starts tried before the remainder counts as exhausted */
 #define GROWTH_TOL 1e-6         /* relative growth of |s^T R t| that counts as growth */
 
@@ -44,7 +45,10 @@ typedef struct {
 
 typedef struct {
     const sc_kernels *K;
-    int nt;
+    int nt;                   /* threads of the sweeps now (1 or nt_max, see pick_threads) */
+    int nt_max;
+    int64_t blocks;           /* blocks of cuts done */
+    double block_t0, per_cut[2];   /* start of this block; time per cut with nt_max / 1 thread */
     int64_t m, n, p, block;   /* p = pending cuts */
     side_t S, T;
     float *R, *RT;
@@ -211,6 +215,20 @@ static double flush(engine_t *E, const float *coef_block, const uint64_t *s_bloc
     return nrm2;
 }
 
+/* Threads for the next block of cuts. The sweeps run many short parallel steps: on cores
+ * shared with other busy work, waiting for a descheduled thread can make them far slower than
+ * one thread. So the time per cut is measured with all threads and with one (one block each,
+ * every PROBE_EVERY blocks) and the faster is used in between. Results do not depend on it. */
+static void pick_threads(engine_t *E, int64_t cuts) {
+    if (E->nt_max <= 1 || cuts < 8) return;
+    double t = (sc_now_seconds() - E->block_t0) / (double)cuts;
+    E->per_cut[E->nt == 1 ? 1 : 0] = t;
+    int64_t b = ++E->blocks % PROBE_EVERY;
+    if (b == 0) E->nt = E->nt_max;
+    else if (b == 1) E->nt = 1;
+    else E->nt = (E->per_cut[1] >= 0.0 && E->per_cut[1] < E->per_cut[0]) ? 1 : E->nt_max;
+}
+
 static int grow(sc_result *res, int64_t need, int64_t ws, int64_t wt) {
     if (need <= res->capacity) return SC_OK;
     int64_t cap = res->capacity ? res->capacity : 64;
@@ -281,7 +299,8 @@ int sc_matrix_decompose(const sc_kernels *K, float *R, int64_t m, int64_t n,
     engine_t E;
     memset(&E, 0, sizeof E);
     E.K = K;
-    E.nt = prm->n_threads > 0 ? prm->n_threads : 1;
+    E.nt = E.nt_max = prm->n_threads > 0 ? prm->n_threads : 1;
+    E.per_cut[0] = E.per_cut[1] = -1.0;
     E.m = m; E.n = n; E.block = prm->block_size; E.R = R;
     int64_t mx = m > n ? m : n;
     int st = SC_OK;
@@ -325,6 +344,7 @@ int sc_matrix_decompose(const sc_kernels *K, float *R, int64_t m, int64_t n,
     int64_t block_start = 0;
     const double mn = (double)m * (double)n;
 
+    E.block_t0 = sc_now_seconds();
     for (int64_t k = 0;; k++) {
         if ((st = grow(res, k + 1, ws, wt))) break;
         E.S.out_bits = res->s_bits + block_start * ws;
@@ -359,9 +379,12 @@ int sc_matrix_decompose(const sc_kernels *K, float *R, int64_t m, int64_t n,
         int cancels = taken > 0.5 * nrm2;
         nrm2 -= taken;
         if (E.p == E.block || cancels) {
+            int64_t cuts = k + 1 - block_start;
+            pick_threads(&E, cuts);
             nrm2 = flush(&E, res->coef + block_start, res->s_bits + block_start * ws,
                          res->t_bits + block_start * wt);
             block_start = k + 1;
+            E.block_t0 = sc_now_seconds();
         }
         double err = sqrt((nrm2 > 0.0 ? nrm2 : 0.0) / nrmA2);
         res->errors[k] = err;
