@@ -3,6 +3,10 @@
     signcut demo [--out DIR] [-q]
     signcut image IN.png -o OUT.sct [--ratio 0.05] [--tile 12] [--color ycbcr] [--preview N]
     signcut image OUT.sct -o back.png [--preview N]
+    signcut weights IN.safetensors|FOLDER -o OUT.sct [--bits-per-entry 8] [--include RE]
+                    [--exclude RE] [--min-size N] [--jobs N] [--scheduler ADDR] [--seed S] [-q]
+    signcut expand OUT.sct -o restored.safetensors [--dtype bf16|f16|f32|orig]
+    signcut info FILE
 
 Bad input (a missing file, a file that is neither a picture nor a signcut file, an empty
 picture, an output that cannot be written or that is the input) gives one line on stderr and
@@ -325,12 +329,76 @@ def cmd_demo(args):
     return 0
 
 
+# ------------------------------------------------------------------ signcut weights / expand / info
+def cmd_weights(args):
+    from signcut import weights
+    if args.jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
+    _check_output(args.output, [args.input])
+    result = weights.compress(args.input, args.output, bits_per_entry=args.bits_per_entry,
+                              include=args.include, exclude=args.exclude,
+                              min_size=args.min_size, jobs=args.jobs, scheduler=args.scheduler,
+                              seed=args.seed, progress=not args.quiet)
+    if args.quiet:
+        print(result["summary"]["line"])
+    print(f"wrote {args.output} and {args.output}{weights.REPORT_SUFFIX}")
+    return 0
+
+
+def cmd_expand(args):
+    from signcut import weights
+    _check_output(args.output, [args.input])
+    dtype = None if args.dtype == "orig" else args.dtype
+    weights.expand(args.input, args.output, dtype=dtype)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_info(args):
+    from signcut import weights
+    path = args.input
+    if not os.path.isfile(path):
+        raise UsageError(f"cannot read {path!r}: no such file")
+    try:
+        extra = signcut.read_metadata(path)
+    except signcut.FormatError as exc:
+        raise UsageError(f"{path!r} is not a signcut file: {exc}") from None
+    if weights.FORMAT_KEY not in extra:
+        loaded = signcut.load(path)
+        items = loaded.items() if isinstance(loaded, dict) else [("signcut", loaded)]
+        print(f"{path}: signcut file")
+        print("| name | shape | width | bits/entry | rel. error |")
+        print("|---|---|---:|---:|---:|")
+        for name, sc in items:
+            print(f"| {name} | {'x'.join(map(str, sc.shape))} | {sc.width} | "
+                  f"{sc.bits_per_entry:.3f} | {sc.rel_error:.4%} |")
+        return 0
+    meta = weights.info(path)
+    tensors = meta["tensors"]
+    comp = [t for t in tensors if t["kind"] == "signcut"]
+    print(f"{path}: compressed model weights, {len(comp)} tensors compressed at "
+          f"{meta['bits_per_entry']:g} bits/entry (seed {meta['seed']}), "
+          f"{len(tensors) - len(comp)} copied through"
+          + (f" into {meta['passthrough']}" if meta.get("passthrough") else ""))
+    print("| name | dtype | shape | kind | width | bits/entry | rel. error | note |")
+    print("|---|---|---|---|---:|---:|---:|---|")
+    for t in tensors:
+        shape = "x".join(map(str, t["shape"]))
+        if t["kind"] == "signcut":
+            note = "outlier" if t.get("outlier") else ""
+            print(f"| {t['name']} | {t['dtype']} | {shape} | signcut | {t['width']} | "
+                  f"{t['bits_per_entry']:.3f} | {t['rel_error']:.4%} | {note} |")
+        else:
+            print(f"| {t['name']} | {t['dtype']} | {shape} | copied | | | | {t['reason']} |")
+    return 0
+
+
 # ------------------------------------------------------------------ main
 def build_parser():
     ap = argparse.ArgumentParser(
         prog="signcut", description="Compress pictures into 1-bit pieces with signed cuts.")
     ap.add_argument("--version", action="version", version=f"signcut {signcut.__version__}")
-    sub = ap.add_subparsers(dest="command", metavar="{demo,image}")
+    sub = ap.add_subparsers(dest="command", metavar="{demo,image,weights,expand,info}")
     sub.required = True
 
     demo = sub.add_parser("demo", help="compress the bundled cat at several budgets",
@@ -372,6 +440,45 @@ def build_parser():
                      help="also write a picture every N cuts: OUTPUT-preview-0001.png, ...")
     img.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     img.set_defaults(func=cmd_image)
+
+    wts = sub.add_parser("weights", help="compress a safetensors checkpoint",
+                         description="Compress every floating tensor of 2 or more dimensions "
+                         "of a .safetensors file (or a folder of shards with an index.json) "
+                         "into one signcut file; other tensors are copied through into "
+                         "OUT.passthrough.safetensors. Writes a per-tensor report to "
+                         "OUT.report.csv. An interrupted run resumes from OUT.parts/.")
+    wts.add_argument("input", help="a .safetensors file or a folder with shards")
+    wts.add_argument("-o", "--output", required=True, help="the signcut file to write")
+    wts.add_argument("--bits-per-entry", type=_positive(float), default=8.0,
+                     help="budget per compressed tensor (default: %(default)s)")
+    wts.add_argument("--include", default=None, metavar="RE",
+                     help="compress only tensors whose name matches")
+    wts.add_argument("--exclude", default=None, metavar="RE",
+                     help="copy through tensors whose name matches")
+    wts.add_argument("--min-size", type=int, default=0, metavar="N",
+                     help="copy through tensors of fewer entries (default: %(default)s)")
+    wts.add_argument("--jobs", type=int, default=1, metavar="N",
+                     help="processes (default: %(default)s)")
+    wts.add_argument("--scheduler", default=None, metavar="ADDR",
+                     help="dask scheduler address (tcp://host:port); needs dask.distributed")
+    wts.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    wts.add_argument("-q", "--quiet", action="store_true", help="no per-tensor lines")
+    wts.set_defaults(func=cmd_weights)
+
+    exp = sub.add_parser("expand", help="write a plain safetensors checkpoint back",
+                         description="Expand a file written by 'signcut weights' into a plain "
+                         "safetensors checkpoint with the original names and shapes.")
+    exp.add_argument("input", help="a file written by 'signcut weights'")
+    exp.add_argument("-o", "--output", required=True, help="the .safetensors file to write")
+    exp.add_argument("--dtype", choices=("bf16", "f16", "f32", "orig"), default="bf16",
+                     help="dtype of the expanded tensors (default: %(default)s)")
+    exp.set_defaults(func=cmd_expand)
+
+    inf = sub.add_parser("info", help="what a signcut file holds",
+                         description="List the tensors of a signcut file: names, shapes, "
+                         "widths, bits per entry and errors.")
+    inf.add_argument("input", help="a signcut file")
+    inf.set_defaults(func=cmd_info)
     return ap
 
 

@@ -1,0 +1,157 @@
+"""signcut.weights on a synthetic checkpoint: errors, --jobs speedup, peak memory, quantizers.
+
+1. A checkpoint of 24 float32 1024 x 1024 Gaussian matrices (``--heavy``: every other one
+   Student-t with 3 degrees of freedom instead, i.e. heavy tailed; seeded) plus 24 1-D
+   tensors, compressed at 8 bits/entry with ``jobs=1`` and ``jobs=2``, each in a fresh child
+   Python. Goal: max relative error <= 3.5%. Reports the wall time of each, the speedup,
+   whether both outputs hold the same bits, and the peak RSS of the child (and of its
+   largest worker process for jobs=2).
+2. Quality at the same storage: signcut at 16/8/4/2 bits per entry against bf16 rounding
+   (16 bits), round-to-nearest int8 with one float32 scale per row (8 + 32/n bits), and
+   asymmetric int4 / int2 in groups of 128 with an fp16 scale and zero per group (4.25 and
+   2.25 bits); signcut gets exactly the baseline's bits. On one Gaussian and one heavy-tailed
+   matrix.
+
+Prints Markdown tables; exits 0 whatever the figures (1 with --check if a goal is missed).
+
+    python benchmarks/bench_weights.py            # 24 x 1024 x 1024
+    python benchmarks/bench_weights.py --quick    # 6 x 256 x 256
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+from _common import bf16_round, rel_error
+
+import signcut
+
+GOAL_MAX_ERROR = 0.035
+
+
+def make_checkpoint(path, count, n, heavy=False):
+    import safetensors.numpy as stnp
+    rng = np.random.default_rng(0)
+    tensors = {}
+    for i in range(count):
+        if i % 2 == 0 or not heavy:
+            w = rng.standard_normal((n, n), dtype=np.float32)
+        else:
+            w = rng.standard_t(3, (n, n)).astype(np.float32)
+        tensors[f"layers.{i}.weight"] = w / np.sqrt(n)
+        tensors[f"layers.{i}.bias"] = rng.standard_normal(n).astype(np.float32)
+    stnp.save_file(tensors, path)
+    return tensors
+
+
+def run_compress(src, out, jobs):
+    """compress in a fresh child Python: (summary, seconds, peak RSS, largest worker RSS)."""
+    code = ("import json, resource, sys, time; sys.path.insert(0, %r); "
+            "from signcut import weights; t0 = time.perf_counter(); "
+            # VmHWM, not ru_maxrss: Linux keeps ru_maxrss across fork + exec, so the child
+            # would inherit this (larger) process's peak.
+            "peak = lambda: next((int(l.split()[1]) * 1024 for l in open('/proc/self/status') "
+            "if l.startswith('VmHWM')), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024"
+            "); "
+            "r = weights.compress(%r, %r, bits_per_entry=8, jobs=%d, progress=False); "
+            "t = time.perf_counter() - t0; "
+            "print(json.dumps([r['summary'], t, "
+            "peak(), "
+            "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024]))"
+            % (os.path.dirname(os.path.dirname(os.path.abspath(__file__))), src, out, jobs))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def same_bits(a, b):
+    da, db = signcut.load(a), signcut.load(b)
+    return list(da) == list(db) and all(
+        np.array_equal(da[k].coef, db[k].coef)
+        and all(np.array_equal(x, y) for x, y in zip(da[k].signs, db[k].signs)) for k in da)
+
+
+def rtn_rows(w, bits=8):
+    qmax = 2 ** (bits - 1) - 1
+    scale = np.abs(w).max(axis=1, keepdims=True) / qmax
+    scale[scale == 0] = 1
+    return np.clip(np.rint(w / scale), -qmax, qmax) * scale
+
+
+def rtn_groups(w, bits, group=128):
+    g = w.reshape(-1, group).astype(np.float32)
+    lo, hi = g.min(axis=1, keepdims=True), g.max(axis=1, keepdims=True)
+    scale = ((hi - lo) / (2 ** bits - 1)).astype(np.float16).astype(np.float32)
+    scale[scale == 0] = 1
+    zero = lo.astype(np.float16).astype(np.float32)
+    q = np.clip(np.rint((g - zero) / scale), 0, 2 ** bits - 1)
+    return (q * scale + zero).reshape(w.shape)
+
+
+def quality(w, label, threads):
+    n = w.shape[1]
+    rows = []
+    for name, bits, approx in (
+            ("bf16", 16.0, bf16_round(w)),
+            ("int8 RTN, f32 scale per row", 8 + 32 / n, rtn_rows(w)),
+            ("int4 asym., groups of 128", 4.25, rtn_groups(w, 4)),
+            ("int2 asym., groups of 128", 2.25, rtn_groups(w, 2))):
+        sc = signcut.decompose(w, bits_per_entry=bits, seed=0, n_threads=threads)
+        rows.append((label, name, f"{bits:.3f}", f"{rel_error(w, approx):.4%}",
+                     f"{sc.rel_error:.4%}", f"{sc.bits_per_entry:.3f}"))
+    return rows
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="6 matrices of 256 x 256")
+    ap.add_argument("--count", type=int, default=None)
+    ap.add_argument("--size", type=int, default=None)
+    ap.add_argument("--heavy", action="store_true",
+                    help="every other matrix Student-t(3) (heavy tailed)")
+    ap.add_argument("--check", action="store_true", help="exit 1 if a goal is missed")
+    args = ap.parse_args(argv)
+    count = args.count or (6 if args.quick else 24)
+    n = args.size or (256 if args.quick else 1024)
+    threads = os.cpu_count()
+    print(f"# signcut.weights: {count} float32 {n} x {n} matrices at 8 bits/entry "
+          f"({os.cpu_count()} CPUs)\n")
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "model.safetensors")
+        make_checkpoint(src, count, n, args.heavy)
+        one_matrix = 4 * n * n
+        s1, t1, rss1, _ = run_compress(src, os.path.join(tmp, "one.sct"), 1)
+        s2, t2, rss2, worker = run_compress(src, os.path.join(tmp, "two.sct"), 2)
+        identical = same_bits(os.path.join(tmp, "one.sct"), os.path.join(tmp, "two.sct"))
+        print("| jobs | seconds | speedup | max error | median error | bits/entry | outliers "
+              "| peak RSS (MiB) |")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for jobs, t, q, rss in ((1, t1, s1, rss1), (2, t2, s2, rss2)):
+            print(f"| {jobs} | {t:.2f} | {t1 / t:.2f} | {q['max_error']:.4%} | "
+                  f"{q['median_error']:.4%} | {q['bits_per_entry']:.3f} | {len(q['outliers'])} "
+                  f"| {rss / 2**20:.0f} |")
+        s = s1
+        print(f"\njobs=2 output identical to jobs=1: {identical}")
+        print(f"max error {s['max_error']:.4%} (goal <= {GOAL_MAX_ERROR:.1%}): "
+              f"{'ok' if s['max_error'] <= GOAL_MAX_ERROR else 'MISSED'}")
+        print(f"one matrix is {one_matrix / 2**20:.0f} MiB; largest jobs=2 worker peak RSS "
+              f"{worker / 2**20:.0f} MiB\n")
+
+    rng = np.random.default_rng(1)
+    gauss = rng.standard_normal((n, n), dtype=np.float32)
+    heavy = rng.standard_t(3, (n, n)).astype(np.float32)
+    print("| matrix | baseline | bits/entry | baseline error | signcut error | signcut bits |")
+    print("|---|---|---:|---:|---:|---:|")
+    for label, w in (("Gaussian", gauss), ("Student-t(3)", heavy)):
+        for row in quality(w, label, threads):
+            print("| " + " | ".join(row) + " |")
+    ok = s["max_error"] <= GOAL_MAX_ERROR and identical
+    return 0 if ok or not args.check else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
