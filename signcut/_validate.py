@@ -15,8 +15,8 @@ def as_real_array(A, name="A"):
 
     Raises TypeError for complex, object, string and other non-numeric dtypes and
     ValueError for empty arrays, NaN, Inf, values above 2**126 (a quarter of float32's range,
-    so that sums of cuts cannot overflow) and float64 arrays entirely below float32's normal
-    range."""
+    so that sums of cuts cannot overflow) and arrays whose largest value is below float32's
+    normal range (their coefficients would underflow)."""
     if isinstance(A, (str, bytes)):
         raise TypeError(f"{name} must be a numeric array, got {type(A).__name__}")
     try:
@@ -45,11 +45,10 @@ def as_real_array(A, name="A"):
             raise ValueError(f"{name} has values up to {big:.3g}, beyond what signcut takes "
                              f"({_LARGEST:.3g}: float32's range with room for the sums of cuts, "
                              "which compute in float32): rescale first")
-        if arr.dtype.itemsize > 4:
-            if 0 < big < _FLOAT32_TINY:
-                raise ValueError(f"{name} has values of at most {big:.3g}, below float32's range "
-                                 f"(normal numbers from {_FLOAT32_TINY:.3g}); signcut computes in "
-                                 "float32: rescale first")
+        if 0 < big < _FLOAT32_TINY:
+            raise ValueError(f"{name} has values of at most {big:.3g}, below float32's normal "
+                             f"range (from {_FLOAT32_TINY:.3g}): the coefficients of its cuts "
+                             "could not be stored in float32; rescale first")
     return arr
 
 

@@ -455,17 +455,24 @@ def compress(src, out, *, bits_per_entry=8.0, include=None, exclude=None, min_si
                       "expected": expected})
     by_name = {rec["name"]: rec for rec, *_ in plan}
     t_start = time.perf_counter()
+    todo = {task["name"]: math.prod(by_name[task["name"]]["shape"]) for task in tasks}
+    total, done = sum(todo.values()), [0, 0]
 
     def finished(result):
         rec = by_name[result["name"]]
         for k in ("width", "bits_per_entry", "rel_error", "seconds"):
             rec[k] = result[k]
         rec["resumed"] = result["resumed"]
+        done[0] += 1
+        done[1] += todo[rec["name"]]
         if progress:
             note = " (resumed)" if result["resumed"] else ""
-            print(f"{rec['name']}: {_fmt_shape(rec['shape'])} width {rec['width']}, "
-                  f"{rec['bits_per_entry']:.3f} bits/entry, error {rec['rel_error']:.4%}, "
-                  f"{rec['seconds']:.2f} s{note}", flush=True)
+            elapsed = time.perf_counter() - t_start
+            eta = elapsed * (total - done[1]) / done[1] if done[1] else 0.0
+            print(f"[{done[0]}/{len(tasks)}, {done[1] / max(total, 1):.0%} of entries, "
+                  f"ETA {eta:.0f} s] {rec['name']}: {_fmt_shape(rec['shape'])} width "
+                  f"{rec['width']}, {rec['bits_per_entry']:.3f} bits/entry, error "
+                  f"{rec['rel_error']:.4%}, {rec['seconds']:.2f} s{note}", flush=True)
 
     try:
         if parallel is None:
