@@ -251,7 +251,8 @@ def test_dispatcher_picks_the_best_kernel():
 def run_python(code, env_extra):
     import os
     env = dict(os.environ, **env_extra)
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    # -P: import the installed package, not the source folder next to the tests
+    return subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, env=env)
 
 
 def test_cpu_override():
@@ -294,5 +295,5 @@ def test_ctrl_c_stops_a_long_run():
             "    signcut.decompose(A, max_seconds=600, seed=0)\n"
             "except KeyboardInterrupt:\n"
             "    print('interrupted')\n")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    r = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and "interrupted" in r.stdout, r.stderr
