@@ -1,0 +1,21 @@
+#!/bin/bash
+# One short script for a machine with AVX-512 and many cores (the project's "device" machine):
+# build the extension in place, run the kernel and engine tests for every instruction set the
+# CPU has, then the speed and thread-scaling benchmarks. Usage: bash benchmarks/device_check.sh [quick]
+set -u
+OUT=${OUT:-/tmp/signcut-device}; mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
+py=${PYTHON:-python3}
+lscpu | grep -E "Model name|^CPU\(s\)|Flags" | sed 's/Flags:.*\(avx512[a-z_0-9]* \)/&/' | cut -c1-400
+$py setup.py -q build_ext --inplace 2>&1 | grep -vE "^(copying|running)" | tail -5
+$py -c "import signcut, json; print(json.dumps(signcut.cpu_info()))"
+$py -m pytest -q -x -p no:cacheprovider tests/test_kernels.py tests/test_decompose.py tests/test_tensor.py \
+    tests/test_array.py tests/test_format.py 2>&1 | tail -5
+for isa in avx2 scalar; do
+  SIGNCUT_CPU=$isa $py -m pytest -q -x -p no:cacheprovider tests/test_decompose.py tests/test_tensor.py 2>&1 | tail -2
+done
+[ "${1:-}" = quick ] && exit 0
+cd benchmarks
+$py bench_speed.py --sizes 1024 4096 --repeat 1 --width 1500 2>&1 | tee "$OUT/speed.txt"
+$py bench_threads.py --width 800 --repeat 1 --threads 2 4 8 16 2>&1 | tee "$OUT/threads.txt"
+$py bench_tensor.py --no-tensorly --repeat 1 2>&1 | tee "$OUT/tensor.txt"
