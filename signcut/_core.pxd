@@ -48,6 +48,10 @@ cdef extern from "signcut/signcut.h" nogil:
         uint64_t seed[4]
         sc_progress_fn progress
         void *progress_ctx
+        int warm_start
+        int restarts
+        int refine
+        double growth_tol
 
     ctypedef struct sc_result:
         int64_t width

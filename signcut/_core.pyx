@@ -233,7 +233,7 @@ cdef int _progress_call(progress_ctx *c, int64_t cuts, double rel_error) noexcep
     cdef _Progress prog = <_Progress>c.prog
     try:
         PyErr_CheckSignals()
-        if prog.callback is not None and prog.callback(int(cuts), float(rel_error)):
+        if cuts >= 0 and prog.callback is not None and prog.callback(int(cuts), float(rel_error)):
             return 1
     except BaseException as e:
         prog.error = e
@@ -243,10 +243,10 @@ cdef int _progress_call(progress_ctx *c, int64_t cuts, double rel_error) noexcep
 
 cdef int _progress_hook(void *ctx, int64_t cuts, double rel_error) noexcept nogil:
     # Takes the GIL after every cut only when there is a user callback; otherwise every
-    # 0.2 s, to notice Ctrl-C.
+    # 0.2 s, to notice Ctrl-C. cuts < 0 (refinement passes) only looks for Ctrl-C.
     cdef progress_ctx *c = <progress_ctx *>ctx
     cdef double t = _now()
-    if not c.has_callback and t - c.last_check < 0.2:
+    if (not c.has_callback or cuts < 0) and t - c.last_check < 0.2:
         return 0
     c.last_check = t
     return _progress_call(c, cuts, rel_error)
@@ -274,6 +274,10 @@ cdef void _fill_params(sc_params *prm, progress_ctx *pctx, _Progress prog, int64
     pctx.last_check = _now()
     prm.progress = _progress_hook
     prm.progress_ctx = <void *>pctx
+    prm.warm_start = 0
+    prm.restarts = 1
+    prm.refine = 0
+    prm.growth_tol = 0.0
 
 
 def tensor_decompose(cnp.ndarray R, int64_t max_width, double rtol, double max_seconds,
@@ -322,10 +326,15 @@ def tensor_decompose(cnp.ndarray R, int64_t max_width, double rtol, double max_s
 
 def matrix_decompose(cnp.ndarray R, int64_t max_width, double rtol, double max_seconds,
                      int64_t block_size, int64_t max_sweeps, int n_threads, seed_state,
-                     callback=None):
+                     callback=None, bint warm_start=False, int restarts=1,
+                     int refine=0, double growth_tol=0.0):
     """Greedy signed cut decomposition of the C-contiguous float32 matrix R (overwritten).
 
     Returns (s_bits, t_bits, coef, errors, norm, stopped_by)."""
+    if restarts < 1:
+        raise ValueError(f"restarts must be at least 1, got {restarts}")
+    if refine < 0:
+        raise ValueError(f"refine must be at least 0, got {refine}")
     if R.ndim != 2 or R.dtype != np.float32 or not R.flags.c_contiguous or not R.flags.writeable:
         raise ValueError("R must be a writable C-contiguous 2-D float32 array")
     cdef const sc_kernels *K = _active
@@ -337,6 +346,10 @@ def matrix_decompose(cnp.ndarray R, int64_t max_width, double rtol, double max_s
     prog = _Progress(callback)
     _fill_params(&prm, &pctx, prog, max_width, rtol, max_seconds, block_size, max_sweeps,
                  n_threads, seed_state)
+    prm.warm_start = warm_start
+    prm.restarts = restarts
+    prm.refine = refine
+    prm.growth_tol = growth_tol
     res.width = 0; res.capacity = 0; res.s_bits = NULL; res.t_bits = NULL
     res.coef = NULL; res.errors = NULL; res.norm = 0.0; res.stopped_by = 0
     cdef float *data = <float *>cnp.PyArray_DATA(R)

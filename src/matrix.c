@@ -25,8 +25,8 @@
 #define PAR_MIN_WORK 4096       /* below this many float ops a step runs on one thread */
 #define MAX_BLOCK 64
 #define PROBE_EVERY 16           /* blocks between measurements of 1 vs all threads */
+#define GROWTH_TOL 1e-6          /* default relative growth of |s^T R t| that counts as growth */
 #define START_ATTEMPTS 8         /* random starts tried before the remainder counts as exhausted */
-#define GROWTH_TOL 1e-6         /* relative growth of |s^T R t| that counts as growth */
 
 
 /* One side of the alternation: the sign vector of one mode and its image. */
@@ -40,7 +40,7 @@ typedef struct {
     int64_t *new_dots;
     const float *rows;   /* rows to accumulate into the OTHER image when this side flips */
     int64_t ld;
-    uint64_t *out_bits;  /* result storage of this mode's signs */
+    uint64_t *store;     /* signs of the pending cuts, (MAX_BLOCK, words) */
 } side_t;
 
 typedef struct {
@@ -59,6 +59,8 @@ typedef struct {
     float *pcoef;             /* coefficients of pending cuts */
     double *partial;          /* per-tile partial sums */
     float *panel, *amat;      /* flush buffers */
+    uint64_t *best_s, *best_t;    /* best signs among restarts */
+    double *xpart;            /* per-tile partial sums of a block's s_j^T R t_j */
 } engine_t;
 
 static int64_t ntiles(int64_t len) { return (len + TILE - 1) / TILE; }
@@ -92,7 +94,7 @@ static double half_step(engine_t *E, side_t *Y, side_t *X) {
                 for (int64_t j = 0; j < E->p; j++) Y->new_dots[j] += ((pf >> j) & 1) ? -two : two;
             }
         } else {
-            K->sign_dots(Y->new_dots, Y->out_bits, Y->words, Y->cand, Y->words, Y->len, E->p);
+            K->sign_dots(Y->new_dots, Y->store, Y->words, Y->cand, Y->words, Y->len, E->p);
         }
         for (int64_t j = 0; j < E->p; j++) {
             E->pw[j] = -E->pcoef[j] * (float)(Y->new_dots[j] - Y->dots[j]);
@@ -200,9 +202,8 @@ static void rank_block(const sc_kernels *K, int nt, float *out, int64_t m, int64
 
 /* Subtract the pending cuts from R, rebuild RT, return the exact squared norm, and
  * recompute both images exactly. */
-static double flush(engine_t *E, const float *coef_block, const uint64_t *s_block,
-                    const uint64_t *t_block) {
-    rank_block(E->K, E->nt, E->R, E->m, E->n, E->n, s_block, t_block, coef_block, E->p, -1.0f,
+static double flush(engine_t *E) {
+    rank_block(E->K, E->nt, E->R, E->m, E->n, E->n, E->S.store, E->T.store, E->pcoef, E->p, -1.0f,
                E->panel, E->amat, E->partial);
     double nrm2 = 0.0;
     for (int64_t t = 0; t < ntiles(E->m); t++) nrm2 += E->partial[t];
@@ -257,9 +258,11 @@ static void engine_free(engine_t *E) {
     for (int i = 0; i < 2; i++) {
         side_t *X = sides[i];
         free(X->img); free(X->bits); free(X->cand); free(X->pend); free(X->dots); free(X->new_dots);
+        free(X->store);
     }
     free(E->RT); free(E->idx); free(E->w); free(E->tab); free(E->pw); free(E->pcoef);
-    free(E->partial); free(E->panel); free(E->amat);
+    free(E->partial); free(E->panel); free(E->amat); free(E->best_s); free(E->best_t);
+    free(E->xpart);
 }
 
 static int side_alloc(side_t *X, int64_t len) {
@@ -271,23 +274,166 @@ static int side_alloc(side_t *X, int64_t len) {
     X->pend = calloc((size_t)len, sizeof(uint64_t));
     X->dots = calloc(MAX_BLOCK, sizeof(int64_t));
     X->new_dots = calloc(MAX_BLOCK, sizeof(int64_t));
-    return (X->img && X->bits && X->cand && X->pend && X->dots && X->new_dots) ? SC_OK : SC_ERR_NOMEM;
+    X->store = calloc((size_t)(MAX_BLOCK * X->words), sizeof(uint64_t));
+    return (X->img && X->bits && X->cand && X->pend && X->dots && X->new_dots && X->store)
+               ? SC_OK : SC_ERR_NOMEM;
 }
 
-/* Record the cut in the pending block: transposed signs, dots, images. */
-static void add_pending(engine_t *E, side_t *X, float c, int64_t other_len) {
+/* Add the cut coef * sb tb^T to the pending block (R_eff = R - sum_j pcoef_j s_j t_j^T): store
+ * its signs (also transposed), its dots with the current signs, and update both images:
+ * u = R t loses coef <tb, t> sb, v = R^T s loses coef <sb, s> tb. */
+static void add_pending(engine_t *E, const uint64_t *sb, const uint64_t *tb, float coef) {
     int64_t j = E->p;
-    for (int64_t q = 0; q < X->words; q++) {
-        uint64_t x = X->bits[q];
-        while (x) {
-            X->pend[64 * q + sc_ctz64(x)] |= UINT64_C(1) << j;
-            x &= x - 1;
+    side_t *sides[2] = {&E->S, &E->T};
+    const uint64_t *b[2] = {sb, tb};
+    for (int a = 0; a < 2; a++) {
+        side_t *X = sides[a];
+        memcpy(X->store + j * X->words, b[a], (size_t)X->words * sizeof(uint64_t));
+        for (int64_t q = 0; q < X->words; q++) {
+            uint64_t x = b[a][q];
+            while (x) {
+                X->pend[64 * q + sc_ctz64(x)] |= UINT64_C(1) << j;
+                x &= x - 1;
+            }
+        }
+        E->K->sign_dots(&X->dots[j], b[a], X->words, X->bits, X->words, X->len, 1);
+    }
+    float ws = -coef * (float)E->T.dots[j], wt = -coef * (float)E->S.dots[j];
+    E->K->signs_matvec(E->S.img, E->m, sb, E->S.words, &ws, 1);
+    E->K->signs_matvec(E->T.img, E->n, tb, E->T.words, &wt, 1);
+    E->pcoef[j] = coef;
+    E->p++;
+}
+
+/* Alternate from the candidate t in T.cand while the value |s^T R t| grows. Returns the value
+ * of the signs left in S.bits and T.bits (the images match them). */
+static double alternate(engine_t *E, const sc_params *prm) {
+    double tol = prm->growth_tol > 0.0 ? prm->growth_tol : GROWTH_TOL;
+    double cur = 0.0;
+    side_t *Y = &E->T, *X = &E->S;
+    for (int64_t h = 0;; h++) {
+        double val = half_step(E, Y, X);
+        /* Growth below float32 resolution is rounding noise in the images, not progress:
+         * counting it could cycle through flips without end. */
+        if ((h > 0 && !(val > cur * (1.0 + tol))) || h + 1 >= prm->max_sweeps) break;
+        cur = val;
+        side_t *tmp = X; X = Y; Y = tmp;
+    }
+    return cur;
+}
+
+/* Search cut k: the best of prm->restarts starts (the first from the previous cut's t with
+ * warm_start, the others random). A start orthogonal to what is left (value exactly 0, easy
+ * on small exact data) does not count and is drawn again, up to START_ATTEMPTS times. Leaves
+ * the best signs in S.bits / T.bits with matching images; returns their value (0: none). */
+static double best_cut(engine_t *E, const sc_params *prm, sc_rng *rng, int64_t k) {
+    int restarts = prm->restarts > 1 ? prm->restarts : 1;
+    double best = 0.0;
+    int found = 0, last_is_best = 0;
+    for (int attempt = 0; attempt < START_ATTEMPTS + restarts && found < restarts; attempt++) {
+        if (attempt == 0 && prm->warm_start && k > 0)
+            memcpy(E->T.cand, E->T.bits, (size_t)E->T.words * sizeof(uint64_t));
+        else
+            sc_rng_signs(rng, E->T.cand, E->n);
+        double val = alternate(E, prm);
+        if (!(val > 0.0)) continue;
+        found++;
+        last_is_best = val > best;
+        if (last_is_best) {
+            best = val;
+            if (restarts > 1) {
+                memcpy(E->best_s, E->S.bits, (size_t)E->S.words * sizeof(uint64_t));
+                memcpy(E->best_t, E->T.bits, (size_t)E->T.words * sizeof(uint64_t));
+            }
         }
     }
-    X->dots[j] = X->len;
-    /* R' = R - c s t^T: u' = R' t = u - c n s, v' = R'^T s = v - c m t. */
-    float wgt = -c * (float)other_len;
-    E->K->signs_matvec(X->img, X->len, X->bits, X->words, &wgt, 1);
+    if (found && !last_is_best) {
+        /* Go back to the best signs: flip t (s follows as a candidate), then s. */
+        memcpy(E->T.cand, E->best_t, (size_t)E->T.words * sizeof(uint64_t));
+        half_step(E, &E->T, &E->S);
+        memcpy(E->S.cand, E->best_s, (size_t)E->S.words * sizeof(uint64_t));
+        half_step(E, &E->S, &E->T);
+    }
+    return best;
+}
+
+/* One backfitting pass: each cut in turn is added back to the remainder and searched again
+ * from its own t, then replaced by what the search finds (never worse: the search starts from
+ * it). Stops early at the time budget or an interruption. */
+static int refine_pass(engine_t *E, const sc_params *prm, sc_result *res, double t0) {
+    int64_t ws = E->S.words, wt = E->T.words, room = E->block > 2 ? E->block : 2;
+    const double mn = (double)E->m * (double)E->n;
+    for (int64_t j = 0; j < res->width; j++) {
+        if (E->p + 2 > room) flush(E);
+        uint64_t *sj = res->s_bits + j * ws, *tj = res->t_bits + j * wt;
+        add_pending(E, sj, tj, -res->coef[j]);
+        memcpy(E->T.cand, tj, (size_t)wt * sizeof(uint64_t));
+        double val = alternate(E, prm);
+        float c = (float)(val / mn);
+        memcpy(sj, E->S.bits, (size_t)ws * sizeof(uint64_t));
+        memcpy(tj, E->T.bits, (size_t)wt * sizeof(uint64_t));
+        res->coef[j] = c;
+        add_pending(E, E->S.bits, E->T.bits, c);
+        if (prm->max_seconds > 0.0 && sc_now_seconds() - t0 >= prm->max_seconds) return SC_OK;
+        if (prm->progress && prm->progress(prm->progress_ctx, -1, 0.0)) return SC_ERR_CALLBACK;
+    }
+    return SC_OK;
+}
+
+/* The error history after refinement changed the cuts: add every cut back to R (the final
+ * remainder, all cuts flushed), then subtract them again a block at a time. Within a block,
+ * ||R_{j+1}||^2 = ||R_j||^2 - 2 c_j x_j + c_j^2 m n with x_j = s_j^T R_j t_j, from the
+ * block-start remainder and the popcount dots of the block's earlier cuts; each block ends
+ * with the exact norm. */
+static void recompute_errors(engine_t *E, sc_result *res, double nrmA2) {
+    const sc_kernels *K = E->K;
+    int64_t m = E->m, n = E->n, ws = E->S.words, wt = E->T.words, w = res->width;
+    const double mn = (double)m * (double)n;
+    for (int64_t j0 = 0; j0 < w; j0 += MAX_BLOCK) {
+        int64_t k = (w - j0 < MAX_BLOCK) ? w - j0 : MAX_BLOCK;
+        rank_block(K, E->nt, E->R, m, n, n, res->s_bits + j0 * ws, res->t_bits + j0 * wt,
+                   res->coef + j0, k, 1.0f, E->panel, E->amat, NULL);
+    }
+    double nrm2 = 0.0;
+    for (int64_t i = 0; i < m; i++) nrm2 += K->sumsq(E->R + i * n, n);
+    int64_t nt_tiles = ntiles(m);
+    for (int64_t j0 = 0; j0 < w; j0 += MAX_BLOCK) {
+        int64_t k = (w - j0 < MAX_BLOCK) ? w - j0 : MAX_BLOCK;
+        const uint64_t *sb = res->s_bits + j0 * ws, *tb = res->t_bits + j0 * wt;
+        /* x0[j] = s_j^T R t_j: per tile of rows, z = R[i, :] . t_j, summed with s_j[i]. */
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(E->nt) if (E->nt > 1)
+#endif
+        for (int64_t t = 0; t < nt_tiles; t++) {
+            double *acc = E->xpart + t * MAX_BLOCK;
+            float z[MAX_BLOCK];
+            for (int64_t j = 0; j < k; j++) acc[j] = 0.0;
+            int64_t end = ((t + 1) * TILE < m) ? (t + 1) * TILE : m;
+            for (int64_t i = t * TILE; i < end; i++) {
+                K->signs_rmatvec(z, E->R + i * n, n, tb, wt, k);
+                for (int64_t j = 0; j < k; j++) acc[j] += sc_sign_at(sb + j * ws, i) * (double)z[j];
+            }
+        }
+        for (int64_t j = 0; j < k; j++) {
+            double x = 0.0;
+            for (int64_t t = 0; t < nt_tiles; t++) x += E->xpart[t * MAX_BLOCK + j];
+            if (j > 0) {
+                int64_t ds[MAX_BLOCK], dt[MAX_BLOCK];
+                K->sign_dots(ds, sb, ws, sb + j * ws, ws, m, j);
+                K->sign_dots(dt, tb, wt, tb + j * wt, wt, n, j);
+                for (int64_t i = 0; i < j; i++)
+                    x -= (double)res->coef[j0 + i] * (double)ds[i] * (double)dt[i];
+            }
+            double c = res->coef[j0 + j];
+            nrm2 += c * (c * mn - 2.0 * x);
+            res->errors[j0 + j] = sqrt((nrm2 > 0.0 ? nrm2 : 0.0) / nrmA2);
+        }
+        rank_block(K, E->nt, E->R, m, n, n, sb, tb, res->coef + j0, k, -1.0f, E->panel, E->amat,
+                   E->partial);
+        nrm2 = 0.0;
+        for (int64_t t = 0; t < nt_tiles; t++) nrm2 += E->partial[t];
+        res->errors[j0 + k - 1] = sqrt(nrm2 / nrmA2);
+    }
 }
 
 int sc_matrix_decompose(const sc_kernels *K, float *R, int64_t m, int64_t n,
@@ -314,6 +460,10 @@ int sc_matrix_decompose(const sc_kernels *K, float *R, int64_t m, int64_t n,
     E.partial = calloc((size_t)ntiles(mx), sizeof(double));
     E.panel = malloc((size_t)(MAX_BLOCK * mx) * sizeof(float));
     E.amat = malloc((size_t)(MAX_BLOCK * mx) * sizeof(float));
+    E.best_s = calloc((size_t)E.S.words + 1, sizeof(uint64_t));
+    E.best_t = calloc((size_t)E.T.words + 1, sizeof(uint64_t));
+    E.xpart = malloc((size_t)(ntiles(m) * MAX_BLOCK) * sizeof(double));
+    if (!E.best_s || !E.best_t || !E.xpart) st = SC_ERR_NOMEM;
     if (!E.RT || !E.idx || !E.w || !E.tab || !E.pw || !E.pcoef || !E.partial || !E.panel || !E.amat)
         st = SC_ERR_NOMEM;
     if (st) { engine_free(&E); return st; }
@@ -341,49 +491,26 @@ int sc_matrix_decompose(const sc_kernels *K, float *R, int64_t m, int64_t n,
     exact_image(&E, E.S.img, R, m, n, E.T.bits);
     exact_image(&E, E.T.img, E.RT, n, m, E.S.bits);
     int64_t ws = E.S.words, wt = E.T.words;
-    int64_t block_start = 0;
     const double mn = (double)m * (double)n;
 
     E.block_t0 = sc_now_seconds();
     for (int64_t k = 0;; k++) {
         if ((st = grow(res, k + 1, ws, wt))) break;
-        E.S.out_bits = res->s_bits + block_start * ws;
-        E.T.out_bits = res->t_bits + block_start * wt;
-        /* Alternate from a random t while the value |s^T R t| grows. A start orthogonal to
-         * what is left (value exactly 0, easy on small exact data) is drawn again. */
-        double cur = 0.0;
-        for (int attempt = 0; attempt < START_ATTEMPTS && !(cur > 0.0); attempt++) {
-            sc_rng_signs(&rng, E.T.cand, n);
-            side_t *Y = &E.T, *X = &E.S;
-            for (int64_t h = 0;; h++) {
-                double val = half_step(&E, Y, X);
-                /* Growth below float32 resolution is rounding noise in the images, not
-                 * progress: counting it could cycle through flips without end. */
-                if ((h > 0 && !(val > cur * (1.0 + GROWTH_TOL))) || h + 1 >= prm->max_sweeps) break;
-                cur = val;
-                side_t *tmp = X; X = Y; Y = tmp;
-            }
-        }
+        double cur = best_cut(&E, prm, &rng, k);
         if (!(cur > 0.0)) { res->stopped_by = 4; break; }   /* nothing left to fit */
         float c = (float)(cur / mn);
         memcpy(res->s_bits + k * ws, E.S.bits, (size_t)ws * sizeof(uint64_t));
         memcpy(res->t_bits + k * wt, E.T.bits, (size_t)wt * sizeof(uint64_t));
         res->coef[k] = c;
-        E.pcoef[E.p] = c;
-        add_pending(&E, &E.S, c, n);
-        add_pending(&E, &E.T, c, m);
-        E.p++;
+        add_pending(&E, E.S.bits, E.T.bits, c);
         /* A cut that takes most of what is left makes the tracked norm a difference of two
          * nearly equal numbers: flush at once, so the error stays exact. */
         double taken = cur * cur / mn;
         int cancels = taken > 0.5 * nrm2;
         nrm2 -= taken;
         if (E.p == E.block || cancels) {
-            int64_t cuts = k + 1 - block_start;
-            pick_threads(&E, cuts);
-            nrm2 = flush(&E, res->coef + block_start, res->s_bits + block_start * ws,
-                         res->t_bits + block_start * wt);
-            block_start = k + 1;
+            pick_threads(&E, E.p);
+            nrm2 = flush(&E);
             E.block_t0 = sc_now_seconds();
         }
         double err = sqrt((nrm2 > 0.0 ? nrm2 : 0.0) / nrmA2);
@@ -391,13 +518,14 @@ int sc_matrix_decompose(const sc_kernels *K, float *R, int64_t m, int64_t n,
         res->width = k + 1;
         if (sc_after_cut(prm, res->width, err, t0, &res->stopped_by, &st)) break;
     }
-    /* The tracked norm loses digits when the remainder is tiny: make the last error exact. */
-    if (st == SC_OK && res->width > 0 && E.p > 0) {
-        rank_block(K, E.nt, R, m, n, n, res->s_bits + block_start * ws, res->t_bits + block_start * wt,
-                   res->coef + block_start, E.p, -1.0f, E.panel, E.amat, E.partial);
-        nrm2 = 0.0;
-        for (int64_t t = 0; t < ntiles(m); t++) nrm2 += E.partial[t];
+    for (int pass = 0; st == SC_OK && pass < prm->refine && res->width > 0; pass++)
+        st = refine_pass(&E, prm, res, t0);
+    /* The tracked norm loses digits when the remainder is tiny: make the last error exact
+     * (the remainder in R is then final too). */
+    if (st == SC_OK && res->width > 0 && (E.p > 0 || prm->refine > 0)) {
+        nrm2 = E.p > 0 ? flush(&E) : nrm2;
         res->errors[res->width - 1] = sqrt(nrm2 / nrmA2);
+        if (prm->refine > 0) recompute_errors(&E, res, nrmA2);
     }
     engine_free(&E);
     return st;

@@ -80,7 +80,8 @@ int sc_openmp_enabled(void);
 int sc_default_threads(void);
 
 /* Called after each cut with the number of cuts and the relative error; nonzero stops
- * (1: stop and keep the cuts, 2: an error is pending in the caller). */
+ * (1: stop and keep the cuts, 2: an error is pending in the caller). During refinement
+ * passes it is called with cuts = -1 only to notice an interruption. */
 typedef int (*sc_progress_fn)(void *ctx, int64_t cuts, double rel_error);
 
 /* Parameters of one greedy decomposition. */
@@ -94,6 +95,11 @@ typedef struct sc_params {
     uint64_t seed[4];       /* xoshiro256** state, not all zero */
     sc_progress_fn progress;
     void *progress_ctx;
+    int warm_start;         /* matrices: start each cut from the previous cut's t (0: random) */
+    int restarts;           /* matrices: keep the best of this many starts per cut (>= 1) */
+    int refine;             /* matrices: backfitting passes over all cuts after the greedy */
+    double growth_tol;      /* matrices: relative growth of |s^T R t| that continues a search
+                               (<= 0: the default, 1e-6) */
 } sc_params;
 
 /* Output of a decomposition: arrays grown by the engine, freed with sc_result_free. */
