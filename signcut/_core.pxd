@@ -1,5 +1,5 @@
 # Declarations of the C API (include/signcut/signcut.h); nothing else lives here.
-from libc.stdint cimport int64_t, uint64_t
+from libc.stdint cimport int64_t, uint16_t, uint64_t
 
 cdef extern from "signcut/signcut.h" nogil:
     enum:
@@ -28,6 +28,12 @@ cdef extern from "signcut/signcut.h" nogil:
                             int64_t ngroups)
         void (*transpose)(float *dst, int64_t ldd, const float *src, int64_t lds,
                           int64_t rows, int64_t cols)
+        void (*accum_rows_h)(float *y, int64_t len, const uint16_t *rows, int64_t ld,
+                             const int64_t *idx, const float *w, int64_t k)
+        void (*to_half)(uint16_t *dst, const float *src, int64_t len, float scale)
+        void (*transpose_h)(uint16_t *dst, int64_t ldd, const float *src, int64_t lds,
+                            int64_t rows, int64_t cols, float scale)
+        float (*absmax)(const float *x, int64_t len)
 
     int sc_cpu_supported()
     const char *sc_cpu_features()

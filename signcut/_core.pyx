@@ -7,7 +7,7 @@ what would be unsafe for the C code (shapes, contiguity), and map status codes t
 import os
 import numpy as np
 cimport numpy as cnp
-from libc.stdint cimport int64_t, uint64_t
+from libc.stdint cimport int64_t, uint16_t, uint64_t
 from libc.string cimport memset
 from cpython.exc cimport PyErr_CheckSignals
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
@@ -198,6 +198,45 @@ def kernel_transpose(str isa, cnp.ndarray src):
         K.transpose(<float *>cnp.PyArray_DATA(out), rows, <const float *>cnp.PyArray_DATA(src),
                     lds, rows, cols)
     return out
+
+
+def kernel_accum_rows_h(str isa, float[::1] y, const uint16_t[:, ::1] rows, const int64_t[::1] idx,
+                        const float[::1] w):
+    """y += sum_q w[q] * float32(rows[idx[q], :len(y)]) for float16 rows (given as their uint16 bits)."""
+    cdef const sc_kernels *K = _get(isa)
+    if idx.shape[0] != w.shape[0] or y.shape[0] > rows.shape[1]:
+        raise ValueError("shape mismatch")
+    if idx.shape[0] and (np.min(idx) < 0 or np.max(idx) >= rows.shape[0]):
+        raise IndexError("row index out of range")
+    if y.shape[0] == 0 or idx.shape[0] == 0:
+        return
+    K.accum_rows_h(&y[0], y.shape[0], &rows[0, 0], rows.shape[1], &idx[0], &w[0], idx.shape[0])
+
+
+def kernel_to_half(str isa, const float[::1] x, float scale):
+    """float16(scale * x) as uint16 bits, rounded to nearest even."""
+    cdef const sc_kernels *K = _get(isa)
+    cdef uint16_t[::1] out = np.zeros(x.shape[0], np.uint16)
+    if x.shape[0]:
+        K.to_half(&out[0], &x[0], x.shape[0], scale)
+    return np.asarray(out)
+
+
+def kernel_transpose_h(str isa, cnp.ndarray src, float scale):
+    """float16(scale * src).T as uint16 bits, C-contiguous."""
+    cdef const sc_kernels *K = _get(isa)
+    cdef int64_t lds = _ld(src)
+    cdef int64_t rows = src.shape[0], cols = src.shape[1]
+    out = np.zeros((cols, rows), np.uint16)
+    if rows and cols:
+        K.transpose_h(<uint16_t *>cnp.PyArray_DATA(out), rows, <const float *>cnp.PyArray_DATA(src),
+                      lds, rows, cols, scale)
+    return out
+
+
+def kernel_absmax(str isa, const float[::1] x):
+    cdef const sc_kernels *K = _get(isa)
+    return K.absmax(&x[0], x.shape[0]) if x.shape[0] else 0.0
 
 
 def kernel_sumsq(str isa, const float[::1] x):

@@ -15,7 +15,8 @@ int sc_cpu_supported(void) {
     int mask = 1;
 #ifdef SC_X86
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("popcnt"))
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("popcnt") &&
+        __builtin_cpu_supports("f16c"))
         mask |= 2;
 #ifdef SIGNCUT_HAVE_AVX512
     if ((mask & 2) && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
@@ -30,16 +31,17 @@ const char *sc_cpu_features(void) {
     static char buf[256];
     buf[0] = 0;
 #ifdef SC_X86
-    static const char *names[] = {"sse4.2", "popcnt", "avx", "avx2", "fma", "avx512f", "avx512bw",
-                                  "avx512vl", "avx512vpopcntdq", "avx512vbmi2"};
+    static const char *names[] = {"sse4.2", "popcnt", "avx", "avx2", "fma", "f16c", "avx512f",
+                                  "avx512bw", "avx512vl", "avx512vpopcntdq", "avx512vbmi2"};
     __builtin_cpu_init();
-    int have[10] = {
+    int have[11] = {
         __builtin_cpu_supports("sse4.2"), __builtin_cpu_supports("popcnt"),
         __builtin_cpu_supports("avx"), __builtin_cpu_supports("avx2"),
-        __builtin_cpu_supports("fma"), __builtin_cpu_supports("avx512f"),
+        __builtin_cpu_supports("fma"), __builtin_cpu_supports("f16c"),
+        __builtin_cpu_supports("avx512f"),
         __builtin_cpu_supports("avx512bw"), __builtin_cpu_supports("avx512vl"),
         __builtin_cpu_supports("avx512vpopcntdq"), __builtin_cpu_supports("avx512vbmi2")};
-    for (int i = 0; i < 10; i++) {
+    for (int i = 0; i < 11; i++) {
         if (!have[i]) continue;
         if (buf[0]) strcat(buf, ",");
         strcat(buf, names[i]);

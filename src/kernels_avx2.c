@@ -1,4 +1,4 @@
-/* signcut: AVX2 + FMA kernels. Compiled with -mavx2 -mfma -mpopcnt; every entry follows the
+/* signcut: AVX2 + FMA (+ F16C) kernels. Compiled with -mavx2 -mfma -mpopcnt -mf16c; every entry follows the
  * same FMA chain whatever its position, so results do not depend on how work is split. */
 #include <immintrin.h>
 #include <math.h>
@@ -306,7 +306,94 @@ void sc_avx2_transpose(float *dst, int64_t ldd, const float *src, int64_t lds,
     }
 }
 
+/* accum_rows over float16 rows (half the bytes of the float32 stream). */
+static void accum_rows_h(float *y, int64_t len, const uint16_t *rows, int64_t ld,
+                         const int64_t *idx, const float *w, int64_t k) {
+    int64_t q = 0;
+    for (; q + 8 <= k; q += 8) {
+        const uint16_t *r[8];
+        __m256 wv[8];
+        for (int j = 0; j < 8; j++) {
+            r[j] = rows + idx[q + j] * ld;
+            wv[j] = _mm256_set1_ps(w[q + j]);
+        }
+        int64_t i = 0;
+        for (; i + 8 <= len; i += 8) {
+            __m256 a = _mm256_loadu_ps(y + i);
+            for (int j = 0; j < 8; j++) {
+                _mm_prefetch((const char *)(r[j] + i + 2 * PF_DIST), _MM_HINT_T0);
+                __m256 x = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(r[j] + i)));
+                a = _mm256_fmadd_ps(wv[j], x, a);
+            }
+            _mm256_storeu_ps(y + i, a);
+        }
+        for (; i < len; i++) {
+            float a = y[i];
+            for (int j = 0; j < 8; j++) a = fmaf(w[q + j], sc_half_to_float(r[j][i]), a);
+            y[i] = a;
+        }
+    }
+    for (; q < k; q++) {
+        const uint16_t *r0 = rows + idx[q] * ld;
+        __m256 w0 = _mm256_set1_ps(w[q]);
+        int64_t i = 0;
+        for (; i + 8 <= len; i += 8) {
+            __m256 x = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(r0 + i)));
+            _mm256_storeu_ps(y + i, _mm256_fmadd_ps(w0, x, _mm256_loadu_ps(y + i)));
+        }
+        for (; i < len; i++) y[i] = fmaf(w[q], sc_half_to_float(r0[i]), y[i]);
+    }
+}
+
+/* Shared with the AVX-512 table, like the transposes below (memory-bound). */
+void sc_avx2_to_half(uint16_t *dst, const float *src, int64_t len, float scale) {
+    __m256 sv = _mm256_set1_ps(scale);
+    int64_t i = 0;
+    for (; i + 8 <= len; i += 8)
+        _mm_storeu_si128((__m128i *)(dst + i),
+                         _mm256_cvtps_ph(_mm256_mul_ps(sv, _mm256_loadu_ps(src + i)),
+                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    for (; i < len; i++) dst[i] = sc_float_to_half(scale * src[i]);
+}
+
+void sc_avx2_transpose_h(uint16_t *dst, int64_t ldd, const float *src, int64_t lds,
+                         int64_t rows, int64_t cols, float scale) {
+    float tmp[64];
+    for (int64_t r0 = 0; r0 < rows; r0 += 256) {
+        int64_t r1 = (rows - r0 < 256) ? rows : r0 + 256;
+        int64_t c = 0;
+        for (; c + 8 <= cols; c += 8) {
+            int64_t r = r0;
+            for (; r + 8 <= r1; r += 8) {
+                transpose8(tmp, 8, src + r * lds + c, lds);
+                for (int j = 0; j < 8; j++) sc_avx2_to_half(dst + (c + j) * ldd + r, tmp + 8 * j, 8, scale);
+            }
+            for (; r < r1; r++)
+                for (int64_t cc = c; cc < c + 8; cc++)
+                    dst[cc * ldd + r] = sc_float_to_half(scale * src[r * lds + cc]);
+        }
+        for (; c < cols; c++)
+            for (int64_t r = r0; r < r1; r++) dst[c * ldd + r] = sc_float_to_half(scale * src[r * lds + c]);
+    }
+}
+
+float sc_avx2_absmax(const float *x, int64_t len) {
+    const __m256 abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    __m256 m0 = _mm256_setzero_ps(), m1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= len; i += 16) {
+        m0 = _mm256_max_ps(m0, _mm256_and_ps(abs, _mm256_loadu_ps(x + i)));
+        m1 = _mm256_max_ps(m1, _mm256_and_ps(abs, _mm256_loadu_ps(x + i + 8)));
+    }
+    float buf[8], m = 0.0f;
+    _mm256_storeu_ps(buf, _mm256_max_ps(m0, m1));
+    for (int j = 0; j < 8; j++) m = buf[j] > m ? buf[j] : m;
+    for (; i < len; i++) m = fabsf(x[i]) > m ? fabsf(x[i]) : m;
+    return m;
+}
+
 const sc_kernels sc_kernels_avx2 = {
     "avx2", accum_rows, signs_matvec, signs_rmatvec, rank_update,
     pack_signs, unpack_signs, sign_dots, sumsq, group_apply, sc_avx2_transpose,
+    accum_rows_h, sc_avx2_to_half, sc_avx2_transpose_h, sc_avx2_absmax,
 };

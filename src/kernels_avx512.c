@@ -196,7 +196,41 @@ static void group_apply(float *y, int64_t len, const uint64_t *pend, const float
     }
 }
 
+/* accum_rows over float16 rows, four rows per pass as accum_rows. */
+static void accum_rows_h(float *y, int64_t len, const uint16_t *rows, int64_t ld,
+                         const int64_t *idx, const float *w, int64_t k) {
+    int64_t q = 0;
+    for (; q + 4 <= k; q += 4) {
+        const uint16_t *r[4];
+        __m512 wv[4];
+        for (int j = 0; j < 4; j++) {
+            r[j] = rows + idx[q + j] * ld;
+            wv[j] = _mm512_set1_ps(w[q + j]);
+        }
+        for (int64_t i = 0; i < len; i += 16) {
+            __mmask16 m = tail_mask16(len - i);
+            __m512 a = _mm512_maskz_loadu_ps(m, y + i);
+            for (int j = 0; j < 4; j++) {
+                _mm_prefetch((const char *)(r[j] + i + 512), _MM_HINT_T0);
+                __m512 x = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, r[j] + i));
+                a = _mm512_fmadd_ps(wv[j], x, a);
+            }
+            _mm512_mask_storeu_ps(y + i, m, a);
+        }
+    }
+    for (; q < k; q++) {
+        const uint16_t *r0 = rows + idx[q] * ld;
+        __m512 w0 = _mm512_set1_ps(w[q]);
+        for (int64_t i = 0; i < len; i += 16) {
+            __mmask16 m = tail_mask16(len - i);
+            __m512 x = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, r0 + i));
+            _mm512_mask_storeu_ps(y + i, m, _mm512_fmadd_ps(w0, x, _mm512_maskz_loadu_ps(m, y + i)));
+        }
+    }
+}
+
 const sc_kernels sc_kernels_avx512 = {
     "avx512", accum_rows, signs_matvec, signs_rmatvec, rank_update,
     pack_signs, unpack_signs, sign_dots, sumsq, group_apply, sc_avx2_transpose,
+    accum_rows_h, sc_avx2_to_half, sc_avx2_transpose_h, sc_avx2_absmax,
 };

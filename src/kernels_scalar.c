@@ -92,7 +92,38 @@ static void transpose(float *dst, int64_t ldd, const float *src, int64_t lds,
         }
 }
 
+static void accum_rows_h(float *y, int64_t len, const uint16_t *rows, int64_t ld,
+                         const int64_t *idx, const float *w, int64_t k) {
+    for (int64_t q = 0; q < k; q++) {
+        const uint16_t *r = rows + idx[q] * ld;
+        float wq = w[q];
+        for (int64_t i = 0; i < len; i++) y[i] += wq * sc_half_to_float(r[i]);
+    }
+}
+
+static void to_half(uint16_t *dst, const float *src, int64_t len, float scale) {
+    for (int64_t i = 0; i < len; i++) dst[i] = sc_float_to_half(scale * src[i]);
+}
+
+static void transpose_h(uint16_t *dst, int64_t ldd, const float *src, int64_t lds,
+                        int64_t rows, int64_t cols, float scale) {
+    for (int64_t r0 = 0; r0 < rows; r0 += 16)
+        for (int64_t c0 = 0; c0 < cols; c0 += 16) {
+            int64_t r1 = (rows - r0 < 16) ? rows : r0 + 16, c1 = (cols - c0 < 16) ? cols : c0 + 16;
+            for (int64_t r = r0; r < r1; r++)
+                for (int64_t c = c0; c < c1; c++)
+                    dst[c * ldd + r] = sc_float_to_half(scale * src[r * lds + c]);
+        }
+}
+
+static float absmax(const float *x, int64_t len) {
+    float m = 0.0f;
+    for (int64_t i = 0; i < len; i++) m = fabsf(x[i]) > m ? fabsf(x[i]) : m;
+    return m;
+}
+
 const sc_kernels sc_kernels_scalar = {
     "scalar", accum_rows, signs_matvec, signs_rmatvec, rank_update,
     pack_signs, unpack_signs, sign_dots, sumsq, group_apply, transpose,
+    accum_rows_h, to_half, transpose_h, absmax,
 };

@@ -142,7 +142,8 @@ def test_callback():
     seen = []
     r = signcut.decompose(A, width=20, seed=0, callback=lambda k, e: seen.append((k, e)))
     assert [k for k, _ in seen] == list(range(1, 21))
-    np.testing.assert_allclose([e for _, e in seen], r.errors)
+    # The callback sees the tracked error; the last one is made exact afterwards.
+    np.testing.assert_allclose([e for _, e in seen], r.errors, rtol=1e-4)
     r = signcut.decompose(A, width=20, seed=0, callback=lambda k, e: k >= 5)
     assert r.width == 5 and r.stopped_by == "callback"
 

@@ -27,7 +27,12 @@ def A():
 def test_error_history_is_exact(A, opts):
     r = signcut.decompose(A, width=140, seed=0, **opts)
     assert r.width == 140
-    np.testing.assert_allclose(r.errors, _dense_errors(A, r), atol=1e-5)
+    dense = _dense_errors(A, r)
+    assert r.errors[-1] == pytest.approx(dense[-1], abs=1e-6)
+    if r.width and opts.get("refine", 1 if opts.get("effort") == "best" else 0):
+        np.testing.assert_allclose(r.errors, dense, atol=1e-6)   # recomputed exactly
+    else:
+        np.testing.assert_allclose(r.errors, dense, rtol=2e-4)   # tracked per cut
 
 
 def test_more_search_lowers_the_error():

@@ -129,3 +129,59 @@ def test_transpose(isa, rng, shape):
 def test_pack_reference_roundtrip(rng):
     signs = random_signs(rng, 3, 130)
     np.testing.assert_array_equal(unpack(pack(signs), 130), signs)
+
+
+# ------------------------------------------------- float16 copies of the matrix engine
+
+
+def _half_bits(x):
+    """Reference: float16 bits of float32 x (NumPy rounds to nearest even)."""
+    return np.asarray(x, np.float32).astype(np.float16).view(np.uint16)
+
+
+@pytest.mark.parametrize("length", SIZES)
+def test_to_half(isa, rng, length):
+    x = rng.standard_normal(length).astype(np.float32) * 3.0
+    for scale in (1.0, 2.0 ** 12, 2.0 ** -3):
+        np.testing.assert_array_equal(_core.kernel_to_half(isa, x, scale), _half_bits(x * scale))
+
+
+def test_to_half_edge_values(isa):
+    # subnormal halves, ties to even, the largest half, overflow, signed zeros
+    x = np.array([0.0, -0.0, 2.0 ** -24, 2.0 ** -25, 3 * 2.0 ** -26, 2.0 ** -14 - 2.0 ** -26,
+                  6.1e-5, 1.0 + 2.0 ** -11, 1.0 + 3 * 2.0 ** -11, 65504.0, 65519.0, 65520.0,
+                  1e6, -1e6, 1e-30, -5.96e-8] * 2, np.float32)
+    with np.errstate(over="ignore"):
+        expect = _half_bits(x)
+    np.testing.assert_array_equal(_core.kernel_to_half(isa, x, 1.0), expect)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 5), (8, 8), (9, 17), (64, 63), (300, 40)])
+def test_transpose_h(isa, rng, shape):
+    big = rng.standard_normal((shape[0], shape[1] + 3)).astype(np.float32)
+    view = big[:, 1:1 + shape[1]]
+    np.testing.assert_array_equal(_core.kernel_transpose_h(isa, view, 256.0), _half_bits(view * 256.0).T)
+
+
+@pytest.mark.parametrize("length", SIZES)
+@pytest.mark.parametrize("k", [0, 1, 3, 8, 9, 17])
+def test_accum_rows_h(isa, rng, length, k):
+    rows = _half_bits(rng.standard_normal((20, length + 5)))
+    idx = rng.integers(0, 20, size=k).astype(np.int64)
+    w = rng.standard_normal(k).astype(np.float32)
+    y0 = rng.standard_normal(length).astype(np.float32)
+    dense = rows.view(np.float16).astype(np.float64)[:, :length]
+    expect = y0.astype(np.float64) + (w[:, None].astype(np.float64) * dense[idx]).sum(axis=0)
+    y = y0.copy()
+    _core.kernel_accum_rows_h(isa, y, rows, idx, w)
+    close(y, expect, 10)
+    ys = y0.copy()
+    _core.kernel_accum_rows_h("scalar", ys, rows, idx, w)
+    close(y, ys, 10)
+
+
+@pytest.mark.parametrize("length", SIZES)
+def test_absmax(isa, rng, length):
+    x = rng.standard_normal(length).astype(np.float32)
+    expect = float(np.abs(x).max()) if length else 0.0
+    assert _core.kernel_absmax(isa, x) == expect

@@ -22,6 +22,44 @@ static inline float sc_sign_at(const uint64_t *bits, int64_t i) {
     return ((bits[i >> 6] >> (i & 63)) & 1) ? -1.0f : 1.0f;
 }
 
+/* IEEE half precision <-> float, exact and portable (round to nearest even). The matrix
+ * engine keeps float16 copies of the remainder for the sign search (see matrix.c). */
+static inline uint16_t sc_float_to_half(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint16_t sign = (uint16_t)((x >> 16) & 0x8000);
+    uint32_t ax = x & 0x7FFFFFFFu;
+    if (ax >= 0x477FF000u)                       /* rounds to infinity, or inf / nan */
+        return sign | (ax > 0x7F800000u ? 0x7E00 : 0x7C00);
+    if (ax < 0x38800000u) {                      /* below 2^-14: a subnormal half or zero */
+        float a;
+        memcpy(&a, &ax, 4);
+        a += 0.5f;                               /* the ulp of 0.5f is 2^-24, the half's step */
+        uint32_t r;
+        memcpy(&r, &a, 4);
+        return sign | (uint16_t)(r - 0x3F000000u);
+    }
+    /* Rebias the exponent (127 -> 15) and round the 13 dropped mantissa bits to even. */
+    ax += 0xC8000FFFu + ((ax >> 13) & 1);
+    return sign | (uint16_t)(ax >> 13);
+}
+
+static inline float sc_half_to_float(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, em = h & 0x7FFFu, x;
+    float f;
+    if (em >= 0x7C00u) {
+        x = sign | 0x7F800000u | ((em & 0x3FFu) << 13);
+    } else if (em >= 0x0400u) {
+        x = sign | ((em << 13) + 0x38000000u);
+    } else {
+        f = (float)em * 5.9604644775390625e-8f;   /* em * 2^-24, exact */
+        memcpy(&x, &f, 4);
+        x |= sign;
+    }
+    memcpy(&f, &x, 4);
+    return f;
+}
+
 /* xoshiro256** (Blackman and Vigna), the generator for random starts. */
 typedef struct { uint64_t s[4]; } sc_rng;
 

@@ -54,6 +54,16 @@ typedef struct sc_kernels {
     /* dst[c*ldd + r] = src[r*lds + c] for r < rows, c < cols. */
     void (*transpose)(float *dst, int64_t ldd, const float *src, int64_t lds,
                       int64_t rows, int64_t cols);
+    /* accum_rows over float16 rows: y[0:len] += sum_q w[q] * float(rows[idx[q]*ld + 0:len]). */
+    void (*accum_rows_h)(float *y, int64_t len, const uint16_t *rows, int64_t ld,
+                         const int64_t *idx, const float *w, int64_t k);
+    /* dst[0:len] = half(scale * src[0:len]), rounded to nearest even. */
+    void (*to_half)(uint16_t *dst, const float *src, int64_t len, float scale);
+    /* dst[c*ldd + r] = half(scale * src[r*lds + c]) for r < rows, c < cols. */
+    void (*transpose_h)(uint16_t *dst, int64_t ldd, const float *src, int64_t lds,
+                        int64_t rows, int64_t cols, float scale);
+    /* max |x[i]| over [0, len) (0 for len 0). */
+    float (*absmax)(const float *x, int64_t len);
 } sc_kernels;
 
 /* The kernel tables; NULL when not compiled in. */
@@ -63,11 +73,15 @@ extern const sc_kernels sc_kernels_avx2;
 extern const sc_kernels sc_kernels_avx512;
 #endif
 
-/* The AVX2 transpose, shared with the AVX-512 table. */
+/* AVX2 kernels shared with the AVX-512 table (memory-bound: wider registers gain nothing). */
 void sc_avx2_transpose(float *dst, int64_t ldd, const float *src, int64_t lds,
                        int64_t rows, int64_t cols);
+void sc_avx2_to_half(uint16_t *dst, const float *src, int64_t len, float scale);
+void sc_avx2_transpose_h(uint16_t *dst, int64_t ldd, const float *src, int64_t lds,
+                         int64_t rows, int64_t cols, float scale);
+float sc_avx2_absmax(const float *x, int64_t len);
 
-/* Instruction sets this CPU (and OS) supports: bit 0 scalar, bit 1 avx2+fma, bit 2 avx512 (F/BW/VL/VPOPCNTDQ). */
+/* Instruction sets this CPU (and OS) supports: bit 0 scalar, bit 1 avx2+fma+f16c, bit 2 avx512 (F/BW/VL/VPOPCNTDQ). */
 int sc_cpu_supported(void);
 /* Feature flags found by cpuid, as a comma-separated string (static storage). */
 const char *sc_cpu_features(void);
@@ -95,7 +109,7 @@ typedef struct sc_params {
     uint64_t seed[4];       /* xoshiro256** state, not all zero */
     sc_progress_fn progress;
     void *progress_ctx;
-    int warm_start;         /* matrices: start each cut from the previous cut's t (0: random) */
+    int warm_start;         /* matrices: start each cut from the previous cut's signs (0: random) */
     int restarts;           /* matrices: keep the best of this many starts per cut (>= 1) */
     int refine;             /* matrices: backfitting passes over all cuts after the greedy */
     double growth_tol;      /* matrices: relative growth of |s^T R t| that continues a search
