@@ -363,7 +363,7 @@ def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_
             raise ValueError(f"init keeps {have} outliers but outliers={outliers} asks for "
                              f"{_outlier_count(outliers, orig.size)}: leave outliers out to "
                              "keep init's")
-    elif outliers:
+    elif outliers and _outlier_count(outliers, orig.size):     # none kept: the plain run
         sparse = select_outliers(orig, _outlier_count(outliers, orig.size))
     sparse_bytes = 0 if sparse is None else sparse.nbytes
     max_width = _width_from_budgets(arr.shape, arr.dtype.itemsize, width, bits_per_entry, ratio,
