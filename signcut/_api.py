@@ -428,9 +428,12 @@ def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_
         signs = [np.concatenate([a, b]) for a, b in zip(init.signs, signs)]
         coef = np.concatenate([init.coef, coef])
         errors = np.concatenate([init.errors, errors])
+    if sparse is not None:
+        sparse = sparse.copy()
+        if init is None:
+            sparse.error = float(left)
     result = SignCut(arr.shape, signs, coef, errors, norm=float(np.ldexp(norm_a, exponent)),
-                     orig_dtype=arr.dtype, tensorize=tensorize,
-                     outliers=None if sparse is None else sparse.copy())
+                     orig_dtype=arr.dtype, tensorize=tensorize, outliers=sparse)
     result.stopped_by = stopped_by
     return result
 

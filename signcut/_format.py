@@ -28,7 +28,8 @@ has a sparse part (version 1 files are read as before); ``container``: ``"single
 returns a :class:`SignCut`) or ``"mapping"`` (``load`` returns a dict); ``decompositions``: a
 JSON object ``{NAME: {"shape": [...], "width": w, "orig_dtype": "float32", "norm": x | null,
 "rel_error": e | null, "history": false, "tensorize": null | {"shape": [...], "axes": [...]},
-"outliers": null | {"count": k, "exponent": e}}}`` (``outliers`` only in version 2)
+"outliers": null | {"count": k, "exponent": e, "error": x | null}}}`` (``outliers`` only in
+version 2; ``error`` is the relative error of the sparse part alone)
 in the order of the mapping (``shape`` is the shape of the modes, ``rel_error`` the final
 relative error); ``signs``: a reminder of the bit layout (informative only). The payload is
 ``sum_a ceil(width * d_a / 8) + 4 * width`` bytes (plus ``8 * width`` with the history,
@@ -174,7 +175,8 @@ def _encode(name, obj, history):
     sparse = []
     outliers = getattr(obj, "outliers", None)
     if outliers is not None:
-        meta["outliers"] = {"count": len(outliers), "exponent": int(outliers.exponent)}
+        meta["outliers"] = {"count": len(outliers), "exponent": int(outliers.exponent),
+                            "error": outliers.error}
         code = "U32" if index_dtype(obj.size) == np.uint32 else "U64"
         sparse = [(f"{name}/outliers.index", code,
                    np.ascontiguousarray(outliers.index, dtype=_DTYPES[code][0])),
@@ -395,9 +397,15 @@ def _parse_entry(name, entry):
         raise FormatError(f"{name!r}: history must be true or false, got {history!r}")
     outliers = entry.get("outliers")
     if outliers is not None:
-        if not isinstance(outliers, dict) or set(outliers) != {"count", "exponent"}:
+        if not isinstance(outliers, dict) or not {"count", "exponent"} <= set(outliers) \
+                or not set(outliers) <= {"count", "exponent", "error"}:
             raise FormatError(f"{name!r}: outliers must be null or {{\"count\": k, "
-                              f"\"exponent\": e}}, got {outliers!r}")
+                              f"\"exponent\": e, \"error\": x | null}}, got {outliers!r}")
+        error = outliers.get("error")
+        if error is not None and (isinstance(error, bool) or not isinstance(error, (int, float))
+                                  or not math.isfinite(error) or error < 0):
+            raise FormatError(f"{name!r}: outlier error must be a non-negative number or "
+                              f"null, got {error!r}")
         count, exponent = outliers["count"], outliers["exponent"]
         if not _is_int(count) or not 0 <= count <= math.prod(shape):
             raise FormatError(f"{name!r}: outlier count {count!r} is not in [0, {math.prod(shape)}]")
@@ -543,8 +551,12 @@ def load(path):
                     raise FormatError(f"{name!r}: outlier indices are not strictly increasing")
                 if not np.isfinite(values).all():
                     raise FormatError(f"{name!r}: outlier values are not all finite")
-                outliers = (index.astype(index_dtype(size)), values.astype(np.float16),
-                            e["outliers"]["exponent"])
+                try:
+                    outliers = Outliers(index.astype(index_dtype(size)),
+                                        values.astype(np.float16), e["outliers"]["exponent"],
+                                        size, e["outliers"].get("error"))
+                except (TypeError, ValueError) as exc:
+                    raise FormatError(f"{name!r}: bad sparse part: {exc}") from None
             try:
                 result = SignCut(shape, signs, coef, errors, norm=e["norm"],
                                  orig_dtype=e["orig_dtype"], tensorize=e["tensorize"],

@@ -38,9 +38,11 @@ class Outliers:
         The entries divided by ``2**exponent``, rounded to float16.
     exponent : int
         Power of two that scales every value, so that large entries fit float16's range.
+    error : float or None
+        Relative Frobenius error of the sparse part alone (before any cut), when known.
     """
 
-    def __init__(self, index, values, exponent, size):
+    def __init__(self, index, values, exponent, size, error=None):
         index = np.asarray(index)
         values = np.asarray(values)
         if index.ndim != 1 or values.ndim != 1 or len(index) != len(values):
@@ -63,6 +65,7 @@ class Outliers:
         self.index = np.ascontiguousarray(index, dtype=index_dtype(size))
         self.values = np.ascontiguousarray(values)
         self.exponent = int(exponent)
+        self.error = None if error is None else float(error)
 
     def __len__(self):
         return len(self.index)
@@ -79,6 +82,7 @@ class Outliers:
     def copy(self):
         out = Outliers.__new__(Outliers)
         out.index, out.values, out.exponent = self.index.copy(), self.values.copy(), self.exponent
+        out.error = self.error
         return out
 
     def equals(self, other):
@@ -229,12 +233,12 @@ class SignCut:
 
     @property
     def rel_error(self):
-        """Relative Frobenius error of the whole decomposition (0 for an all-zero input; NaN
-        for a sparse part without cuts)."""
+        """Relative Frobenius error of the whole decomposition (0 for an all-zero input; for a
+        sparse part without cuts its own error, NaN if unknown)."""
         if self.width:
             return float(self.errors[-1])
         if self.outliers is not None and len(self.outliers) and self.norm != 0.0:
-            return float("nan")
+            return float("nan") if self.outliers.error is None else self.outliers.error
         return 0.0 if self.norm == 0.0 else 1.0
 
     # ------------------------------------------------------------ views

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 import signcut
 from signcut import FormatError, Outliers, SignCut
@@ -174,7 +175,11 @@ def test_transpose_and_truncate_keep_the_sparse_part(pair):
     t = sc.truncate(0)
     np.testing.assert_array_equal(t.expand().ravel()[sc.outliers.index],
                                   sc.outliers.dense_values())
-    assert t.nbytes == sc.outliers_nbytes and np.isnan(t.rel_error)
+    assert t.nbytes == sc.outliers_nbytes
+    assert t.rel_error == pytest.approx(rel(A, t.expand()), rel=1e-4)
+    unknown = SignCut(A.shape, t.signs, t.coef, norm=1.0,
+                      outliers=(sc.outliers.index, sc.outliers.values, sc.outliers.exponent))
+    assert np.isnan(unknown.rel_error)
     assert "outliers=30" in repr(sc) and "outliers" not in repr(signcut.decompose(A, width=1))
 
 
@@ -236,7 +241,7 @@ def test_round_trip_exact(tmp_path, pair):
     path = tmp_path / "o.safetensors"
     signcut.save(path, sc, metadata={"app": "x"})
     back = signcut.load(path)
-    assert back.outliers.equals(sc.outliers)
+    assert back.outliers.equals(sc.outliers) and back.outliers.error == sc.outliers.error
     assert back.outliers.index.dtype == np.uint32
     np.testing.assert_array_equal(back.expand(), sc.expand())
     assert back.nbytes == sc.nbytes and back.rel_error == sc.rel_error
@@ -298,6 +303,7 @@ def test_versions(tmp_path, pair):
     ("count_huge", "count"),
     ("exponent", "exponent"),
     ("bad_record", "outliers must be"),
+    ("error", "outlier error"),
     ("missing", "missing tensors"),
 ])
 def test_corrupt_sparse_part(tmp_path, pair, change, match):
@@ -326,6 +332,8 @@ def test_corrupt_sparse_part(tmp_path, pair, change, match):
         entry["outliers"]["count"] = A.size + 1
     elif change == "exponent":
         entry["outliers"]["exponent"] = 1.5
+    elif change == "error":
+        entry["outliers"]["error"] = -1
     elif change == "bad_record":
         entry["outliers"] = [30, 0]
     elif change == "missing":
@@ -335,3 +343,64 @@ def test_corrupt_sparse_part(tmp_path, pair, change, match):
     _write(path, header, bytes(data))
     with pytest.raises(FormatError, match=match):
         signcut.load(path)
+
+
+def test_sparse_part_alone_and_rtol():
+    A = spiky((40, 50), 20, seed=4).astype(np.float64)
+    only = signcut.decompose(A, rtol=0.9, seed=0, outliers=0.01)
+    assert only.width == 0 and only.stopped_by == "rtol"
+    assert only.rel_error == pytest.approx(rel(A, only.expand()), rel=1e-4)
+    assert only.rel_error > 0.1
+    r = signcut.decompose(A, rtol=0.1, seed=0, outliers=0.01)
+    assert r.rel_error <= 0.1 < r.errors[-2] and r.stopped_by == "rtol"
+    assert r.truncate(0).rel_error == only.rel_error
+    exact = signcut.decompose(np.array([[3.0, 0.5]]), width=2, outliers=0.5)
+    assert exact.rel_error == pytest.approx(rel([[3.0, 0.5]], exact.expand()), abs=1e-7)
+    zero = signcut.decompose(np.zeros((5, 6)), width=3, outliers=0.1)
+    assert zero.width == 0 and zero.rel_error == 0 and not zero.expand().any()
+
+
+def test_integer_and_bool_inputs():
+    B = np.random.default_rng(0).integers(-3, 4, (20, 30))
+    B[2, 3] = 1000
+    r = signcut.decompose(B, width=30, outliers=1 / 600, seed=0)
+    assert list(r.outliers.index) == [2 * 30 + 3] and r.expand()[2, 3] == pytest.approx(1000, rel=1e-3)
+    assert r.rel_error == pytest.approx(rel(B, r.expand()), rel=1e-4)
+    b = signcut.decompose(B > 0, width=3, outliers=0.01, seed=0)
+    assert b.orig_dtype == np.bool_ and len(b.outliers) == 6
+
+
+@st.composite
+def sparse_signcuts(draw):
+    shape = tuple(draw(st.lists(st.integers(1, 70), min_size=1, max_size=3)))
+    width = draw(st.integers(0, 5))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    size = int(np.prod(shape))
+    count = draw(st.integers(0, min(size, 20)))
+    index = np.sort(rng.choice(size, count, replace=False)).astype(np.uint32)
+    values = (rng.standard_normal(count) * 1000).astype(np.float16)
+    signs = [pack(rng.choice([-1.0, 1.0], size=(width, d))) for d in shape]
+    return SignCut(shape, signs, rng.standard_normal(width), norm=1.0,
+                   outliers=(index, values, draw(st.integers(-20, 20))))
+
+
+@settings(max_examples=40, deadline=None)
+@given(sc=sparse_signcuts(), data=st.data())
+def test_property_sparse_part_agrees_with_dense(tmp_path_factory, sc, data):
+    dense = sc.expand().astype(np.float64)
+    path = tmp_path_factory.mktemp("p") / "x.safetensors"
+    signcut.save(path, sc)
+    back = signcut.load(path)
+    assert back.outliers.equals(sc.outliers)
+    np.testing.assert_array_equal(back.expand(), sc.expand())
+    scale = max(1.0, float(np.abs(dense).sum()))
+    key = tuple(data.draw(st.integers(-d, d - 1)) if data.draw(st.booleans()) else slice(None)
+                for d in sc.shape)
+    np.testing.assert_allclose(sc[key], dense[key], rtol=1e-5, atol=1e-6 * scale)
+    axis = data.draw(st.integers(0, sc.ndim - 1))
+    np.testing.assert_allclose(sc.sum(axis=axis), dense.sum(axis=axis), rtol=1e-5,
+                               atol=1e-6 * scale)
+    if sc.ndim == 2:
+        x = np.random.default_rng(0).standard_normal(sc.shape[1])
+        np.testing.assert_allclose(sc @ x, dense @ x, rtol=1e-4, atol=1e-5 * scale)
