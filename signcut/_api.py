@@ -279,11 +279,13 @@ def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_
     A : array_like, 1 to 32 dimensions, real
         Any real dtype and memory layout. The engine computes in float32.
     width : int, optional
-        Stop after this many cuts.
+        Stop after this many cuts (cuts only: a sparse part is not counted).
     bits_per_entry : float, optional
-        Stop when ``width * (sum(shape) + 32) / size`` would exceed this.
+        Stop when ``width * (sum(shape) + 32) / size`` (plus the sparse part's bits per entry,
+        with ``outliers=``) would exceed this.
     ratio : float, optional
-        Stop when the compressed bytes over the bytes of ``A`` in its own dtype would exceed this.
+        Stop when the compressed bytes (``nbytes``, the sparse part included) over the bytes
+        of ``A`` in its own dtype would exceed this.
     rtol : float, optional
         Stop once the relative Frobenius error is at most ``rtol``.
     max_seconds : float, optional
