@@ -86,8 +86,8 @@ def main(argv=None):
                      f"{ratio:.3f}", "" if goal is None else f"<= {goal:g}",
                      "" if ok is None else verdict(ok), f"{100 * q:.3f} %",
                      f"{auto.bits_per_entry:.3f}", f"{t_auto / t_plain:.2f}", fixed])
-        records.append(record(f"outliers auto error, {name}", auto.rel_error, "rel",
-                              "plain greedy error at equal bits", plain.rel_error,
+        records.append(record(f"outliers auto error, {name}", 100 * auto.rel_error, "%",
+                              "plain greedy error at equal bits", 100 * plain.rel_error,
                               "" if goal is None else f"ratio <= {goal:g}", ok))
     heads = ["Matrix", "Plain error", "Auto error", "Ratio", "Goal", "Result", "Auto fraction",
              "Auto bits/entry", "Time / plain", "Fixed fractions"]
@@ -107,8 +107,8 @@ def main(argv=None):
                   f"{100 * more.rel_error:.3f} %", f"{100 * one.rel_error:.3f} %",
                   f"{ratio:.4f}", "<= 1.03", verdict(ratio <= 1.03), same,
                   f"{(t_half + t_more) / t_one:.2f}"]])
-    records.append(record("continued decomposition error", more.rel_error, "rel",
-                          "one-shot decomposition error at the same bits", one.rel_error,
+    records.append(record("continued decomposition error", 100 * more.rel_error, "%",
+                          "one-shot decomposition error at the same bits", 100 * one.rel_error,
                           "ratio <= 1.03", bool(ratio <= 1.03)))
     if args.json:
         with open(args.json, "w") as f:

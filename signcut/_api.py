@@ -366,6 +366,8 @@ def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_
                              f"{_outlier_count(outliers, orig.size)}: leave outliers out to "
                              "keep init's")
     elif outliers and _outlier_count(outliers, orig.size):     # none kept: the plain run
+        # |A| and a partitioned copy of it (float32) to find the largest entries
+        _validate.check_memory(8 * orig.size, f"selecting the outliers of shape {orig.shape}")
         sparse = select_outliers(orig, _outlier_count(outliers, orig.size))
     sparse_bytes = 0 if sparse is None else sparse.nbytes
     max_width = _width_from_budgets(arr.shape, arr.dtype.itemsize, width, bits_per_entry, ratio,
