@@ -15,7 +15,7 @@ import subprocess
 import sys
 
 SCRIPTS = ["bench_quality.py", "bench_speed.py", "bench_threads.py", "bench_memory.py",
-           "bench_tensor.py", "bench_image.py"]
+           "bench_tensor.py", "bench_image.py", "bench_outliers.py"]
 
 
 def main(argv=None):

@@ -14,12 +14,12 @@ import os
 os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
 from signcut import _core  # noqa: E402
-from signcut._api import decompose  # noqa: E402
-from signcut._result import SignCut  # noqa: E402
+from signcut._api import auto_outlier_fraction, decompose  # noqa: E402
+from signcut._result import Outliers, SignCut  # noqa: E402
 from signcut._format import FormatError, load, read_metadata, save  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["decompose", "SignCut", "save", "load", "read_metadata", "FormatError", "cpu_info"]
+__all__ = ["decompose", "auto_outlier_fraction", "SignCut", "Outliers", "save", "load", "read_metadata", "FormatError", "cpu_info"]
 
 
 def __getattr__(name):

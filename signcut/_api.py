@@ -4,7 +4,7 @@ import operator
 import numpy as np
 
 from signcut import _core
-from signcut._result import SignCut, signs_nbytes
+from signcut._result import Outliers, SignCut, index_dtype, signs_nbytes, words
 from signcut import _validate
 from signcut._validate import as_real_array, optional_float, optional_int
 
@@ -24,28 +24,31 @@ EFFORTS = {
 }
 
 
-def _width_from_budgets(shape, itemsize, width, bits_per_entry, ratio):
-    """The largest width allowed by every budget given (None if none is given)."""
+def _width_from_budgets(shape, itemsize, width, bits_per_entry, ratio, sparse_bytes=0):
+    """The largest width allowed by every budget given (None if none is given); the storage
+    budgets also pay for ``sparse_bytes`` of outliers, ``width`` counts cuts only."""
     size = int(np.prod(shape, dtype=np.int64))
     per_cut_bits = sum(shape) + 32
+    sparse = f" besides the {sparse_bytes} bytes of outliers" if sparse_bytes else ""
     caps = []
     if width is not None:
         caps.append(width)
     if bits_per_entry is not None:
-        w = int(np.floor(bits_per_entry * size / per_cut_bits * (1 + 1e-12)))
+        w = int(np.floor((bits_per_entry * size - 8 * sparse_bytes) / per_cut_bits
+                         * (1 + 1e-12)))
         if w < 1:
-            raise ValueError(f"bits_per_entry={bits_per_entry} affords no cut for shape {shape}: "
-                             f"one cut costs {per_cut_bits / size:.4g} bits per entry")
+            raise ValueError(f"bits_per_entry={bits_per_entry} affords no cut{sparse} for shape "
+                             f"{shape}: one cut costs {per_cut_bits / size:.4g} bits per entry")
         caps.append(w)
     if ratio is not None:
-        budget = ratio * size * itemsize
-        w = int(8 * budget // per_cut_bits)
+        budget = ratio * size * itemsize - sparse_bytes
+        w = max(0, int(8 * budget // per_cut_bits))
         while w > 0 and signs_nbytes(w, shape) > budget:
             w -= 1
         while signs_nbytes(w + 1, shape) <= budget:
             w += 1
         if w < 1:
-            raise ValueError(f"ratio={ratio} affords no cut for shape {shape}: one cut takes "
+            raise ValueError(f"ratio={ratio} affords no cut{sparse} for shape {shape}: one cut takes "
                              f"{signs_nbytes(1, shape)} bytes of {size * itemsize}")
         caps.append(w)
     return min(caps) if caps else None
@@ -110,9 +113,187 @@ def _search_options(effort, restarts, refine, ndim):
     return opts
 
 
+# ------------------------------------------------------------------ outliers
+AUTO_SIGMAS = 8.0          # "auto": entries beyond this many robust standard deviations ...
+AUTO_MAX_FRACTION = 0.02   # ... but at most this fraction of the entries
+AUTO_MAX_SHARE = 0.25      # ... and at most this share of a storage budget
+AUTO_SAMPLE = 1 << 20      # entries sampled to estimate the spread
+
+
+def _outlier_fraction(outliers):
+    """Validate ``outliers=``: None, "auto" or a fraction in [0, 1)."""
+    if outliers is None or (isinstance(outliers, str) and outliers == "auto"):
+        return outliers
+    if isinstance(outliers, str):
+        raise ValueError(f"outliers must be a fraction in [0, 1) or 'auto', got {outliers!r}")
+    q = optional_float(outliers, "outliers", allow_zero=True)
+    if not q < 1:
+        raise ValueError(f"outliers must be a fraction in [0, 1) or 'auto', got {q}")
+    return q
+
+
+def _abs_chunks(arr):
+    """|arr| as float32 chunks of about a million entries (any layout, no full copy)."""
+    step = max(1, AUTO_SAMPLE // max(1, arr.size // max(1, arr.shape[0])))
+    for i in range(0, arr.shape[0], step):
+        yield np.abs(arr[i:i + step].astype(np.float32, copy=False)).reshape(-1)
+
+
+def auto_outlier_fraction(A, bits_per_entry=None, ratio=None):
+    """The fraction of entries ``decompose(A, outliers="auto")`` keeps apart from the cuts.
+
+    Counts the entries beyond ``AUTO_SIGMAS`` (8) robust standard deviations, the spread being
+    estimated as ``median(|A|) / 0.6745`` (on a fixed sample of at most 2**20 entries), and
+    keeps at most ``AUTO_MAX_FRACTION`` (2%) of the entries and at most a quarter of a
+    storage budget. A Gaussian array has no entry that far out (probability 1e-15), so it
+    gets 0; heavy tails and planted spikes get the entries that stand out.
+    """
+    arr = as_real_array(A)
+    size = arr.size
+    if size > AUTO_SAMPLE:
+        flat = np.random.default_rng(0).integers(0, size, AUTO_SAMPLE)
+        sample = np.abs(arr[np.unravel_index(flat, arr.shape)].astype(np.float64))
+    else:
+        sample = np.abs(arr.astype(np.float64).reshape(-1))
+    spread = float(np.median(sample)) / 0.6745
+    if spread == 0.0:           # mostly zeros: the spread of the nonzero entries
+        nonzero = sample[sample > 0]
+        spread = float(np.median(nonzero)) / 0.6745 if len(nonzero) else 0.0
+    if spread == 0.0:
+        return 0.0
+    threshold = np.float32(AUTO_SIGMAS * spread)
+    count = sum(int(np.count_nonzero(c > threshold)) for c in _abs_chunks(arr))
+    count = min(count, int(AUTO_MAX_FRACTION * size))
+    per_outlier = index_dtype(size).itemsize + 2
+    if bits_per_entry is not None:
+        count = min(count, int(AUTO_MAX_SHARE * bits_per_entry * size / (8 * per_outlier)))
+    if ratio is not None:
+        itemsize = arr.dtype.itemsize
+        count = min(count, int(AUTO_MAX_SHARE * ratio * size * itemsize / per_outlier))
+    return count / size
+
+
+def _outlier_count(q, size):
+    return int(np.floor(q * size + 0.5))
+
+
+def select_outliers(A, count):
+    """The ``count`` largest-magnitude entries of ``A`` as an :class:`Outliers` (flat
+    indices into ``A.shape``; ties go to the lower index)."""
+    size = A.size
+    count = min(int(count), size)
+    mag = np.empty(size, np.float32)
+    np.abs(A, out=mag.reshape(A.shape), casting="unsafe")
+    if count == 0:
+        index = np.empty(0, np.int64)
+    else:
+        threshold = np.partition(mag, size - count)[size - count]
+        above = np.flatnonzero(mag > threshold)
+        ties = np.flatnonzero(mag == threshold)[:count - len(above)]
+        index = np.sort(np.concatenate([above, ties]))
+    del mag
+    values = A[np.unravel_index(index, A.shape)].astype(np.float64)
+    top = float(np.abs(values).max()) if len(values) else 0.0
+    exponent = int(np.frexp(top)[1]) - 15 if top > 0 else 0   # the largest in [2**14, 2**15)
+    values = np.ldexp(values, -exponent).astype(np.float16)
+    return Outliers(index.astype(index_dtype(size)), values, exponent, size)
+
+
+def _tensor_positions(index, tensorize, tensor_shape):
+    """Flat indices in the user's layout -> flat indices in the decomposed tensor."""
+    if not tensorize:
+        return index.astype(np.intp)
+    axes = tensorize["axes"]
+    reshaped = [0] * len(axes)
+    for i, a in enumerate(axes):
+        reshaped[a] = tensor_shape[i]
+    multi = np.unravel_index(index, reshaped)
+    return np.ravel_multi_index([multi[a] for a in axes], tensor_shape)
+
+
+# ------------------------------------------------------------------ continuing
+def _init_tensorize(init, arr, shape, axes):
+    """Check ``init`` against ``A``; the shape= and axes= of its tensorization if not given."""
+    if not isinstance(init, SignCut):
+        raise TypeError(f"init must be a SignCut, got {type(init).__name__}")
+    if tuple(init.shape) != tuple(arr.shape):
+        raise ValueError(f"init approximates an array of shape {init.shape}, but A has shape "
+                         f"{arr.shape}")
+    if shape is None and axes is None and init.tensorize:
+        axes = init.tensorize["axes"]
+        shape = [0] * len(axes)
+        for i, a in enumerate(axes):
+            shape[a] = init.tensor_shape[i]
+    return shape, axes
+
+
+def _check_init(init, tensor, tensorize, norm):
+    if init.tensorize != tensorize:
+        raise ValueError(f"init was tensorized as {init.tensorize}, but this call asks for "
+                         f"{tensorize} (leave shape= and axes= out to keep init's)")
+    if tuple(init.tensor_shape) != tuple(tensor.shape):
+        raise ValueError(f"init has modes {init.tensor_shape}, the tensor has {tensor.shape}")
+    if init.norm is not None and not np.isclose(init.norm, norm, rtol=1e-5, atol=0.0):
+        raise ValueError(f"init was computed from another array: its norm is {init.norm:.6g}, "
+                         f"the norm of A is {norm:.6g}")
+
+
+def _draws_before(cuts, tensor_shape, search):
+    """64-bit draws of the random stream by the first ``cuts`` cuts (when no start had to be
+    drawn again): the matrix engine draws t (the second mode) for each random start (every
+    start of the first cut; with warm starts, all but the first start of later cuts), the
+    tensor engine every mode once per cut."""
+    if len(tensor_shape) != 2:
+        return cuts * sum(words(d) for d in tensor_shape)
+    r = search["restarts"]
+    starts = r + (cuts - 1) * (r - 1 if search["warm_start"] else r)
+    return starts * words(tensor_shape[1])
+
+
+def _skip_draws(state, count):
+    """The xoshiro256** state ``count`` draws later (the engine's generator, in Python)."""
+    mask = (1 << 64) - 1
+    s0, s1, s2, s3 = (int(x) for x in state)
+    if not (s0 | s1 | s2 | s3):
+        s0 = 1
+    for _ in range(count):
+        t = (s1 << 17) & mask
+        s2 ^= s0
+        s3 ^= s1
+        s1 ^= s2
+        s0 ^= s3
+        s2 ^= t
+        s3 = ((s3 << 45) | (s3 >> 19)) & mask
+    return np.array([s0, s1, s2, s3], dtype=np.uint64)
+
+
+def _sumsq(R):
+    """Sum of squares of a float32 array, in float64, a chunk at a time."""
+    flat = R.reshape(-1)
+    total = 0.0
+    for i in range(0, len(flat), AUTO_SAMPLE):
+        chunk = flat[i:i + AUTO_SAMPLE].astype(np.float64)
+        total += float(np.dot(chunk, chunk))
+    return total
+
+
+def _subtract(R, scale_exponent, init, sparse, tensorize, n_threads):
+    """R (the scaled float32 tensor) minus the sparse part and init's cuts, in place."""
+    if sparse is not None and len(sparse):
+        pos = _tensor_positions(sparse.index, tensorize, R.shape)
+        R.reshape(-1)[pos] -= np.ldexp(sparse.dense_values(np.float64),
+                                       -scale_exponent).astype(np.float32)
+    if init is not None and init.width:
+        coef = np.ldexp(init.coef.astype(np.float64), -scale_exponent).astype(np.float32)
+        if R.ndim == 2:
+            _core.matrix_expand(R, init.signs[0], init.signs[1], coef, -1.0, n_threads)
+        else:
+            R -= SignCut(R.shape, init.signs, coef)._expand_tensor()
+
+
 def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_seconds=None,
               seed=None, block_size=None, n_threads=None, callback=None, shape=None, axes=None,
-              effort="default", restarts=None, refine=None):
+              outliers=None, init=None, effort="default", restarts=None, refine=None):
     """Greedy signed cut decomposition of a matrix or a tensor of any order.
 
     Approximates a matrix ``A`` (m x n) by ``sum_j coef[j] * s_j t_j^T`` with sign vectors
@@ -128,11 +309,13 @@ def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_
     A : array_like, 1 to 32 dimensions, real
         Any real dtype and memory layout. The engine computes in float32.
     width : int, optional
-        Stop after this many cuts.
+        Stop after this many cuts (cuts only: a sparse part is not counted).
     bits_per_entry : float, optional
-        Stop when ``width * (sum(shape) + 32) / size`` would exceed this.
+        Stop when ``width * (sum(shape) + 32) / size`` (plus the sparse part's bits per entry,
+        with ``outliers=``) would exceed this.
     ratio : float, optional
-        Stop when the compressed bytes over the bytes of ``A`` in its own dtype would exceed this.
+        Stop when the compressed bytes (``nbytes``, the sparse part included) over the bytes
+        of ``A`` in its own dtype would exceed this.
     rtol : float, optional
         Stop once the relative Frobenius error is at most ``rtol``.
     max_seconds : float, optional
@@ -165,6 +348,23 @@ def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_
         adds every cut back to the remainder in turn and searches it again from its own
         signs; the error history is then recomputed exactly, and prefixes of the result
         remain valid (coarser) approximations.
+    outliers : float in [0, 1) or "auto", optional
+        Keep this fraction of the entries, the largest in magnitude, apart from the cuts as a
+        sparse part (flat index as uint32, or uint64 from 2**32 entries, and a float16 value
+        scaled by one power of two): the cuts approximate ``A`` minus the rounded outliers.
+        The sparse part is taken in ``A``'s own layout (before ``shape=``/``axes=``). It
+        counts in ``bits_per_entry`` and ``ratio`` (the cuts get what it leaves), not in
+        ``width``, which counts cuts only. ``"auto"`` takes the entries beyond 8 robust
+        standard deviations (see :func:`auto_outlier_fraction`): none on Gaussian data.
+        Default None (or 0): no sparse part.
+    init : SignCut, optional
+        Continue this decomposition of ``A``: its cuts (and sparse part) are kept and new
+        cuts approximate what they leave. Budgets count the total (``width=10`` adds cuts
+        until there are 10 in all). Shape, tensorization and sparse part must agree with
+        this call (shape=, axes= and outliers= may be left out to keep init's). The random
+        starts continue init's stream when ``seed`` is the seed init was made with, so
+        ``decompose(A, init=r.truncate(k), width=w, seed=s)`` retraces ``r = decompose(A,
+        width=w, seed=s)`` up to float32 rounding (see the README).
 
     The decomposition stops at whichever budget is reached first; at least one of width,
     bits_per_entry, ratio, rtol and max_seconds must be given. Without a storage budget the
@@ -176,7 +376,11 @@ def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_
     -------
     SignCut
     """
-    arr, tensorize = _tensorize(as_real_array(A), shape, axes)
+    orig = as_real_array(A)
+    if init is not None:
+        shape, axes = _init_tensorize(init, orig, shape, axes)
+    outliers = _outlier_fraction(outliers)
+    arr, tensorize = _tensorize(orig, shape, axes)
     if not 1 <= arr.ndim <= MAX_NDIM:
         raise ValueError(f"decompose takes arrays of 1 to {MAX_NDIM} dimensions, got {arr.ndim}-D "
                          f"with shape {arr.shape}")
@@ -195,12 +399,37 @@ def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_
     if all(b is None for b in (width, bits_per_entry, ratio, rtol, max_seconds)):
         raise ValueError("give at least one stopping rule: width, bits_per_entry, ratio, rtol "
                          "or max_seconds")
-    max_width = _width_from_budgets(arr.shape, arr.dtype.itemsize, width, bits_per_entry, ratio)
+    if outliers == "auto":
+        outliers = auto_outlier_fraction(orig, bits_per_entry, ratio)
+    sparse = None
+    if init is not None:
+        sparse = init.outliers
+        have = 0 if sparse is None else len(sparse)
+        if outliers is not None and _outlier_count(outliers, orig.size) != have:
+            raise ValueError(f"init keeps {have} outliers but outliers={outliers} asks for "
+                             f"{_outlier_count(outliers, orig.size)}: leave outliers out to "
+                             "keep init's")
+    elif outliers and _outlier_count(outliers, orig.size):     # none kept: the plain run
+        # |A| and a partitioned copy of it (float32) to find the largest entries
+        _validate.check_memory(8 * orig.size, f"selecting the outliers of shape {orig.shape}")
+        sparse = select_outliers(orig, _outlier_count(outliers, orig.size))
+    sparse_bytes = 0 if sparse is None else sparse.nbytes
+    max_width = _width_from_budgets(arr.shape, arr.dtype.itemsize, width, bits_per_entry, ratio,
+                                    sparse_bytes)
     if max_width is None:
         max_width = _width_from_budgets(arr.shape, 4, None, 32.0, None)
+    done = 0 if init is None else init.width
+    if max_width < done:
+        raise ValueError(f"init already has {done} cuts, more than the budgets allow "
+                         f"({max_width}); use init.truncate({max_width})")
     n_threads = _threads(n_threads)
     state = _seed_state(seed)
     search = _search_options(effort, restarts, refine, arr.ndim)
+    warm = None
+    if done and seed is not None:   # go on with the stream where init's starts left it
+        state = _skip_draws(state, _draws_before(done, arr.shape, search))
+    if done and arr.ndim == 2 and search["warm_start"]:
+        warm = (init.signs[0][done - 1], init.signs[1][done - 1])
 
     # Working memory: a float32 copy (and for a matrix its transpose), plus the signs.
     copies = 2 if arr.ndim == 2 else 1
@@ -211,18 +440,69 @@ def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_
     exponent = np.frexp(_validate.max_abs(arr))[1]
     R = np.empty(arr.shape, dtype=np.float32)
     np.multiply(arr, np.ldexp(1.0, -exponent), out=R, casting="unsafe")
-    if arr.ndim == 2:
-        s_bits, t_bits, coef, errors, norm, stopped_by = _core.matrix_decompose(
-            R, max_width, rtol or 0.0, max_seconds or 0.0, block_size, MAX_SWEEPS, n_threads,
-            state, callback, **search)
-        signs = (s_bits, t_bits)
-    else:
-        signs, coef, errors, norm, stopped_by = _core.tensor_decompose(
-            R, max_width, rtol or 0.0, max_seconds or 0.0, MAX_SWEEPS, n_threads, state, callback)
+    if sparse is None and init is None:
+        signs, coef, errors, norm, stopped_by = _run_engine(
+            R, max_width, rtol, max_seconds, block_size, n_threads, state, callback, search)
+        del R
+        coef = np.ldexp(coef, exponent).astype(np.float32)
+        norm = float(np.ldexp(norm, exponent))
+        result = SignCut(arr.shape, signs, coef, errors, norm=norm, orig_dtype=arr.dtype,
+                         tensorize=tensorize)
+        result.stopped_by = stopped_by
+        return result
+
+    # What the sparse part and init's cuts leave, scaled again so its largest entry is in
+    # [0.5, 1); errors and rtol convert between its norm and the norm of A.
+    norm_a = np.sqrt(_sumsq(R))
+    if init is not None:
+        _check_init(init, arr, tensorize, float(np.ldexp(norm_a, exponent)))
+    _subtract(R, exponent, init, sparse, tensorize, n_threads)
+    shift = int(np.frexp(_validate.max_abs(R))[1])
+    R *= np.float32(np.ldexp(1.0, -shift))
+    left = np.ldexp(np.sqrt(_sumsq(R)), shift) / norm_a if norm_a > 0 else 0.0
+    more = max_width - done
+    if rtol is not None and left <= rtol:
+        more = 0
+    scaled_callback = None
+    if callback is not None:
+        def scaled_callback(k, rel_error):
+            return callback(done + k, rel_error * left)
+    engine_rtol = None if rtol is None or left == 0 else rtol / left
+    signs, coef, errors, norm, stopped_by = _run_engine(
+        R, more, engine_rtol, max_seconds, block_size, n_threads, state, scaled_callback,
+        search, warm)
     del R
-    coef = np.ldexp(coef, exponent).astype(np.float32)
-    norm = float(np.ldexp(norm, exponent))
-    result = SignCut(arr.shape, signs, coef, errors, norm=norm, orig_dtype=arr.dtype,
-                     tensorize=tensorize)
+    if more == 0:
+        stopped_by = "rtol" if rtol is not None and left <= rtol else "width"
+    coef = np.ldexp(coef, exponent + shift).astype(np.float32)
+    if norm_a > 0:      # the engine's errors are relative to the norm of what was left
+        errors = errors * (np.ldexp(norm, shift) / norm_a)
+    if init is not None:
+        signs = [np.concatenate([a, b]) for a, b in zip(init.signs, signs)]
+        coef = np.concatenate([init.coef, coef])
+        errors = np.concatenate([init.errors, errors])
+    if sparse is not None:
+        sparse = sparse.copy()
+        if init is None:
+            sparse.error = float(left)
+    result = SignCut(arr.shape, signs, coef, errors, norm=float(np.ldexp(norm_a, exponent)),
+                     orig_dtype=arr.dtype, tensorize=tensorize, outliers=sparse)
     result.stopped_by = stopped_by
     return result
+
+
+def _run_engine(R, max_width, rtol, max_seconds, block_size, n_threads, state, callback,
+                search, warm=None):
+    """Cuts of the scaled float32 tensor R (overwritten): (signs, coef, errors, norm,
+    stopped_by), coefficients and norm in R's scale."""
+    if max_width == 0:
+        words_ = [words(d) for d in R.shape]
+        return ([np.empty((0, w), np.uint64) for w in words_], np.empty(0, np.float32),
+                np.empty(0), np.sqrt(_sumsq(R)), "width")
+    if R.ndim == 2:
+        s_bits, t_bits, coef, errors, norm, stopped_by = _core.matrix_decompose(
+            R, max_width, rtol or 0.0, max_seconds or 0.0, block_size, MAX_SWEEPS, n_threads,
+            state, callback, warm_signs=warm, **search)
+        return (s_bits, t_bits), coef, errors, norm, stopped_by
+    return _core.tensor_decompose(R, max_width, rtol or 0.0, max_seconds or 0.0, MAX_SWEEPS,
+                                  n_threads, state, callback)

@@ -163,10 +163,34 @@ def normalize_index(key, shape):
     return picks, out_shape, moved, scalar
 
 
+def add_outliers(block, picks, shape, outliers):
+    """Add the sparse part to ``block``, the dense entries ``picks[0] x ... x picks[k-1]`` of
+    an array of ``shape`` (picks may repeat entries): only the outliers it holds are read."""
+    if outliers is None or not len(outliers) or not block.size:
+        return block
+    block = np.ascontiguousarray(block)
+    multi = np.unravel_index(outliers.index, shape)
+    rows = np.arange(len(outliers))
+    flat = np.zeros(len(rows), np.intp)
+    for a, pick in enumerate(picks):
+        # every position of pick that equals the outlier's entry on this axis
+        order = np.argsort(pick, kind="stable")
+        entry = multi[a][rows]
+        lo = np.searchsorted(pick[order], entry, "left")
+        count = np.searchsorted(pick[order], entry, "right") - lo
+        which = np.repeat(np.arange(len(rows)), count)
+        offset = np.arange(len(which)) - np.repeat(np.cumsum(count) - count, count)
+        flat = flat[which] * len(pick) + order[lo[which] + offset]
+        rows = rows[which]
+    np.add.at(block.reshape(-1), flat, outliers.dense_values(block.dtype)[rows])
+    return block
+
+
 def getitem(sc, key):
     """``sc[key]`` as NumPy would give it for the expanded array (float32)."""
     picks, out_shape, moved, scalar = normalize_index(key, sc.shape)
-    out = contract(sc.signs, picks, sc.coef).reshape(out_shape)
+    block = add_outliers(contract(sc.signs, picks, sc.coef), picks, sc.shape, sc.outliers)
+    out = block.reshape(out_shape)
     out = np.moveaxis(out, list(moved), list(range(len(moved))))
     if out.ndim == 0:
         return out[()] if scalar else out.copy()
@@ -212,11 +236,22 @@ def reduce_sum(sc, axis=None, keepdims=False, mean=False):
     if mean:
         weights = weights / prod(sc.shape[a] for a in axes)
     keep = [a for a in range(sc.ndim) if a not in axes]
+    sparse = sc.outliers is not None and len(sc.outliers)
+    if sparse:
+        values = sc.outliers.dense_values(np.float64)
+        if mean:
+            values = values / prod(sc.shape[a] for a in axes)
     if not keep:
-        total = np.float32(weights.sum())
+        total = weights.sum() + (values.sum() if sparse else 0.0)
+        total = np.float32(total)
         return np.full((1,) * sc.ndim, total) if keepdims else total
     out = contract([sc.signs[a] for a in keep], [np.arange(sc.shape[a]) for a in keep],
-                   weights, np.float64).astype(np.float32)
+                   weights, np.float64)
+    if sparse:          # each outlier adds to the entry of its kept coordinates
+        multi = np.unravel_index(sc.outliers.index, sc.shape)
+        kept = np.ravel_multi_index([multi[a] for a in keep], out.shape)
+        out += np.bincount(kept, weights=values, minlength=out.size).reshape(out.shape)
+    out = out.astype(np.float32)
     if keepdims:
         out = out.reshape([1 if a in axes else d for a, d in enumerate(sc.shape)])
     return out
@@ -253,6 +288,7 @@ def matmul(sc, x):
         S = unpack_rows(sc.signs[0][blk], m, x.dtype)
         T = unpack_rows(sc.signs[1][blk], n, x.dtype)
         out += S.T @ (coef[blk, None] * (T @ x2))
+    _sparse_product(sc, out, x2, left=False)
     return (out[..., 0] if x.ndim == 1 else out).astype(np.float32, copy=False)
 
 
@@ -269,4 +305,22 @@ def rmatmul(sc, x):
         S = unpack_rows(sc.signs[0][blk], m, x.dtype)
         T = unpack_rows(sc.signs[1][blk], n, x.dtype)
         out += ((x2 @ S.T) * coef[blk]) @ T
+    _sparse_product(sc, out, x2, left=True)
     return (out[..., 0, :] if x.ndim == 1 else out).astype(np.float32, copy=False)
+
+
+def _sparse_product(sc, out, x2, left):
+    """Add the sparse part's product: ``out[.., i, :] += v x2[.., j, :]`` for ``W @ x``, or
+    ``out[.., :, j] += v x2[.., :, i]`` for ``x @ W``, a chunk of outliers at a time."""
+    if sc.outliers is None or not len(sc.outliers):
+        return
+    i, j = np.unravel_index(sc.outliers.index, sc.shape)
+    values = sc.outliers.dense_values(out.dtype)
+    axis = -1 if left else -2
+    dst, src = np.moveaxis(out, axis, 0), np.moveaxis(x2, axis, 0)    # views
+    to, frm = (j, i) if left else (i, j)
+    extra = (1,) * (src.ndim - 1)
+    step = max(1, BLOCK_ELEMENTS // max(1, src[0].size))
+    for k in range(0, len(values), step):
+        chunk = slice(k, k + step)
+        np.add.at(dst, to[chunk], values[chunk].reshape(-1, *extra) * src[frm[chunk]])

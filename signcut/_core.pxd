@@ -58,6 +58,8 @@ cdef extern from "signcut/signcut.h" nogil:
         int restarts
         int refine
         double growth_tol
+        const uint64_t *warm_s
+        const uint64_t *warm_t
 
     ctypedef struct sc_result:
         int64_t width

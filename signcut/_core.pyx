@@ -317,6 +317,8 @@ cdef void _fill_params(sc_params *prm, progress_ctx *pctx, _Progress prog, int64
     prm.restarts = 1
     prm.refine = 0
     prm.growth_tol = 0.0
+    prm.warm_s = NULL
+    prm.warm_t = NULL
 
 
 def tensor_decompose(cnp.ndarray R, int64_t max_width, double rtol, double max_seconds,
@@ -366,7 +368,7 @@ def tensor_decompose(cnp.ndarray R, int64_t max_width, double rtol, double max_s
 def matrix_decompose(cnp.ndarray R, int64_t max_width, double rtol, double max_seconds,
                      int64_t block_size, int64_t max_sweeps, int n_threads, seed_state,
                      callback=None, bint warm_start=False, int restarts=1,
-                     int refine=0, double growth_tol=0.0):
+                     int refine=0, double growth_tol=0.0, warm_signs=None):
     """Greedy signed cut decomposition of the C-contiguous float32 matrix R (overwritten).
 
     Returns (s_bits, t_bits, coef, errors, norm, stopped_by)."""
@@ -389,6 +391,14 @@ def matrix_decompose(cnp.ndarray R, int64_t max_width, double rtol, double max_s
     prm.restarts = restarts
     prm.refine = refine
     prm.growth_tol = growth_tol
+    cdef const uint64_t[::1] warm_s, warm_t
+    if warm_signs is not None:
+        warm_s = np.ascontiguousarray(warm_signs[0], np.uint64)
+        warm_t = np.ascontiguousarray(warm_signs[1], np.uint64)
+        if warm_s.shape[0] != (m + 63) // 64 or warm_t.shape[0] != (n + 63) // 64:
+            raise ValueError("warm_signs do not match the matrix's shape")
+        prm.warm_s = &warm_s[0]
+        prm.warm_t = &warm_t[0]
     res.width = 0; res.capacity = 0; res.s_bits = NULL; res.t_bits = NULL
     res.coef = NULL; res.errors = NULL; res.norm = 0.0; res.stopped_by = 0
     cdef float *data = <float *>cnp.PyArray_DATA(R)

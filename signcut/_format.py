@@ -15,16 +15,25 @@ shape ``(d_0, ..., d_{k-1})`` it has the tensors
 ``NAME/errors``
     float64, ``(width,)``: the relative error after each cut, only when saved with
     ``history=True`` (metadata ``"history": true``).
+``NAME/outliers.index`` and ``NAME/outliers.values`` (format version 2)
+    Only for a decomposition with a sparse part (``decompose(..., outliers=q)``) of
+    ``count`` entries: uint32 (uint64 when the array has 2**32 entries or more),
+    ``(count,)``, strictly increasing flat C-order indices into the array's shape (before
+    any tensorization); float16, ``(count,)``, the entries divided by ``2**exponent``.
 
 Everything else lives in the header's ``__metadata__`` (string -> string):
 
-``format``: ``"signcut"``; ``format_version``: ``"1"``; ``container``: ``"single"`` (``load``
+``format``: ``"signcut"``; ``format_version``: ``"1"``, or ``"2"`` when a decomposition
+has a sparse part (version 1 files are read as before); ``container``: ``"single"`` (``load``
 returns a :class:`SignCut`) or ``"mapping"`` (``load`` returns a dict); ``decompositions``: a
 JSON object ``{NAME: {"shape": [...], "width": w, "orig_dtype": "float32", "norm": x | null,
-"rel_error": e | null, "history": false, "tensorize": null | {"shape": [...], "axes": [...]}}}``
+"rel_error": e | null, "history": false, "tensorize": null | {"shape": [...], "axes": [...]},
+"outliers": null | {"count": k, "exponent": e, "error": x | null}}}`` (``outliers`` only in
+version 2; ``error`` is the relative error of the sparse part alone)
 in the order of the mapping (``shape`` is the shape of the modes, ``rel_error`` the final
 relative error); ``signs``: a reminder of the bit layout (informative only). The payload is
-``sum_a ceil(width * d_a / 8) + 4 * width`` bytes (plus ``8 * width`` with the history):
+``sum_a ceil(width * d_a / 8) + 4 * width`` bytes (plus ``8 * width`` with the history,
+plus the sparse part's ``(4 or 8) * count + 2 * count``, as in :attr:`SignCut.nbytes`):
 :attr:`SignCut.nbytes` (``ceil(width * sum(shape) / 8) + 4 * width``) exactly when every
 ``width * d_a`` is a multiple of 8, else at most ``ndim - 1`` bytes more (each mode's stream
 rounds up to a whole byte on its own).
@@ -41,12 +50,13 @@ from collections.abc import Mapping
 import numpy as np
 
 from signcut._atomic import atomic_write
-from signcut._result import SignCut, words
+from signcut._result import Outliers, SignCut, index_dtype, words
 
 __all__ = ["save", "load", "read_metadata", "FormatError"]
 
 FORMAT_NAME = "signcut"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2               # written only when needed: files without outliers stay version 1
+READ_VERSIONS = ("1", "2")
 SINGLE_NAME = "signcut"          # the NAME used in a file saved from one SignCut
 MAX_NDIM = 32
 MAX_NAME_LENGTH = 256
@@ -54,7 +64,8 @@ MAX_HEADER_BYTES = 100_000_000   # the limit safetensors itself applies
 _CHUNK_BITS = 1 << 24            # bits unpacked at once when converting signs
 _SIGNS_NOTE = ("bit t = j*d + i of NAME/signs.a (bit t%8 of byte t//8, least significant "
                "first) is entry i of cut j on mode a; 1 means -1")
-_DTYPES = {"U8": (np.dtype("u1"), 1), "F32": (np.dtype("<f4"), 4), "F64": (np.dtype("<f8"), 8)}
+_DTYPES = {"U8": (np.dtype("u1"), 1), "F16": (np.dtype("<f2"), 2), "U32": (np.dtype("<u4"), 4),
+           "F32": (np.dtype("<f4"), 4), "U64": (np.dtype("<u8"), 8), "F64": (np.dtype("<f8"), 8)}
 
 
 class FormatError(ValueError):
@@ -161,7 +172,17 @@ def _encode(name, obj, history):
             "norm": None if obj.norm is None else float(obj.norm), "rel_error": final,
             "history": bool(history), "tensorize": tensorize}
     errors_tensor = [(f"{name}/errors", "F64", errors)] if history else []
-    return meta, errors_tensor, (f"{name}/coef", "F32", coef), streams
+    sparse = []
+    outliers = getattr(obj, "outliers", None)
+    if outliers is not None:
+        meta["outliers"] = {"count": len(outliers), "exponent": int(outliers.exponent),
+                            "error": outliers.error}
+        code = "U32" if index_dtype(obj.size) == np.uint32 else "U64"
+        sparse = [(f"{name}/outliers.index", code,
+                   np.ascontiguousarray(outliers.index, dtype=_DTYPES[code][0])),
+                  (f"{name}/outliers.values", "F16",
+                   np.ascontiguousarray(outliers.values, dtype="<f2"))]
+    return meta, errors_tensor, (f"{name}/coef", "F32", coef), streams, sparse
 
 
 _RESERVED_KEYS = ("format", "format_version", "container", "decompositions", "signs")
@@ -188,19 +209,19 @@ def _build_header(obj, history=False, metadata=None):
     else:
         raise TypeError(f"save expects a SignCut or a mapping name -> SignCut, "
                         f"got {type(obj).__name__}")
-    metas, f64, f32, u8 = {}, [], [], []
+    metas, parts = {}, []
     for name, item in items:
-        meta, errors, coef, streams = _encode(name, item, history)
+        meta, errors, coef, streams, sparse = _encode(name, item, history)
         metas[name] = meta
-        f64.extend(errors)
-        f32.append(coef)
-        u8.extend(streams)
-    metadata = {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION),
+        parts.extend(errors + [coef] + streams + sparse)
+    version = 2 if any("outliers" in m for m in metas.values()) else 1
+    metadata = {"format": FORMAT_NAME, "format_version": str(version),
                 "container": container,
                 "decompositions": json.dumps(metas, separators=(",", ":")),
                 "signs": _SIGNS_NOTE, **_check_extra(metadata)}
     header, tensors, offset = {"__metadata__": metadata}, [], 0
-    for tname, code, array in f64 + f32 + u8:      # widest first: every tensor stays aligned
+    parts.sort(key=lambda t: -_DTYPES[t[1]][1])    # widest first: every tensor stays aligned
+    for tname, code, array in parts:
         header[tname] = {"dtype": code, "shape": [int(array.size)],
                          "data_offsets": [offset, offset + array.nbytes]}
         offset += array.nbytes
@@ -303,9 +324,10 @@ def _parse_metadata(header):
         raise FormatError("missing or invalid __metadata__ (a map of strings is required)")
     if meta.get("format") != FORMAT_NAME:
         raise FormatError(f"not a signcut file (format {meta.get('format')!r})")
-    if meta.get("format_version") != str(FORMAT_VERSION):
-        raise FormatError(f"unknown format version {meta.get('format_version')!r} "
-                          f"(this signcut reads version {FORMAT_VERSION})")
+    version = meta.get("format_version")
+    if version not in READ_VERSIONS:
+        raise FormatError(f"unknown format version {version!r} "
+                          f"(this signcut reads versions {', '.join(READ_VERSIONS)})")
     container = meta.get("container")
     if container not in ("single", "mapping"):
         raise FormatError(f"unknown container {container!r}")
@@ -324,6 +346,8 @@ def _parse_metadata(header):
         except (TypeError, ValueError) as exc:
             raise FormatError(str(exc)) from None
         entries[name] = _parse_entry(name, entry)
+        if entries[name]["outliers"] is not None and version == "1":
+            raise FormatError(f"{name!r}: outliers in a version 1 file")
     return container, entries
 
 
@@ -371,9 +395,26 @@ def _parse_entry(name, entry):
     history = entry.get("history", False)
     if not isinstance(history, bool):
         raise FormatError(f"{name!r}: history must be true or false, got {history!r}")
+    outliers = entry.get("outliers")
+    if outliers is not None:
+        if not isinstance(outliers, dict) or not {"count", "exponent"} <= set(outliers) \
+                or not set(outliers) <= {"count", "exponent", "error"}:
+            raise FormatError(f"{name!r}: outliers must be null or {{\"count\": k, "
+                              f"\"exponent\": e, \"error\": x | null}}, got {outliers!r}")
+        error = outliers.get("error")
+        if error is not None and (isinstance(error, bool) or not isinstance(error, (int, float))
+                                  or not math.isfinite(error) or error < 0):
+            raise FormatError(f"{name!r}: outlier error must be a non-negative number or "
+                              f"null, got {error!r}")
+        count, exponent = outliers["count"], outliers["exponent"]
+        if not _is_int(count) or not 0 <= count <= math.prod(shape):
+            raise FormatError(f"{name!r}: outlier count {count!r} is not in [0, {math.prod(shape)}]")
+        if not _is_int(exponent) or not -200 <= exponent <= 200:
+            raise FormatError(f"{name!r}: outlier exponent {exponent!r} is not an integer in "
+                              "[-200, 200]")
     return {"shape": tuple(shape), "width": width, "orig_dtype": orig_dtype, "norm": norm,
             "rel_error": rel_error, "history": history,
-            "tensorize": entry.get("tensorize")}
+            "tensorize": entry.get("tensorize"), "outliers": outliers}
 
 
 def _expected_tensors(entries):
@@ -386,6 +427,11 @@ def _expected_tensors(entries):
         out[f"{name}/coef"] = ("F32", w)
         for a, d in enumerate(e["shape"]):
             out[f"{name}/signs.{a}"] = ("U8", -(-w * d // 8))
+        if e["outliers"] is not None:
+            count = e["outliers"]["count"]
+            code = "U32" if index_dtype(math.prod(e["shape"])) == np.uint32 else "U64"
+            out[f"{name}/outliers.index"] = (code, count)
+            out[f"{name}/outliers.values"] = ("F16", count)
     return out
 
 
@@ -492,9 +538,29 @@ def load(path):
                 errors = np.full(width, np.nan)
                 if width and e["rel_error"] is not None:
                     errors[-1] = e["rel_error"]
+            outliers = None
+            if e["outliers"] is not None:
+                index = _read_array(f, start, infos[f"{name}/outliers.index"],
+                                    infos[f"{name}/outliers.index"]["dtype"])
+                values = _read_array(f, start, infos[f"{name}/outliers.values"], "F16")
+                size = math.prod(shape)
+                if len(index) and int(index.max()) >= size:
+                    raise FormatError(f"{name!r}: outlier index {int(index.max())} out of range "
+                                      f"for {size} entries")
+                if len(index) > 1 and not (index[1:] > index[:-1]).all():
+                    raise FormatError(f"{name!r}: outlier indices are not strictly increasing")
+                if not np.isfinite(values).all():
+                    raise FormatError(f"{name!r}: outlier values are not all finite")
+                try:
+                    outliers = Outliers(index.astype(index_dtype(size)),
+                                        values.astype(np.float16), e["outliers"]["exponent"],
+                                        size, e["outliers"].get("error"))
+                except (TypeError, ValueError) as exc:
+                    raise FormatError(f"{name!r}: bad sparse part: {exc}") from None
             try:
                 result = SignCut(shape, signs, coef, errors, norm=e["norm"],
-                                 orig_dtype=e["orig_dtype"], tensorize=e["tensorize"])
+                                 orig_dtype=e["orig_dtype"], tensorize=e["tensorize"],
+                                 outliers=outliers)
             except (TypeError, ValueError) as exc:
                 raise FormatError(f"{name!r}: inconsistent decomposition: {exc}") from None
             out[name] = result

@@ -21,6 +21,76 @@ def signs_nbytes(width, shape):
     return -(-width * sum(shape) // 8) + 4 * width
 
 
+def index_dtype(size):
+    """dtype of the flat indices of a sparse part: uint32 below 2**32 entries, else uint64."""
+    return np.dtype(np.uint32) if int(size) < 2**32 else np.dtype(np.uint64)
+
+
+class Outliers:
+    """The sparse part of a decomposition: entries of the array kept apart from the cuts.
+
+    Attributes
+    ----------
+    index : ndarray of uint32 (uint64 for arrays of 2**32 entries or more), shape (count,)
+        Flat C-order indices into the array's ``shape`` (the user's layout, before any
+        tensorization), strictly increasing.
+    values : ndarray of float16, shape (count,)
+        The entries divided by ``2**exponent``, rounded to float16.
+    exponent : int
+        Power of two that scales every value, so that large entries fit float16's range.
+    error : float or None
+        Relative Frobenius error of the sparse part alone (before any cut), when known.
+    """
+
+    def __init__(self, index, values, exponent, size, error=None):
+        index = np.asarray(index)
+        values = np.asarray(values)
+        if index.ndim != 1 or values.ndim != 1 or len(index) != len(values):
+            raise ValueError(f"outlier index and values must be 1-D of one length, got shapes "
+                             f"{index.shape} and {values.shape}")
+        if index.dtype.kind not in "iu":
+            raise TypeError(f"outlier index must hold integers, got {index.dtype}")
+        if values.dtype != np.float16:
+            raise TypeError(f"outlier values must be float16, got {values.dtype}")
+        if len(index):
+            if int(index.min()) < 0 or int(index.max()) >= size:
+                raise ValueError(f"outlier index out of range for an array of {size} entries")
+            if len(index) > 1 and not (np.diff(index.astype(np.int64)) > 0).all():
+                raise ValueError("outlier index must be strictly increasing")
+        if not np.isfinite(values).all():
+            raise ValueError("outlier values must be finite")
+        if isinstance(exponent, (bool, np.bool_)) or not isinstance(exponent, (int, np.integer)) \
+                or not -200 <= int(exponent) <= 200:
+            raise ValueError(f"outlier exponent must be an integer in [-200, 200], got {exponent!r}")
+        self.index = np.ascontiguousarray(index, dtype=index_dtype(size))
+        self.values = np.ascontiguousarray(values)
+        self.exponent = int(exponent)
+        self.error = None if error is None else float(error)
+
+    def __len__(self):
+        return len(self.index)
+
+    @property
+    def nbytes(self):
+        """Bytes of the indices and float16 values."""
+        return int(self.index.nbytes + self.values.nbytes)
+
+    def dense_values(self, dtype=np.float32):
+        """The stored entries, ``values * 2**exponent`` (exact in float32 and float64)."""
+        return np.ldexp(self.values.astype(dtype), self.exponent).astype(dtype, copy=False)
+
+    def copy(self):
+        out = Outliers.__new__(Outliers)
+        out.index, out.values, out.exponent = self.index.copy(), self.values.copy(), self.exponent
+        out.error = self.error
+        return out
+
+    def equals(self, other):
+        return (other is not None and self.exponent == other.exponent
+                and np.array_equal(self.index, other.index)
+                and np.array_equal(self.values.view(np.uint16), other.values.view(np.uint16)))
+
+
 def _check_tensorize(tensorize, tensor_shape):
     """Validate a tensorization record: {"shape": original shape, "axes": permutation}. The
     decomposed tensor is ``X.reshape(r).transpose(axes)`` with ``r[axes[i]] = tensor_shape[i]``."""
@@ -62,13 +132,18 @@ class SignCut:
         ``{"shape": original shape, "axes": permutation}`` when ``decompose(..., shape=,
         axes=)`` reshaped and permuted the input; ``expand`` undoes it. Indexing, sums and
         products of a tensorized result go through the expanded array.
+    outliers : Outliers or None
+        The sparse part (``decompose(..., outliers=q)``): entries kept apart from the cuts,
+        indexed in ``shape`` (the user's layout, also for a tensorized result). The
+        approximation is the cuts plus this part; it counts in ``nbytes`` and
+        ``bits_per_entry``, and ``errors`` are those of the whole.
 
     The approximation is float32. ``np.asarray(result)`` and ``result.expand()`` give it as a
     dense array; ``result.truncate(k)`` keeps the first ``k`` cuts, a coarser approximation.
     """
 
     def __init__(self, shape, signs, coef, errors=None, *, norm=None, orig_dtype=np.float32,
-                 tensorize=None):
+                 tensorize=None, outliers=None):
         self.tensor_shape = tuple(int(d) for d in shape)
         if not self.tensor_shape or min(self.tensor_shape) < 1:
             raise ValueError(f"invalid shape {shape}")
@@ -97,6 +172,16 @@ class SignCut:
         self.norm = None if norm is None else float(norm)
         self.orig_dtype = np.dtype(orig_dtype)
         self.tensorize = _check_tensorize(tensorize, self.tensor_shape)
+        if outliers is not None and not isinstance(outliers, Outliers):
+            try:
+                index, values, exponent = outliers
+            except (TypeError, ValueError):
+                raise TypeError("outliers must be an Outliers or a tuple (index, values, "
+                                "exponent)") from None
+            outliers = Outliers(index, values, exponent, self.size)
+        if outliers is not None and len(outliers) and int(outliers.index[-1]) >= self.size:
+            raise ValueError(f"outlier index out of range for an array of {self.size} entries")
+        self.outliers = outliers
         self.stopped_by = None
 
     # ------------------------------------------------------------ sizes
@@ -127,13 +212,19 @@ class SignCut:
 
     @property
     def nbytes(self):
-        """Bytes of the signs stored densely plus one float32 per cut."""
-        return signs_nbytes(self.width, self.tensor_shape)
+        """Bytes of the signs stored densely plus one float32 per cut, plus the sparse part
+        (index and float16 value of each outlier)."""
+        return signs_nbytes(self.width, self.tensor_shape) + self.outliers_nbytes
+
+    @property
+    def outliers_nbytes(self):
+        """Bytes of the sparse part (0 without one)."""
+        return self.outliers.nbytes if self.outliers is not None else 0
 
     @property
     def bits_per_entry(self):
-        """``width * (sum(shape) + 32) / size``."""
-        return self.width * (sum(self.tensor_shape) + 32) / self.size
+        """``(width * (sum(tensor_shape) + 32) + 8 * outliers_nbytes) / size``."""
+        return (self.width * (sum(self.tensor_shape) + 32) + 8 * self.outliers_nbytes) / self.size
 
     @property
     def ratio(self):
@@ -142,28 +233,35 @@ class SignCut:
 
     @property
     def rel_error(self):
-        """Relative Frobenius error of the whole decomposition (0 for an all-zero input)."""
+        """Relative Frobenius error of the whole decomposition (0 for an all-zero input; for a
+        sparse part without cuts its own error, NaN if unknown)."""
         if self.width:
             return float(self.errors[-1])
+        if self.outliers is not None and len(self.outliers) and self.norm != 0.0:
+            return float("nan") if self.outliers.error is None else self.outliers.error
         return 0.0 if self.norm == 0.0 else 1.0
 
     # ------------------------------------------------------------ views
     def truncate(self, k):
-        """The first ``k`` cuts: a coarser approximation sharing no memory with this one."""
+        """The first ``k`` cuts (and the whole sparse part): a coarser approximation sharing
+        no memory with this one."""
         k = int(k)
         if not 0 <= k <= self.width:
             raise ValueError(f"k must be in [0, {self.width}], got {k}")
         return SignCut(self.tensor_shape, [b[:k].copy() for b in self.signs], self.coef[:k].copy(),
                        self.errors[:k].copy(), norm=self.norm, orig_dtype=self.orig_dtype,
-                       tensorize=self.tensorize)
+                       tensorize=self.tensorize,
+                       outliers=None if self.outliers is None else self.outliers.copy())
 
     def expand(self, n_threads=None):
         """The approximation as a dense float32 array of ``shape`` (a tensorization is undone:
-        the inverse permutation, then the original shape)."""
+        the inverse permutation, then the original shape), the sparse part included."""
         out = self._expand_tensor(n_threads)
         if self.tensorize:
             out = np.ascontiguousarray(out.transpose(np.argsort(self.tensorize["axes"])))
             out = out.reshape(self.tensorize["shape"])
+        if self.outliers is not None and len(self.outliers):
+            out.reshape(-1)[self.outliers.index] += self.outliers.dense_values()
         return out
 
     def _expand_tensor(self, n_threads=None):
@@ -198,9 +296,17 @@ class SignCut:
         if self.tensorize:
             raise ValueError("transpose of a tensorized decomposition: expand it first")
         order = _array.transpose_axes(axes, self.ndim)
+        outliers = None
+        if self.outliers is not None:
+            outliers = self.outliers.copy()
+            multi = np.unravel_index(outliers.index, self.shape)
+            index = np.ravel_multi_index([multi[a] for a in order], [self.shape[a] for a in order])
+            perm = np.argsort(index, kind="stable")
+            outliers.index = index[perm].astype(outliers.index.dtype)
+            outliers.values = outliers.values[perm]
         out = SignCut([self.shape[a] for a in order], [self.signs[a].copy() for a in order],
                       self.coef.copy(), self.errors.copy(), norm=self.norm,
-                      orig_dtype=self.orig_dtype)
+                      orig_dtype=self.orig_dtype, outliers=outliers)
         out.stopped_by = self.stopped_by
         return out
 
@@ -256,5 +362,6 @@ class SignCut:
         return out if dtype is None else out.astype(dtype, copy=False)
 
     def __repr__(self):
-        return (f"SignCut(shape={self.shape}, width={self.width}, "
+        sparse = f", outliers={len(self.outliers)}" if self.outliers is not None else ""
+        return (f"SignCut(shape={self.shape}, width={self.width}{sparse}, "
                 f"bits_per_entry={self.bits_per_entry:.3g}, rel_error={self.rel_error:.4g})")

@@ -189,6 +189,19 @@ def _positive(kind):
     return parse
 
 
+def _outliers(text):
+    """--outliers: 'auto', 'off' (0) or a fraction in [0, 1)."""
+    if text in ("auto", "off"):
+        return 0.0 if text == "off" else text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected auto, off or a fraction, got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be a fraction in [0, 1), got {text!r}")
+    return value
+
+
 def cmd_image(args):
     from PIL import Image, UnidentifiedImageError
 
@@ -338,7 +351,8 @@ def cmd_weights(args):
     result = weights.compress(args.input, args.output, bits_per_entry=args.bits_per_entry,
                               include=args.include, exclude=args.exclude,
                               min_size=args.min_size, jobs=args.jobs, scheduler=args.scheduler,
-                              seed=args.seed, progress=not args.quiet)
+                              seed=args.seed, progress=not args.quiet,
+                              outliers=args.outliers)
     if args.quiet:
         print(result["summary"]["line"])
     print(f"wrote {args.output} and {args.output}{weights.REPORT_SUFFIX}")
@@ -462,6 +476,10 @@ def build_parser():
     wts.add_argument("--scheduler", default=None, metavar="ADDR",
                      help="dask scheduler address (tcp://host:port); needs dask.distributed")
     wts.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    wts.add_argument("--outliers", type=_outliers, default="auto", metavar="auto|off|Q",
+                     help="keep outliers apart as a sparse part, paid from the budget: 'auto' "
+                     "(entries beyond 8 robust standard deviations), 'off', or a fraction "
+                     "Q of the entries (default: %(default)s)")
     wts.add_argument("-q", "--quiet", action="store_true", help="no per-tensor lines")
     wts.set_defaults(func=cmd_weights)
 

@@ -66,6 +66,7 @@ typedef struct {
     float *panel, *amat;      /* flush buffers */
     uint64_t *best_s, *best_t;    /* best signs among restarts */
     double *xpart;            /* per-tile partial sums of a block's s_j^T R t_j */
+    int have_prev;            /* S.bits / T.bits hold a previous cut (warm starts may use it) */
 } engine_t;
 
 static int64_t ntiles(int64_t len) { return (len + TILE - 1) / TILE; }
@@ -373,13 +374,13 @@ static double alternate(engine_t *E, const sc_params *prm, side_t *Y) {
  * the longer side with warm_start, the others from a random t). A start orthogonal to what is left (value exactly 0, easy
  * on small exact data) does not count and is drawn again, up to START_ATTEMPTS times. Leaves
  * the best signs in S.bits / T.bits with matching images; returns their value (0: none). */
-static double best_cut(engine_t *E, const sc_params *prm, sc_rng *rng, int64_t k) {
+static double best_cut(engine_t *E, const sc_params *prm, sc_rng *rng) {
     int restarts = prm->restarts > 1 ? prm->restarts : 1;
     double best = 0.0;
     int found = 0, last_is_best = 0;
     for (int attempt = 0; attempt < START_ATTEMPTS + restarts && found < restarts; attempt++) {
         side_t *Y = &E->T;
-        if (attempt == 0 && prm->warm_start && k > 0) {
+        if (attempt == 0 && prm->warm_start && E->have_prev) {
             /* From the longer side: from the short side of a tall or wide matrix the search
              * falls back near the previous cut (measured: 1000 x 50, 300 cuts, 55% more
              * error; from the long side 4% less than random starts). */
@@ -540,15 +541,22 @@ int sc_matrix_decompose(const sc_kernels *K, float *R, int64_t m, int64_t n,
         return SC_OK;
     }
     double nrmA2 = nrm2;
-    refresh(&E);
     int64_t ws = E.S.words, wt = E.T.words;
+    if (prm->warm_s && prm->warm_t) {     /* continuing: start next to the previous cut */
+        memcpy(E.S.bits, prm->warm_s, (size_t)ws * sizeof(uint64_t));
+        memcpy(E.T.bits, prm->warm_t, (size_t)wt * sizeof(uint64_t));
+        E.S.bits[ws - 1] &= sc_tail_mask(m);
+        E.T.bits[wt - 1] &= sc_tail_mask(n);
+        E.have_prev = 1;
+    }
+    refresh(&E);
     const double mn = (double)m * (double)n;
 
     double nrm2_flushed = nrm2;
     E.block_t0 = sc_now_seconds();
     for (int64_t k = 0;; k++) {
         if ((st = grow(res, k + 1, ws, wt))) break;
-        double cur = best_cut(&E, prm, &rng, k);
+        double cur = best_cut(&E, prm, &rng);
         if (!(cur > 0.0)) { res->stopped_by = 4; break; }   /* nothing left to fit */
         /* The value comes from images updated through the float16 copies (relative error
          * ~1e-4); a cut that takes most of what is left (exact low-rank data) gets its exact
@@ -559,6 +567,7 @@ int sc_matrix_decompose(const sc_kernels *K, float *R, int64_t m, int64_t n,
         memcpy(res->t_bits + k * wt, E.T.bits, (size_t)wt * sizeof(uint64_t));
         res->coef[k] = c;
         add_pending(&E, E.S.bits, E.T.bits, c);
+        E.have_prev = 1;
         /* A cut that takes most of what is left makes the tracked norm a difference of two
          * nearly equal numbers, and once the remainder's norm has halved the float16 copies
          * (scaled at the last flush) hold it with fewer digits: flush at once in both cases. */

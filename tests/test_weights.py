@@ -448,3 +448,41 @@ def test_cli_info_plain_signcut_file(tmp_path):
     r = run("info", path)
     assert r.returncode == 0, r.stderr
     assert "| a | 40x72 | 3 |" in r.stdout
+
+
+# ------------------------------------------------------------------ outliers kept sparse
+def test_outliers_auto_is_the_default_and_pays_on_heavy_tails(tmp_path):
+    rng = np.random.default_rng(11)
+    heavy = rng.standard_t(2, (96, 128)).astype(np.float32)
+    gauss = rng.standard_normal((96, 128), dtype=np.float32)
+    src = tmp_path / "m.safetensors"
+    stnp.save_file({"heavy": heavy, "gauss": gauss}, str(src))
+    auto = weights.compress(src, tmp_path / "auto.sct", bits_per_entry=6, progress=False)
+    off = weights.compress(src, tmp_path / "off.sct", bits_per_entry=6, progress=False,
+                           outliers=None)
+    a = {t["name"]: t for t in auto["tensors"]}
+    o = {t["name"]: t for t in off["tensors"]}
+    assert a["heavy"]["sparse"] > 0 and o["heavy"]["sparse"] == 0
+    assert a["heavy"]["rel_error"] < 0.5 * o["heavy"]["rel_error"]
+    assert a["gauss"]["sparse"] == 0 and a["gauss"]["rel_error"] == o["gauss"]["rel_error"]
+    loaded = signcut.load(tmp_path / "auto.sct")
+    assert len(loaded["heavy"].outliers) == a["heavy"]["sparse"]
+    assert auto["summary"]["stored_bytes"] == sum(sc.nbytes for sc in loaded.values())
+    assert auto["summary"]["bits_per_entry"] <= 6.0
+    assert weights.info(tmp_path / "auto.sct")["outliers"] == "auto"
+    with pytest.raises(ValueError, match="outliers"):
+        weights.compress(src, tmp_path / "bad.sct", outliers=2.0, progress=False)
+
+
+def test_cli_outliers_option(tmp_path, ckpt):
+    for value, stored in [("off", 0.0), ("0.01", 0.01), ("auto", "auto")]:
+        out = tmp_path / f"{value}.sct"
+        r = run("weights", ckpt, "-o", out, "--outliers", value, "-q")
+        assert r.returncode == 0, r.stderr
+        assert weights.info(out)["outliers"] == stored
+    sparse = {t["name"]: t["sparse"] for t in weights.info(tmp_path / "0.01.sct")["tensors"]
+              if t["kind"] == "signcut"}
+    assert sparse["layers.0.attn.weight"] == round(0.01 * 64 * 96)
+    for bad in ("1.5", "some"):
+        r = run("weights", ckpt, "-o", tmp_path / "x.sct", "--outliers", bad)
+        assert r.returncode == 2 and "--outliers" in r.stderr

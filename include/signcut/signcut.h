@@ -114,6 +114,8 @@ typedef struct sc_params {
     int refine;             /* matrices: backfitting passes over all cuts after the greedy */
     double growth_tol;      /* matrices: relative growth of |s^T R t| that continues a search
                                (<= 0: the default, 1e-6) */
+    const uint64_t *warm_s; /* matrices: signs of a previous cut (s: ceil(m/64) words, t:      */
+    const uint64_t *warm_t; /* ceil(n/64)) the first cut starts from with warm_start, or NULL */
 } sc_params;
 
 /* Output of a decomposition: arrays grown by the engine, freed with sc_result_free. */
