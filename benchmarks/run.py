@@ -131,6 +131,9 @@ def main(argv=None):
     missed = sum(r[-1] == "miss" for r in rows)
     print(f"{len(rows)} figures: {passed} pass, {missed} miss, {len(rows) - passed - missed} "
           f"without a goal; {time.perf_counter() - start:.0f} s in all.\n")
+    if args.quick:
+        print("--quick runs smaller sizes than the issues' goals name (see each figure): its "
+              "pass/miss is indicative only; run without --quick for the goals' cases.\n")
     for note in notes:
         print(f"- {note}")
     if args.json:
