@@ -791,3 +791,21 @@ def test_too_many_entries_is_a_format_error(tmp_path):
     edit(path, lambda header, decomps: decomps["signcut"].update(shape=[2**40, 2**40]))
     with pytest.raises(FormatError, match="too many entries"):
         signcut.load(path)
+
+
+def test_atheris_target_runs(tmp_path):
+    """fuzz/fuzz_load.py (where atheris installs): seeds, then 2,000 libFuzzer runs with the
+    allocation bound checked, no crash."""
+    pytest.importorskip("atheris")
+    import subprocess
+    import sys
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fuzz",
+                          "fuzz_load.py")
+    corpus = tmp_path / "corpus"
+    env = {**os.environ, "SIGNCUT_FUZZ_TRACE": "1"}
+    subprocess.run([sys.executable, script, "--seeds", str(corpus)], check=True, env=env,
+                   capture_output=True)
+    done = subprocess.run([sys.executable, script, str(corpus), "-runs=2000", "-max_len=2048",
+                           "-seed=1"], env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Done 2000 runs" in done.stderr
