@@ -28,7 +28,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 # Order of the table. The last three are written by other developers: skipped until they exist.
 SCRIPTS = ["bench_quality.py", "bench_speed.py", "bench_threads.py", "bench_memory.py",
-           "bench_tensor.py", "bench_image.py", "bench_weights.py", "bench_matmul.py",
+           "bench_tensor.py", "bench_image.py", "bench_weights.py", "bench_isa.py",
+           "bench_matmul.py",
            "bench_outliers.py", "bench_effort.py"]
 
 

@@ -9,6 +9,8 @@ import gc
 import json
 import os
 import random
+import subprocess
+import sys
 import threading
 import time
 import tracemalloc
@@ -824,3 +826,47 @@ def test_big_tensor_decompose_is_refused(monkeypatch):
     A = np.broadcast_to(np.zeros(1, np.int8), (2**11 + 1, 2**10, 2**10))
     with pytest.raises(MemoryError, match="shape"):
         signcut.decompose(A, width=1)
+
+
+# ================================================================== 6. across instruction sets
+# The folder holding the signcut these tests import: the subprocesses run the same one (-P: the
+# working folder, maybe an unbuilt checkout, is not put on sys.path).
+PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(signcut.__file__)))
+ISA_CASES = ("rng.standard_normal((150, 170), dtype=np.float32)",
+             "rng.standard_normal((64, 9), dtype=np.float32) @ "
+             "rng.standard_normal((9, 80), dtype=np.float32)",
+             "rng.standard_normal((9, 10, 11), dtype=np.float32)")
+
+
+def _decompose_with(isa, out):
+    code = ("import sys, numpy as np, signcut\n"
+            "assert signcut.cpu_info()['active'] == sys.argv[1]\n"
+            "rng = np.random.default_rng(3)\n"
+            f"cases = [{', '.join(ISA_CASES)}]\n"
+            "res = [signcut.decompose(A, bits_per_entry=6, seed=1, n_threads=2) for A in cases]\n"
+            "np.savez(sys.argv[2], **{f'{i}/{k}': v for i, r in enumerate(res) for k, v in\n"
+            "         [('errors', r.errors), ('coef', r.coef)] + list(enumerate(r.signs))})\n")
+    env = dict(os.environ, SIGNCUT_CPU=isa,
+               PYTHONPATH=os.pathsep.join(p for p in (PACKAGE_PARENT, os.environ.get("PYTHONPATH"))
+                                          if p))
+    done = subprocess.run([sys.executable, "-P", "-c", code, isa, str(out)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return np.load(out)
+
+
+def test_scalar_and_best_isa_agree_within_tolerance(tmp_path):
+    """The scalar kernels and the best ones the CPU has, each in its own process
+    (SIGNCUT_CPU): the same widths, and errors after every cut within 2 % of each other
+    (the README's promise; measured on AVX2: identical signs and coefficients, errors within
+    1e-14, since only double-precision sums are ordered differently)."""
+    best = signcut.cpu_info()["best"]
+    if best == "scalar":
+        pytest.skip("this CPU has no SIMD kernel set to compare with the scalar one")
+    ref = _decompose_with("scalar", tmp_path / "scalar.npz")
+    run = _decompose_with(best, tmp_path / f"{best}.npz")
+    for i in range(len(ISA_CASES)):
+        e0, e1 = ref[f"{i}/errors"], run[f"{i}/errors"]
+        assert e0.shape == e1.shape and e0.size > 10
+        np.testing.assert_allclose(e1, e0, rtol=0.02)
+        assert np.isfinite(run[f"{i}/coef"]).all()
