@@ -448,3 +448,20 @@ def test_cli_info_plain_signcut_file(tmp_path):
     r = run("info", path)
     assert r.returncode == 0, r.stderr
     assert "| a | 40x72 | 3 |" in r.stdout
+
+
+def test_read_kind_tells_weights_from_plain_files(tmp_path, ckpt):
+    out = tmp_path / "m.sct"
+    weights.compress(ckpt, out, progress=False)
+    kind, meta = weights.read_kind(out)
+    assert kind == "weights" and meta == weights.info(out)
+    plain = tmp_path / "plain.sct"
+    signcut.save(plain, signcut.decompose(BF16, width=2, seed=0))
+    assert weights.read_kind(plain) == ("signcut", None)
+    with pytest.raises(weights.WeightsError, match="not compressed model weights"):
+        weights.info(plain)
+    with pytest.raises(weights.WeightsError, match="no such file"):
+        weights.read_kind(tmp_path / "missing.sct")
+    (tmp_path / "junk").write_bytes(b"junk" * 10)
+    with pytest.raises(weights.WeightsError, match="is not a signcut file"):
+        weights.read_kind(tmp_path / "junk")
