@@ -120,7 +120,7 @@ def main(argv=None):
                              f"{t0 / t1:.1f}"])
                 records.append(record(f"final error, {name}, {isa}", 100 * e1[-1], "%",
                                       "same, scalar kernels", 100 * e0[-1],
-                                      f"|ratio - 1| <= {TOLERANCE:g}", final <= TOLERANCE))
+                                      f"abs(ratio - 1) <= {TOLERANCE:g}", final <= TOLERANCE))
                 records.append(record(f"time, {name} at 8 bits/entry, {isa}", t1, "s",
                                       "same, scalar kernels", t0))
     print_table(["Array", "Kernels", "Width scalar", "Width", "Signs first differ at cut",

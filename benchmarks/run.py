@@ -122,9 +122,10 @@ def main(argv=None):
             everything.append({"script": name, **r})
             unit = r.get("unit", "")
             ratio_unit = "" if unit == "x" else "x"
-            rows.append([short, r["figure"], fmt(r["value"], unit), r["baseline"],
-                         fmt(r["baseline_value"], unit), fmt(r["ratio"], ratio_unit),
-                         r.get("goal") or "-", result_cell(r.get("ok"))])
+            cells = [short, r["figure"], fmt(r["value"], unit), r["baseline"],
+                     fmt(r["baseline_value"], unit), fmt(r["ratio"], ratio_unit),
+                     r.get("goal") or "-", result_cell(r.get("ok"))]
+            rows.append([str(c).replace("|", "\\|") for c in cells])   # Markdown cells
 
     print_table(["Script", "Figure", "Value", "Baseline (same run)", "Baseline value", "Ratio",
                  "Goal", "Result"], rows)
