@@ -3,6 +3,8 @@
 Timing takes the minimum over repeats: the machine may be shared, and noise only ever adds
 time. Every figure is a ratio against a baseline measured in the same run.
 """
+import json
+import math
 import os
 import platform
 import resource
@@ -82,3 +84,61 @@ def header(title):
           f"default threads {info['default_threads']}, {os.cpu_count()} CPUs, "
           f"{platform.machine()}, Python {platform.python_version()}, NumPy {np.__version__} "
           f"(BLAS {blas}), load average {os.getloadavg()[0]:.2f}\n")
+
+
+def add_protocol_args(ap, quick_help="a subset, a few seconds"):
+    """Add the options every benchmark script takes: ``--quick`` and ``--json PATH``."""
+    ap.add_argument("--quick", action="store_true", help=quick_help)
+    ap.add_argument("--json", metavar="PATH", default=None,
+                    help="also write the figures as a JSON list of records to PATH")
+
+
+def record(figure, value, unit, baseline, baseline_value, goal="", ok=None):
+    """One figure for ``benchmarks/run.py``: value against a baseline measured in the same run.
+
+    ``ratio`` is value / baseline_value; ``goal`` is a short text ("ratio <= 1", or "" when
+    the issues set none) and ``ok`` says whether it is met (None without a goal).
+    """
+    value, baseline_value = float(value), float(baseline_value)
+    ratio = value / baseline_value if baseline_value != 0 else float("nan")
+    return {"figure": figure, "value": value, "unit": unit, "baseline": baseline,
+            "baseline_value": baseline_value, "ratio": ratio, "goal": goal,
+            "ok": None if ok is None else bool(ok)}
+
+
+def write_json(path, records):
+    """Write the records as a JSON list (non-finite numbers become null); no-op if path is None."""
+    if path is None:
+        return
+
+    def clean(v):
+        return None if isinstance(v, float) and not math.isfinite(v) else v
+
+    with open(path, "w") as f:
+        json.dump([{k: clean(v) for k, v in r.items()} for r in records], f, indent=1)
+        f.write("\n")
+
+
+def machine_line():
+    """One line: CPU model, cores, memory, instruction sets found and kernels used."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f
+                          if line.startswith("model name")), model)
+    except OSError:
+        pass
+    mem = ""
+    try:
+        with open("/proc/meminfo") as f:
+            kib = int(next(line.split()[1] for line in f if line.startswith("MemTotal")))
+        mem = f", {kib / 2 ** 20:.0f} GiB RAM"
+    except (OSError, StopIteration, ValueError):
+        pass
+    info = signcut.cpu_info()
+    return (f"{model}, {os.cpu_count()} CPUs{mem}, {platform.system()} {platform.machine()}; "
+            f"CPU features {', '.join(info['features']) or 'none'}; kernels supported "
+            f"{', '.join(info['supported'])}, best {info['best']}, active {info['active']}"
+            f"{' (SIGNCUT_CPU=' + info['override'] + ')' if info['override'] else ''}; "
+            f"OpenMP {'on' if info['openmp'] else 'off'}, default threads "
+            f"{info['default_threads']}")

@@ -3,7 +3,8 @@
     python benchmarks/bench_image.py            # the table (2 to 3 minutes on 2 cores,
                                                 # mostly the plain (H, W, 3) tensor)
     python benchmarks/bench_image.py --sweep    # also the tile/colour sweep at 5%
-    python benchmarks/bench_image.py --quick    # the 5% column only
+    python benchmarks/bench_image.py --quick    # the 5% column only, no timings
+    python benchmarks/bench_image.py --json image.json
 
 Budgets are fractions of the raw 8-bit size (451 x 300 x 3 = 405,900 bytes). At each budget:
 
@@ -30,7 +31,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from _common import header, print_table  # noqa: E402
+from _common import add_protocol_args, header, print_table, record, write_json  # noqa: E402
 
 from signcut import image  # noqa: E402
 
@@ -110,7 +111,7 @@ def sweep(cat, ratio=0.05):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sweep", action="store_true", help="also sweep tiles and colours at 5%%")
-    ap.add_argument("--quick", action="store_true", help="only the 5%% budget")
+    add_protocol_args(ap, "only the 5%% budget, no timings")
     args = ap.parse_args(argv)
     ratios = (0.05,) if args.quick else RATIOS
     cat = load_cat()
@@ -152,11 +153,29 @@ def main(argv=None):
     print("### PSNR in dB (bytes stored) at a fraction of the raw 8-bit size\n")
     print_table(["method", *[f"{r:.0%} ({int(r * raw)} B)" for r in ratios]], rows)
 
-    t_best = best_time(lambda: image.compress(cat, ratio=0.10, seed=SEED, n_threads=2))
-    t_plain = best_time(lambda: image.compress(cat, ratio=0.10, tile=None, color="rgb",
-                                               seed=SEED, n_threads=2), repeat=1)
-    print_table(["compress the cat at 10%, 2 threads", "seconds"],
-                [("defaults", f"{t_best:.2f}"), ("plain greedy on (H, W, 3)", f"{t_plain:.2f}")])
+    records = []
+    for r in ratios:
+        best = results[r]["best"][0]
+        for key, name in (("jpeg", f"JPEG (Pillow, q={results[r]['jpeg'][2]}, largest within "
+                                   f"budget)"),
+                          ("plain", "signcut plain greedy on (H, W, 3)"),
+                          ("svd", "per-channel truncated SVD, float16 factors")):
+            base = results[r][key][0]
+            goal, ok = ((f"value - baseline >= {GOAL_DB} dB", best - base >= GOAL_DB)
+                        if key == "plain" and r == 0.05 else ("", None))
+            records.append(record(f"PSNR of the cat at {r:.0%}, defaults", best, "dB", name,
+                                  base, goal, ok))
+
+    if not args.quick:
+        t_best = best_time(lambda: image.compress(cat, ratio=0.10, seed=SEED, n_threads=2))
+        t_plain = best_time(lambda: image.compress(cat, ratio=0.10, tile=None, color="rgb",
+                                                   seed=SEED, n_threads=2), repeat=1)
+        print_table(["compress the cat at 10%, 2 threads", "seconds"],
+                    [("defaults", f"{t_best:.2f}"),
+                     ("plain greedy on (H, W, 3)", f"{t_plain:.2f}")])
+        records.append(record("time to compress the cat at 10%, defaults", t_best, "s",
+                              "plain greedy on (H, W, 3)", t_plain))
+    write_json(args.json, records)
 
     gain = results[0.05]["best"][0] - results[0.05]["plain"][0]
     gap = results[0.05]["best"][0] - results[0.05]["jpeg"][0]

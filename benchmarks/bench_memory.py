@@ -44,13 +44,15 @@ def main(argv=None):
     ap.add_argument("--width", type=int, default=300, help="cap on the width, 0 = none")
     ap.add_argument("--threads", type=int, default=None, help="n_threads (default: all)")
     ap.add_argument("--quick", action="store_true", help="1024 x 1024")
+    ap.add_argument("--json", metavar="PATH", default=None,
+                    help="also write the figures as a JSON list of records to PATH")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     n = 1024 if args.quick else args.size
     if args.child:
         return child(n, args.width, args.threads)
 
-    from _common import header, print_table, verdict
+    from _common import header, print_table, record, verdict, write_json
     header(f"Memory: peak RSS of decomposing {n} x {n} float32 at 8 bits/entry (fresh process)")
     cmd = [sys.executable, __file__, "--child", "--size", str(n), "--width", str(args.width)]
     if args.threads is not None:
@@ -63,6 +65,10 @@ def main(argv=None):
                 [[f"{n} x {n}", m["width"], f"{m['nbytes'] / mib:.1f}",
                   f"{(m['peak'] - m['before']) / mib:.1f}", f"{ratio:.2f}", f"<= {GOAL:g}",
                   verdict(ratio <= GOAL), f"{(m['peak'] - m['after_a']) / m['nbytes']:.2f}"]])
+    write_json(args.json, [record(
+        f"peak RSS - start, decompose {n}x{n} ({m['width']} cuts)",
+        (m["peak"] - m["before"]) / mib, "MiB", "float32 input A.nbytes", m["nbytes"] / mib,
+        f"ratio <= {GOAL:g}", ratio <= GOAL)])
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ separately at its largest budget).
 Run from the repository root:
     python benchmarks/bench_tensor.py                  # the issue's sizes (several minutes)
     python benchmarks/bench_tensor.py --width 4000     # steady-state speed over 4000 cuts
-    python benchmarks/bench_tensor.py --quick          # 32 x 64 x 128 and 32^3, under a minute
+    python benchmarks/bench_tensor.py --quick          # 32 x 64 x 128 (1000 cuts) and 16^3, seconds
     python benchmarks/bench_tensor.py --dims 64 64 64 --threads 2 --no-tensorly
 """
 import argparse
@@ -49,7 +49,10 @@ import time
 import numpy as np
 
 import signcut
-from _common import best_time, header, print_table, rel_error, verdict
+from _common import (add_protocol_args, best_time, header, print_table, record, rel_error,
+                     verdict, write_json)
+
+RECORDS = []  # figures for --json
 
 GOAL = 5.0
 # (einsum spec, optimize): the goal's baseline first; np.einsum's default optimize=False runs
@@ -129,7 +132,7 @@ def speed_table(X, args):
     base = {s: contraction_time(X, s) for s in CONTRACTIONS}
     run = best_run(X, args.repeat, bits_per_entry=8, width=args.width, n_threads=args.threads)
     serial = None
-    if args.threads != 1:
+    if args.threads != 1 and not args.quick:
         w = args.serial_width or args.width
         w = min(w, args.width) if w and args.width else w
         serial = best_run(X, args.repeat, bits_per_entry=8, width=w, n_threads=1)
@@ -145,6 +148,14 @@ def speed_table(X, args):
     nt = "all" if args.threads in (None, -1) else args.threads
     rows = [row(nt, r.width, t, spec, r.rel_error, main=spec == CONTRACTIONS[0])
             for spec in CONTRACTIONS]
+    what = "8 bits/entry" if args.width is None else f"first {r.width} cuts"
+    for spec in CONTRACTIONS:
+        main = spec == CONTRACTIONS[0]
+        ratio = t / r.width / base[spec]
+        RECORDS.append(record(f"time per cut, {'x'.join(map(str, dims))} ({what})",
+                              1e3 * t / r.width, "ms", f"np.einsum {label(spec)}",
+                              1e3 * base[spec], f"ratio <= {GOAL:g}" if main else "",
+                              ratio <= GOAL if main else None))
     if serial is not None:
         w = serial[0].width
         if w < r.width:
@@ -200,6 +211,11 @@ def error_rows(name, X, budgets, tl, args, run=None):
             tk_cells = ["-", "-", "-"]
         rows.append([name, f"{bits:g}", budget, w, f"{sc_err:.4f}", f"{sc_t:.2f}"]
                     + cp_cells + tk_cells)
+        for method, cells in (("CP (parafac) rank " + str(cp_cells[0]), cp_cells),
+                              ("Tucker ranks " + str(tk_cells[0]), tk_cells)):
+            if cells[1] != "-":
+                RECORDS.append(record(f"error, {name}, {bits:g} bits/entry", sc_err, "",
+                                      f"TensorLy {method}, same bytes", float(cells[1])))
     return rows
 
 
@@ -211,10 +227,11 @@ def error_table(X, run, args):
               "(pip install tensorly to run it).\n")
         return
     tl.set_backend("numpy")
-    n = 32 if args.quick else 64
-    tensors = [(f"Gaussian {' x '.join(map(str, X.shape))}", X, run),
-               (f"rank 10 + 10 % noise {n}^3", low_rank_plus_noise(n, seed=0), None),
+    n = 16 if args.quick else 64
+    tensors = [(f"rank 10 + 10 % noise {n}^3", low_rank_plus_noise(n, seed=0), None),
                (f"Gaussian {n}^3", gaussian_tensor((n, n, n), seed=1), None)]
+    if not args.quick:
+        tensors.insert(0, (f"Gaussian {' x '.join(map(str, X.shape))}", X, run))
     rows = []
     for name, T, r in tensors:
         rows += error_rows(name, T, args.budgets, tl, args, r)
@@ -242,11 +259,11 @@ def main(argv=None):
                     help="bits per entry of the equal-storage table (default 1 2 4)")
     ap.add_argument("--n-iter", type=int, default=100, help="TensorLy n_iter_max (default 100)")
     ap.add_argument("--no-tensorly", action="store_true", help="skip the TensorLy table")
-    ap.add_argument("--quick", action="store_true",
-                    help="speed tensor 32 x 64 x 128, small tensors 32^3")
+    add_protocol_args(ap, "speed tensor 32 x 64 x 128 capped at 1000 cuts, no serial run, "
+                          "TensorLy on 16^3 tensors only, n_iter_max 30")
     args = ap.parse_args(argv)
     if args.quick:
-        args.dims = [32, 64, 128]
+        args.dims, args.width, args.serial_width, args.n_iter = [32, 64, 128], 1000, None, 30
     args.width = args.width or None
 
     cap = "full width" if args.width is None else f"width capped at {args.width}"
@@ -255,6 +272,7 @@ def main(argv=None):
     run = speed_table(X, args)
     if not args.no_tensorly:
         error_table(X, run, args)
+    write_json(args.json, RECORDS)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ Prints a Markdown table; exits 0 whatever the figures.
 
 Run from the repository root:
     python benchmarks/bench_threads.py                 # 4096 x 4096, 1500 cuts (a few minutes)
-    python benchmarks/bench_threads.py --quick         # 1024 x 1024, 1000 cuts, seconds
+    python benchmarks/bench_threads.py --quick         # 1024 x 1024, 600 cuts, seconds
     python benchmarks/bench_threads.py --size 2048 --width 3000 --threads 4 --repeat 3
 """
 import argparse
@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 import signcut
-from _common import gaussian, header, print_table, verdict
+from _common import add_protocol_args, gaussian, header, print_table, record, verdict, write_json
 
 GOAL = 1.6
 
@@ -30,9 +30,9 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, nargs="+", default=[2],
                     help="thread counts compared with 1 (default 2)")
     ap.add_argument("--repeat", type=int, default=2, help="runs per thread count (min taken)")
-    ap.add_argument("--quick", action="store_true", help="1024 x 1024, width 1000")
+    add_protocol_args(ap, "1024 x 1024, width 600")
     args = ap.parse_args(argv)
-    n, width = (1024, 1000) if args.quick else (args.size, args.width)
+    n, width = (1024, 600) if args.quick else (args.size, args.width)
 
     header(f"Threads: {n} x {n} float32 Gaussian, 8 bits/entry, width capped at {width}")
     if (os.cpu_count() or 1) < max(args.threads):
@@ -46,7 +46,7 @@ def main(argv=None):
             result[nt] = signcut.decompose(A, bits_per_entry=8, width=width, seed=0, n_threads=nt)
             best[nt] = min(best.get(nt, float("inf")), time.perf_counter() - t0)
 
-    r1, rows = result[1], []
+    r1, rows, records = result[1], [], []
     for nt in counts[1:]:
         rt = result[nt]
         same = all(np.array_equal(a, b) for a, b in
@@ -56,8 +56,15 @@ def main(argv=None):
         rows.append([f"{n} x {n}", r1.width, f"{best[1]:.2f}", nt, f"{best[nt]:.2f}",
                      f"{speedup:.2f}", f">= {GOAL:g}" if goal else "-",
                      verdict(speedup >= GOAL) if goal else "-", "yes" if same else "NO"])
+        records.append(record(f"time, {nt} threads, {n}x{n}, {r1.width} cuts", best[nt], "s",
+                              "same, 1 thread", best[1],
+                              f"ratio <= {1 / GOAL:.3g} ({GOAL:g}x faster)" if goal else "",
+                              speedup >= GOAL if goal else None))
+        records.append(record(f"bits identical, {nt} threads vs 1", float(same), "bool",
+                              "required", 1.0, "value == 1", same))
     print_table(["Size", "Width", "1 thread (s)", "Threads", "Time (s)", "Speedup",
                  "Goal", "Result", "Identical bits"], rows)
+    write_json(args.json, records)
 
 if __name__ == "__main__":
     main()

@@ -15,7 +15,8 @@
 Prints Markdown tables; exits 0 whatever the figures (1 with --check if a goal is missed).
 
     python benchmarks/bench_weights.py            # 24 x 1024 x 1024
-    python benchmarks/bench_weights.py --quick    # 6 x 256 x 256
+    python benchmarks/bench_weights.py --quick    # 4 x 256 x 256, quality on 128 x 128
+    python benchmarks/bench_weights.py --json weights.json
 """
 import argparse
 import json
@@ -26,11 +27,13 @@ import tempfile
 
 import numpy as np
 
-from _common import bf16_round, rel_error
+from _common import add_protocol_args, bf16_round, record, rel_error, write_json
 
 import signcut
 
 GOAL_MAX_ERROR = 0.035
+GOAL_SPEEDUP = 1.7
+RECORDS = []  # figures for --json
 
 
 def make_checkpoint(path, count, n, heavy=False):
@@ -101,28 +104,32 @@ def quality(w, label, threads):
             ("int4 asym., groups of 128", 4.25, rtn_groups(w, 4)),
             ("int2 asym., groups of 128", 2.25, rtn_groups(w, 2))):
         sc = signcut.decompose(w, bits_per_entry=bits, seed=0, n_threads=threads)
-        rows.append((label, name, f"{bits:.3f}", f"{rel_error(w, approx):.4%}",
+        base = rel_error(w, approx)
+        rows.append((label, name, f"{bits:.3f}", f"{base:.4%}",
                      f"{sc.rel_error:.4%}", f"{sc.bits_per_entry:.3f}"))
+        RECORDS.append(record(f"error at {bits:.4g} bits/entry, {label} {w.shape[0]}x{n}",
+                              100 * sc.rel_error, "%", name, 100 * base))
     return rows
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="6 matrices of 256 x 256")
+    add_protocol_args(ap, "4 matrices of 256 x 256, quality table on 128 x 128")
     ap.add_argument("--count", type=int, default=None)
     ap.add_argument("--size", type=int, default=None)
     ap.add_argument("--heavy", action="store_true",
                     help="every other matrix Student-t(3) (heavy tailed)")
     ap.add_argument("--check", action="store_true", help="exit 1 if a goal is missed")
     args = ap.parse_args(argv)
-    count = args.count or (6 if args.quick else 24)
+    count = args.count or (4 if args.quick else 24)
     n = args.size or (256 if args.quick else 1024)
     threads = os.cpu_count()
     print(f"# signcut.weights: {count} float32 {n} x {n} matrices at 8 bits/entry "
           f"({os.cpu_count()} CPUs)\n")
     with tempfile.TemporaryDirectory() as tmp:
         src = os.path.join(tmp, "model.safetensors")
-        make_checkpoint(src, count, n, args.heavy)
+        tensors = make_checkpoint(src, count, n, args.heavy)
+        int8_max = max(rel_error(w, rtn_rows(w)) for k, w in tensors.items() if w.ndim == 2)
         one_matrix = 4 * n * n
         s1, t1, rss1, _ = run_compress(src, os.path.join(tmp, "one.sct"), 1)
         s2, t2, rss2, worker = run_compress(src, os.path.join(tmp, "two.sct"), 2)
@@ -140,15 +147,29 @@ def main(argv=None):
               f"{'ok' if s['max_error'] <= GOAL_MAX_ERROR else 'MISSED'}")
         print(f"one matrix is {one_matrix / 2**20:.0f} MiB; largest jobs=2 worker peak RSS "
               f"{worker / 2**20:.0f} MiB\n")
+        what = f"{count} x {n}x{n}"
+        RECORDS.append(record(f"max error, checkpoint {what} at 8 bits/entry",
+                              100 * s["max_error"], "%", "int8 RTN per row, max over the same",
+                              100 * int8_max, f"value <= {100 * GOAL_MAX_ERROR:g} %",
+                              s["max_error"] <= GOAL_MAX_ERROR))
+        RECORDS.append(record(f"time, checkpoint {what}, --jobs 2", t2, "s", "same, --jobs 1",
+                              t1, f"ratio <= {1 / GOAL_SPEEDUP:.3g} ({GOAL_SPEEDUP:g}x faster)",
+                              t1 / t2 >= GOAL_SPEEDUP))
+        RECORDS.append(record(f"bits identical, checkpoint {what}, --jobs 2 vs 1",
+                              float(identical), "bool", "required", 1.0, "value == 1", identical))
+        RECORDS.append(record(f"peak RSS, checkpoint {what}, --jobs 1", rss1 / 2 ** 20, "MiB",
+                              "one float32 matrix", one_matrix / 2 ** 20))
 
     rng = np.random.default_rng(1)
-    gauss = rng.standard_normal((n, n), dtype=np.float32)
-    heavy = rng.standard_t(3, (n, n)).astype(np.float32)
+    q = 128 if args.quick else n  # the quality table's matrices
+    gauss = rng.standard_normal((q, q), dtype=np.float32)
+    heavy = rng.standard_t(3, (q, q)).astype(np.float32)
     print("| matrix | baseline | bits/entry | baseline error | signcut error | signcut bits |")
     print("|---|---|---:|---:|---:|---:|")
     for label, w in (("Gaussian", gauss), ("Student-t(3)", heavy)):
         for row in quality(w, label, threads):
             print("| " + " | ".join(row) + " |")
+    write_json(args.json, RECORDS)
     ok = s["max_error"] <= GOAL_MAX_ERROR and identical
     return 0 if ok or not args.check else 1
 

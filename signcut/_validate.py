@@ -33,14 +33,15 @@ def as_real_array(A, name="A"):
     if arr.size == 0:
         raise ValueError(f"{name} is empty (shape {arr.shape}); nothing to decompose")
     if kind == "f":
-        finite = np.isfinite(arr)
-        if not finite.all():
-            bad = np.argwhere(~finite)
+        # NaN and Inf show in the min and max: no temporary the size of arr (which would come
+        # before the memory check), except on the error path, to name the first bad entry.
+        big = max_abs(arr)
+        if not np.isfinite(big):
+            bad = np.argwhere(~np.isfinite(arr))
             first = tuple(int(i) for i in bad[0])
             value = arr[first]
             raise ValueError(f"{name} contains {len(bad)} non-finite value(s) (NaN or Inf); "
                              f"the first is {value!r} at index {first}")
-        big = max_abs(arr)
         if big > _LARGEST:
             raise ValueError(f"{name} has values up to {big:.3g}, beyond what signcut takes "
                              f"({_LARGEST:.3g}: float32's range with room for the sums of cuts, "

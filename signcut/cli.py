@@ -371,13 +371,8 @@ def cmd_expand(args):
 def cmd_info(args):
     from signcut import weights
     path = args.input
-    if not os.path.isfile(path):
-        raise UsageError(f"cannot read {path!r}: no such file")
-    try:
-        extra = signcut.read_metadata(path)
-    except signcut.FormatError as exc:
-        raise UsageError(f"{path!r} is not a signcut file: {exc}") from None
-    if weights.FORMAT_KEY not in extra:
+    kind, meta = weights.read_kind(path)     # WeightsError: one line, exit status 2
+    if kind == "signcut":
         loaded = signcut.load(path)
         items = loaded.items() if isinstance(loaded, dict) else [("signcut", loaded)]
         print(f"{path}: signcut file")
@@ -387,7 +382,6 @@ def cmd_info(args):
             print(f"| {name} | {'x'.join(map(str, sc.shape))} | {sc.width} | "
                   f"{sc.bits_per_entry:.3f} | {sc.rel_error:.4%} |")
         return 0
-    meta = weights.info(path)
     tensors = meta["tensors"]
     comp = [t for t in tensors if t["kind"] == "signcut"]
     print(f"{path}: compressed model weights, {len(comp)} tensors compressed at "

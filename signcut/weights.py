@@ -595,9 +595,13 @@ def _write_csv(path, records):
 
 
 # ------------------------------------------------------------------ reading our output
-def info(path):
-    """What a file written by :func:`compress` holds: the ``signcut_weights`` metadata dict
-    (``tensors`` lists every tensor). Raises ``WeightsError`` for other files."""
+def read_kind(path):
+    """Tell a file written by :func:`compress` from another signcut file.
+
+    Returns ``("weights", meta)`` with the ``signcut_weights`` metadata dict for the first,
+    ``("signcut", None)`` for the second. Raises ``WeightsError`` (one line) when the file is
+    missing, is not a signcut file, or holds bad weights metadata.
+    """
     import signcut
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -607,14 +611,26 @@ def info(path):
     except signcut.FormatError as exc:
         raise WeightsError(f"{path!r} is not a signcut file: {exc}") from None
     if FORMAT_KEY not in extra:
-        raise WeightsError(f"{path!r} is a signcut file but not compressed model weights")
+        return "signcut", None
     try:
         meta = json.loads(extra[FORMAT_KEY])
         if meta.get("version") != FORMAT_VERSION:
             raise WeightsError(f"{path!r}: unknown weights format version {meta.get('version')!r}")
         meta["tensors"]
-    except (ValueError, KeyError, TypeError, AttributeError):
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        if isinstance(exc, WeightsError):
+            raise
         raise WeightsError(f"{path!r}: bad {FORMAT_KEY} metadata") from None
+    return "weights", meta
+
+
+def info(path):
+    """What a file written by :func:`compress` holds: the ``signcut_weights`` metadata dict
+    (``tensors`` lists every tensor). Raises ``WeightsError`` for other files."""
+    kind, meta = read_kind(path)
+    if kind != "weights":
+        raise WeightsError(f"{os.fspath(path)!r} is a signcut file but not compressed model "
+                           f"weights")
     return meta
 
 

@@ -561,21 +561,85 @@ def test_property_round_trip(tmp_path, x):
     assert_same(x, signcut.load(tmp_path / "p"))
 
 
+# ------------------------------------------------------------------ fuzzing the reader
+# 10,000 generated files in all (4,000 byte edits and truncations, 4,000 edited header values,
+# 2,000 garbage files): every failure is a FormatError, a file that loads is a consistent
+# decomposition, and loading never allocates more than LOAD_BOUND(file size).
+#
+# The bound follows from how load() works: it checks every declared length against the bytes
+# the file holds before reading, so each array it makes is tied to file bytes. Per cut the file
+# holds a float32 coefficient and ceil(d/8)-ish bytes per mode (>= 4 + ndim/8 bytes); memory
+# holds the coefficient, a float64 error and a 64-bit word per started 64 entries of each mode
+# (<= 12 + 8 ndim + sum(d)/8 bytes): at most 34x with 32 modes of size 1. On top come the raw
+# bytes read (1x), the unpacked sign flags of one chunk (<= 8x the stream) and the parsed JSON
+# header (~15-20x its text). 40x the file plus 64 KiB covers all of it; nothing may scale with
+# a size the header merely declares.
+def LOAD_BOUND(size):
+    return 64 * 1024 + 40 * size
+
+
+def _load_measured(path):
+    """signcut.load(path) under tracemalloc: (result or the exception, peak bytes)."""
+    tracemalloc.start()
+    try:
+        try:
+            out = signcut.load(path)
+        except Exception as exc:                         # noqa: BLE001 - returned to the test
+            out = exc
+        return out, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def _assert_loads_or_format_error(path, must_fail=False):
+    """Load a fuzzed file: FormatError, or a consistent SignCut/dict; allocation bounded."""
+    size = os.path.getsize(path)
+    out, peak = _load_measured(path)
+    assert peak <= LOAD_BOUND(size), f"peak {peak} bytes for a file of {size} bytes"
+    if isinstance(out, FormatError):
+        return None
+    if isinstance(out, Exception):
+        raise AssertionError(f"not a FormatError: {type(out).__name__}: {out}") from out
+    assert not must_fail, "a file that must fail loaded"
+    assert isinstance(out, (dict, SignCut))
+    for item in (out.values() if isinstance(out, dict) else [out]):
+        assert isinstance(item, SignCut)
+        w = item.width
+        assert item.coef.shape == (w,) and item.errors.shape == (w,)
+        assert len(item.signs) == len(item.tensor_shape) >= 1
+        for bits, d in zip(item.signs, item.tensor_shape):
+            assert bits.dtype == np.uint64 and bits.shape == (w, words(d))
+            if d % 64 and w:
+                assert not (bits[:, -1] >> np.uint64(d % 64)).any()
+        assert item.nbytes >= 0 and repr(item)
+    return out
+
+
 @pytest.fixture(scope="module")
 def corruptible(tmp_path_factory):
+    """Valid files (raw bytes) of several kinds: a mapping of orders 1 to 3, a tensorized
+    decomposition saved with history, a 32-mode one; plus the objects and a scratch path."""
     rng = np.random.default_rng(14)
     obj = {"m": random_signcut(rng, (5, 3), 3), "t": random_signcut(rng, (9, 2, 7), 2),
            "z": random_signcut(rng, (4,), 0)}
-    path = tmp_path_factory.mktemp("corrupt") / "base.safetensors"
-    signcut.save(path, obj)
-    return path.read_bytes(), obj, tmp_path_factory.mktemp("work") / "c.safetensors"
+    folder = tmp_path_factory.mktemp("corrupt")
+    signcut.save(folder / "base.safetensors", obj)
+    A = rng.standard_normal((8, 16)).astype(np.float32)
+    signcut.save(folder / "tz.safetensors", signcut.decompose(
+        A, width=5, seed=0, shape=(4, 2, 4, 4), axes=(0, 2, 1, 3)), history=True)
+    signcut.save(folder / "ones.safetensors", random_signcut(rng, (1,) * 32, 9))
+    raws = [(folder / n).read_bytes() for n in ("base", "tz", "ones")
+            for n in [n + ".safetensors"]]
+    return raws, obj, tmp_path_factory.mktemp("work") / "c.safetensors"
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=4000, deadline=None)
 @given(data=st.data())
 def test_property_corruption(corruptible, data):
-    raw, obj, path = corruptible
-    raw = bytearray(raw)
+    """Byte edits anywhere or in the header, then maybe a truncation."""
+    raws, obj, path = corruptible
+    original = data.draw(st.sampled_from(raws))
+    raw = bytearray(original)
     size = len(raw)
     n = int.from_bytes(raw[:8], "little")
     edits = data.draw(st.lists(st.tuples(
@@ -587,30 +651,109 @@ def test_property_corruption(corruptible, data):
     if cut is not None:
         raw = raw[:cut]
     path.write_bytes(bytes(raw))
-    try:
-        out = signcut.load(path)
-    except FormatError:
-        return
-    assert cut is None or cut == size           # every truncation is caught
-    assert isinstance(out, (dict, SignCut))
-    for item in (out.values() if isinstance(out, dict) else [out]):
-        assert isinstance(item, SignCut)
-        for bits, d in zip(item.signs, item.shape):     # a valid decomposition
-            assert bits.shape == (item.width, words(d))
-        assert item.nbytes >= 0 and repr(item)
-    if bytes(raw) == corruptible[0]:
+    out = _assert_loads_or_format_error(path, must_fail=cut is not None and cut != size)
+    if out is not None and bytes(raw) == raws[0]:
         for name in obj:
             assert_same(obj[name], out[name])
 
 
-@settings(max_examples=200, deadline=None,
+HUGE = [2**31, 2**32, 2**40, 2**62, 2**63, 2**64 + 1, 10**400, -(2**40)]
+HOSTILE = st.one_of(
+    st.sampled_from([0, 1, 2, 3, 7, 8, -1, 63, 64, 65, 1.5, 3.0, -0.0, 1e308, float("inf"),
+                     float("nan"), True, False, None, "", "3", "float32", "F32", "U8", "O",
+                     "V8", "i4,f8", [], [0], [1], [3, 5], [2**40, 2**40], [1] * 33, [[1]], {},
+                     {"a": 1}] + HUGE),
+    st.integers(-5, 300), st.text(max_size=8),
+    st.lists(st.integers(-2, 2**41), max_size=4))
+
+
+@settings(max_examples=4000, deadline=None)
+@given(data=st.data())
+def test_property_header_edits(corruptible, data):
+    """One value of the parsed header replaced (a metadata key, one dimension, the width, a
+    tensor's dtype/shape/offsets, a metadata string, a tensor dropped or added, or width and
+    tensor lengths grown consistently so only the data is short), maybe truncated after."""
+    raws, _, path = corruptible
+    raw = data.draw(st.sampled_from(raws))
+    header, body = split(raw)
+    meta = header["__metadata__"]
+    decomps = json.loads(meta["decompositions"])
+    name = data.draw(st.sampled_from(sorted(decomps)))
+    entry = decomps[name]
+    tensors = sorted(k for k in header if k != "__metadata__")
+    value = data.draw(HOSTILE)
+    where = data.draw(st.sampled_from(["key", "dim", "huge", "tensor", "tensor[i]", "meta",
+                                       "tensors", "consistent"]))
+    must_fail = False
+    if where == "key":
+        key = data.draw(st.sampled_from(["shape", "width", "orig_dtype", "norm", "rel_error",
+                                         "history", "tensorize", "extra"]))
+        entry[key] = value
+    elif where == "dim":
+        entry["shape"][data.draw(st.integers(0, len(entry["shape"]) - 1))] = value
+    elif where == "huge":
+        if data.draw(st.booleans()):
+            entry["width"] = data.draw(st.sampled_from(HUGE))
+        else:
+            entry["shape"] = [data.draw(st.sampled_from(HUGE)) for _ in entry["shape"]]
+    elif where == "tensor":
+        key = data.draw(st.sampled_from(["dtype", "shape", "data_offsets"]))
+        header[data.draw(st.sampled_from(tensors))][key] = value
+    elif where == "tensor[i]":
+        t = data.draw(st.sampled_from(tensors))
+        key = data.draw(st.sampled_from(["shape", "data_offsets"]))
+        header[t][key][data.draw(st.integers(0, len(header[t][key]) - 1))] = value
+    elif where == "meta":
+        key = data.draw(st.sampled_from(["format", "format_version", "container",
+                                         "decompositions", "signs"]))
+        meta[key] = data.draw(st.one_of(st.sampled_from(
+            ["", "1", "2", "single", "mapping", "signcut", "{}", "[]"]), st.text(max_size=12)))
+    elif where == "tensors":
+        if data.draw(st.booleans()):
+            del header[data.draw(st.sampled_from(tensors))]
+        else:
+            header[f"{name}/signs.{data.draw(st.integers(0, 40))}"] = {
+                "dtype": "U8", "shape": [1], "data_offsets": [0, 1]}
+    else:                              # lengths consistent with a larger width, data short
+        entry["width"] += data.draw(st.integers(1, 1000))
+        offset, factor = 0, data.draw(st.integers(1, 300))
+        for t in tensors:
+            n = (header[t]["data_offsets"][1] - header[t]["data_offsets"][0]) * factor
+            header[t]["shape"] = [n // {"U8": 1, "F32": 4, "F64": 8}[header[t]["dtype"]]]
+            header[t]["data_offsets"] = [offset, offset + n]
+            offset += n
+        must_fail = True
+    if where != "meta" or key != "decompositions":
+        meta["decompositions"] = json.dumps(decomps)
+    out = join(header, body)
+    if data.draw(st.integers(0, 4)) == 0:
+        out, must_fail = out[:data.draw(st.integers(0, len(out) - 1))], True
+    path.write_bytes(out)
+    _assert_loads_or_format_error(path, must_fail=must_fail)
+
+
+@settings(max_examples=2000, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(blob=st.binary(max_size=300), n=st.integers(0, 400))
 def test_property_garbage(tmp_path, blob, n):
     path = tmp_path / "g"
     path.write_bytes(n.to_bytes(8, "little") + blob)
-    with pytest.raises(FormatError):
-        signcut.load(path)
+    out, peak = _load_measured(path)
+    assert isinstance(out, FormatError), repr(out)
+    assert peak <= LOAD_BOUND(8 + len(blob))
+
+
+def test_load_bound_holds_for_the_worst_ratio(tmp_path):
+    """A valid file of 32 modes of size 1 (the most memory per file byte: one 64-bit word per
+    mode and cut against one bit) loads within LOAD_BOUND, and needs more than 10x its size,
+    so the bound is not loose by orders of magnitude."""
+    x = random_signcut(np.random.default_rng(3), (1,) * 32, 20_000)
+    path = tmp_path / "ones.safetensors"
+    signcut.save(path, x)
+    out, peak = _load_measured(path)
+    assert_same(x, out)
+    size = os.path.getsize(path)
+    assert 10 * size < peak <= LOAD_BOUND(size), (peak, size)
 
 
 def test_history_round_trips_exactly(tmp_path):
@@ -648,3 +791,21 @@ def test_too_many_entries_is_a_format_error(tmp_path):
     edit(path, lambda header, decomps: decomps["signcut"].update(shape=[2**40, 2**40]))
     with pytest.raises(FormatError, match="too many entries"):
         signcut.load(path)
+
+
+def test_atheris_target_runs(tmp_path):
+    """fuzz/fuzz_load.py (where atheris installs): seeds, then 2,000 libFuzzer runs with the
+    allocation bound checked, no crash."""
+    pytest.importorskip("atheris")
+    import subprocess
+    import sys
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fuzz",
+                          "fuzz_load.py")
+    corpus = tmp_path / "corpus"
+    env = {**os.environ, "SIGNCUT_FUZZ_TRACE": "1"}
+    subprocess.run([sys.executable, script, "--seeds", str(corpus)], check=True, env=env,
+                   capture_output=True)
+    done = subprocess.run([sys.executable, script, str(corpus), "-runs=2000", "-max_len=2048",
+                           "-seed=1"], env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Done 2000 runs" in done.stderr

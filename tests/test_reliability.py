@@ -9,6 +9,8 @@ import gc
 import json
 import os
 import random
+import subprocess
+import sys
 import threading
 import time
 import tracemalloc
@@ -493,11 +495,11 @@ def _check_loaded(out):
         assert item.nbytes >= 0 and repr(item)
 
 
-FUZZ_CASES = 20_000
+FUZZ_CASES = 10_000
 
 
 def test_fuzz_loader(seed_files, tmp_path):
-    """20,000 corrupted files (random truncations, byte flips anywhere or in the header,
+    """10,000 corrupted files (random truncations, byte flips anywhere or in the header,
     header length fields, appended garbage, edited header JSON values: shapes, widths, dtypes,
     offsets, huge dims up to 10**400): every failure is signcut.FormatError, never another
     exception; every truncation and every file with appended bytes fails; a file that loads is a
@@ -691,3 +693,180 @@ def test_bug_loader_width0_size_overflow(width0_file, shape):
         return
     assert "width=0" in repr(r)                      # ZeroDivisionError / OverflowError today
     assert r.size == int(np.prod(shape, dtype=object))
+
+
+# ================================================================== 5. sizes above 2**31 entries
+# A (70000, 40000) SignCut holds 2.8e9 entries (more than 2**31, and than 2**32 / 2 as bits):
+# built from a few random cuts and never expanded, it must index, sum, multiply, save, load and
+# report its sizes right. References: exact integer arithmetic on the unpacked signs of the
+# few rows and columns involved, or float64 products with the unpacked sign vectors.
+BIG = (70_000, 40_000)
+
+
+def _random_cuts(shape, width, seed):
+    rng = np.random.default_rng(seed)
+    signs = []
+    for d in shape:
+        bits = rng.integers(0, 2**64, size=(width, words(d)), dtype=np.uint64)
+        if d % 64:
+            bits[:, -1] &= np.uint64((1 << (d % 64)) - 1)
+        signs.append(bits)
+    coef = rng.integers(1, 9, width).astype(np.float32)    # small integers: exact float sums
+    return SignCut(shape, signs, coef, rng.random(width), norm=1.0)
+
+
+def _signs(bits, d):
+    """(width, d) int64 array of +1/-1 from packed bits."""
+    flags = np.unpackbits(bits.view(np.uint8).reshape(len(bits), -1), axis=1, count=d,
+                          bitorder="little")
+    return 1 - 2 * flags.astype(np.int64)
+
+
+@pytest.fixture(scope="module")
+def big():
+    r = _random_cuts(BIG, 3, seed=31)
+    S, T = (_signs(b, d) for b, d in zip(r.signs, BIG))       # 3 x 110,000 int64: small
+    return r, S, T, r.coef.astype(np.int64)
+
+
+def test_big_sizes_are_exact(big):
+    r, *_ = big
+    m, n = BIG
+    assert r.size == m * n == 2_800_000_000 > 2**31 and r.shape == BIG and len(r) == m
+    assert r.nbytes == -(-3 * (m + n) // 8) + 4 * 3
+    assert r.bits_per_entry == 3 * (m + n + 32) / (m * n)
+    assert r.ratio == r.nbytes / (4 * m * n)
+    assert "70000, 40000" in repr(r)
+
+
+def test_big_indexing(big):
+    r, S, T, c = big
+    m, n = BIG
+    for i, j in [(0, 0), (m - 1, n - 1), (54_321, 39_999), (2**16 + 3, 2**15 + 7), (-1, -2)]:
+        want = int((c * S[:, i] * T[:, j]).sum())
+        assert r[i, j] == want, (i, j)
+    np.testing.assert_array_equal(r[m - 2], (c[:, None] * S[:, m - 2, None] * T).sum(0))
+    np.testing.assert_array_equal(r[:, n - 1], (c[:, None] * T[:, n - 1, None] * S).sum(0))
+    block = r[65_000:65_007, 39_990:]
+    want = np.einsum("k,ki,kj->ij", c, S[:, 65_000:65_007], T[:, 39_990:])
+    np.testing.assert_array_equal(block, want)
+    np.testing.assert_array_equal(r[[3, m - 3, 60_001], 12], (c * S[:, [3, m - 3, 60_001]].T
+                                                             * T[:, 12]).sum(1))
+
+
+def test_big_sums(big):
+    r, S, T, c = big
+    total = int((c * S.sum(1) * T.sum(1)).sum())               # exact integers
+    assert float(r.sum()) == pytest.approx(total, rel=1e-6, abs=1e-3)
+    np.testing.assert_allclose(r.sum(axis=0), (c * S.sum(1)) @ T, rtol=1e-6)
+    np.testing.assert_allclose(r.sum(axis=1), (c * T.sum(1)) @ S, rtol=1e-6)
+    assert float(r.mean()) == pytest.approx(total / (BIG[0] * BIG[1]), rel=1e-5, abs=1e-12)
+
+
+def test_big_matmul(big):
+    r, S, T, c = big
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(BIG[1]).astype(np.float32)
+    y = rng.standard_normal(BIG[0]).astype(np.float32)
+    X = rng.standard_normal((BIG[1], 3)).astype(np.float32)
+    Sf, Tf = S.astype(np.float64), T.astype(np.float64)
+    want = Sf.T @ (c * (Tf @ x.astype(np.float64)))
+    np.testing.assert_allclose(r @ x, want, rtol=1e-4, atol=1e-3 * np.abs(want).max())
+    wantX = Sf.T @ (c[:, None] * (Tf @ X.astype(np.float64)))
+    np.testing.assert_allclose(r @ X, wantX, rtol=1e-4, atol=1e-3 * np.abs(wantX).max())
+    wanty = (y.astype(np.float64) @ Sf.T * c) @ Tf
+    np.testing.assert_allclose(y @ r, wanty, rtol=1e-4, atol=1e-3 * np.abs(wanty).max())
+    assert r.T.shape == BIG[::-1]
+    np.testing.assert_allclose(r.T @ y, wanty, rtol=1e-4, atol=1e-3 * np.abs(wanty).max())
+
+
+def test_big_save_load(big, tmp_path):
+    r, *_ = big
+    path = tmp_path / "big.safetensors"
+    signcut.save(path, r)
+    header = int.from_bytes(path.read_bytes()[:8], "little")
+    assert os.path.getsize(path) == 8 + header + r.nbytes
+    back = signcut.load(path)
+    assert back.shape == BIG and back.size == r.size and back.nbytes == r.nbytes
+    for a, b in zip(r.signs, back.signs):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(r.coef, back.coef)
+
+
+def test_big_matches_small_shape_with_same_cuts(big):
+    """The same cuts cut down to a small shape give the same entries (no index wraps)."""
+    r, S, T, c = big
+    small = SignCut((64, 64), [r.signs[0][:, :1].copy(), r.signs[1][:, :1].copy()], r.coef)
+    np.testing.assert_array_equal(small.expand(), r[:64, :64])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int8])
+def test_big_decompose_is_refused_before_allocating(monkeypatch, dtype):
+    """decompose on 2.8e9 entries (a zero-stride view: nothing big exists) with 16 GiB said to
+    be available: MemoryError naming the need (2 float32 copies: 20.86 GiB), computed without
+    wrapping, and nothing of the input's size allocated before the refusal."""
+    from signcut import _validate
+    monkeypatch.setattr(_validate, "available_memory", lambda: 16 * 2**30)
+    A = np.broadcast_to(np.ones(1, dtype), BIG)
+    tracemalloc.start()
+    try:
+        with pytest.raises(MemoryError, match=r"needs about 20\.86 GiB"):
+            signcut.decompose(A, width=2)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20, peak
+
+
+def test_big_tensor_decompose_is_refused(monkeypatch):
+    """An order-3 tensor of 2**31 + 2**20 entries (one float32 copy: 8.0 GiB) with 4 GiB said
+    to be available: MemoryError."""
+    from signcut import _validate
+    monkeypatch.setattr(_validate, "available_memory", lambda: 4 * 2**30)
+    A = np.broadcast_to(np.zeros(1, np.int8), (2**11 + 1, 2**10, 2**10))
+    with pytest.raises(MemoryError, match="shape"):
+        signcut.decompose(A, width=1)
+
+
+# ================================================================== 6. across instruction sets
+# The folder holding the signcut these tests import: the subprocesses run the same one (-P: the
+# working folder, maybe an unbuilt checkout, is not put on sys.path).
+PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(signcut.__file__)))
+ISA_CASES = ("rng.standard_normal((150, 170), dtype=np.float32)",
+             "rng.standard_normal((64, 9), dtype=np.float32) @ "
+             "rng.standard_normal((9, 80), dtype=np.float32)",
+             "rng.standard_normal((9, 10, 11), dtype=np.float32)")
+
+
+def _decompose_with(isa, out):
+    code = ("import sys, numpy as np, signcut\n"
+            "assert signcut.cpu_info()['active'] == sys.argv[1]\n"
+            "rng = np.random.default_rng(3)\n"
+            f"cases = [{', '.join(ISA_CASES)}]\n"
+            "res = [signcut.decompose(A, bits_per_entry=6, seed=1, n_threads=2) for A in cases]\n"
+            "np.savez(sys.argv[2], **{f'{i}/{k}': v for i, r in enumerate(res) for k, v in\n"
+            "         [('errors', r.errors), ('coef', r.coef)] + list(enumerate(r.signs))})\n")
+    env = dict(os.environ, SIGNCUT_CPU=isa,
+               PYTHONPATH=os.pathsep.join(p for p in (PACKAGE_PARENT, os.environ.get("PYTHONPATH"))
+                                          if p))
+    done = subprocess.run([sys.executable, "-P", "-c", code, isa, str(out)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return np.load(out)
+
+
+def test_scalar_and_best_isa_agree_within_tolerance(tmp_path):
+    """The scalar kernels and the best ones the CPU has, each in its own process
+    (SIGNCUT_CPU): the same widths, and errors after every cut within 2 % of each other
+    (the README's promise; measured on AVX2: identical signs and coefficients, errors within
+    1e-14, since only double-precision sums are ordered differently)."""
+    best = signcut.cpu_info()["best"]
+    if best == "scalar":
+        pytest.skip("this CPU has no SIMD kernel set to compare with the scalar one")
+    ref = _decompose_with("scalar", tmp_path / "scalar.npz")
+    run = _decompose_with(best, tmp_path / f"{best}.npz")
+    for i in range(len(ISA_CASES)):
+        e0, e1 = ref[f"{i}/errors"], run[f"{i}/errors"]
+        assert e0.shape == e1.shape and e0.size > 10
+        np.testing.assert_allclose(e1, e0, rtol=0.02)
+        assert np.isfinite(run[f"{i}/coef"]).all()

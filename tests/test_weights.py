@@ -486,3 +486,20 @@ def test_cli_outliers_option(tmp_path, ckpt):
     for bad in ("1.5", "some"):
         r = run("weights", ckpt, "-o", tmp_path / "x.sct", "--outliers", bad)
         assert r.returncode == 2 and "--outliers" in r.stderr
+
+
+def test_read_kind_tells_weights_from_plain_files(tmp_path, ckpt):
+    out = tmp_path / "m.sct"
+    weights.compress(ckpt, out, progress=False)
+    kind, meta = weights.read_kind(out)
+    assert kind == "weights" and meta == weights.info(out)
+    plain = tmp_path / "plain.sct"
+    signcut.save(plain, signcut.decompose(BF16, width=2, seed=0))
+    assert weights.read_kind(plain) == ("signcut", None)
+    with pytest.raises(weights.WeightsError, match="not compressed model weights"):
+        weights.info(plain)
+    with pytest.raises(weights.WeightsError, match="no such file"):
+        weights.read_kind(tmp_path / "missing.sct")
+    (tmp_path / "junk").write_bytes(b"junk" * 10)
+    with pytest.raises(weights.WeightsError, match="is not a signcut file"):
+        weights.read_kind(tmp_path / "junk")
