@@ -103,7 +103,8 @@ static double half_step(engine_t *E, side_t *Y, side_t *X) {
             K->sign_dots(Y->new_dots, Y->store, Y->words, Y->cand, Y->words, Y->len, E->p);
         }
         for (int64_t j = 0; j < E->p; j++) {
-            E->pw[j] = -E->pcoef[j] * (float)(Y->new_dots[j] - Y->dots[j]);
+            /* in double: a dot above 2^24 (a side of 16.7M entries) stays exact */
+            E->pw[j] = (float)(-(double)E->pcoef[j] * (double)(Y->new_dots[j] - Y->dots[j]));
             Y->dots[j] = Y->new_dots[j];
         }
         ngroups = sc_ngroups(E->p);
@@ -321,7 +322,8 @@ static void add_pending(engine_t *E, const uint64_t *sb, const uint64_t *tb, flo
         }
         E->K->sign_dots(&X->dots[j], b[a], X->words, X->bits, X->words, X->len, 1);
     }
-    float ws = -coef * (float)E->T.dots[j], wt = -coef * (float)E->S.dots[j];
+    float ws = (float)(-(double)coef * (double)E->T.dots[j]);
+    float wt = (float)(-(double)coef * (double)E->S.dots[j]);
     E->K->signs_matvec(E->S.img, E->m, sb, E->S.words, &ws, 1);
     E->K->signs_matvec(E->T.img, E->n, tb, E->T.words, &wt, 1);
     E->pcoef[j] = coef;
