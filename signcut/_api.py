@@ -11,16 +11,17 @@ from signcut._validate import as_real_array, optional_float, optional_int
 DEFAULT_BLOCK_SIZE = 64
 MAX_NDIM = 32
 MAX_SWEEPS = 1000
+KICK_SHIFT = 4          # src/matrix.c: a restart flips 1 in 2**KICK_SHIFT entries of the best t
 
 # Search presets of the matrix engine (benchmarks/bench_effort.py measures them):
 # warm_start: start each cut from the previous cut's signs on the longer side (same or lower
-# error than random starts, ~15% fewer flips);
-# restarts: best of this many starts per cut; refine: backfitting passes after the greedy;
-# growth_tol: relative growth that keeps a search going.
+# error than random starts, fewer flips); restarts: starts per cut, each after the first a
+# kick of the best signs so far; refine: backfitting passes after the greedy; growth_tol:
+# relative growth that keeps a search going.
 EFFORTS = {
     "fast": dict(warm_start=True, restarts=1, refine=0, growth_tol=1e-3),
     "default": dict(warm_start=True, restarts=1, refine=0, growth_tol=1e-6),
-    "best": dict(warm_start=True, restarts=3, refine=1, growth_tol=1e-6),
+    "best": dict(warm_start=True, restarts=8, refine=0, growth_tol=1e-6),
 }
 
 
@@ -240,14 +241,14 @@ def _check_init(init, tensor, tensorize, norm):
 
 def _draws_before(cuts, tensor_shape, search):
     """64-bit draws of the random stream by the first ``cuts`` cuts (when no start had to be
-    drawn again): the matrix engine draws t (the second mode) for each random start (every
-    start of the first cut; with warm starts, all but the first start of later cuts), the
-    tensor engine every mode once per cut."""
+    drawn again). The tensor engine draws every mode once per cut. The matrix engine draws t
+    (the second mode) for a random start (the first cut's, or every cut's without warm
+    starts) and KICK_SHIFT words per t word for each further start (a kick)."""
     if len(tensor_shape) != 2:
         return cuts * sum(words(d) for d in tensor_shape)
-    r = search["restarts"]
-    starts = r + (cuts - 1) * (r - 1 if search["warm_start"] else r)
-    return starts * words(tensor_shape[1])
+    random_starts = 1 if search["warm_start"] else cuts
+    kicks = cuts * (search["restarts"] - 1)
+    return (random_starts + KICK_SHIFT * kicks) * words(tensor_shape[1])
 
 
 def _skip_draws(state, count):
@@ -336,18 +337,22 @@ def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_
         Smaller modes mean more cuts for the same storage. ``expand()`` undoes it.
     effort : {"fast", "default", "best"}
         Matrices only: how hard each cut is searched. "default" starts each cut from the
-        previous cut's signs (the same error as random starts, fewer flips); "fast" also
-        stops a search once it grows by less than 0.1% (about 35% less time, about 10% more
-        error at 8 bits per entry); "best" keeps the best of 3 starts per cut and makes one
-        backfitting pass (about 7% less error at about 3x the time). Figures:
-        ``benchmarks/bench_effort.py``.
+        previous cut's signs on the longer side (the paper starts from random signs: the same
+        error on square matrices, lower on tall or wide ones); "fast" also ends a search once
+        it grows by less than 0.1% (less time, about 10% more error at 8 bits per entry);
+        "best" keeps the best of 8 starts per cut (``restarts=8``: about 16% less error at
+        about 3x the time). Figures: ``benchmarks/bench_effort.py``.
     restarts : int, optional
-        Matrices only: keep the best of this many starts per cut (overrides the preset).
+        Matrices only: starts per cut (overrides the preset). Each start after the first is a
+        kick of the best signs found so far (1 in 16 entries of ``t`` flipped at random, then
+        the search again): an iterated local search, which measured far better per second
+        than fully random restarts.
     refine : int, optional
         Matrices only: backfitting passes after the greedy (overrides the preset). Each pass
         adds every cut back to the remainder in turn and searches it again from its own
         signs; the error history is then recomputed exactly, and prefixes of the result
-        remain valid (coarser) approximations.
+        remain valid (coarser) approximations. Measured: 2% less error per pass for about
+        the time of the greedy; not in a preset.
     outliers : float in [0, 1) or "auto", optional
         Keep this fraction of the entries, the largest in magnitude, apart from the cuts as a
         sparse part (flat index as uint32, or uint64 from 2**32 entries, and a float16 value

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 import signcut
+from signcut import _api
 from reference import unpack
 
 
@@ -29,7 +30,8 @@ def test_error_history_is_exact(A, opts):
     assert r.width == 140
     dense = _dense_errors(A, r)
     assert r.errors[-1] == pytest.approx(dense[-1], abs=1e-6)
-    if r.width and opts.get("refine", 1 if opts.get("effort") == "best" else 0):
+    preset = _api.EFFORTS[opts.get("effort", "default")]
+    if opts.get("refine", preset["refine"]):
         np.testing.assert_allclose(r.errors, dense, atol=1e-6)   # recomputed exactly
     else:
         np.testing.assert_allclose(r.errors, dense, rtol=2e-4)   # tracked per cut
@@ -38,10 +40,10 @@ def test_error_history_is_exact(A, opts):
 def test_more_search_lowers_the_error():
     A = np.random.default_rng(0).standard_normal((128, 128)).astype(np.float32)
     plain = signcut.decompose(A, bits_per_entry=8, seed=0)
-    assert signcut.decompose(A, bits_per_entry=8, seed=0, restarts=3).rel_error < 0.98 * plain.rel_error
+    assert signcut.decompose(A, bits_per_entry=8, seed=0, restarts=3).rel_error < 0.95 * plain.rel_error
     assert signcut.decompose(A, bits_per_entry=8, seed=0, refine=2).rel_error < 0.995 * plain.rel_error
     best = signcut.decompose(A, bits_per_entry=8, seed=0, effort="best")
-    assert best.width == plain.width and best.rel_error < 0.96 * plain.rel_error
+    assert best.width == plain.width and best.rel_error < 0.9 * plain.rel_error
     fast = signcut.decompose(A, bits_per_entry=8, seed=0, effort="fast")
     assert fast.width == plain.width and fast.rel_error < 1.3 * plain.rel_error
 
