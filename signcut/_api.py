@@ -160,8 +160,9 @@ def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_
     n_threads = _threads(n_threads)
     state = _seed_state(seed)
 
-    # Working memory: a float32 copy (and for a matrix its transpose), plus the signs.
-    copies = 2 if arr.ndim == 2 else 1
+    # Working memory: a float32 copy (and, but for order 1, its transposed unfolding), plus
+    # the signs.
+    copies = 1 if arr.ndim == 1 else 2
     _validate.check_memory(4 * arr.size * copies + max_width * (sum(arr.shape) // 8 + 16),
                            f"decomposing an array of shape {arr.shape}")
     # The engine works on A / 2**e with max|A| / 2**e in [0.5, 1): exact for normal numbers
