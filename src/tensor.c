@@ -9,7 +9,7 @@
  *    the pending cuts, R0, live across sweeps and cuts and are brought up to date from the
  *    entries of tau and sigma that flipped since they were last used: rows of RT (a transposed
  *    copy of R0) and rows of R0, as in the matrix engine. A flip of mode b on a set F costs
- *    |F| N / d_b; too many flips (a new random start) recompute the image in one pass;
+ *    |F| N / d_b (a new random start, about half the entries of each side, N / 2 each);
  *  - the image of a prefix mode a is z contracted with the other prefix modes' signs
  *    (O(P) work, no pass over R0), likewise for the suffix modes from y;
  *  - pending cuts (up to block_size) correct an image of mode a by
@@ -36,7 +36,6 @@
 #define PAR_MIN_WORK 32768      /* below this many float ops a step runs on one thread */
 #define MAX_BLOCK 64
 #define FLUSH_COLS 4096         /* columns per chunk of a flush, a multiple of 64 */
-#define EXACT_FRACTION 0.5      /* more flips than this share of a side: recompute the image */
 #define PROBE_EVERY 16          /* blocks between measurements of 1 vs all threads */
 #define GROWTH_TOL 1e-6
 #define START_ATTEMPTS 8
@@ -124,17 +123,15 @@ static void side_kron(tengine_t *E, tside_t *X) {
     X->kron_dirty = 0;
 }
 
-/* Brings X->img (R0 contracted with the other side's Kronecker signs) up to date: from the
- * flipped entries of Y's signs (rows of Y->own), or by one exact pass when there are many. */
+/* Brings X->img (R0 contracted with the other side's Kronecker signs) up to date from the
+ * entries of Y's signs that flipped since: each adds 2 * (new sign) * its row of Y->own. When
+ * more than half flipped (a new random start), the image is negated and the entries that did
+ * not flip are added instead (the same weights): at most half the rows are read. After a flush
+ * the image is recomputed in one exact pass (sums in double). */
 static void side_sync(tengine_t *E, tside_t *X, tside_t *Y) {
     const sc_kernels *K = E->K;
     side_kron(E, Y);
-    int64_t nf = 0;
-    if (X->valid) {
-        for (int64_t q = 0; q < Y->words; q++) nf += sc_popcount64(Y->kron[q] ^ Y->applied[q]);
-        if (nf == 0) return;
-    }
-    if (!X->valid || (double)nf > EXACT_FRACTION * (double)Y->len) {
+    if (!X->valid) {
         int64_t nt_tiles = ntiles(X->len);
         (void)nt_tiles;
 #ifdef _OPENMP
@@ -145,38 +142,47 @@ static void side_sync(tengine_t *E, tside_t *X, tside_t *Y) {
             for (int64_t i = a; i < end; i++)
                 K->signs_rmatvec(X->img + i, X->own + i * Y->len, Y->len, Y->kron, 0, 1);
         }
-    } else {
-        nf = 0;
-        for (int64_t q = 0; q < Y->words; q++) {
-            uint64_t x = Y->kron[q] ^ Y->applied[q];
-            while (x) {
-                int b = sc_ctz64(x);
-                E->idx[nf] = 64 * q + b;
-                E->w[nf] = ((Y->kron[q] >> b) & 1) ? -2.0f : 2.0f;
-                nf++;
-                x &= x - 1;
-            }
+        memcpy(Y->applied, Y->kron, (size_t)Y->words * sizeof(uint64_t));
+        X->valid = 1;
+        return;
+    }
+    int64_t nf = 0;
+    for (int64_t q = 0; q < Y->words; q++) nf += sc_popcount64(Y->kron[q] ^ Y->applied[q]);
+    if (nf == 0) return;
+    int complement = nf > Y->len / 2;
+    uint64_t inv = complement ? ~UINT64_C(0) : 0;
+    nf = 0;
+    for (int64_t q = 0; q < Y->words; q++) {
+        uint64_t x = Y->kron[q] ^ Y->applied[q] ^ inv;
+        if (q == Y->words - 1) x &= sc_tail_mask(Y->len);
+        while (x) {
+            int b = sc_ctz64(x);
+            E->idx[nf] = 64 * q + b;
+            E->w[nf] = ((Y->kron[q] >> b) & 1) ? -2.0f : 2.0f;
+            nf++;
+            x &= x - 1;
         }
-        int nthreads = (E->nt > 1 && nf * X->len >= PAR_MIN_WORK) ? E->nt : 1;
-        (void)nthreads;
-        /* Each thread owns a contiguous run of entries (a multiple of 16) and streams every
-         * flipped row over it: each entry's FMA chain is the same for any split. */
+    }
+    int nthreads = (E->nt > 1 && nf * X->len >= PAR_MIN_WORK) ? E->nt : 1;
+    (void)nthreads;
+    /* Each thread owns a contiguous run of entries (a multiple of 16) and streams every
+     * row over it: each entry's FMA chain is the same for any split. */
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
 #endif
-        {
-            int64_t chunks = (X->len + 15) / 16, c0 = 0, c1 = chunks;
+    {
+        int64_t chunks = (X->len + 15) / 16, c0 = 0, c1 = chunks;
 #ifdef _OPENMP
-            int nth = omp_get_num_threads(), me = omp_get_thread_num();
-            c0 = chunks * me / nth;
-            c1 = chunks * (me + 1) / nth;
+        int nth = omp_get_num_threads(), me = omp_get_thread_num();
+        c0 = chunks * me / nth;
+        c1 = chunks * (me + 1) / nth;
 #endif
-            int64_t a = 16 * c0, end = (16 * c1 < X->len) ? 16 * c1 : X->len;
-            if (end > a) K->accum_rows(X->img + a, end - a, Y->own + a, X->len, E->idx, E->w, nf);
-        }
+        int64_t a = 16 * c0, end = (16 * c1 < X->len) ? 16 * c1 : X->len;
+        if (complement)
+            for (int64_t i = a; i < end; i++) X->img[i] = -X->img[i];
+        if (end > a && nf) K->accum_rows(X->img + a, end - a, Y->own + a, X->len, E->idx, E->w, nf);
     }
     memcpy(Y->applied, Y->kron, (size_t)Y->words * sizeof(uint64_t));
-    X->valid = 1;
 }
 
 /* E->img[0:d_a] = R contracted with the signs of every mode but a (pending cuts included);

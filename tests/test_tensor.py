@@ -145,8 +145,10 @@ def expand_bits(bits, coef, shape):
     return out
 
 
+# (2, 3, 4500): more columns than one flush chunk (FLUSH_COLS in tensor.c).
 @pytest.mark.parametrize("shape,block_size", [((20, 33, 70), 64), ((9, 8, 7, 6), 5),
-                                              ((3, 5, 7), 1), ((130, 3, 2), 17)])
+                                              ((3, 5, 7), 1), ((130, 3, 2), 17),
+                                              ((2, 3, 4500), 9)])
 def test_flushes_keep_errors_exact(shape, block_size):
     """Several flushes (width > block_size): the error after each flush and the last one are
     the exact errors of the cuts so far, and the history never grows."""
@@ -190,7 +192,7 @@ def test_orders_3_to_8_match_einsum_reference(shape):
 
 
 @pytest.mark.parametrize("shape", [(20, 33, 70), (7, 3, 11, 5, 2), (3, 2, 5, 3, 2, 4, 3, 5),
-                                   (130, 3, 2), (2, 300, 2)])
+                                   (130, 3, 2), (2, 300, 2), (2, 3, 4500)])
 def test_threads_bit_identical_across_flushes(shape):
     X = gaussian(shape, seed=13)
     runs = [engine(X, 150, 16, n_threads=nt) for nt in (1, 2, 3)]
