@@ -41,8 +41,14 @@ Run from the repository root:
     python benchmarks/bench_tensor.py --width 4000     # steady-state speed over 4000 cuts
     python benchmarks/bench_tensor.py --quick          # 32 x 64 x 128 and 32^3, under a minute
     python benchmarks/bench_tensor.py --dims 64 64 64 --threads 2 --no-tensorly
+    python benchmarks/bench_tensor.py --quick --json out.json   # also writes the figures
+
+With ``--json PATH`` it also writes a JSON list of records, one per figure: time per cut
+against each contraction (ms), the speed run's error against the zero approximation (error
+1), and per tensor and budget signcut's error against CP's and Tucker's at equal storage.
 """
 import argparse
+import json
 import math
 import time
 
@@ -124,7 +130,14 @@ def best_run(X, repeat, **kw):
     return min(runs, key=lambda run: run[1])
 
 
-def speed_table(X, args):
+def record(figure, value, unit, baseline, baseline_value, goal="", ok=None):
+    """One figure of the --json output."""
+    ratio = value / baseline_value if baseline_value else None
+    return {"figure": figure, "value": float(value), "unit": unit, "baseline": baseline,
+            "baseline_value": float(baseline_value), "ratio": ratio, "goal": goal, "ok": ok}
+
+
+def speed_table(X, args, records):
     dims = X.shape
     base = {s: contraction_time(X, s) for s in CONTRACTIONS}
     run = best_run(X, args.repeat, bits_per_entry=8, width=args.width, n_threads=args.threads)
@@ -135,8 +148,14 @@ def speed_table(X, args):
         serial = best_run(X, args.repeat, bits_per_entry=8, width=w, n_threads=1)
     base = {s: min(t, contraction_time(X, s)) for s, t in base.items()}
 
+    shape = "x".join(map(str, dims))
+
     def row(threads, width, t, spec, err, main=False):
         ratio = t / width / base[spec]
+        records.append(record(f"tensor {shape} time per cut, threads {threads}, width {width}",
+                              1e3 * t / width, "ms", f"one np.einsum {label(spec)}",
+                              1e3 * base[spec], f"ratio <= {GOAL:g}" if main else "",
+                              bool(ratio <= GOAL) if main else None))
         return [threads, width, f"{t:.2f}", f"{1e3 * t / width:.3f}", label(spec),
                 f"{1e3 * base[spec]:.3f}", f"{ratio:.2f}", f"<= {GOAL:g}" if main else "(extra)",
                 verdict(ratio <= GOAL) if main else "-", f"{err:.4f}"]
@@ -153,6 +172,8 @@ def speed_table(X, args):
         rows.append(row(1, w, serial[1], CONTRACTIONS[0], serial[0].rel_error))
     print_table(["Threads", "Width", "Decompose (s)", "Per cut (ms)", "Baseline", "Baseline (ms)",
                  "Ratio", "Goal", "Result", "Rel. error"], rows)
+    records.append(record(f"tensor {shape} rel. error after {r.width} cuts", r.rel_error, "",
+                          "zero approximation", 1.0))
     print(f"Tensor {' x '.join(map(str, dims))} float32 Gaussian, seed 0, 8 bits/entry budget: "
           f"width {r.width}, {r.bits_per_entry:.3f} bits/entry, {r.nbytes} bytes. Time per cut = "
           f"decompose time / width ({'full width' if args.width is None else 'width capped'}; "
@@ -162,7 +183,7 @@ def speed_table(X, args):
     return run
 
 
-def error_rows(name, X, budgets, tl, args, run=None):
+def error_rows(name, X, budgets, tl, args, records, run=None):
     """Rows of the equal-storage table for one tensor. `run` = (result, time, stamps) of a
     decomposition of X at >= max(budgets) bits/entry (seed 0), reused when wide enough."""
     from tensorly.decomposition import parafac, tucker
@@ -185,7 +206,10 @@ def error_rows(name, X, budgets, tl, args, run=None):
             t0 = time.perf_counter()
             cp = parafac(T, rank, n_iter_max=args.n_iter, init="random", random_state=0)
             cp_t = time.perf_counter() - t0
-            cp_cells = [rank, f"{rel_error(X, tl.cp_to_tensor(cp)):.4f}", f"{cp_t:.2f}"]
+            cp_err = rel_error(X, tl.cp_to_tensor(cp))
+            cp_cells = [rank, f"{cp_err:.4f}", f"{cp_t:.2f}"]
+            records.append(record(f"{name} {bits:g} bits/entry: signcut error", sc_err, "",
+                                  f"CP rank {rank} error (same bytes)", cp_err))
         else:
             cp_cells = [0, "-", "-"]
 
@@ -194,8 +218,11 @@ def error_rows(name, X, budgets, tl, args, run=None):
             t0 = time.perf_counter()
             tk = tucker(T, ranks, n_iter_max=args.n_iter, init="svd", random_state=0)
             tk_t = time.perf_counter() - t0
-            tk_cells = ["x".join(map(str, ranks)), f"{rel_error(X, tl.tucker_to_tensor(tk)):.4f}",
-                        f"{tk_t:.2f}"]
+            tk_err = rel_error(X, tl.tucker_to_tensor(tk))
+            tk_cells = ["x".join(map(str, ranks)), f"{tk_err:.4f}", f"{tk_t:.2f}"]
+            records.append(record(f"{name} {bits:g} bits/entry: signcut error", sc_err, "",
+                                  f"Tucker {'x'.join(map(str, ranks))} error (same bytes)",
+                                  tk_err))
         else:
             tk_cells = ["-", "-", "-"]
         rows.append([name, f"{bits:g}", budget, w, f"{sc_err:.4f}", f"{sc_t:.2f}"]
@@ -203,7 +230,7 @@ def error_rows(name, X, budgets, tl, args, run=None):
     return rows
 
 
-def error_table(X, run, args):
+def error_table(X, run, args, records):
     try:
         import tensorly as tl
     except ImportError:
@@ -217,7 +244,7 @@ def error_table(X, run, args):
                (f"Gaussian {n}^3", gaussian_tensor((n, n, n), seed=1), None)]
     rows = []
     for name, T, r in tensors:
-        rows += error_rows(name, T, args.budgets, tl, args, r)
+        rows += error_rows(name, T, args.budgets, tl, args, records, r)
     print(f"### Error at equal storage vs TensorLy {tl.__version__} "
           f"(backend {tl.get_backend()}, float32, n_iter_max={args.n_iter})\n")
     print_table(["Tensor", "Bits/entry", "Budget (bytes)", "signcut width", "signcut error",
@@ -244,6 +271,7 @@ def main(argv=None):
     ap.add_argument("--no-tensorly", action="store_true", help="skip the TensorLy table")
     ap.add_argument("--quick", action="store_true",
                     help="speed tensor 32 x 64 x 128, small tensors 32^3")
+    ap.add_argument("--json", metavar="PATH", help="also write the figures as JSON records")
     args = ap.parse_args(argv)
     if args.quick:
         args.dims = [32, 64, 128]
@@ -252,9 +280,13 @@ def main(argv=None):
     cap = "full width" if args.width is None else f"width capped at {args.width}"
     header(f"Tensors: time per cut vs one NumPy contraction (order 3, 8 bits/entry, {cap})")
     X = gaussian_tensor(args.dims, seed=0)
-    run = speed_table(X, args)
+    records = []
+    run = speed_table(X, args, records)
     if not args.no_tensorly:
-        error_table(X, run, args)
+        error_table(X, run, args, records)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(records, f, indent=1)
 
 
 if __name__ == "__main__":

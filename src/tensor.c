@@ -33,10 +33,11 @@
 #endif
 
 #define TILE 256                /* rows per parallel tile, a multiple of 64 */
-#define PAR_MIN_WORK 32768      /* below this many float ops a step runs on one thread */
+#define PAR_MIN_WORK 262144     /* below this many float ops a step runs on one thread */
 #define MAX_BLOCK 64
 #define FLUSH_COLS 4096         /* columns per chunk of a flush, a multiple of 64 */
 #define PROBE_EVERY 16          /* blocks between measurements of 1 vs all threads */
+#define MAX_PROBE_GAP 1024
 #define GROWTH_TOL 1e-6
 #define START_ATTEMPTS 8
 
@@ -60,7 +61,9 @@ typedef struct {
     int nt, nt_max, ndim;
     const int64_t *dims;
     int64_t N, p, block;      /* p = pending cuts */
-    int64_t blocks;           /* flushes done */
+    int64_t blocks;           /* blocks timed by pick_threads */
+    int64_t gap, next_probe;  /* blocks between measurements of the slower thread count */
+    int probing;              /* this block measures the slower thread count */
     double block_t0, per_cut[2];   /* start of this block; time per cut with nt_max / 1 thread */
     float *R, *RT;
     tside_t S, T;             /* prefix and suffix sides */
@@ -302,18 +305,29 @@ static double flush(tengine_t *E) {
     return nrm2;
 }
 
-/* Threads for the next block of cuts: the time per cut is measured with all threads and with
- * one (one block each, every PROBE_EVERY blocks) and the faster is used in between, as in the
- * matrix engine (busy shared cores can make many short parallel steps slower than one
- * thread). Results do not depend on it. */
+/* Threads for the next block of cuts. The sweeps run many short parallel steps: on cores
+ * shared with other busy work, waiting for a descheduled thread can make them far slower than
+ * one thread. So the time per cut is measured with all threads and with one (one block each)
+ * and the faster is used; the slower is measured again after PROBE_EVERY blocks, and after
+ * twice as many each time it loses again (a losing probe can cost many times a block).
+ * Results do not depend on it. */
 static void pick_threads(tengine_t *E, int64_t cuts) {
     if (E->nt_max <= 1 || cuts < 8) return;
-    double t = (sc_now_seconds() - E->block_t0) / (double)cuts;
-    E->per_cut[E->nt == 1 ? 1 : 0] = t;
-    int64_t b = ++E->blocks % PROBE_EVERY;
-    if (b == 0) E->nt = E->nt_max;
-    else if (b == 1) E->nt = 1;
-    else E->nt = (E->per_cut[1] >= 0.0 && E->per_cut[1] < E->per_cut[0]) ? 1 : E->nt_max;
+    E->per_cut[E->nt == 1] = (sc_now_seconds() - E->block_t0) / (double)cuts;
+    E->blocks++;
+    if (E->per_cut[1] < 0.0) { E->nt = 1; return; }
+    int best = (E->per_cut[1] < E->per_cut[0]) ? 1 : E->nt_max;
+    if (E->probing) {
+        E->gap = (best == E->nt) ? PROBE_EVERY : (E->gap < MAX_PROBE_GAP ? 2 * E->gap : E->gap);
+        E->next_probe = E->blocks + E->gap;
+        E->probing = 0;
+    }
+    if (E->blocks >= E->next_probe) {
+        E->nt = (best == 1) ? E->nt_max : 1;
+        E->probing = 1;
+    } else {
+        E->nt = best;
+    }
 }
 
 static int tgrow(sc_tensor_result *res, int64_t need, const int64_t *dims) {
@@ -418,6 +432,8 @@ int sc_tensor_decompose(const sc_kernels *K, float *R, int ndim, const int64_t *
     E.K = K; E.ndim = ndim; E.dims = dims; E.N = N; E.R = R; E.res = res;
     E.nt = E.nt_max = prm->n_threads > 0 ? prm->n_threads : 1;
     E.per_cut[0] = E.per_cut[1] = -1.0;
+    E.gap = PROBE_EVERY;
+    E.next_probe = 1 + PROBE_EVERY;
     E.block = prm->block_size;
     int st = SC_OK;
     if (side_alloc(&E.S, 0, split, dims) || side_alloc(&E.T, split, ndim, dims)) st = SC_ERR_NOMEM;
