@@ -38,6 +38,7 @@
 #define FLUSH_COLS 4096         /* columns per chunk of a flush, a multiple of 64 */
 #define PROBE_EVERY 16          /* blocks between measurements of 1 vs all threads */
 #define MAX_PROBE_GAP 1024
+#define MAX_THREADS 256
 #define GROWTH_TOL 1e-6
 #define START_ATTEMPTS 8
 
@@ -430,7 +431,8 @@ int sc_tensor_decompose(const sc_kernels *K, float *R, int ndim, const int64_t *
     tengine_t E;
     memset(&E, 0, sizeof E);
     E.K = K; E.ndim = ndim; E.dims = dims; E.N = N; E.R = R; E.res = res;
-    E.nt = E.nt_max = prm->n_threads > 0 ? prm->n_threads : 1;
+    /* Capped: each thread has its own flush buffer (any count gives the same bits). */
+    E.nt = E.nt_max = prm->n_threads < 1 ? 1 : (prm->n_threads > MAX_THREADS ? MAX_THREADS : prm->n_threads);
     E.per_cut[0] = E.per_cut[1] = -1.0;
     E.gap = PROBE_EVERY;
     E.next_probe = 1 + PROBE_EVERY;
