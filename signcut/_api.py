@@ -113,8 +113,8 @@ def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_
     seed : None, int, numpy.random.SeedSequence or numpy.random.Generator
         Seed of the random starts; the same seed gives the same bits for any ``n_threads``.
     block_size : int, optional
-        Matrices only: cuts kept pending before they are subtracted from the remainder at
-        once (1..64, default 64).
+        Cuts kept pending before they are subtracted from the remainder at once (1..64,
+        default 64).
     n_threads : int, optional
         OpenMP threads (default: all available; -1 means the same).
     callback : callable, optional
@@ -177,7 +177,8 @@ def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_
         signs = (s_bits, t_bits)
     else:
         signs, coef, errors, norm, stopped_by = _core.tensor_decompose(
-            R, max_width, rtol or 0.0, max_seconds or 0.0, MAX_SWEEPS, n_threads, state, callback)
+            R, max_width, rtol or 0.0, max_seconds or 0.0, MAX_SWEEPS, n_threads, state, callback,
+            block_size=block_size)
     del R
     coef = np.ldexp(coef, exponent).astype(np.float32)
     norm = float(np.ldexp(norm, exponent))

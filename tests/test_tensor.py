@@ -221,3 +221,17 @@ def test_every_kernel_set_decomposes_tensors_alike():
         _core.use_kernels(prev)
     for r in results[1:]:
         assert r.rel_error == pytest.approx(results[0].rel_error, rel=0.01)
+
+
+def test_block_size_reaches_the_tensor_engine():
+    """decompose(block_size=1) subtracts every cut at once: each reported error is exact and
+    the history never grows; the default block gives the same cuts up to rounding."""
+    X = gaussian((5, 6, 7), seed=15)
+    r = signcut.decompose(X, width=40, seed=0, block_size=1)
+    assert np.all(np.diff(r.errors) <= 1e-12)
+    for w in (1, 7, 23, 40):
+        assert r.errors[w - 1] == pytest.approx(expansion_error(X, r.truncate(w)), rel=1e-5)
+    d = signcut.decompose(X, width=40, seed=0)
+    np.testing.assert_allclose(d.coef, r.coef, rtol=1e-5)
+    with pytest.raises(ValueError, match="block_size"):
+        signcut.decompose(X, width=3, block_size=65)
