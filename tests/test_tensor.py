@@ -233,5 +233,10 @@ def test_block_size_reaches_the_tensor_engine():
         assert r.errors[w - 1] == pytest.approx(expansion_error(X, r.truncate(w)), rel=1e-5)
     d = signcut.decompose(X, width=40, seed=0)
     np.testing.assert_allclose(d.coef, r.coef, rtol=1e-5)
+    # the same bits as the engine itself with block_size 1, not 64 (X is scaled by 2**e)
+    e = np.frexp(np.abs(X).max())[1]
+    one, block = (engine(np.ldexp(X, -e), 40, bs)[1] for bs in (1, 64))
+    np.testing.assert_array_equal(r.coef, np.ldexp(one, e))
+    assert not np.array_equal(r.coef, np.ldexp(block, e))
     with pytest.raises(ValueError, match="block_size"):
         signcut.decompose(X, width=3, block_size=65)
