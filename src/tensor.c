@@ -37,6 +37,7 @@
 #define MAX_BLOCK 64
 #define FLUSH_COLS 4096         /* columns per chunk of a flush, a multiple of 64 */
 #define PROBE_EVERY 16          /* blocks between measurements of 1 vs all threads */
+#define PROBE_CUTS 8            /* fewest cuts timed for a measurement */
 #define MAX_PROBE_GAP 1024
 #define MAX_THREADS 256
 #define GROWTH_TOL 1e-6
@@ -62,10 +63,11 @@ typedef struct {
     int nt, nt_max, ndim;
     const int64_t *dims;
     int64_t N, p, block;      /* p = pending cuts */
-    int64_t blocks;           /* blocks timed by pick_threads */
-    int64_t gap, next_probe;  /* blocks between measurements of the slower thread count */
-    int probing;              /* this block measures the slower thread count */
-    double block_t0, per_cut[2];   /* start of this block; time per cut with nt_max / 1 thread */
+    int64_t rounds;           /* measurements by pick_threads */
+    int64_t gap, next_probe;  /* rounds between measurements of the slower thread count */
+    int probing;              /* this round measures the slower thread count */
+    int64_t win_cuts;         /* cuts timed since win_t0 */
+    double win_t0, per_cut[2];     /* time per cut with nt_max / 1 thread (-1: not yet) */
     float *R, *RT;
     tside_t S, T;             /* prefix and suffix sides */
     sc_tensor_result *res;
@@ -306,24 +308,33 @@ static double flush(tengine_t *E) {
     return nrm2;
 }
 
-/* Threads for the next block of cuts. The sweeps run many short parallel steps: on cores
- * shared with other busy work, waiting for a descheduled thread can make them far slower than
- * one thread. So the time per cut is measured with all threads and with one (one block each)
- * and the faster is used; the slower is measured again after PROBE_EVERY blocks, and after
- * twice as many each time it loses again (a losing probe can cost many times a block).
- * Results do not depend on it. */
-static void pick_threads(tengine_t *E, int64_t cuts) {
-    if (E->nt_max <= 1 || cuts < 8) return;
-    E->per_cut[E->nt == 1] = (sc_now_seconds() - E->block_t0) / (double)cuts;
-    E->blocks++;
-    if (E->per_cut[1] < 0.0) { E->nt = 1; return; }
+/* Threads for the next cuts. The sweeps run many short parallel steps: on cores shared with
+ * other busy work, waiting for a descheduled thread can make them many times slower than one
+ * thread. So the time per cut (flushes included) is measured with one thread and with all
+ * (a block each) and the faster is used. The slower is measured again after PROBE_EVERY
+ * blocks, after twice as many each time it loses again, and a measurement already 1.5x
+ * slower than the other after PROBE_CUTS cuts stops there. Called after each cut (block_end:
+ * a flush follows). Results do not depend on it. */
+static void pick_threads(tengine_t *E, int block_end) {
+    if (E->nt_max <= 1) return;
+    E->win_cuts++;
+    int early = E->probing && E->win_cuts == PROBE_CUTS;
+    if (!(block_end || early) || E->win_cuts < PROBE_CUTS) return;
+    int one = (E->nt == 1);
+    double now = sc_now_seconds(), t = (now - E->win_t0) / (double)E->win_cuts;
+    if (early && !(E->per_cut[!one] >= 0.0 && t > 1.5 * E->per_cut[!one])) return;
+    E->per_cut[one] = t;
+    E->win_t0 = now;
+    E->win_cuts = 0;
+    E->rounds++;
+    if (E->per_cut[0] < 0.0) { E->nt = E->nt_max; E->probing = 1; return; }
     int best = (E->per_cut[1] < E->per_cut[0]) ? 1 : E->nt_max;
     if (E->probing) {
         E->gap = (best == E->nt) ? PROBE_EVERY : (E->gap < MAX_PROBE_GAP ? 2 * E->gap : E->gap);
-        E->next_probe = E->blocks + E->gap;
+        E->next_probe = E->rounds + E->gap;
         E->probing = 0;
     }
-    if (E->blocks >= E->next_probe) {
+    if (E->rounds >= E->next_probe) {
         E->nt = (best == 1) ? E->nt_max : 1;
         E->probing = 1;
     } else {
@@ -435,7 +446,8 @@ int sc_tensor_decompose(const sc_kernels *K, float *R, int ndim, const int64_t *
     E.nt = E.nt_max = prm->n_threads < 1 ? 1 : (prm->n_threads > MAX_THREADS ? MAX_THREADS : prm->n_threads);
     E.per_cut[0] = E.per_cut[1] = -1.0;
     E.gap = PROBE_EVERY;
-    E.next_probe = 1 + PROBE_EVERY;
+    E.next_probe = 2 + PROBE_EVERY;
+    E.nt = 1;                 /* the first block is timed on one thread, the second on all */
     E.block = prm->block_size;
     int st = SC_OK;
     if (side_alloc(&E.S, 0, split, dims) || side_alloc(&E.T, split, ndim, dims)) st = SC_ERR_NOMEM;
@@ -478,7 +490,7 @@ int sc_tensor_decompose(const sc_kernels *K, float *R, int ndim, const int64_t *
     if (nrm2 == 0.0 || prm->max_width == 0) { tengine_free(&E); return SC_OK; }
     transpose(K, R, E.RT, P, D, E.nt);
 
-    E.block_t0 = sc_now_seconds();
+    E.win_t0 = sc_now_seconds();
     for (int64_t k = 0;; k++) {
         if ((st = tgrow(res, k + 1, dims))) break;
         /* Sweep the modes from random signs; converged once ndim - 1 updates in a row bring no
@@ -521,11 +533,11 @@ int sc_tensor_decompose(const sc_kernels *K, float *R, int ndim, const int64_t *
         double taken = cur * cur / (double)N;
         int cancels = taken > 0.5 * nrm2;
         nrm2 -= taken;
-        if (E.p == E.block || cancels) {
-            pick_threads(&E, k + 1 - E.block_start);
+        int block_end = E.p == E.block || cancels;
+        pick_threads(&E, block_end);
+        if (block_end) {
             nrm2 = flush(&E);
             E.block_start = k + 1;
-            E.block_t0 = sc_now_seconds();
         }
         double err = sqrt((nrm2 > 0.0 ? nrm2 : 0.0) / nrmA2);
         res->errors[k] = err;
