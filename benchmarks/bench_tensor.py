@@ -23,7 +23,8 @@ relative error and time of
     so that the float32 factors fit the budget;
   * Tucker (tensorly.decomposition.tucker, init='svd'), ranks min(r, dim) per mode with the
     largest r whose float32 core and factors fit the budget.
-TensorLy runs on its NumPy backend in float32 with n_iter_max=100 and random_state=0.
+TensorLy runs on its NumPy backend in float32 with n_iter_max=100 (--quick: 25) and
+random_state=0.
 signcut is greedy: the first W cuts of a wider decomposition are the decomposition of width W
 (same seed). So each tensor is decomposed once, at the largest budget (for the speed tensor:
 the 8 bits/entry run of the speed table when it is not capped), and the smaller budgets are
@@ -39,7 +40,8 @@ separately at its largest budget).
 Run from the repository root:
     python benchmarks/bench_tensor.py                  # the sizes (several minutes)
     python benchmarks/bench_tensor.py --width 4000     # steady-state speed over 4000 cuts
-    python benchmarks/bench_tensor.py --quick          # 32 x 64 x 128 and 32^3, under a minute
+    python benchmarks/bench_tensor.py --quick          # 32 x 64 x 128 and 32^3, 1 and 2 bits/entry,
+                                                       # n_iter_max=25: about 15 seconds
     python benchmarks/bench_tensor.py --dims 64 64 64 --threads 2 --no-tensorly
     python benchmarks/bench_tensor.py --quick --json out.json   # also writes the figures
 
@@ -152,7 +154,8 @@ def speed_table(X, args, records):
 
     def row(threads, width, t, spec, err, main=False):
         ratio = t / width / base[spec]
-        records.append(record(f"tensor {shape} time per cut, threads {threads}, width {width}",
+        records.append(record(f"tensor {shape} time per cut / {label(spec)}, threads {threads}, "
+                              f"width {width}",
                               1e3 * t / width, "ms", f"one np.einsum {label(spec)}",
                               1e3 * base[spec], f"ratio <= {GOAL:g}" if main else "",
                               bool(ratio <= GOAL) if main else None))
@@ -208,8 +211,8 @@ def error_rows(name, X, budgets, tl, args, records, run=None):
             cp_t = time.perf_counter() - t0
             cp_err = rel_error(X, tl.cp_to_tensor(cp))
             cp_cells = [rank, f"{cp_err:.4f}", f"{cp_t:.2f}"]
-            records.append(record(f"{name} {bits:g} bits/entry: signcut error", sc_err, "",
-                                  f"CP rank {rank} error (same bytes)", cp_err))
+            records.append(record(f"{name} {bits:g} bits/entry: signcut error / CP error",
+                                  sc_err, "", f"CP rank {rank} error (same bytes)", cp_err))
         else:
             cp_cells = [0, "-", "-"]
 
@@ -220,9 +223,9 @@ def error_rows(name, X, budgets, tl, args, records, run=None):
             tk_t = time.perf_counter() - t0
             tk_err = rel_error(X, tl.tucker_to_tensor(tk))
             tk_cells = ["x".join(map(str, ranks)), f"{tk_err:.4f}", f"{tk_t:.2f}"]
-            records.append(record(f"{name} {bits:g} bits/entry: signcut error", sc_err, "",
-                                  f"Tucker {'x'.join(map(str, ranks))} error (same bytes)",
-                                  tk_err))
+            records.append(record(f"{name} {bits:g} bits/entry: signcut error / Tucker error",
+                                  sc_err, "", f"Tucker {'x'.join(map(str, ranks))} error "
+                                  "(same bytes)", tk_err))
         else:
             tk_cells = ["-", "-", "-"]
         rows.append([name, f"{bits:g}", budget, w, f"{sc_err:.4f}", f"{sc_t:.2f}"]
@@ -265,16 +268,22 @@ def main(argv=None):
                     help="width of the n_threads=1 run (default 2000; 0: same as --width)")
     ap.add_argument("--repeat", type=int, default=1, help="decompositions per thread count (min)")
     ap.add_argument("--threads", type=int, default=None, help="n_threads (default: all)")
-    ap.add_argument("--budgets", type=float, nargs="+", default=[1, 2, 4],
-                    help="bits per entry of the equal-storage table (default 1 2 4)")
-    ap.add_argument("--n-iter", type=int, default=100, help="TensorLy n_iter_max (default 100)")
+    ap.add_argument("--budgets", type=float, nargs="+", default=None,
+                    help="bits per entry of the equal-storage table (default 1 2 4; quick: 1 2)")
+    ap.add_argument("--n-iter", type=int, default=None,
+                    help="TensorLy n_iter_max (default 100; quick: 25)")
     ap.add_argument("--no-tensorly", action="store_true", help="skip the TensorLy table")
     ap.add_argument("--quick", action="store_true",
-                    help="speed tensor 32 x 64 x 128, small tensors 32^3")
+                    help="speed tensor 32 x 64 x 128, small tensors 32^3, budgets 1 2, "
+                         "n_iter_max 25")
     ap.add_argument("--json", metavar="PATH", help="also write the figures as JSON records")
     args = ap.parse_args(argv)
     if args.quick:
         args.dims = [32, 64, 128]
+    if args.budgets is None:
+        args.budgets = [1, 2] if args.quick else [1, 2, 4]
+    if args.n_iter is None:
+        args.n_iter = 25 if args.quick else 100
     args.width = args.width or None
 
     cap = "full width" if args.width is None else f"width capped at {args.width}"
