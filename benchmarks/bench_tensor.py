@@ -23,7 +23,8 @@ relative error and time of
     so that the float32 factors fit the budget;
   * Tucker (tensorly.decomposition.tucker, init='svd'), ranks min(r, dim) per mode with the
     largest r whose float32 core and factors fit the budget.
-TensorLy runs on its NumPy backend in float32 with n_iter_max=100 and random_state=0.
+TensorLy runs on its NumPy backend in float32 with n_iter_max=100 (--quick: 25) and
+random_state=0.
 signcut is greedy: the first W cuts of a wider decomposition are the decomposition of width W
 (same seed). So each tensor is decomposed once, at the largest budget (for the speed tensor:
 the 8 bits/entry run of the speed table when it is not capped), and the smaller budgets are
@@ -39,8 +40,14 @@ separately at its largest budget).
 Run from the repository root:
     python benchmarks/bench_tensor.py                  # the issue's sizes (several minutes)
     python benchmarks/bench_tensor.py --width 4000     # steady-state speed over 4000 cuts
-    python benchmarks/bench_tensor.py --quick          # 32 x 64 x 128 (1000 cuts) and 16^3, seconds
+    python benchmarks/bench_tensor.py --quick          # 32 x 64 x 128 and 32^3, 1 and 2 bits/entry,
+                                                       # n_iter_max=25: about 15 seconds
     python benchmarks/bench_tensor.py --dims 64 64 64 --threads 2 --no-tensorly
+    python benchmarks/bench_tensor.py --quick --json out.json   # also writes the figures
+
+With ``--json PATH`` it also writes a JSON list of records, one per figure: time per cut
+against each contraction (ms), the speed run's error against the zero approximation (error
+1), and per tensor and budget signcut's error against CP's and Tucker's at equal storage.
 """
 import argparse
 import math
@@ -51,8 +58,6 @@ import numpy as np
 import signcut
 from _common import (add_protocol_args, best_time, header, print_table, record, rel_error,
                      verdict, write_json)
-
-RECORDS = []  # figures for --json
 
 GOAL = 5.0
 # (einsum spec, optimize): the goal's baseline first; np.einsum's default optimize=False runs
@@ -127,7 +132,7 @@ def best_run(X, repeat, **kw):
     return min(runs, key=lambda run: run[1])
 
 
-def speed_table(X, args):
+def speed_table(X, args, records):
     dims = X.shape
     base = {s: contraction_time(X, s) for s in CONTRACTIONS}
     run = best_run(X, args.repeat, bits_per_entry=8, width=args.width, n_threads=args.threads)
@@ -138,8 +143,15 @@ def speed_table(X, args):
         serial = best_run(X, args.repeat, bits_per_entry=8, width=w, n_threads=1)
     base = {s: min(t, contraction_time(X, s)) for s, t in base.items()}
 
+    shape = "x".join(map(str, dims))
+
     def row(threads, width, t, spec, err, main=False):
         ratio = t / width / base[spec]
+        records.append(record(f"tensor {shape} time per cut / {label(spec)}, threads {threads}, "
+                              f"width {width}",
+                              1e3 * t / width, "ms", f"one np.einsum {label(spec)}",
+                              1e3 * base[spec], f"ratio <= {GOAL:g}" if main else "",
+                              bool(ratio <= GOAL) if main else None))
         return [threads, width, f"{t:.2f}", f"{1e3 * t / width:.3f}", label(spec),
                 f"{1e3 * base[spec]:.3f}", f"{ratio:.2f}", f"<= {GOAL:g}" if main else "(extra)",
                 verdict(ratio <= GOAL) if main else "-", f"{err:.4f}"]
@@ -148,14 +160,6 @@ def speed_table(X, args):
     nt = "all" if args.threads in (None, -1) else args.threads
     rows = [row(nt, r.width, t, spec, r.rel_error, main=spec == CONTRACTIONS[0])
             for spec in CONTRACTIONS]
-    what = "8 bits/entry" if args.width is None else f"first {r.width} cuts"
-    for spec in CONTRACTIONS:
-        main = spec == CONTRACTIONS[0]
-        ratio = t / r.width / base[spec]
-        RECORDS.append(record(f"time per cut, {'x'.join(map(str, dims))} ({what})",
-                              1e3 * t / r.width, "ms", f"np.einsum {label(spec)}",
-                              1e3 * base[spec], f"ratio <= {GOAL:g}" if main else "",
-                              ratio <= GOAL if main else None))
     if serial is not None:
         w = serial[0].width
         if w < r.width:
@@ -164,6 +168,8 @@ def speed_table(X, args):
         rows.append(row(1, w, serial[1], CONTRACTIONS[0], serial[0].rel_error))
     print_table(["Threads", "Width", "Decompose (s)", "Per cut (ms)", "Baseline", "Baseline (ms)",
                  "Ratio", "Goal", "Result", "Rel. error"], rows)
+    records.append(record(f"tensor {shape} rel. error after {r.width} cuts", r.rel_error, "",
+                          "zero approximation", 1.0))
     print(f"Tensor {' x '.join(map(str, dims))} float32 Gaussian, seed 0, 8 bits/entry budget: "
           f"width {r.width}, {r.bits_per_entry:.3f} bits/entry, {r.nbytes} bytes. Time per cut = "
           f"decompose time / width ({'full width' if args.width is None else 'width capped'}; "
@@ -173,7 +179,7 @@ def speed_table(X, args):
     return run
 
 
-def error_rows(name, X, budgets, tl, args, run=None):
+def error_rows(name, X, budgets, tl, args, records, run=None):
     """Rows of the equal-storage table for one tensor. `run` = (result, time, stamps) of a
     decomposition of X at >= max(budgets) bits/entry (seed 0), reused when wide enough."""
     from tensorly.decomposition import parafac, tucker
@@ -196,7 +202,10 @@ def error_rows(name, X, budgets, tl, args, run=None):
             t0 = time.perf_counter()
             cp = parafac(T, rank, n_iter_max=args.n_iter, init="random", random_state=0)
             cp_t = time.perf_counter() - t0
-            cp_cells = [rank, f"{rel_error(X, tl.cp_to_tensor(cp)):.4f}", f"{cp_t:.2f}"]
+            cp_err = rel_error(X, tl.cp_to_tensor(cp))
+            cp_cells = [rank, f"{cp_err:.4f}", f"{cp_t:.2f}"]
+            records.append(record(f"{name} {bits:g} bits/entry: signcut error / CP error",
+                                  sc_err, "", f"CP rank {rank} error (same bytes)", cp_err))
         else:
             cp_cells = [0, "-", "-"]
 
@@ -205,21 +214,19 @@ def error_rows(name, X, budgets, tl, args, run=None):
             t0 = time.perf_counter()
             tk = tucker(T, ranks, n_iter_max=args.n_iter, init="svd", random_state=0)
             tk_t = time.perf_counter() - t0
-            tk_cells = ["x".join(map(str, ranks)), f"{rel_error(X, tl.tucker_to_tensor(tk)):.4f}",
-                        f"{tk_t:.2f}"]
+            tk_err = rel_error(X, tl.tucker_to_tensor(tk))
+            tk_cells = ["x".join(map(str, ranks)), f"{tk_err:.4f}", f"{tk_t:.2f}"]
+            records.append(record(f"{name} {bits:g} bits/entry: signcut error / Tucker error",
+                                  sc_err, "", f"Tucker {'x'.join(map(str, ranks))} error "
+                                  "(same bytes)", tk_err))
         else:
             tk_cells = ["-", "-", "-"]
         rows.append([name, f"{bits:g}", budget, w, f"{sc_err:.4f}", f"{sc_t:.2f}"]
                     + cp_cells + tk_cells)
-        for method, cells in (("CP (parafac) rank " + str(cp_cells[0]), cp_cells),
-                              ("Tucker ranks " + str(tk_cells[0]), tk_cells)):
-            if cells[1] != "-":
-                RECORDS.append(record(f"error, {name}, {bits:g} bits/entry", sc_err, "",
-                                      f"TensorLy {method}, same bytes", float(cells[1])))
     return rows
 
 
-def error_table(X, run, args):
+def error_table(X, run, args, records):
     try:
         import tensorly as tl
     except ImportError:
@@ -227,14 +234,14 @@ def error_table(X, run, args):
               "(pip install tensorly to run it).\n")
         return
     tl.set_backend("numpy")
-    n = 16 if args.quick else 64
+    n = 32 if args.quick else 64
     tensors = [(f"rank 10 + 10 % noise {n}^3", low_rank_plus_noise(n, seed=0), None),
                (f"Gaussian {n}^3", gaussian_tensor((n, n, n), seed=1), None)]
     if not args.quick:
         tensors.insert(0, (f"Gaussian {' x '.join(map(str, X.shape))}", X, run))
     rows = []
     for name, T, r in tensors:
-        rows += error_rows(name, T, args.budgets, tl, args, r)
+        rows += error_rows(name, T, args.budgets, tl, args, records, r)
     print(f"### Error at equal storage vs TensorLy {tl.__version__} "
           f"(backend {tl.get_backend()}, float32, n_iter_max={args.n_iter})\n")
     print_table(["Tensor", "Bits/entry", "Budget (bytes)", "signcut width", "signcut error",
@@ -255,24 +262,30 @@ def main(argv=None):
                     help="width of the n_threads=1 run (default 2000; 0: same as --width)")
     ap.add_argument("--repeat", type=int, default=1, help="decompositions per thread count (min)")
     ap.add_argument("--threads", type=int, default=None, help="n_threads (default: all)")
-    ap.add_argument("--budgets", type=float, nargs="+", default=[1, 2, 4],
-                    help="bits per entry of the equal-storage table (default 1 2 4)")
-    ap.add_argument("--n-iter", type=int, default=100, help="TensorLy n_iter_max (default 100)")
+    ap.add_argument("--budgets", type=float, nargs="+", default=None,
+                    help="bits per entry of the equal-storage table (default 1 2 4; quick: 1 2)")
+    ap.add_argument("--n-iter", type=int, default=None,
+                    help="TensorLy n_iter_max (default 100; quick: 25)")
     ap.add_argument("--no-tensorly", action="store_true", help="skip the TensorLy table")
-    add_protocol_args(ap, "speed tensor 32 x 64 x 128 capped at 1000 cuts, no serial run, "
-                          "TensorLy on 16^3 tensors only, n_iter_max 30")
+    add_protocol_args(ap, "speed tensor 32 x 64 x 128, small tensors 32^3, budgets 1 2, "
+                          "n_iter_max 25")
     args = ap.parse_args(argv)
     if args.quick:
-        args.dims, args.width, args.serial_width, args.n_iter = [32, 64, 128], 1000, None, 30
+        args.dims = [32, 64, 128]
+    if args.budgets is None:
+        args.budgets = [1, 2] if args.quick else [1, 2, 4]
+    if args.n_iter is None:
+        args.n_iter = 25 if args.quick else 100
     args.width = args.width or None
 
     cap = "full width" if args.width is None else f"width capped at {args.width}"
     header(f"Tensors: time per cut vs one NumPy contraction (order 3, 8 bits/entry, {cap})")
     X = gaussian_tensor(args.dims, seed=0)
-    run = speed_table(X, args)
+    records = []
+    run = speed_table(X, args, records)
     if not args.no_tensorly:
-        error_table(X, run, args)
-    write_json(args.json, RECORDS)
+        error_table(X, run, args, records)
+    write_json(args.json, records)
 
 
 if __name__ == "__main__":

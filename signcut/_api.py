@@ -324,8 +324,8 @@ def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_
     seed : None, int, numpy.random.SeedSequence or numpy.random.Generator
         Seed of the random starts; the same seed gives the same bits for any ``n_threads``.
     block_size : int, optional
-        Matrices only: cuts kept pending before they are subtracted from the remainder at
-        once (1..64, default 64).
+        Cuts kept pending before they are subtracted from the remainder at once (1..64,
+        default 64).
     n_threads : int, optional
         OpenMP threads (default: all available; -1 means the same).
     callback : callable, optional
@@ -436,8 +436,9 @@ def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_
     if done and arr.ndim == 2 and search["warm_start"]:
         warm = (init.signs[0][done - 1], init.signs[1][done - 1])
 
-    # Working memory: a float32 copy (and for a matrix its transpose), plus the signs.
-    copies = 2 if arr.ndim == 2 else 1
+    # Working memory: a float32 copy (and, but for order 1, its transposed unfolding), plus
+    # the signs.
+    copies = 1 if arr.ndim == 1 else 2
     _validate.check_memory(4 * arr.size * copies + max_width * (sum(arr.shape) // 8 + 16),
                            f"decomposing an array of shape {arr.shape}")
     # The engine works on A / 2**e with max|A| / 2**e in [0.5, 1): exact for normal numbers
@@ -510,4 +511,4 @@ def _run_engine(R, max_width, rtol, max_seconds, block_size, n_threads, state, c
             state, callback, warm_signs=warm, **search)
         return (s_bits, t_bits), coef, errors, norm, stopped_by
     return _core.tensor_decompose(R, max_width, rtol or 0.0, max_seconds or 0.0, MAX_SWEEPS,
-                                  n_threads, state, callback)
+                                  n_threads, state, callback, block_size=block_size)

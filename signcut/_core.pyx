@@ -322,8 +322,10 @@ cdef void _fill_params(sc_params *prm, progress_ctx *pctx, _Progress prog, int64
 
 
 def tensor_decompose(cnp.ndarray R, int64_t max_width, double rtol, double max_seconds,
-                     int64_t max_sweeps, int n_threads, seed_state, callback=None):
-    """Greedy signed cut decomposition of the C-contiguous float32 tensor R (overwritten).
+                     int64_t max_sweeps, int n_threads, seed_state, callback=None,
+                     int64_t block_size=64):
+    """Greedy signed cut decomposition of the C-contiguous float32 tensor R (overwritten);
+    block_size (1..64) cuts are kept pending before they are subtracted.
 
     Returns (bits per mode, coef, errors, norm, stopped_by)."""
     if R.ndim < 1 or R.ndim > SC_MAX_NDIM or R.dtype != np.float32 or not R.flags.c_contiguous \
@@ -337,7 +339,8 @@ def tensor_decompose(cnp.ndarray R, int64_t max_width, double rtol, double max_s
     for a in range(ndim):
         dims[a] = R.shape[a]
     prog = _Progress(callback)
-    _fill_params(&prm, &pctx, prog, max_width, rtol, max_seconds, 1, max_sweeps, n_threads, seed_state)
+    _fill_params(&prm, &pctx, prog, max_width, rtol, max_seconds, block_size, max_sweeps,
+                 n_threads, seed_state)
     memset(&res, 0, sizeof(res))
     cdef const sc_kernels *K = _active
     cdef float *data = <float *>cnp.PyArray_DATA(R)

@@ -1,14 +1,26 @@
 /* signcut: the greedy driver for tensors of any order (the tensor plugin of the engine).
  *
- * R is viewed, for each mode a, as (L, d_a, Rr) with L the product of the dimensions before a
- * and Rr the product after. The image of mode a, u_a[i] = sum_{l,r} xl[l] R[l,i,r] xr[r], uses
- * the Kronecker products xl and xr of the other modes' signs, packed as bits. Long rows
- * (Rr >= 64) are contracted with xr by sign dot products, one row per task; short rows are
- * first accumulated over l into (d_a * Rr) slabs, in fixed chunks of rows summed in order.
- * Each output is written by one thread with a fixed order of operations, so n_threads cannot
- * change a bit.
- * Cuts are subtracted at once (one pass over R); the norm is recomputed exactly every
- * EXACT_EVERY cuts and at the end. */
+ * Order k >= 2: the modes are split into a prefix [0, p) and a suffix [p, k) chosen so that
+ * the unfolding R (P x D, P = prod of the prefix dims, D of the suffix dims) is as square as
+ * possible. A cut's prefix signs make one Kronecker sign vector sigma of length P, its suffix
+ * signs one tau of length D; on the unfolding the tensor engine is the matrix engine with
+ * structured sign vectors:
+ *  - the images z = R0 tau (length P) and y = R0^T sigma (length D) of the remainder without
+ *    the pending cuts, R0, live across sweeps and cuts and are brought up to date from the
+ *    entries of tau and sigma that flipped since they were last used: rows of RT (a transposed
+ *    copy of R0) and rows of R0, as in the matrix engine. A flip of mode b on a set F costs
+ *    |F| N / d_b (a new random start, about half the entries of each side, N / 2 each);
+ *  - the image of a prefix mode a is z contracted with the other prefix modes' signs
+ *    (O(P) work, no pass over R0), likewise for the suffix modes from y;
+ *  - pending cuts (up to block_size) correct an image of mode a by
+ *    -c_j * prod_{b != a} <s_b^j, s_b> * s_a^j, with popcount dot products;
+ *  - every block_size cuts, R0 -= sum_j c_j sigma_j tau_j^T as one rank update of the
+ *    unfolding (chunked over columns to bound memory), RT is rebuilt, the squared norm and
+ *    the images are recomputed exactly.
+ * Order 1 takes a direct path (each cut is the sign of what is left).
+ *
+ * Every output entry is written by one thread with a fixed order of operations, and partial
+ * sums are added in a fixed tile order: n_threads cannot change a bit. */
 #define _POSIX_C_SOURCE 200809L  /* clock_gettime under -std=c11 */
 #include <math.h>
 #include <stdlib.h>
@@ -20,31 +32,58 @@
 #include <omp.h>
 #endif
 
-#define TILE 256
-#define PAR_MIN_WORK 16384
-#define EXACT_EVERY 64
-#define CHUNK 256               /* rows per partial slab in the short-row contraction */
+#define TILE 256                /* rows per parallel tile, a multiple of 64 */
+#define PAR_MIN_WORK 262144     /* below this many float ops a step runs on one thread */
+#define MAX_BLOCK 64
+#define FLUSH_COLS 4096         /* columns per chunk of a flush, a multiple of 64 */
+#define PROBE_EVERY 16          /* blocks between measurements of 1 vs all threads */
+#define PROBE_CUTS 8            /* fewest cuts timed for a measurement */
+#define MAX_PROBE_GAP 1024
+#define MAX_THREADS 256
 #define GROWTH_TOL 1e-6
 #define START_ATTEMPTS 8
 
 
+/* One side of the unfolding: the modes [m0, m1) and their Kronecker signs. */
+typedef struct {
+    int m0, m1;
+    int64_t len, words;       /* prod(dims[m0:m1]) and its packed words */
+    const float *own;         /* R0 (prefix) or RT (suffix): len rows of the other side's len */
+    float *img;               /* R0 contracted with the other side's Kronecker signs `applied` */
+    int valid;                /* img is up to date with the other side's `applied` */
+    uint64_t *kron;           /* Kronecker product of this side's current signs */
+    int kron_dirty;
+    uint64_t *applied;        /* the Kronecker signs the other side's img was computed with */
+    float *sgn;               /* kron as +-1 floats */
+    uint64_t *pend;           /* Kronecker signs of the pending cuts, MAX_BLOCK rows */
+} tside_t;
+
 typedef struct {
     const sc_kernels *K;
-    int nt, ndim;
+    int nt, nt_max, ndim;
     const int64_t *dims;
-    int64_t N;
-    float *R;
+    int64_t N, p, block;      /* p = pending cuts */
+    int64_t rounds;           /* measurements by pick_threads */
+    int64_t gap, next_probe;  /* rounds between measurements of the slower thread count */
+    int probing;              /* this round measures the slower thread count */
+    int64_t win_cuts;         /* cuts timed since win_t0 */
+    double win_t0, per_cut[2];     /* time per cut with nt_max / 1 thread (-1: not yet) */
+    float *R, *RT;
+    tside_t S, T;             /* prefix and suffix sides */
+    sc_tensor_result *res;
+    int64_t block_start;      /* first pending cut */
     uint64_t *bits[SC_MAX_NDIM];   /* current signs per mode */
-    uint64_t *cand;                /* candidate signs of the mode being updated */
-    float *img;                    /* image of the mode being updated (max dim) */
-    uint64_t *xl, *xr;             /* Kronecker products of the signs before / after a mode */
-    uint64_t *tmp;                 /* scratch for building Kronecker products */
-    float *z;                      /* row dot products (long rows) or partial slabs (short rows) */
-    float *wl;                     /* +-1 weights of xl, as floats */
-    int64_t *idx;                  /* 0..CHUNK-1 */
-    double *partial;
-    float *ones;                   /* last-mode signs as floats, for the subtraction */
-    float *rowscale;               /* per-row scale of the subtraction */
+    uint64_t *cand;           /* candidate signs of the mode being updated */
+    float *img;               /* image of the mode being updated (max dim) */
+    double *acc;              /* its double accumulators */
+    int64_t *dots;            /* dots[b * MAX_BLOCK + j] = <pending sign j of mode b, s_b> */
+    int dots_dirty[SC_MAX_NDIM];
+    uint64_t *tmp;            /* scratch for Kronecker products */
+    int64_t *idx;             /* flipped positions */
+    float *w;                 /* flip weights */
+    float *pw;                /* weights of the pending cuts in a correction */
+    double *partial;          /* per-tile partial sums */
+    float *panel, *amat;      /* flush buffers (amat: one TILE x MAX_BLOCK block per thread) */
 } tengine_t;
 
 static int64_t prod(const int64_t *d, int from, int to) {
@@ -53,90 +92,254 @@ static int64_t prod(const int64_t *d, int from, int to) {
     return p;
 }
 
-/* bits of the Kronecker product of the sign vectors of modes [from, to) (in order, the last
- * mode varying fastest) into out; length prod(dims[from:to]). */
-static void kron_bits(tengine_t *E, uint64_t *out, int from, int to) {
+static int64_t ntiles(int64_t len) { return (len + TILE - 1) / TILE; }
+
+/* ORs the n bits of src (each inverted when inv is all ones) into out from bit `off` on. */
+static void put_bits(uint64_t *out, int64_t off, const uint64_t *src, int64_t n, uint64_t inv) {
+    int64_t nw = sc_words(n);
+    int sh = (int)(off & 63);
+    uint64_t *o = out + (off >> 6);
+    for (int64_t q = 0; q < nw; q++) {
+        uint64_t v = src[q] ^ inv;
+        if (q == nw - 1) v &= sc_tail_mask(n);
+        o[q] |= v << sh;
+        if (sh && (v >> (64 - sh))) o[q + 1] |= v >> (64 - sh);   /* only bits inside out */
+    }
+}
+
+/* out = bits of the Kronecker product of the current signs of modes [m0, m1), the last mode
+ * varying fastest. */
+static void kron_into(tengine_t *E, uint64_t *out, int m0, int m1) {
     int64_t len = 1;
-    memset(out, 0, (size_t)sc_words(prod(E->dims, from, to)) * sizeof(uint64_t));
-    for (int b = from; b < to; b++) {
+    out[0] = 0;
+    for (int b = m0; b < m1; b++) {
         int64_t d = E->dims[b];
-        /* new[i*d + j] = old[i] ^ s_b[j], from a copy of old */
         memcpy(E->tmp, out, (size_t)sc_words(len) * sizeof(uint64_t));
         memset(out, 0, (size_t)sc_words(len * d) * sizeof(uint64_t));
-        for (int64_t i = 0; i < len; i++) {
-            uint64_t xi = (E->tmp[i >> 6] >> (i & 63)) & 1;
-            for (int64_t j = 0; j < d; j++) {
-                uint64_t bit = xi ^ ((E->bits[b][j >> 6] >> (j & 63)) & 1);
-                int64_t k = i * d + j;
-                out[k >> 6] |= bit << (k & 63);
-            }
-        }
+        for (int64_t i = 0; i < len; i++)
+            put_bits(out, i * d, E->bits[b], d, ((E->tmp[i >> 6] >> (i & 63)) & 1) ? ~UINT64_C(0) : 0);
         len *= d;
     }
 }
 
-/* img[0:d_a] = contraction of R with the signs of every mode but a; returns |img|_1 and
- * packs the signs of img into E->cand. */
+static void side_kron(tengine_t *E, tside_t *X) {
+    if (!X->kron_dirty) return;
+    kron_into(E, X->kron, X->m0, X->m1);
+    E->K->unpack_signs(X->sgn, X->kron, X->len, 1.0f);
+    X->kron_dirty = 0;
+}
+
+/* Brings X->img (R0 contracted with the other side's Kronecker signs) up to date from the
+ * entries of Y's signs that flipped since: each adds 2 * (new sign) * its row of Y->own. When
+ * more than half flipped (a new random start), the image is negated and the entries that did
+ * not flip are added instead (the same weights): at most half the rows are read. After a flush
+ * the image is recomputed in one exact pass (sums in double). */
+static void side_sync(tengine_t *E, tside_t *X, tside_t *Y) {
+    const sc_kernels *K = E->K;
+    side_kron(E, Y);
+    if (!X->valid) {
+        int64_t nt_tiles = ntiles(X->len);
+        (void)nt_tiles;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(E->nt) if (E->nt > 1 && E->N >= PAR_MIN_WORK)
+#endif
+        for (int64_t t = 0; t < nt_tiles; t++) {
+            int64_t a = t * TILE, end = (X->len - a < TILE) ? X->len : a + TILE;
+            for (int64_t i = a; i < end; i++)
+                K->signs_rmatvec(X->img + i, X->own + i * Y->len, Y->len, Y->kron, 0, 1);
+        }
+        memcpy(Y->applied, Y->kron, (size_t)Y->words * sizeof(uint64_t));
+        X->valid = 1;
+        return;
+    }
+    int64_t nf = 0;
+    for (int64_t q = 0; q < Y->words; q++) nf += sc_popcount64(Y->kron[q] ^ Y->applied[q]);
+    if (nf == 0) return;
+    int complement = nf > Y->len / 2;
+    uint64_t inv = complement ? ~UINT64_C(0) : 0;
+    nf = 0;
+    for (int64_t q = 0; q < Y->words; q++) {
+        uint64_t x = Y->kron[q] ^ Y->applied[q] ^ inv;
+        if (q == Y->words - 1) x &= sc_tail_mask(Y->len);
+        while (x) {
+            int b = sc_ctz64(x);
+            E->idx[nf] = 64 * q + b;
+            E->w[nf] = ((Y->kron[q] >> b) & 1) ? -2.0f : 2.0f;
+            nf++;
+            x &= x - 1;
+        }
+    }
+    int nthreads = (E->nt > 1 && nf * X->len >= PAR_MIN_WORK) ? E->nt : 1;
+    (void)nthreads;
+    /* Each thread owns a contiguous run of entries (a multiple of 16) and streams every
+     * row over it: each entry's FMA chain is the same for any split. */
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1)
+#endif
+    {
+        int64_t chunks = (X->len + 15) / 16, c0 = 0, c1 = chunks;
+#ifdef _OPENMP
+        int nth = omp_get_num_threads(), me = omp_get_thread_num();
+        c0 = chunks * me / nth;
+        c1 = chunks * (me + 1) / nth;
+#endif
+        int64_t a = 16 * c0, end = (16 * c1 < X->len) ? 16 * c1 : X->len;
+        if (complement)
+            for (int64_t i = a; i < end; i++) X->img[i] = -X->img[i];
+        if (end > a && nf) K->accum_rows(X->img + a, end - a, Y->own + a, X->len, E->idx, E->w, nf);
+    }
+    memcpy(Y->applied, Y->kron, (size_t)Y->words * sizeof(uint64_t));
+}
+
+/* E->img[0:d_a] = R contracted with the signs of every mode but a (pending cuts included);
+ * packs its signs into E->cand and returns |img|_1. */
 static double mode_image(tengine_t *E, int a) {
     const sc_kernels *K = E->K;
-    int64_t d = E->dims[a], L = prod(E->dims, 0, a), Rr = prod(E->dims, a + 1, E->ndim);
-    kron_bits(E, E->xl, 0, a);
-    kron_bits(E, E->xr, a + 1, E->ndim);
-    K->unpack_signs(E->wl, E->xl, L, 1.0f);
-    if (Rr >= 64) {
-        /* Long rows: z[l*d + i] = <R[l, i, :], xr>, one row per task, then a fixed-order sum. */
-        int64_t nrows = L * d;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(E->nt) if (E->nt > 1 && E->N >= PAR_MIN_WORK)
-#endif
-        for (int64_t r = 0; r < nrows; r++) K->signs_rmatvec(E->z + r, E->R + r * Rr, Rr, E->xr, 0, 1);
-        for (int64_t i = 0; i < d; i++) E->img[i] = 0.0f;
-        for (int64_t l = 0; l < L; l++)
-            for (int64_t i = 0; i < d; i++) E->img[i] += E->wl[l] * E->z[l * d + i];
-    } else {
-        /* Short rows: partial slabs over fixed chunks of CHUNK rows l, summed in chunk order. */
-        int64_t len = d * Rr, nch = (L + CHUNK - 1) / CHUNK;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(E->nt) if (E->nt > 1 && E->N >= PAR_MIN_WORK)
-#endif
-        for (int64_t ch = 0; ch < nch; ch++) {
-            int64_t l0 = ch * CHUNK, nl = (L - l0 < CHUNK) ? L - l0 : CHUNK;
-            float *P = E->z + ch * len;
-            memset(P, 0, (size_t)len * sizeof(float));
-            K->accum_rows(P, len, E->R + l0 * len, len, E->idx, E->wl + l0, nl);
+    tside_t *X = (a < E->S.m1) ? &E->S : &E->T, *Y = (X == &E->S) ? &E->T : &E->S;
+    side_kron(E, X);
+    side_sync(E, X, Y);
+    /* img[i] = s_a[i] * sum over the side's other indices of kron * X->img (kron holds s_a). */
+    int64_t d = E->dims[a], L = prod(E->dims, X->m0, a), Rr = prod(E->dims, a + 1, X->m1);
+    double *acc = E->acc;
+    for (int64_t i = 0; i < d; i++) acc[i] = 0.0;
+    for (int64_t l = 0; l < L; l++) {
+        const float *g = X->img + l * d * Rr, *s = X->sgn + l * d * Rr;
+        if (Rr == 1) {
+            for (int64_t i = 0; i < d; i++) acc[i] += (double)(s[i] * g[i]);
+            continue;
         }
-        for (int64_t ch = 1; ch < nch; ch++)
-            for (int64_t c = 0; c < len; c++) E->z[c] += E->z[ch * len + c];
-        for (int64_t i = 0; i < d; i++) K->signs_rmatvec(E->img + i, E->z + i * Rr, Rr, E->xr, 0, 1);
+        for (int64_t i = 0; i < d; i++) {
+            const float *gi = g + i * Rr, *si = s + i * Rr;
+            double c0 = 0.0, c1 = 0.0, c2 = 0.0, c3 = 0.0;   /* four chains hide the latency */
+            int64_t r = 0;
+            for (; r + 4 <= Rr; r += 4) {
+                c0 += (double)(si[r] * gi[r]);
+                c1 += (double)(si[r + 1] * gi[r + 1]);
+                c2 += (double)(si[r + 2] * gi[r + 2]);
+                c3 += (double)(si[r + 3] * gi[r + 3]);
+            }
+            for (; r < Rr; r++) c0 += (double)(si[r] * gi[r]);
+            acc[i] += (c0 + c1) + (c2 + c3);
+        }
+    }
+    for (int64_t i = 0; i < d; i++) E->img[i] = (float)acc[i] * sc_sign_at(E->bits[a], i);
+    if (E->p > 0) {
+        /* Pending cut j adds -c_j * prod_{b != a} <s_b^j, s_b> * s_a^j. */
+        for (int b = 0; b < E->ndim; b++) {
+            if (b == a || !E->dots_dirty[b]) continue;
+            int64_t wb = sc_words(E->dims[b]);
+            K->sign_dots(E->dots + b * MAX_BLOCK, E->res->bits[b] + E->block_start * wb, wb,
+                         E->bits[b], wb, E->dims[b], E->p);
+            E->dots_dirty[b] = 0;
+        }
+        for (int64_t j = 0; j < E->p; j++) {
+            double f = -(double)E->res->coef[E->block_start + j];
+            for (int b = 0; b < E->ndim; b++)
+                if (b != a) f *= (double)E->dots[b * MAX_BLOCK + j];
+            E->pw[j] = (float)f;
+        }
+        int64_t wa = sc_words(d);
+        K->signs_matvec(E->img, d, E->res->bits[a] + E->block_start * wa, wa, E->pw, E->p);
     }
     return K->pack_signs(E->cand, E->img, d);
 }
 
-/* R -= c * s_0 x ... x s_{k-1}: rows of the last mode scaled by the Kronecker signs of the
- * others. Returns the exact squared norm of the new R when `exact` is set (else 0). */
-static double subtract_cut(tengine_t *E, float c, int exact) {
+/* dst (n x m) = src (m x n)^T, in column strips of TILE. */
+static void transpose(const sc_kernels *K, const float *src, float *dst, int64_t m, int64_t n, int nt) {
+    int64_t strips = ntiles(n);
+    (void)nt;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && m * n >= PAR_MIN_WORK)
+#endif
+    for (int64_t t = 0; t < strips; t++) {
+        int64_t c0 = t * TILE, cols = (n - c0 < TILE) ? n - c0 : TILE;
+        K->transpose(dst + c0 * m, m, src + c0, n, m, cols);
+    }
+}
+
+/* R0 -= sum_j c_j sigma_j tau_j^T over the pending cuts (one rank update of the unfolding, in
+ * chunks of FLUSH_COLS columns); returns the exact squared norm of the new R0. */
+static double subtract_pending(tengine_t *E) {
     const sc_kernels *K = E->K;
-    int k = E->ndim;
-    int64_t dl = E->dims[k - 1], rows = E->N / dl;
-    kron_bits(E, E->xl, 0, k - 1);
-    K->unpack_signs(E->rowscale, E->xl, rows, -c);
-    K->unpack_signs(E->ones, E->bits[k - 1], dl, 1.0f);
-    int64_t tiles = (rows + TILE - 1) / TILE;
-    (void)tiles;
+    int64_t P = E->S.len, D = E->T.len, k = E->p;
+    const float *coef = E->res->coef + E->block_start;
+    int64_t nt_tiles = ntiles(P);
+    for (int64_t c0 = 0; c0 < D; c0 += FLUSH_COLS) {
+        int64_t cw = (D - c0 < FLUSH_COLS) ? D - c0 : FLUSH_COLS;
+        for (int64_t j = 0; j < k; j++)
+            K->unpack_signs(E->panel + j * cw, E->T.pend + j * E->T.words + c0 / 64, cw, 1.0f);
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(E->nt) if (E->nt > 1 && P * cw * k >= PAR_MIN_WORK)
+#endif
+        for (int64_t t = 0; t < nt_tiles; t++) {
+            int me = 0;
+#ifdef _OPENMP
+            me = omp_get_thread_num();
+#endif
+            float *am = E->amat + (int64_t)me * TILE * MAX_BLOCK;
+            int64_t r0 = t * TILE, nr = (P - r0 < TILE) ? P - r0 : TILE;
+            for (int64_t r = 0; r < nr; r++)
+                for (int64_t j = 0; j < k; j++)
+                    am[r * k + j] = -coef[j] * sc_sign_at(E->S.pend + j * E->S.words, r0 + r);
+            K->rank_update(E->R + r0 * D + c0, nr, cw, D, am, k, E->panel, k);
+        }
+    }
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) num_threads(E->nt) if (E->nt > 1 && E->N >= PAR_MIN_WORK)
 #endif
-    for (int64_t t = 0; t < tiles; t++) {
-        int64_t r0 = t * TILE, nr = (rows - r0 < TILE) ? rows - r0 : TILE;
-        K->rank_update(E->R + r0 * dl, nr, dl, dl, E->rowscale + r0, 1, E->ones, 1);
+    for (int64_t t = 0; t < nt_tiles; t++) {
+        int64_t r0 = t * TILE, r1 = (P - r0 < TILE) ? P : r0 + TILE;
         double acc = 0.0;
-        if (exact)
-            for (int64_t r = r0; r < r0 + nr; r++) acc += K->sumsq(E->R + r * dl, dl);
+        for (int64_t r = r0; r < r1; r++) acc += K->sumsq(E->R + r * D, D);
         E->partial[t] = acc;
     }
     double nrm2 = 0.0;
-    for (int64_t t = 0; t < tiles; t++) nrm2 += E->partial[t];
+    for (int64_t t = 0; t < nt_tiles; t++) nrm2 += E->partial[t];
     return nrm2;
+}
+
+/* Subtracts the pending cuts from R0, rebuilds RT; returns the exact squared norm. The images
+ * are recomputed exactly when next needed. */
+static double flush(tengine_t *E) {
+    double nrm2 = subtract_pending(E);
+    transpose(E->K, E->R, E->RT, E->S.len, E->T.len, E->nt);
+    E->p = 0;
+    E->S.valid = E->T.valid = 0;
+    return nrm2;
+}
+
+/* Threads for the next cuts. The sweeps run many short parallel steps: on cores shared with
+ * other busy work, waiting for a descheduled thread can make them many times slower than one
+ * thread. So the time per cut (flushes included) is measured with one thread and with all
+ * (a block each) and the faster is used. The slower is measured again after PROBE_EVERY
+ * blocks, after twice as many each time it loses again, and a measurement already 1.5x
+ * slower than the other after PROBE_CUTS cuts stops there. Called after each cut (block_end:
+ * a flush follows). Results do not depend on it. */
+static void pick_threads(tengine_t *E, int block_end) {
+    if (E->nt_max <= 1) return;
+    E->win_cuts++;
+    int early = E->probing && E->win_cuts == PROBE_CUTS;
+    if (!(block_end || early) || E->win_cuts < PROBE_CUTS) return;
+    int one = (E->nt == 1);
+    double now = sc_now_seconds(), t = (now - E->win_t0) / (double)E->win_cuts;
+    if (early && !(E->per_cut[!one] >= 0.0 && t > 1.5 * E->per_cut[!one])) return;
+    E->per_cut[one] = t;
+    E->win_t0 = now;
+    E->win_cuts = 0;
+    E->rounds++;
+    if (E->per_cut[0] < 0.0) { E->nt = E->nt_max; E->probing = 1; return; }
+    int best = (E->per_cut[1] < E->per_cut[0]) ? 1 : E->nt_max;
+    if (E->probing) {
+        E->gap = (best == E->nt) ? PROBE_EVERY : (E->gap < MAX_PROBE_GAP ? 2 * E->gap : E->gap);
+        E->next_probe = E->rounds + E->gap;
+        E->probing = 0;
+    }
+    if (E->rounds >= E->next_probe) {
+        E->nt = (best == 1) ? E->nt_max : 1;
+        E->probing = 1;
+    } else {
+        E->nt = best;
+    }
 }
 
 static int tgrow(sc_tensor_result *res, int64_t need, const int64_t *dims) {
@@ -164,15 +367,60 @@ void sc_tensor_result_free(sc_tensor_result *res) {
     res->width = res->capacity = 0;
 }
 
+/* Order 1: the best cut is the sign of the remainder, c = |R|_1 / d. */
+static int vector_decompose(const sc_kernels *K, float *R, int64_t d, const sc_params *prm,
+                            sc_tensor_result *res, double t0) {
+    int64_t wd = sc_words(d);
+    double nrm2 = K->sumsq(R, d), nrmA2 = nrm2;
+    res->norm = sqrt(nrm2);
+    res->width = 0;
+    res->stopped_by = (prm->max_width == 0) ? 0 : 4;
+    if (nrm2 == 0.0 || prm->max_width == 0) return SC_OK;
+    int st = SC_OK;
+    for (int64_t k = 0;; k++) {
+        if ((st = tgrow(res, k + 1, &d))) break;
+        uint64_t *s = res->bits[0] + k * wd;
+        double cur = K->pack_signs(s, R, d);
+        if (!(cur > 0.0)) { res->stopped_by = 4; break; }
+        float mc = -(float)(cur / (double)d);
+        res->coef[k] = -mc;
+        K->signs_matvec(R, d, s, wd, &mc, 1);
+        nrm2 = K->sumsq(R, d);
+        res->errors[k] = sqrt(nrm2 / nrmA2);
+        res->width = k + 1;
+        if (sc_after_cut(prm, res->width, res->errors[k], t0, &res->stopped_by, &st)) break;
+    }
+    return st;
+}
+
+static void side_free(tside_t *X) {
+    free(X->img); free(X->kron); free(X->applied); free(X->sgn); free(X->pend);
+}
+
 static void tengine_free(tengine_t *E) {
     for (int a = 0; a < SC_MAX_NDIM; a++) free(E->bits[a]);
-    free(E->cand); free(E->img); free(E->xl); free(E->xr); free(E->tmp); free(E->z);
-    free(E->wl); free(E->idx); free(E->partial); free(E->ones); free(E->rowscale);
+    side_free(&E->S); side_free(&E->T);
+    free(E->RT); free(E->cand); free(E->img); free(E->acc); free(E->dots); free(E->tmp);
+    free(E->idx); free(E->w); free(E->pw); free(E->partial); free(E->panel); free(E->amat);
+}
+
+static int side_alloc(tside_t *X, int m0, int m1, const int64_t *dims) {
+    X->m0 = m0; X->m1 = m1;
+    X->len = prod(dims, m0, m1);
+    X->words = sc_words(X->len);
+    X->img = malloc((size_t)X->len * sizeof(float));
+    X->kron = calloc((size_t)X->words, sizeof(uint64_t));
+    X->applied = calloc((size_t)X->words, sizeof(uint64_t));
+    X->sgn = malloc((size_t)X->len * sizeof(float));
+    X->pend = calloc((size_t)(MAX_BLOCK * X->words), sizeof(uint64_t));
+    X->kron_dirty = 1;
+    return (X->img && X->kron && X->applied && X->sgn && X->pend) ? SC_OK : SC_ERR_NOMEM;
 }
 
 int sc_tensor_decompose(const sc_kernels *K, float *R, int ndim, const int64_t *dims,
                         const sc_params *prm, sc_tensor_result *res) {
-    if (!K || ndim < 1 || ndim > SC_MAX_NDIM || prm->max_width < 0 || prm->max_sweeps < 1)
+    if (!K || ndim < 1 || ndim > SC_MAX_NDIM || prm->max_width < 0 || prm->max_sweeps < 1 ||
+        prm->block_size < 1 || prm->block_size > MAX_BLOCK)
         return SC_ERR_ARG;
     int64_t N = 1, dmax = 1;
     for (int a = 0; a < ndim; a++) {
@@ -181,53 +429,68 @@ int sc_tensor_decompose(const sc_kernels *K, float *R, int ndim, const int64_t *
         if (dims[a] > dmax) dmax = dims[a];
     }
     double t0 = sc_now_seconds();
+    res->ndim = ndim;
+    if (ndim == 1) return vector_decompose(K, R, dims[0], prm, res, t0);
+
+    /* The split [0, p) x [p, ndim) whose unfolding is closest to square. */
+    int split = 1;
+    double best = INFINITY;
+    for (int q = 1; q < ndim; q++) {
+        double lp = log((double)prod(dims, 0, q)), ld = log((double)prod(dims, q, ndim));
+        if (fabs(lp - ld) < best) { best = fabs(lp - ld); split = q; }
+    }
     tengine_t E;
     memset(&E, 0, sizeof E);
-    E.K = K; E.ndim = ndim; E.dims = dims; E.N = N; E.R = R;
-    E.nt = prm->n_threads > 0 ? prm->n_threads : 1;
-    res->ndim = ndim;
-    int64_t maxL = 1, zlen = 1;   /* largest L, and scratch for row dots or partial slabs */
-    for (int a = 0; a < ndim; a++) {
-        int64_t L = prod(dims, 0, a), Rr = prod(dims, a + 1, ndim);
-        int64_t need = (Rr >= 64) ? L * dims[a] : ((L + CHUNK - 1) / CHUNK) * dims[a] * Rr;
-        if (L > maxL) maxL = L;
-        if (need > zlen) zlen = need;
-    }
-    int64_t rows_last = N / dims[ndim - 1], kron_max = N;   /* Kronecker vectors are < N long */
+    E.K = K; E.ndim = ndim; E.dims = dims; E.N = N; E.R = R; E.res = res;
+    /* Capped: each thread has its own flush buffer (any count gives the same bits). */
+    E.nt = E.nt_max = prm->n_threads < 1 ? 1 : (prm->n_threads > MAX_THREADS ? MAX_THREADS : prm->n_threads);
+    E.per_cut[0] = E.per_cut[1] = -1.0;
+    E.gap = PROBE_EVERY;
+    E.next_probe = 2 + PROBE_EVERY;
+    E.nt = 1;                 /* the first block is timed on one thread, the second on all */
+    E.block = prm->block_size;
     int st = SC_OK;
+    if (side_alloc(&E.S, 0, split, dims) || side_alloc(&E.T, split, ndim, dims)) st = SC_ERR_NOMEM;
+    int64_t P = E.S.len, D = E.T.len, mx = P > D ? P : D;
     for (int a = 0; a < ndim; a++)
         if (!(E.bits[a] = calloc((size_t)sc_words(dims[a]), sizeof(uint64_t)))) st = SC_ERR_NOMEM;
+    E.RT = malloc((size_t)N * sizeof(float));
     E.cand = calloc((size_t)sc_words(dmax), sizeof(uint64_t));
     E.img = malloc((size_t)dmax * sizeof(float));
-    E.xl = malloc((size_t)sc_words(kron_max) * sizeof(uint64_t));
-    E.xr = malloc((size_t)sc_words(kron_max) * sizeof(uint64_t));
-    E.tmp = malloc((size_t)sc_words(kron_max) * sizeof(uint64_t));
-    E.z = malloc((size_t)zlen * sizeof(float));
-    E.wl = malloc((size_t)(maxL > rows_last ? maxL : rows_last) * sizeof(float));
-    E.idx = malloc(CHUNK * sizeof(int64_t));
-    E.partial = calloc((size_t)((rows_last > dmax ? rows_last : dmax) / TILE + 2), sizeof(double));
-    E.ones = malloc((size_t)dims[ndim - 1] * sizeof(float));
-    E.rowscale = malloc((size_t)rows_last * sizeof(float));
-    if (!E.cand || !E.img || !E.xl || !E.xr || !E.tmp || !E.z || !E.wl || !E.idx ||
-        !E.partial || !E.ones || !E.rowscale)
+    E.acc = malloc((size_t)dmax * sizeof(double));
+    E.dots = calloc((size_t)ndim * MAX_BLOCK, sizeof(int64_t));
+    E.tmp = malloc((size_t)sc_words(mx) * sizeof(uint64_t));
+    E.idx = malloc((size_t)mx * sizeof(int64_t));
+    E.w = malloc((size_t)mx * sizeof(float));
+    E.pw = calloc(MAX_BLOCK, sizeof(float));
+    E.partial = calloc((size_t)ntiles(mx) + 1, sizeof(double));
+    E.panel = malloc((size_t)MAX_BLOCK * (size_t)(D < FLUSH_COLS ? D : FLUSH_COLS) * sizeof(float));
+    E.amat = malloc((size_t)E.nt_max * TILE * MAX_BLOCK * sizeof(float));
+    if (!E.RT || !E.cand || !E.img || !E.acc || !E.dots || !E.tmp || !E.idx || !E.w || !E.pw ||
+        !E.partial || !E.panel || !E.amat)
         st = SC_ERR_NOMEM;
     if (st) { tengine_free(&E); return st; }
-    for (int64_t l = 0; l < CHUNK; l++) E.idx[l] = l;
+    E.S.own = R;
+    E.T.own = E.RT;
     sc_rng rng;
     memcpy(rng.s, prm->seed, sizeof rng.s);
     if (!(rng.s[0] | rng.s[1] | rng.s[2] | rng.s[3])) rng.s[0] = 1;
 
     double nrm2 = 0.0;
-    {
-        int64_t dl = dims[ndim - 1];
-        for (int64_t r = 0; r < rows_last; r++) nrm2 += K->sumsq(R + r * dl, dl);
+    for (int64_t t = 0; t < ntiles(P); t++) {
+        int64_t r1 = (P - t * TILE < TILE) ? P : (t + 1) * TILE;
+        double acc = 0.0;
+        for (int64_t r = t * TILE; r < r1; r++) acc += K->sumsq(R + r * D, D);
+        nrm2 += acc;
     }
     double nrmA2 = nrm2;
     res->norm = sqrt(nrm2);
     res->width = 0;
     res->stopped_by = (prm->max_width == 0) ? 0 : 4;
     if (nrm2 == 0.0 || prm->max_width == 0) { tengine_free(&E); return SC_OK; }
+    transpose(K, R, E.RT, P, D, E.nt);
 
+    E.win_t0 = sc_now_seconds();
     for (int64_t k = 0;; k++) {
         if ((st = tgrow(res, k + 1, dims))) break;
         /* Sweep the modes from random signs; converged once ndim - 1 updates in a row bring no
@@ -235,19 +498,24 @@ int sc_tensor_decompose(const sc_kernels *K, float *R, int ndim, const int64_t *
          * orthogonal to what is left (value exactly 0) is drawn again. */
         double cur = 0.0;
         for (int attempt = 0; attempt < START_ATTEMPTS && !(cur > 0.0); attempt++) {
-            for (int a = 0; a < ndim; a++) sc_rng_signs(&rng, E.bits[a], dims[a]);
+            for (int a = 0; a < ndim; a++) {
+                sc_rng_signs(&rng, E.bits[a], dims[a]);
+                E.dots_dirty[a] = 1;
+            }
+            E.S.kron_dirty = E.T.kron_dirty = 1;
             cur = -1.0;
             int64_t quiet = 0, updates = 0, limit = prm->max_sweeps * (int64_t)ndim;
             for (int a = 0; updates < limit; a = (a + 1) % ndim, updates++) {
                 double val = mode_image(&E, a);
                 if (val > cur * (1.0 + GROWTH_TOL) || cur < 0.0) {
                     memcpy(E.bits[a], E.cand, (size_t)sc_words(dims[a]) * sizeof(uint64_t));
+                    if (a < split) E.S.kron_dirty = 1; else E.T.kron_dirty = 1;
+                    E.dots_dirty[a] = 1;
                     cur = val;
                     quiet = 0;
                 } else if (++quiet >= ndim - 1) {
                     break;
                 }
-                if (ndim == 1) break;
             }
         }
         if (!(cur > 0.0)) { res->stopped_by = 4; break; }   /* nothing left to fit */
@@ -255,21 +523,30 @@ int sc_tensor_decompose(const sc_kernels *K, float *R, int ndim, const int64_t *
         for (int a = 0; a < ndim; a++)
             memcpy(res->bits[a] + k * sc_words(dims[a]), E.bits[a], (size_t)sc_words(dims[a]) * sizeof(uint64_t));
         res->coef[k] = c;
-        int exact = ((k + 1) % EXACT_EVERY) == 0;
-        double ex = subtract_cut(&E, c, exact);
-        nrm2 = exact ? ex : nrm2 - cur * cur / (double)N;
+        side_kron(&E, &E.S);
+        side_kron(&E, &E.T);
+        memcpy(E.S.pend + E.p * E.S.words, E.S.kron, (size_t)E.S.words * sizeof(uint64_t));
+        memcpy(E.T.pend + E.p * E.T.words, E.T.kron, (size_t)E.T.words * sizeof(uint64_t));
+        E.p++;
+        /* A cut that takes most of what is left makes the tracked norm (and the corrected
+         * images) a difference of nearly equal numbers: flush at once. */
+        double taken = cur * cur / (double)N;
+        int cancels = taken > 0.5 * nrm2;
+        nrm2 -= taken;
+        int block_end = E.p == E.block || cancels;
+        pick_threads(&E, block_end);
+        if (block_end) {
+            nrm2 = flush(&E);
+            E.block_start = k + 1;
+        }
         double err = sqrt((nrm2 > 0.0 ? nrm2 : 0.0) / nrmA2);
         res->errors[k] = err;
         res->width = k + 1;
         if (sc_after_cut(prm, res->width, err, t0, &res->stopped_by, &st)) break;
     }
-    /* The tracked norm loses digits when the remainder is tiny: make the last error exact. */
-    if (st == SC_OK && res->width > 0 && res->width % EXACT_EVERY) {
-        int64_t dl = dims[ndim - 1];
-        nrm2 = 0.0;
-        for (int64_t r = 0; r < rows_last; r++) nrm2 += K->sumsq(R + r * dl, dl);
-        res->errors[res->width - 1] = sqrt(nrm2 / nrmA2);
-    }
+    /* R is left as the remainder, and the last error is exact. */
+    if (st == SC_OK && res->width > 0 && E.p > 0)
+        res->errors[res->width - 1] = sqrt(subtract_pending(&E) / nrmA2);
     tengine_free(&E);
     return st;
 }

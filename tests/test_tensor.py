@@ -115,3 +115,128 @@ def test_tensorize_round_trip():
 def test_bad_tensorize(kwargs, exc, match):
     with pytest.raises(exc, match=match):
         signcut.decompose(gaussian((6, 6)), width=2, **kwargs)
+
+
+# The incremental engine: flushes of pending cuts, block sizes, orders 3..8, threads.
+
+from signcut import _core  # noqa: E402
+
+ODD_SHAPES = [(3, 5, 7), (5, 3, 1, 7), (3, 2, 5, 3, 2), (2, 3, 1, 5, 3, 2),
+              (3, 2, 3, 2, 3, 2, 1), (2, 3, 2, 1, 3, 2, 3, 2)]
+
+
+def engine(X, width, block_size=64, n_threads=1, seed=0):
+    """The C engine on a float32 copy of X: (bits per mode, coef, errors, norm, stopped_by)."""
+    R = np.array(X, np.float32, copy=True)
+    state = np.random.SeedSequence(seed).generate_state(4, np.uint64)
+    return _core.tensor_decompose(R, width, 0.0, 0.0, 1000, n_threads, state, None,
+                                  block_size=block_size)
+
+
+def expand_bits(bits, coef, shape):
+    """Dense float64 sum_j coef_j * s1_j x ... x sk_j from packed bits (NumPy reference)."""
+    out = np.zeros(shape)
+    for j, c in enumerate(coef):
+        term = np.array(c, np.float64)
+        for b, d in zip(bits, shape):
+            flags = np.unpackbits(b[j].astype("<u8").view(np.uint8), bitorder="little")[:d]
+            term = np.multiply.outer(term, 1.0 - 2.0 * flags)
+        out += term
+    return out
+
+
+# (2, 3, 4500): more columns than one flush chunk (FLUSH_COLS in tensor.c).
+@pytest.mark.parametrize("shape,block_size", [((20, 33, 70), 64), ((9, 8, 7, 6), 5),
+                                              ((3, 5, 7), 1), ((130, 3, 2), 17),
+                                              ((2, 3, 4500), 9)])
+def test_flushes_keep_errors_exact(shape, block_size):
+    """Several flushes (width > block_size): the error after each flush and the last one are
+    the exact errors of the cuts so far, and the history never grows."""
+    X = gaussian(shape, seed=10)
+    width = 3 * block_size + 5 if block_size > 1 else 40
+    bits, coef, errors, norm, _ = engine(X, width, block_size)
+    assert len(coef) == width
+    assert norm == pytest.approx(np.linalg.norm(X.astype(np.float64)), rel=1e-6)
+    assert np.all(np.diff(errors) <= 1e-6)
+    nX = np.linalg.norm(X.astype(np.float64))
+    for w in list(range(block_size, width, block_size)) + [width]:
+        approx = expand_bits([b[:w] for b in bits], coef[:w], shape)
+        assert errors[w - 1] == pytest.approx(np.linalg.norm(X - approx) / nX, rel=1e-5, abs=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(20, 33, 70), (3, 5, 7, 9), (7, 3, 11, 5, 2), (64, 65, 3)])
+def test_block_sizes_agree_within_rounding(shape):
+    """Pending cuts only change rounding: block_size 1, 7 and 64 pick the same cuts (up to a
+    rare near tie late in the run) with the same coefficients to float32 rounding."""
+    X = gaussian(shape, seed=11)
+    runs = [engine(X, 150, bs) for bs in (1, 7, 64)]
+    ref_bits, ref_coef, ref_err = runs[0][:3]
+    for bits, coef, errors, _, _ in runs[1:]:
+        same = [all(np.array_equal(b[j], r[j]) for b, r in zip(bits, ref_bits)) for j in range(150)]
+        first = same.index(False) if False in same else 150
+        assert first >= 100, first
+        np.testing.assert_allclose(coef[:first], ref_coef[:first], rtol=1e-5)
+        assert errors[-1] == pytest.approx(ref_err[-1], rel=1e-3)
+
+
+@pytest.mark.parametrize("shape", ODD_SHAPES)
+def test_orders_3_to_8_match_einsum_reference(shape):
+    X = gaussian(shape, seed=12)
+    width = max(4, X.size // 20)
+    ref = np.mean([greedy_tensor(X, width, seed=s)[-1] for s in range(30)])
+    runs = [signcut.decompose(X, width=width, seed=s) for s in range(30)]
+    got = np.mean([r.rel_error for r in runs])
+    assert abs(got / ref - 1) <= 0.03, (got, ref)
+    r = runs[0]
+    assert r.rel_error == pytest.approx(expansion_error(X, r), abs=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(20, 33, 70), (7, 3, 11, 5, 2), (3, 2, 5, 3, 2, 4, 3, 5),
+                                   (130, 3, 2), (2, 300, 2), (2, 3, 4500)])
+def test_threads_bit_identical_across_flushes(shape):
+    X = gaussian(shape, seed=13)
+    runs = [engine(X, 150, 16, n_threads=nt) for nt in (1, 2, 3)]
+    for bits, coef, errors, _, _ in runs[1:]:
+        for b, r in zip(bits, runs[0][0]):
+            np.testing.assert_array_equal(b, r)
+        np.testing.assert_array_equal(coef, runs[0][1])
+        np.testing.assert_array_equal(errors, runs[0][2])
+
+
+def test_engine_rejects_bad_block_size():
+    for bs in (0, 65):
+        with pytest.raises(ValueError, match="invalid argument"):
+            engine(gaussian((3, 4, 5)), 3, bs)
+
+
+def test_every_kernel_set_decomposes_tensors_alike():
+    X = gaussian((12, 17, 9, 5), seed=14)
+    results = []
+    prev = _core.use_kernels("scalar")
+    try:
+        for isa in _core.supported_kernels():
+            _core.use_kernels(isa)
+            results.append(signcut.decompose(X, width=100, seed=2))
+    finally:
+        _core.use_kernels(prev)
+    for r in results[1:]:
+        assert r.rel_error == pytest.approx(results[0].rel_error, rel=0.01)
+
+
+def test_block_size_reaches_the_tensor_engine():
+    """decompose(block_size=1) subtracts every cut at once: each reported error is exact and
+    the history never grows; the default block gives the same cuts up to rounding."""
+    X = gaussian((5, 6, 7), seed=15)
+    r = signcut.decompose(X, width=40, seed=0, block_size=1)
+    assert np.all(np.diff(r.errors) <= 1e-12)
+    for w in (1, 7, 23, 40):
+        assert r.errors[w - 1] == pytest.approx(expansion_error(X, r.truncate(w)), rel=1e-5)
+    d = signcut.decompose(X, width=40, seed=0)
+    np.testing.assert_allclose(d.coef, r.coef, rtol=1e-5)
+    # the same bits as the engine itself with block_size 1, not 64 (X is scaled by 2**e)
+    e = np.frexp(np.abs(X).max())[1]
+    one, block = (engine(np.ldexp(X, -e), 40, bs)[1] for bs in (1, 64))
+    np.testing.assert_array_equal(r.coef, np.ldexp(one, e))
+    assert not np.array_equal(r.coef, np.ldexp(block, e))
+    with pytest.raises(ValueError, match="block_size"):
+        signcut.decompose(X, width=3, block_size=65)

@@ -154,8 +154,9 @@ typedef struct sc_tensor_result {
 
 /* Greedy signed cut decomposition of the C-ordered tensor R (ndim >= 1, overwritten with the
  * remainder): each cut sweeps the modes, setting each mode's signs to the sign of R contracted
- * with all the other modes' signs while |<R, s_1 x ... x s_k>| grows. Fills res (zero it
- * before); returns a status code. */
+ * with all the other modes' signs while |<R, s_1 x ... x s_k>| grows; p->block_size cuts are
+ * kept pending between subtractions. Orders >= 2 allocate a transposed copy of R (prod(dims)
+ * floats). Fills res (zero it before); returns a status code. */
 int sc_tensor_decompose(const sc_kernels *K, float *R, int ndim, const int64_t *dims,
                         const sc_params *p, sc_tensor_result *res);
 /* Frees the arrays of a tensor result. */
