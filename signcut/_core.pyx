@@ -7,7 +7,7 @@ what would be unsafe for the C code (shapes, contiguity), and map status codes t
 import os
 import numpy as np
 cimport numpy as cnp
-from libc.stdint cimport int64_t, uint64_t
+from libc.stdint cimport int64_t, uint8_t, uint64_t
 from libc.string cimport memset
 from cpython.exc cimport PyErr_CheckSignals
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
@@ -198,6 +198,57 @@ def kernel_transpose(str isa, cnp.ndarray src):
         K.transpose(<float *>cnp.PyArray_DATA(out), rows, <const float *>cnp.PyArray_DATA(src),
                     lds, rows, cols)
     return out
+
+
+def kernel_lut_rows(str isa, float[:, ::1] out, const uint8_t[:, ::1] bytes, const float[:, ::1] tab):
+    """out[r] += sum_g tab[256 g + bytes[r, g]] (tab rows 1 or a multiple of 8 floats wide)."""
+    cdef const sc_kernels *K = _get(isa)
+    cdef int64_t pb = tab.shape[1], ngroups = bytes.shape[1]
+    if out.shape[1] != pb or out.shape[0] != bytes.shape[0] or tab.shape[0] != 256 * ngroups:
+        raise ValueError("shape mismatch")
+    if pb != 1 and pb % 8:
+        raise ValueError("table rows must be 1 or a multiple of 8 floats wide")
+    if out.shape[0] and ngroups and pb:
+        K.lut_rows(&out[0, 0], pb, out.shape[0], &bytes[0, 0], ngroups, &tab[0, 0], ngroups, pb)
+
+
+def bits_transpose(const uint64_t[:, ::1] bits, int64_t length):
+    """(rows, ceil(length/64)) packed sign rows -> (length, ceil(rows/64)): bit j of row i of
+    the answer is entry i of row j."""
+    _check_bits(bits, length)
+    cdef int64_t rows = bits.shape[0]
+    out = np.zeros((length, (rows + 63) // 64), np.uint64)
+    cdef uint64_t[:, ::1] o = out
+    if rows and length:
+        with nogil:
+            sc_bits_transpose(&o[0, 0], &bits[0, 0], rows, bits.shape[1], length)
+    return out
+
+
+def matrix_matmul(float[:, ::1] y, const float[:, ::1] x, const uint64_t[:, ::1] t_bits,
+                  const uint64_t[:, ::1] s_bits_t, const float[::1] coef, int n_threads=1,
+                  str isa=None):
+    """y (m x p) = S diag(coef) T^T x for x (n x p), from T's packed rows t_bits
+    (width, ceil(n/64)) and S transposed s_bits_t (m, ceil(width/64)); isa None: the active
+    kernels."""
+    cdef const sc_kernels *K = _active if isa is None else _get(isa)
+    cdef int64_t m = y.shape[0], p = y.shape[1], n = x.shape[0], w = coef.shape[0]
+    if x.shape[1] != p or s_bits_t.shape[0] != m or t_bits.shape[0] != w:
+        raise ValueError("shape mismatch")
+    _check_bits(t_bits, n)
+    _check_bits(s_bits_t, w)
+    if m == 0 or p == 0:
+        return np.asarray(y)
+    cdef float zero = 0.0
+    cdef const float *xp = &x[0, 0] if n else &zero
+    cdef const uint64_t *tp = &t_bits[0, 0] if w and n else NULL
+    cdef const uint64_t *sp = &s_bits_t[0, 0] if w else NULL
+    cdef const float *cp = &coef[0] if w else NULL
+    cdef int status
+    with nogil:
+        status = sc_matrix_matmul(K, &y[0, 0], p, xp, p, p, m, n, tp, sp, cp, w, n_threads)
+    _check(status)
+    return np.asarray(y)
 
 
 def kernel_sumsq(str isa, const float[::1] x):

@@ -306,7 +306,82 @@ void sc_avx2_transpose(float *dst, int64_t ldd, const float *src, int64_t lds,
     }
 }
 
+/* R rows, columns [0, 8 nv) of table rows pb floats wide: R * nv <= 8 accumulators, each
+ * adding its table entries in group order. Constant R and nv specialise the loops. */
+static inline __attribute__((always_inline)) void lut_block(
+        float *out, int64_t ldo, const uint8_t *bytes, int64_t ldb, const float *tab,
+        int64_t ngroups, int64_t pb, const int R, const int nv) {
+    __m256 acc[8];
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < nv; v++) acc[r * nv + v] = _mm256_loadu_ps(out + r * ldo + 8 * v);
+    for (int64_t g = 0; g < ngroups; g++)
+        for (int r = 0; r < R; r++) {
+            const float *t = tab + (256 * g + bytes[r * ldb + g]) * pb;
+            for (int v = 0; v < nv; v++)
+                acc[r * nv + v] = _mm256_add_ps(acc[r * nv + v], _mm256_loadu_ps(t + 8 * v));
+        }
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < nv; v++) _mm256_storeu_ps(out + r * ldo + 8 * v, acc[r * nv + v]);
+}
+
+/* Rows one float wide: eight rows at a time, eight independent chains of scalar lookups. */
+static void lut_rows1(float *out, int64_t ldo, int64_t rows, const uint8_t *bytes, int64_t ldb,
+                      const float *tab, int64_t ngroups) {
+    int64_t r = 0;
+    for (; r + 8 <= rows; r += 8) {
+        const uint8_t *b = bytes + r * ldb;
+        float a[8];
+        for (int q = 0; q < 8; q++) a[q] = out[(r + q) * ldo];
+        for (int64_t g = 0; g < ngroups; g++) {
+            const float *t = tab + 256 * g;
+            for (int q = 0; q < 8; q++) a[q] += t[b[q * ldb + g]];
+        }
+        for (int q = 0; q < 8; q++) out[(r + q) * ldo] = a[q];
+    }
+    for (; r < rows; r++) {
+        const uint8_t *b = bytes + r * ldb;
+        float a = out[r * ldo];
+        for (int64_t g = 0; g < ngroups; g++) a += tab[256 * g + b[g]];
+        out[r * ldo] = a;
+    }
+}
+
+void sc_avx2_lut_rows(float *out, int64_t ldo, int64_t rows, const uint8_t *bytes, int64_t ldb,
+                      const float *tab, int64_t ngroups, int64_t pb) {
+    if (pb == 1) {
+        lut_rows1(out, ldo, rows, bytes, ldb, tab, ngroups);
+        return;
+    }
+    /* Column chunks of up to 64 floats (8 registers); narrow rows go several at a time so
+     * that at least four chains of adds are in flight. */
+    for (int64_t c0 = 0; c0 < pb; c0 += 64) {
+        int nv = (int)((pb - c0 >= 64) ? 8 : (pb - c0) / 8);
+        int64_t r = 0;
+        if (nv == 1)
+            for (; r + 4 <= rows; r += 4)
+                lut_block(out + r * ldo + c0, ldo, bytes + r * ldb, ldb, tab + c0, ngroups, pb, 4, 1);
+        if (nv == 2)
+            for (; r + 2 <= rows; r += 2)
+                lut_block(out + r * ldo + c0, ldo, bytes + r * ldb, ldb, tab + c0, ngroups, pb, 2, 2);
+        for (; r < rows; r++) {
+            float *o = out + r * ldo + c0;
+            const uint8_t *b = bytes + r * ldb;
+            const float *t = tab + c0;
+            switch (nv) {
+            case 1: lut_block(o, ldo, b, ldb, t, ngroups, pb, 1, 1); break;
+            case 2: lut_block(o, ldo, b, ldb, t, ngroups, pb, 1, 2); break;
+            case 3: lut_block(o, ldo, b, ldb, t, ngroups, pb, 1, 3); break;
+            case 4: lut_block(o, ldo, b, ldb, t, ngroups, pb, 1, 4); break;
+            case 5: lut_block(o, ldo, b, ldb, t, ngroups, pb, 1, 5); break;
+            case 6: lut_block(o, ldo, b, ldb, t, ngroups, pb, 1, 6); break;
+            case 7: lut_block(o, ldo, b, ldb, t, ngroups, pb, 1, 7); break;
+            default: lut_block(o, ldo, b, ldb, t, ngroups, pb, 1, 8); break;
+            }
+        }
+    }
+}
+
 const sc_kernels sc_kernels_avx2 = {
     "avx2", accum_rows, signs_matvec, signs_rmatvec, rank_update,
-    pack_signs, unpack_signs, sign_dots, sumsq, group_apply, sc_avx2_transpose,
+    pack_signs, unpack_signs, sign_dots, sumsq, group_apply, sc_avx2_transpose, sc_avx2_lut_rows,
 };

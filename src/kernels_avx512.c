@@ -196,7 +196,58 @@ static void group_apply(float *y, int64_t len, const uint64_t *pend, const float
     }
 }
 
+/* As the AVX2 lut_block, with 16-float registers. */
+static inline __attribute__((always_inline)) void lut_block(
+        float *out, int64_t ldo, const uint8_t *bytes, int64_t ldb, const float *tab,
+        int64_t ngroups, int64_t pb, const int R, const int nv) {
+    __m512 acc[8];
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < nv; v++) acc[r * nv + v] = _mm512_loadu_ps(out + r * ldo + 16 * v);
+    for (int64_t g = 0; g < ngroups; g++)
+        for (int r = 0; r < R; r++) {
+            const float *t = tab + (256 * g + bytes[r * ldb + g]) * pb;
+            for (int v = 0; v < nv; v++)
+                acc[r * nv + v] = _mm512_add_ps(acc[r * nv + v], _mm512_loadu_ps(t + 16 * v));
+        }
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < nv; v++) _mm512_storeu_ps(out + r * ldo + 16 * v, acc[r * nv + v]);
+}
+
+static void lut_rows(float *out, int64_t ldo, int64_t rows, const uint8_t *bytes, int64_t ldb,
+                     const float *tab, int64_t ngroups, int64_t pb) {
+    /* Rows of 1 or 8 floats (or any width not a multiple of 16) take the AVX2 code. */
+    if (pb % 16) {
+        sc_avx2_lut_rows(out, ldo, rows, bytes, ldb, tab, ngroups, pb);
+        return;
+    }
+    for (int64_t c0 = 0; c0 < pb; c0 += 128) {
+        int nv = (int)((pb - c0 >= 128) ? 8 : (pb - c0) / 16);
+        int64_t r = 0;
+        if (nv == 1)
+            for (; r + 4 <= rows; r += 4)
+                lut_block(out + r * ldo + c0, ldo, bytes + r * ldb, ldb, tab + c0, ngroups, pb, 4, 1);
+        if (nv == 2)
+            for (; r + 2 <= rows; r += 2)
+                lut_block(out + r * ldo + c0, ldo, bytes + r * ldb, ldb, tab + c0, ngroups, pb, 2, 2);
+        for (; r < rows; r++) {
+            float *o = out + r * ldo + c0;
+            const uint8_t *b = bytes + r * ldb;
+            const float *t = tab + c0;
+            switch (nv) {
+            case 1: lut_block(o, ldo, b, ldb, t, ngroups, pb, 1, 1); break;
+            case 2: lut_block(o, ldo, b, ldb, t, ngroups, pb, 1, 2); break;
+            case 3: lut_block(o, ldo, b, ldb, t, ngroups, pb, 1, 3); break;
+            case 4: lut_block(o, ldo, b, ldb, t, ngroups, pb, 1, 4); break;
+            case 5: lut_block(o, ldo, b, ldb, t, ngroups, pb, 1, 5); break;
+            case 6: lut_block(o, ldo, b, ldb, t, ngroups, pb, 1, 6); break;
+            case 7: lut_block(o, ldo, b, ldb, t, ngroups, pb, 1, 7); break;
+            default: lut_block(o, ldo, b, ldb, t, ngroups, pb, 1, 8); break;
+            }
+        }
+    }
+}
+
 const sc_kernels sc_kernels_avx512 = {
     "avx512", accum_rows, signs_matvec, signs_rmatvec, rank_update,
-    pack_signs, unpack_signs, sign_dots, sumsq, group_apply, sc_avx2_transpose,
+    pack_signs, unpack_signs, sign_dots, sumsq, group_apply, sc_avx2_transpose, lut_rows,
 };

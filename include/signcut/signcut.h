@@ -54,6 +54,10 @@ typedef struct sc_kernels {
     /* dst[c*ldd + r] = src[r*lds + c] for r < rows, c < cols. */
     void (*transpose)(float *dst, int64_t ldd, const float *src, int64_t lds,
                       int64_t rows, int64_t cols);
+    /* out[r*ldo + 0:pb] += tab[(256g + bytes[r*ldb + g])*pb + 0:pb] for g = 0..ngroups-1 in
+     * order, for r < rows (pb is 1 or a multiple of 8): one table lookup per byte of sign bits. */
+    void (*lut_rows)(float *out, int64_t ldo, int64_t rows, const uint8_t *bytes, int64_t ldb,
+                     const float *tab, int64_t ngroups, int64_t pb);
 } sc_kernels;
 
 /* The kernel tables; NULL when not compiled in. */
@@ -66,6 +70,9 @@ extern const sc_kernels sc_kernels_avx512;
 /* The AVX2 transpose, shared with the AVX-512 table. */
 void sc_avx2_transpose(float *dst, int64_t ldd, const float *src, int64_t lds,
                        int64_t rows, int64_t cols);
+/* The AVX2 lut_rows, which the AVX-512 table uses for rows narrower than 16 floats. */
+void sc_avx2_lut_rows(float *out, int64_t ldo, int64_t rows, const uint8_t *bytes, int64_t ldb,
+                      const float *tab, int64_t ngroups, int64_t pb);
 
 /* Instruction sets this CPU (and OS) supports: bit 0 scalar, bit 1 avx2+fma, bit 2 avx512 (F/BW/VL/VPOPCNTDQ). */
 int sc_cpu_supported(void);
@@ -143,6 +150,19 @@ void sc_tensor_result_free(sc_tensor_result *res);
 int sc_matrix_expand(const sc_kernels *K, float *out, int64_t m, int64_t n, int64_t ld,
                      const uint64_t *s_bits, const uint64_t *t_bits, const float *coef,
                      int64_t width, float sign, int n_threads);
+
+/* out (len, ceil(rows/64)) = the bit transpose of the first len entries of `rows` packed sign
+ * rows (wpr words apart): bit j of out row i is entry i of row j; tail bits zero. */
+void sc_bits_transpose(uint64_t *out, const uint64_t *bits, int64_t rows, int64_t wpr,
+                       int64_t len);
+
+/* y (m x p, leading dimension ldy) = S diag(coef) T^T x for x (n x p, leading dimension ldx),
+ * never expanding S or T: t_bits is T as (width, ceil(n/64)) rows, s_bits_t is S transposed
+ * as (m, ceil(width/64)) rows (sc_bits_transpose). Both sign products go through 8-bit lookup
+ * tables (src/matmul.c); n_threads cannot change a bit. Little-endian hosts only. */
+int sc_matrix_matmul(const sc_kernels *K, float *y, int64_t ldy, const float *x, int64_t ldx,
+                     int64_t p, int64_t m, int64_t n, const uint64_t *t_bits,
+                     const uint64_t *s_bits_t, const float *coef, int64_t width, int n_threads);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,140 @@
+/* signcut: products with an order-2 decomposition W = S diag(c) T^T, never expanding it.
+ *
+ * y = S (c * (T^T x)) in two lookup-table stages. A sign row times x: split x into groups of
+ * 8 entries; for each group build the table of its 256 signed sums (bit b of the index set
+ * means entry b enters with -1). A byte of a packed sign row is then the index of its group's
+ * contribution, so one lookup replaces 8 multiply-adds. Stage 1 runs the rows of T (cuts)
+ * against x; stage 2 runs the rows of S transposed (one row per output entry, its bytes index
+ * groups of 8 cuts) against z = c * (T^T x). With p columns, a table entry is a row of up to
+ * PB_MAX floats, so one lookup adds a whole row of accumulators.
+ *
+ * Tables are built for a block of groups at a time (about TAB_BYTES) and every output row adds
+ * its lookups in group order; threads split the rows, so n_threads cannot change a bit. */
+#include <stdlib.h>
+#include <string.h>
+#include "signcut/signcut.h"
+#include "signcut/common.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define PB_MAX 16                 /* columns per table row */
+#define TAB_BYTES (128 * 1024)    /* tables per block of groups */
+#define ROW_CHUNK 64              /* output rows per parallel task */
+#define PAR_MIN_WORK 65536        /* below this many lookups a stage runs on one thread */
+
+/* Transposes the 64 x 64 bit block a in place: bit j of a[i] <-> bit i of a[j]. */
+static void transpose64(uint64_t a[64]) {
+    uint64_t m = UINT64_C(0x00000000FFFFFFFF);
+    for (int j = 32; j; j >>= 1, m ^= m << j)
+        for (int k = 0; k < 64; k = ((k | j) + 1) & ~j) {
+            uint64_t t = ((a[k] >> j) ^ a[k | j]) & m;
+            a[k | j] ^= t;
+            a[k] ^= t << j;
+        }
+}
+
+void sc_bits_transpose(uint64_t *out, const uint64_t *bits, int64_t rows, int64_t wpr,
+                       int64_t len) {
+    int64_t wo = sc_words(rows);
+    uint64_t blk[64];
+    for (int64_t r0 = 0; r0 < rows; r0 += 64) {
+        int64_t nr = (rows - r0 < 64) ? rows - r0 : 64;
+        for (int64_t q = 0; q < sc_words(len); q++) {
+            for (int64_t r = 0; r < 64; r++) blk[r] = (r < nr) ? bits[(r0 + r) * wpr + q] : 0;
+            transpose64(blk);
+            int64_t ni = (len - 64 * q < 64) ? len - 64 * q : 64;
+            for (int64_t i = 0; i < ni; i++) out[(64 * q + i) * wo + r0 / 64] = blk[i];
+        }
+    }
+}
+
+/* tab[b*pb + c] = sum_{i<8} (bit i of b ? -1 : 1) * x[i*pb + c]: two 16-entry half tables,
+ * then one add per entry (at most five roundings). */
+static void build_table(float *tab, const float *x, int64_t pb) {
+    float lo[16 * PB_MAX], hi[16 * PB_MAX];
+    for (int64_t c = 0; c < pb; c++) {
+        lo[c] = (x[c] + x[pb + c]) + (x[2 * pb + c] + x[3 * pb + c]);
+        hi[c] = (x[4 * pb + c] + x[5 * pb + c]) + (x[6 * pb + c] + x[7 * pb + c]);
+    }
+    for (int b = 1; b < 16; b++) {
+        int low = b & (b - 1), i = sc_ctz64((uint64_t)b);
+        for (int64_t c = 0; c < pb; c++) {
+            lo[b * pb + c] = lo[low * pb + c] - 2.0f * x[i * pb + c];
+            hi[b * pb + c] = hi[low * pb + c] - 2.0f * x[(4 + i) * pb + c];
+        }
+    }
+    for (int b = 0; b < 256; b++)
+        for (int64_t c = 0; c < pb; c++)
+            tab[b * pb + c] = lo[(b & 15) * pb + c] + hi[(b >> 4) * pb + c];
+}
+
+/* out[r*ldo + 0:pb] = sum_{i<len} sign_r[i] * xb[i*pb + 0:pb] for the `rows` sign rows of bits
+ * (wpr words apart). xb has 8 ceil(len/8) rows, those past len zero; tab holds TAB_BYTES. */
+static void lut_stage(const sc_kernels *K, float *out, int64_t ldo, int64_t rows,
+                      const uint64_t *bits, int64_t wpr, const float *xb, int64_t len,
+                      int64_t pb, float *tab, int nt) {
+    int64_t ngroups = (len + 7) / 8;
+    int64_t gblock = TAB_BYTES / (1024 * pb);
+    if (gblock < 1) gblock = 1;
+    const uint8_t *bytes = (const uint8_t *)bits;   /* little-endian: byte g = entries 8g.. */
+    int64_t ldb = 8 * wpr;
+    for (int64_t r = 0; r < rows; r++) memset(out + r * ldo, 0, (size_t)pb * sizeof(float));
+    int par = nt > 1 && rows * ngroups >= PAR_MIN_WORK;
+    (void)par;
+#pragma omp parallel num_threads(nt) if (par)
+    for (int64_t g0 = 0; g0 < ngroups; g0 += gblock) {
+        int64_t ng = (ngroups - g0 < gblock) ? ngroups - g0 : gblock;
+#pragma omp for schedule(static)
+        for (int64_t g = 0; g < ng; g++) build_table(tab + g * 256 * pb, xb + 8 * (g0 + g) * pb, pb);
+#pragma omp for schedule(static)
+        for (int64_t r0 = 0; r0 < rows; r0 += ROW_CHUNK) {
+            int64_t nr = (rows - r0 < ROW_CHUNK) ? rows - r0 : ROW_CHUNK;
+            K->lut_rows(out + r0 * ldo, ldo, nr, bytes + r0 * ldb + g0, ldb, tab, ng, pb);
+        }
+    }
+}
+
+int sc_matrix_matmul(const sc_kernels *K, float *y, int64_t ldy, const float *x, int64_t ldx,
+                     int64_t p, int64_t m, int64_t n, const uint64_t *t_bits,
+                     const uint64_t *s_bits_t, const float *coef, int64_t width, int n_threads) {
+    if (m < 0 || n < 0 || p < 0 || width < 0 || ldy < p || ldx < p) return SC_ERR_ARG;
+    int nt = n_threads > 0 ? n_threads : 1;
+    if (width == 0 || n == 0) {
+        for (int64_t i = 0; i < m; i++) memset(y + i * ldy, 0, (size_t)p * sizeof(float));
+        return SC_OK;
+    }
+    if (m == 0 || p == 0) return SC_OK;
+    int64_t pb = (p == 1) ? 1 : ((p + 7) / 8 * 8 < PB_MAX ? (p + 7) / 8 * 8 : PB_MAX);
+    int64_t nx = 8 * ((n + 7) / 8), nz = 8 * ((width + 7) / 8);
+    float *xb = calloc((size_t)(nx * pb), sizeof(float));
+    float *z = calloc((size_t)(nz * pb), sizeof(float));
+    float *yb = malloc((size_t)(m * pb) * sizeof(float));
+    float *tab = malloc(TAB_BYTES > 1024 * pb ? TAB_BYTES : (size_t)(1024 * pb));
+    int status = SC_OK;
+    if (!xb || !z || !yb || !tab) {
+        status = SC_ERR_NOMEM;
+        goto done;
+    }
+    for (int64_t c0 = 0; c0 < p; c0 += pb) {
+        int64_t pc = (p - c0 < pb) ? p - c0 : pb;
+        for (int64_t i = 0; i < n; i++) memcpy(xb + i * pb, x + i * ldx + c0, (size_t)pc * sizeof(float));
+        /* stage 1: z = c * (T^T x); rows of z past width stay zero */
+        lut_stage(K, z, pb, width, t_bits, sc_words(n), xb, n, pb, tab, nt);
+        for (int64_t j = 0; j < width; j++)
+            for (int64_t c = 0; c < pb; c++) z[j * pb + c] *= coef[j];
+        /* stage 2: y = S z, straight into y when the block fills it */
+        if (pc == pb) {
+            lut_stage(K, y + c0, ldy, m, s_bits_t, sc_words(width), z, width, pb, tab, nt);
+        } else {
+            lut_stage(K, yb, pb, m, s_bits_t, sc_words(width), z, width, pb, tab, nt);
+            for (int64_t i = 0; i < m; i++) memcpy(y + i * ldy + c0, yb + i * pb, (size_t)pc * sizeof(float));
+        }
+    }
+done:
+    free(xb);
+    free(z);
+    free(yb);
+    free(tab);
+    return status;
+}
