@@ -36,6 +36,18 @@ def unpack_entries(bits, idx, dtype=np.float32):
     return 1 - 2 * flags.astype(dtype)
 
 
+def sign_lanes(bits, d):
+    """Packed rows ``(rows, ceil(d / 64))`` uint64 -> the lane layout the C products read:
+    ``(ceil(rows / 8), ceil(d / 32), 8)`` uint32, where ``[b, k, i]`` is 32-bit word ``k`` of row
+    ``8 b + i`` (rows past the end zero). Same size as the packed rows, up to padding."""
+    words = np.ascontiguousarray(bits, dtype="<u8").view("<u4")[:, :(d + 31) // 32]
+    rows, nw = words.shape
+    blocks = (rows + 7) // 8
+    padded = np.zeros((8 * blocks, nw), np.uint32)
+    padded[:rows] = words
+    return np.ascontiguousarray(padded.reshape(blocks, 8, nw).transpose(0, 2, 1))
+
+
 def popcounts(bits):
     """Number of set bits (entries -1) in each packed row, as int64."""
     if hasattr(np, "bitwise_count"):                      # NumPy >= 2.0

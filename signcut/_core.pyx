@@ -7,7 +7,7 @@ what would be unsafe for the C code (shapes, contiguity), and map status codes t
 import os
 import numpy as np
 cimport numpy as cnp
-from libc.stdint cimport int64_t, uint8_t, uint64_t
+from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 from libc.string cimport memset
 from cpython.exc cimport PyErr_CheckSignals
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
@@ -200,16 +200,37 @@ def kernel_transpose(str isa, cnp.ndarray src):
     return out
 
 
-def kernel_lut_rows(str isa, float[:, ::1] out, const uint8_t[:, ::1] bytes, const float[:, ::1] tab):
-    """out[r] += sum_g tab[256 g + bytes[r, g]] (tab rows 1 or a multiple of 8 floats wide)."""
+cdef int64_t _lane_words(const uint32_t[:, :, ::1] lanes, int64_t rows, int64_t length) except -1:
+    """Checks a lane layout (rows/8, words, 8) for `rows` sign rows of `length` entries."""
+    if rows % 8 or lanes.shape[0] != rows // 8 or lanes.shape[2] != 8 \
+            or lanes.shape[1] != (length + 31) // 32:
+        raise ValueError("sign rows in lane layout have the wrong shape")
+    return lanes.shape[1]
+
+
+def kernel_lut3_rows(str isa, float[::1] out, const uint32_t[:, :, ::1] lanes, const float[::1] x):
+    """out[r] += <sign row r, x>, sign rows in lane layout (len(out) a multiple of 8), through
+    3-bit group tables of x."""
     cdef const sc_kernels *K = _get(isa)
-    cdef int64_t pb = tab.shape[1], ngroups = bytes.shape[1]
-    if out.shape[1] != pb or out.shape[0] != bytes.shape[0] or tab.shape[0] != 256 * ngroups:
+    cdef int64_t nwords = _lane_words(lanes, out.shape[0], x.shape[0])
+    tab = np.zeros(max(1, nwords) * 8 * SC_LUT3_GROUPS, np.float32)
+    cdef float[::1] t = tab
+    if x.shape[0]:
+        sc_lut3_tables(&t[0], &x[0], x.shape[0])
+    if out.shape[0] and nwords:
+        K.lut3_rows(&out[0], out.shape[0], &lanes[0, 0, 0], 8 * nwords, &t[0], nwords)
+
+
+def kernel_lut_rows(str isa, float[:, ::1] out, const uint32_t[:, :, ::1] lanes, const float[:, ::1] tab):
+    """out[r] += sum over bytes g of sign row r (lane layout) of tab[256 g + byte], table rows
+    a multiple of 8 floats wide."""
+    cdef const sc_kernels *K = _get(isa)
+    cdef int64_t pb = tab.shape[1], nwords = lanes.shape[1]
+    _lane_words(lanes, out.shape[0], 32 * nwords)
+    if out.shape[1] != pb or tab.shape[0] != 1024 * nwords or pb % 8:
         raise ValueError("shape mismatch")
-    if pb != 1 and pb % 8:
-        raise ValueError("table rows must be 1 or a multiple of 8 floats wide")
-    if out.shape[0] and ngroups and pb:
-        K.lut_rows(&out[0, 0], pb, out.shape[0], &bytes[0, 0], ngroups, &tab[0, 0], ngroups, pb)
+    if out.shape[0] and nwords and pb:
+        K.lut_rows(&out[0, 0], out.shape[0], &lanes[0, 0, 0], 8 * nwords, &tab[0, 0], nwords, pb)
 
 
 def bits_transpose(const uint64_t[:, ::1] bits, int64_t length):
@@ -225,24 +246,24 @@ def bits_transpose(const uint64_t[:, ::1] bits, int64_t length):
     return out
 
 
-def matrix_matmul(float[:, ::1] y, const float[:, ::1] x, const uint64_t[:, ::1] t_bits,
-                  const uint64_t[:, ::1] s_bits_t, const float[::1] coef, int n_threads=1,
+def matrix_matmul(float[:, ::1] y, const float[:, ::1] x, const uint32_t[:, :, ::1] t_lanes,
+                  const uint32_t[:, :, ::1] st_lanes, const float[::1] coef, int n_threads=1,
                   str isa=None):
-    """y (m x p) = S diag(coef) T^T x for x (n x p), from T's packed rows t_bits
-    (width, ceil(n/64)) and S transposed s_bits_t (m, ceil(width/64)); isa None: the active
+    """y (m x p) = S diag(coef) T^T x for x (n x p), from T (width rows of n signs) and S
+    transposed (m rows of width signs) in lane layout (see signcut.h); isa None: the active
     kernels."""
     cdef const sc_kernels *K = _active if isa is None else _get(isa)
     cdef int64_t m = y.shape[0], p = y.shape[1], n = x.shape[0], w = coef.shape[0]
-    if x.shape[1] != p or s_bits_t.shape[0] != m or t_bits.shape[0] != w:
+    if x.shape[1] != p:
         raise ValueError("shape mismatch")
-    _check_bits(t_bits, n)
-    _check_bits(s_bits_t, w)
+    _lane_words(t_lanes, (w + 7) // 8 * 8, n)
+    _lane_words(st_lanes, (m + 7) // 8 * 8, w)
     if m == 0 or p == 0:
         return np.asarray(y)
     cdef float zero = 0.0
     cdef const float *xp = &x[0, 0] if n else &zero
-    cdef const uint64_t *tp = &t_bits[0, 0] if w and n else NULL
-    cdef const uint64_t *sp = &s_bits_t[0, 0] if w else NULL
+    cdef const uint32_t *tp = &t_lanes[0, 0, 0] if t_lanes.size else NULL
+    cdef const uint32_t *sp = &st_lanes[0, 0, 0] if st_lanes.size else NULL
     cdef const float *cp = &coef[0] if w else NULL
     cdef int status
     with nogil:

@@ -198,50 +198,44 @@ static void group_apply(float *y, int64_t len, const uint64_t *pend, const float
 
 /* As the AVX2 lut_block, with 16-float registers. */
 static inline __attribute__((always_inline)) void lut_block(
-        float *out, int64_t ldo, const uint8_t *bytes, int64_t ldb, const float *tab,
-        int64_t ngroups, int64_t pb, const int R, const int nv) {
+        float *out, int64_t pb, const uint32_t *w, const float *tab, int64_t nwords,
+        const int R, const int nv) {
     __m512 acc[8];
     for (int r = 0; r < R; r++)
-        for (int v = 0; v < nv; v++) acc[r * nv + v] = _mm512_loadu_ps(out + r * ldo + 16 * v);
-    for (int64_t g = 0; g < ngroups; g++)
-        for (int r = 0; r < R; r++) {
-            const float *t = tab + (256 * g + bytes[r * ldb + g]) * pb;
-            for (int v = 0; v < nv; v++)
-                acc[r * nv + v] = _mm512_add_ps(acc[r * nv + v], _mm512_loadu_ps(t + 16 * v));
-        }
+        for (int v = 0; v < nv; v++) acc[r * nv + v] = _mm512_loadu_ps(out + r * pb + 16 * v);
+    for (int64_t k = 0; k < nwords; k++)
+        for (int i = 0; i < 4; i++)
+            for (int r = 0; r < R; r++) {
+                const float *t = tab + (256 * (4 * k + i) + ((w[r + 8 * k] >> (8 * i)) & 255)) * pb;
+                for (int v = 0; v < nv; v++)
+                    acc[r * nv + v] = _mm512_add_ps(acc[r * nv + v], _mm512_loadu_ps(t + 16 * v));
+            }
     for (int r = 0; r < R; r++)
-        for (int v = 0; v < nv; v++) _mm512_storeu_ps(out + r * ldo + 16 * v, acc[r * nv + v]);
+        for (int v = 0; v < nv; v++) _mm512_storeu_ps(out + r * pb + 16 * v, acc[r * nv + v]);
 }
 
-static void lut_rows(float *out, int64_t ldo, int64_t rows, const uint8_t *bytes, int64_t ldb,
-                     const float *tab, int64_t ngroups, int64_t pb) {
-    /* Rows of 1 or 8 floats (or any width not a multiple of 16) take the AVX2 code. */
+static void lut_rows(float *out, int64_t rows, const uint32_t *lanes, int64_t ldl,
+                     const float *tab, int64_t nwords, int64_t pb) {
+    /* Rows of 8 floats (or any width not a multiple of 16) take the AVX2 code. */
     if (pb % 16) {
-        sc_avx2_lut_rows(out, ldo, rows, bytes, ldb, tab, ngroups, pb);
+        sc_avx2_lut_rows(out, rows, lanes, ldl, tab, nwords, pb);
         return;
     }
     for (int64_t c0 = 0; c0 < pb; c0 += 128) {
         int nv = (int)((pb - c0 >= 128) ? 8 : (pb - c0) / 16);
-        int64_t r = 0;
-        if (nv == 1)
-            for (; r + 4 <= rows; r += 4)
-                lut_block(out + r * ldo + c0, ldo, bytes + r * ldb, ldb, tab + c0, ngroups, pb, 4, 1);
-        if (nv == 2)
-            for (; r + 2 <= rows; r += 2)
-                lut_block(out + r * ldo + c0, ldo, bytes + r * ldb, ldb, tab + c0, ngroups, pb, 2, 2);
-        for (; r < rows; r++) {
-            float *o = out + r * ldo + c0;
-            const uint8_t *b = bytes + r * ldb;
+        for (int64_t r = 0; r < rows; ) {
+            float *o = out + r * pb + c0;
+            const uint32_t *w = lanes + (r / 8) * ldl + (r % 8);
             const float *t = tab + c0;
             switch (nv) {
-            case 1: lut_block(o, ldo, b, ldb, t, ngroups, pb, 1, 1); break;
-            case 2: lut_block(o, ldo, b, ldb, t, ngroups, pb, 1, 2); break;
-            case 3: lut_block(o, ldo, b, ldb, t, ngroups, pb, 1, 3); break;
-            case 4: lut_block(o, ldo, b, ldb, t, ngroups, pb, 1, 4); break;
-            case 5: lut_block(o, ldo, b, ldb, t, ngroups, pb, 1, 5); break;
-            case 6: lut_block(o, ldo, b, ldb, t, ngroups, pb, 1, 6); break;
-            case 7: lut_block(o, ldo, b, ldb, t, ngroups, pb, 1, 7); break;
-            default: lut_block(o, ldo, b, ldb, t, ngroups, pb, 1, 8); break;
+            case 1: lut_block(o, pb, w, t, nwords, 4, 1); r += 4; break;
+            case 2: lut_block(o, pb, w, t, nwords, 2, 2); r += 2; break;
+            case 3: lut_block(o, pb, w, t, nwords, 1, 3); r += 1; break;
+            case 4: lut_block(o, pb, w, t, nwords, 1, 4); r += 1; break;
+            case 5: lut_block(o, pb, w, t, nwords, 1, 5); r += 1; break;
+            case 6: lut_block(o, pb, w, t, nwords, 1, 6); r += 1; break;
+            case 7: lut_block(o, pb, w, t, nwords, 1, 7); r += 1; break;
+            default: lut_block(o, pb, w, t, nwords, 1, 8); r += 1; break;
             }
         }
     }
@@ -249,5 +243,6 @@ static void lut_rows(float *out, int64_t ldo, int64_t rows, const uint8_t *bytes
 
 const sc_kernels sc_kernels_avx512 = {
     "avx512", accum_rows, signs_matvec, signs_rmatvec, rank_update,
-    pack_signs, unpack_signs, sign_dots, sumsq, group_apply, sc_avx2_transpose, lut_rows,
+    pack_signs, unpack_signs, sign_dots, sumsq, group_apply, sc_avx2_transpose, sc_avx2_lut3_rows,
+    lut_rows,
 };

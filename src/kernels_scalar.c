@@ -92,32 +92,20 @@ static void transpose(float *dst, int64_t ldd, const float *src, int64_t lds,
         }
 }
 
-static void lut_rows(float *out, int64_t ldo, int64_t rows, const uint8_t *bytes, int64_t ldb,
-                     const float *tab, int64_t ngroups, int64_t pb) {
-    int64_t r = 0;
-    if (pb == 1)   /* four rows at a time: four independent chains of lookups */
-        for (; r + 4 <= rows; r += 4) {
-            const uint8_t *b0 = bytes + r * ldb, *b1 = b0 + ldb, *b2 = b1 + ldb, *b3 = b2 + ldb;
-            float a0 = out[r * ldo], a1 = out[(r + 1) * ldo];
-            float a2 = out[(r + 2) * ldo], a3 = out[(r + 3) * ldo];
-            for (int64_t g = 0; g < ngroups; g++) {
-                const float *t = tab + 256 * g;
-                a0 += t[b0[g]]; a1 += t[b1[g]]; a2 += t[b2[g]]; a3 += t[b3[g]];
+static void lut_rows(float *out, int64_t rows, const uint32_t *lanes, int64_t ldl,
+                     const float *tab, int64_t nwords, int64_t pb) {
+    for (int64_t r = 0; r < rows; r++) {
+        float *o = out + r * pb;
+        const uint32_t *w = lanes + (r / 8) * ldl + (r % 8);
+        for (int64_t k = 0; k < nwords; k++)
+            for (int i = 0; i < 4; i++) {
+                const float *t = tab + (256 * (4 * k + i) + ((w[8 * k] >> (8 * i)) & 255)) * pb;
+                for (int64_t c = 0; c < pb; c++) o[c] += t[c];
             }
-            out[r * ldo] = a0; out[(r + 1) * ldo] = a1;
-            out[(r + 2) * ldo] = a2; out[(r + 3) * ldo] = a3;
-        }
-    for (; r < rows; r++) {
-        float *o = out + r * ldo;
-        const uint8_t *b = bytes + r * ldb;
-        for (int64_t g = 0; g < ngroups; g++) {
-            const float *t = tab + (256 * g + b[g]) * pb;
-            for (int64_t c = 0; c < pb; c++) o[c] += t[c];
-        }
     }
 }
 
 const sc_kernels sc_kernels_scalar = {
     "scalar", accum_rows, signs_matvec, signs_rmatvec, rank_update,
-    pack_signs, unpack_signs, sign_dots, sumsq, group_apply, transpose, lut_rows,
+    pack_signs, unpack_signs, sign_dots, sumsq, group_apply, transpose, sc_lut3_rows, lut_rows,
 };

@@ -20,8 +20,9 @@
 
 #define PB_MAX 16                 /* columns per table row */
 #define TAB_BYTES (128 * 1024)    /* tables per block of groups */
-#define ROW_CHUNK 64              /* output rows per parallel task */
-#define PAR_MIN_WORK 65536        /* below this many lookups a stage runs on one thread */
+#define LUT3_BLOCK 64             /* words of x per block of 3-bit tables (22 KiB) */
+#define ROW_CHUNK 256             /* output rows per parallel task, a multiple of 32 */
+#define PAR_MIN_WORK 8192         /* below this many row-words a stage runs on one thread */
 
 /* Transposes the 64 x 64 bit block a in place: bit j of a[i] <-> bit i of a[j]. */
 static void transpose64(uint64_t a[64]) {
@@ -69,35 +70,55 @@ static void build_table(float *tab, const float *x, int64_t pb) {
             tab[b * pb + c] = lo[(b & 15) * pb + c] + hi[(b >> 4) * pb + c];
 }
 
-/* out[r*ldo + 0:pb] = sum_{i<len} sign_r[i] * xb[i*pb + 0:pb] for the `rows` sign rows of bits
- * (wpr words apart). xb has 8 ceil(len/8) rows, those past len zero; tab holds TAB_BYTES. */
-static void lut_stage(const sc_kernels *K, float *out, int64_t ldo, int64_t rows,
-                      const uint64_t *bits, int64_t wpr, const float *xb, int64_t len,
-                      int64_t pb, float *tab, int nt) {
-    int64_t ngroups = (len + 7) / 8;
-    int64_t gblock = TAB_BYTES / (1024 * pb);
-    if (gblock < 1) gblock = 1;
-    const uint8_t *bytes = (const uint8_t *)bits;   /* little-endian: byte g = entries 8g.. */
-    int64_t ldb = 8 * wpr;
-    for (int64_t r = 0; r < rows; r++) memset(out + r * ldo, 0, (size_t)pb * sizeof(float));
-    int par = nt > 1 && rows * ngroups >= PAR_MIN_WORK;
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+/* out[r] = <sign row r, x[0:len]> for rows r < rows (a multiple of 8) in lane layout with
+ * ceil(len/32) words per row; tables for LUT3_BLOCK words at a time (in tab). */
+static void lut3_stage(const sc_kernels *K, float *out, int64_t rows, const uint32_t *lanes,
+                       const float *x, int64_t len, float *tab, int nt) {
+    int64_t nwords = (len + 31) / 32, ldl = 8 * nwords;
+    memset(out, 0, (size_t)rows * sizeof(float));
+    int par = nt > 1 && rows * nwords >= PAR_MIN_WORK;
     (void)par;
 #pragma omp parallel num_threads(nt) if (par)
-    for (int64_t g0 = 0; g0 < ngroups; g0 += gblock) {
-        int64_t ng = (ngroups - g0 < gblock) ? ngroups - g0 : gblock;
+    for (int64_t k0 = 0; k0 < nwords; k0 += LUT3_BLOCK) {
+        int64_t nk = min64(LUT3_BLOCK, nwords - k0);
+#pragma omp single
+        sc_lut3_tables(tab, x + 32 * k0, min64(len - 32 * k0, 32 * nk));
 #pragma omp for schedule(static)
-        for (int64_t g = 0; g < ng; g++) build_table(tab + g * 256 * pb, xb + 8 * (g0 + g) * pb, pb);
+        for (int64_t r0 = 0; r0 < rows; r0 += ROW_CHUNK)
+            K->lut3_rows(out + r0, min64(ROW_CHUNK, rows - r0), lanes + (r0 / 8) * ldl + 8 * k0,
+                         ldl, tab, nk);
+    }
+}
+
+/* out[r*pb + 0:pb] = sum_{i<len} sign_r[i] xb[i*pb + 0:pb] for rows r < rows (a multiple of 8)
+ * in lane layout; xb has 32 ceil(len/32) rows, those past len zero. 8-bit tables for blocks of
+ * words of about TAB_BYTES (in tab). */
+static void lut_stage(const sc_kernels *K, float *out, int64_t rows, const uint32_t *lanes,
+                      const float *xb, int64_t len, int64_t pb, float *tab, int nt) {
+    int64_t nwords = (len + 31) / 32, ldl = 8 * nwords;
+    int64_t kblock = TAB_BYTES / (4096 * pb);
+    if (kblock < 1) kblock = 1;
+    memset(out, 0, (size_t)(rows * pb) * sizeof(float));
+    int par = nt > 1 && rows * nwords >= PAR_MIN_WORK / 8;
+    (void)par;
+#pragma omp parallel num_threads(nt) if (par)
+    for (int64_t k0 = 0; k0 < nwords; k0 += kblock) {
+        int64_t nk = min64(kblock, nwords - k0);
 #pragma omp for schedule(static)
-        for (int64_t r0 = 0; r0 < rows; r0 += ROW_CHUNK) {
-            int64_t nr = (rows - r0 < ROW_CHUNK) ? rows - r0 : ROW_CHUNK;
-            K->lut_rows(out + r0 * ldo, ldo, nr, bytes + r0 * ldb + g0, ldb, tab, ng, pb);
-        }
+        for (int64_t g = 0; g < 4 * nk; g++)
+            build_table(tab + g * 256 * pb, xb + 8 * (4 * k0 + g) * pb, pb);
+#pragma omp for schedule(static)
+        for (int64_t r0 = 0; r0 < rows; r0 += ROW_CHUNK)
+            K->lut_rows(out + r0 * pb, min64(ROW_CHUNK, rows - r0), lanes + (r0 / 8) * ldl + 8 * k0,
+                        ldl, tab, nk, pb);
     }
 }
 
 int sc_matrix_matmul(const sc_kernels *K, float *y, int64_t ldy, const float *x, int64_t ldx,
-                     int64_t p, int64_t m, int64_t n, const uint64_t *t_bits,
-                     const uint64_t *s_bits_t, const float *coef, int64_t width, int n_threads) {
+                     int64_t p, int64_t m, int64_t n, const uint32_t *t_lanes,
+                     const uint32_t *st_lanes, const float *coef, int64_t width, int n_threads) {
     if (m < 0 || n < 0 || p < 0 || width < 0 || ldy < p || ldx < p) return SC_ERR_ARG;
     int nt = n_threads > 0 ? n_threads : 1;
     if (width == 0 || n == 0) {
@@ -105,31 +126,38 @@ int sc_matrix_matmul(const sc_kernels *K, float *y, int64_t ldy, const float *x,
         return SC_OK;
     }
     if (m == 0 || p == 0) return SC_OK;
-    int64_t pb = (p == 1) ? 1 : ((p + 7) / 8 * 8 < PB_MAX ? (p + 7) / 8 * 8 : PB_MAX);
-    int64_t nx = 8 * ((n + 7) / 8), nz = 8 * ((width + 7) / 8);
+    /* rows padded to lane blocks of 8, entries to words of 32 */
+    int64_t mp = 8 * ((m + 7) / 8), wp = 8 * ((width + 7) / 8);
+    int64_t nx = 32 * ((n + 31) / 32), nz = 32 * ((width + 31) / 32);
+    int64_t pb = (p == 1) ? 1 : min64(PB_MAX, (p + 7) / 8 * 8);
+    size_t tab_floats = (p == 1) ? (size_t)(LUT3_BLOCK * 8 * SC_LUT3_GROUPS)
+                                 : (size_t)((TAB_BYTES / 4 > 1024 * pb) ? TAB_BYTES / 4 : 1024 * pb);
     float *xb = calloc((size_t)(nx * pb), sizeof(float));
     float *z = calloc((size_t)(nz * pb), sizeof(float));
-    float *yb = malloc((size_t)(m * pb) * sizeof(float));
-    float *tab = malloc(TAB_BYTES > 1024 * pb ? TAB_BYTES : (size_t)(1024 * pb));
+    float *yb = malloc((size_t)(mp * pb) * sizeof(float));
+    float *tab = malloc(tab_floats * sizeof(float));
     int status = SC_OK;
     if (!xb || !z || !yb || !tab) {
         status = SC_ERR_NOMEM;
         goto done;
     }
     for (int64_t c0 = 0; c0 < p; c0 += pb) {
-        int64_t pc = (p - c0 < pb) ? p - c0 : pb;
-        for (int64_t i = 0; i < n; i++) memcpy(xb + i * pb, x + i * ldx + c0, (size_t)pc * sizeof(float));
-        /* stage 1: z = c * (T^T x); rows of z past width stay zero */
-        lut_stage(K, z, pb, width, t_bits, sc_words(n), xb, n, pb, tab, nt);
-        for (int64_t j = 0; j < width; j++)
-            for (int64_t c = 0; c < pb; c++) z[j * pb + c] *= coef[j];
-        /* stage 2: y = S z, straight into y when the block fills it */
-        if (pc == pb) {
-            lut_stage(K, y + c0, ldy, m, s_bits_t, sc_words(width), z, width, pb, tab, nt);
-        } else {
-            lut_stage(K, yb, pb, m, s_bits_t, sc_words(width), z, width, pb, tab, nt);
-            for (int64_t i = 0; i < m; i++) memcpy(y + i * ldy + c0, yb + i * pb, (size_t)pc * sizeof(float));
-        }
+        int64_t pc = min64(pb, p - c0);
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t c = 0; c < pb; c++) xb[i * pb + c] = (c < pc) ? x[i * ldx + c0 + c] : 0.0f;
+        /* stage 1: z = coef * (T^T x); the padded rows (cuts past width) are zeroed */
+        if (pb == 1)
+            lut3_stage(K, z, wp, t_lanes, xb, n, tab, nt);
+        else
+            lut_stage(K, z, wp, t_lanes, xb, n, pb, tab, nt);
+        for (int64_t j = 0; j < wp; j++)
+            for (int64_t c = 0; c < pb; c++) z[j * pb + c] = (j < width) ? z[j * pb + c] * coef[j] : 0.0f;
+        /* stage 2: y = S z */
+        if (pb == 1)
+            lut3_stage(K, yb, mp, st_lanes, z, width, tab, nt);
+        else
+            lut_stage(K, yb, mp, st_lanes, z, width, pb, tab, nt);
+        for (int64_t i = 0; i < m; i++) memcpy(y + i * ldy + c0, yb + i * pb, (size_t)pc * sizeof(float));
     }
 done:
     free(xb);

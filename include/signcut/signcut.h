@@ -54,10 +54,16 @@ typedef struct sc_kernels {
     /* dst[c*ldd + r] = src[r*lds + c] for r < rows, c < cols. */
     void (*transpose)(float *dst, int64_t ldd, const float *src, int64_t lds,
                       int64_t rows, int64_t cols);
-    /* out[r*ldo + 0:pb] += tab[(256g + bytes[r*ldb + g])*pb + 0:pb] for g = 0..ngroups-1 in
-     * order, for r < rows (pb is 1 or a multiple of 8): one table lookup per byte of sign bits. */
-    void (*lut_rows)(float *out, int64_t ldo, int64_t rows, const uint8_t *bytes, int64_t ldb,
-                     const float *tab, int64_t ngroups, int64_t pb);
+    /* out[r] += tab[88k + 8q + ((word k of row r >> 3q) & 7)] summed over words k < nwords and
+     * groups q < 11 in that order, for r < rows (a multiple of 8) of sign rows in lane layout
+     * (below): a sign row times a vector through 3-bit group tables (sc_lut3_tables). */
+    void (*lut3_rows)(float *out, int64_t rows, const uint32_t *lanes, int64_t ldl,
+                      const float *tab, int64_t nwords);
+    /* out[r*pb + 0:pb] += tab[(256 (4k + i) + byte i of word k of row r) * pb + 0:pb] summed over
+     * k < nwords and i < 4 in that order, for r < rows (a multiple of 8) in lane layout, pb a
+     * multiple of 8: sign rows times pb columns through 8-bit group tables of rows. */
+    void (*lut_rows)(float *out, int64_t rows, const uint32_t *lanes, int64_t ldl,
+                     const float *tab, int64_t nwords, int64_t pb);
 } sc_kernels;
 
 /* The kernel tables; NULL when not compiled in. */
@@ -70,9 +76,11 @@ extern const sc_kernels sc_kernels_avx512;
 /* The AVX2 transpose, shared with the AVX-512 table. */
 void sc_avx2_transpose(float *dst, int64_t ldd, const float *src, int64_t lds,
                        int64_t rows, int64_t cols);
-/* The AVX2 lut_rows, which the AVX-512 table uses for rows narrower than 16 floats. */
-void sc_avx2_lut_rows(float *out, int64_t ldo, int64_t rows, const uint8_t *bytes, int64_t ldb,
-                      const float *tab, int64_t ngroups, int64_t pb);
+/* The AVX2 lut3_rows and lut_rows, which the AVX-512 table uses (lut_rows for pb % 16 != 0). */
+void sc_avx2_lut3_rows(float *out, int64_t rows, const uint32_t *lanes, int64_t ldl,
+                       const float *tab, int64_t nwords);
+void sc_avx2_lut_rows(float *out, int64_t rows, const uint32_t *lanes, int64_t ldl,
+                      const float *tab, int64_t nwords, int64_t pb);
 
 /* Instruction sets this CPU (and OS) supports: bit 0 scalar, bit 1 avx2+fma, bit 2 avx512 (F/BW/VL/VPOPCNTDQ). */
 int sc_cpu_supported(void);
@@ -156,13 +164,19 @@ int sc_matrix_expand(const sc_kernels *K, float *out, int64_t m, int64_t n, int6
 void sc_bits_transpose(uint64_t *out, const uint64_t *bits, int64_t rows, int64_t wpr,
                        int64_t len);
 
+/* Lane layout of packed sign rows, read by the products: rows in blocks of 8, block b holding
+ * the 32-bit words of its 8 rows side by side, so lanes[b*ldl + 8k + (r % 8)] is word k
+ * (entries 32k..32k+31, bit set = -1) of row r = 8b + r % 8; ldl = 8 * words per row, rows
+ * past the end are zero. */
+
 /* y (m x p, leading dimension ldy) = S diag(coef) T^T x for x (n x p, leading dimension ldx),
- * never expanding S or T: t_bits is T as (width, ceil(n/64)) rows, s_bits_t is S transposed
- * as (m, ceil(width/64)) rows (sc_bits_transpose). Both sign products go through 8-bit lookup
- * tables (src/matmul.c); n_threads cannot change a bit. Little-endian hosts only. */
+ * never expanding S or T: t_lanes is T (width rows of n signs) and st_lanes S transposed
+ * (m rows of width signs), both in lane layout. One column goes through 3-bit tables and
+ * lane permutes, several through 8-bit tables of rows of up to 16 columns (src/matmul.c);
+ * n_threads cannot change a bit. Little-endian hosts only. */
 int sc_matrix_matmul(const sc_kernels *K, float *y, int64_t ldy, const float *x, int64_t ldx,
-                     int64_t p, int64_t m, int64_t n, const uint64_t *t_bits,
-                     const uint64_t *s_bits_t, const float *coef, int64_t width, int n_threads);
+                     int64_t p, int64_t m, int64_t n, const uint32_t *t_lanes,
+                     const uint32_t *st_lanes, const float *coef, int64_t width, int n_threads);
 
 #ifdef __cplusplus
 }
