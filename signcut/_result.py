@@ -226,7 +226,12 @@ class SignCut:
 
     def __matmul__(self, x):
         """``result @ x`` for an order-2 result and an array ``x`` (float32 answer), computed
-        from the signs without expanding. Other orders go through the dense array."""
+        from the signs without expanding. Other orders go through the dense array.
+
+        The C engine multiplies through lookup tables over groups of sign bits, in float32
+        (float64 operands are rounded to float32 first), on all default threads. The first
+        product caches the signs in the layout it reads: about the memory of the signs again
+        (``x @ result`` keeps its own copy)."""
         return _array.matmul(self, x) if self._signs_are_matrix() else NotImplemented
 
     def __rmatmul__(self, x):
