@@ -88,7 +88,10 @@ core = Extension(
     "signcut._core",
     sources=["signcut/_core.pyx"] + COMMON_SOURCES,
     include_dirs=["include", np.get_include()],
-    depends=["include/signcut/signcut.h", "include/signcut/common.h", "include/signcut/driver.h"],
+    # the instruction-set files are linked as extra objects: listed here so that editing one
+    # relinks the extension
+    depends=["include/signcut/signcut.h", "include/signcut/common.h", "include/signcut/driver.h"]
+    + [src for sources, _ in ISA_SOURCES.values() for src in sources],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
 )
 

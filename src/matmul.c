@@ -73,22 +73,21 @@ static void build_table(float *tab, const float *x, int64_t pb) {
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
 /* out[r] = <sign row r, x[0:len]> for rows r < rows (a multiple of 8) in lane layout with
- * ceil(len/32) words per row; tables for LUT3_BLOCK words at a time (in tab). */
+ * ceil(len/32) words per row. tab holds the 3-bit tables of all of x; each task of ROW_CHUNK
+ * rows walks them LUT3_BLOCK words (22 KiB of tables) at a time. One barrier per stage. */
 static void lut3_stage(const sc_kernels *K, float *out, int64_t rows, const uint32_t *lanes,
                        const float *x, int64_t len, float *tab, int nt) {
     int64_t nwords = (len + 31) / 32, ldl = 8 * nwords;
-    memset(out, 0, (size_t)rows * sizeof(float));
+    sc_lut3_tables(tab, x, len);
     int par = nt > 1 && rows * nwords >= PAR_MIN_WORK;
     (void)par;
-#pragma omp parallel num_threads(nt) if (par)
-    for (int64_t k0 = 0; k0 < nwords; k0 += LUT3_BLOCK) {
-        int64_t nk = min64(LUT3_BLOCK, nwords - k0);
-#pragma omp single
-        sc_lut3_tables(tab, x + 32 * k0, min64(len - 32 * k0, 32 * nk));
-#pragma omp for schedule(static)
-        for (int64_t r0 = 0; r0 < rows; r0 += ROW_CHUNK)
-            K->lut3_rows(out + r0, min64(ROW_CHUNK, rows - r0), lanes + (r0 / 8) * ldl + 8 * k0,
-                         ldl, tab, nk);
+#pragma omp parallel for schedule(static) num_threads(nt) if (par)
+    for (int64_t r0 = 0; r0 < rows; r0 += ROW_CHUNK) {
+        int64_t nr = min64(ROW_CHUNK, rows - r0);
+        memset(out + r0, 0, (size_t)nr * sizeof(float));
+        for (int64_t k0 = 0; k0 < nwords; k0 += LUT3_BLOCK)
+            K->lut3_rows(out + r0, nr, lanes + (r0 / 8) * ldl + 8 * k0, ldl,
+                         tab + 8 * SC_LUT3_GROUPS * k0, min64(LUT3_BLOCK, nwords - k0));
     }
 }
 
@@ -130,7 +129,8 @@ int sc_matrix_matmul(const sc_kernels *K, float *y, int64_t ldy, const float *x,
     int64_t mp = 8 * ((m + 7) / 8), wp = 8 * ((width + 7) / 8);
     int64_t nx = 32 * ((n + 31) / 32), nz = 32 * ((width + 31) / 32);
     int64_t pb = (p == 1) ? 1 : min64(PB_MAX, (p + 7) / 8 * 8);
-    size_t tab_floats = (p == 1) ? (size_t)(LUT3_BLOCK * 8 * SC_LUT3_GROUPS)
+    int64_t lut3_words = (n > width ? n + 31 : width + 31) / 32;
+    size_t tab_floats = (p == 1) ? (size_t)(lut3_words * 8 * SC_LUT3_GROUPS)
                                  : (size_t)((TAB_BYTES / 4 > 1024 * pb) ? TAB_BYTES / 4 : 1024 * pb);
     float *xb = calloc((size_t)(nx * pb), sizeof(float));
     float *z = calloc((size_t)(nz * pb), sizeof(float));
