@@ -351,31 +351,37 @@ void sc_avx2_lut_rows(float *out, int64_t rows, const uint32_t *lanes, int64_t l
     }
 }
 
-/* Four blocks of 8 rows at a time (four chains of adds in flight): a block's words are its 8
+/* nb (constant) blocks of 8 rows from lanes w, blocks ldl apart: a block's words are its 8
  * lanes, and each 3-bit group is one lane permute of the group's 8-float table. */
+static inline __attribute__((always_inline)) void lut3_blocks(
+        float *out, const uint32_t *w, int64_t ldl, const float *tab, int64_t nwords, const int nb) {
+    __m256 acc[4];
+    for (int b = 0; b < nb; b++) acc[b] = _mm256_loadu_ps(out + 8 * b);
+    for (int64_t k = 0; k < nwords; k++) {
+        __m256i v[4];
+        for (int b = 0; b < nb; b++) v[b] = _mm256_loadu_si256((const __m256i *)(w + b * ldl + 8 * k));
+        const float *t = tab + 8 * SC_LUT3_GROUPS * k;
+        /* the lane permute reads the low 3 bits of each index: shift v down as we go. Not
+         * unrolled: unrolled, GCC computed every permute first and spilled them. */
+#pragma GCC unroll 1
+        for (int q = 0; q < SC_LUT3_GROUPS; q++) {
+            __m256 tq = _mm256_loadu_ps(t + 8 * q);
+            for (int b = 0; b < nb; b++) {
+                acc[b] = _mm256_add_ps(acc[b], _mm256_permutevar8x32_ps(tq, v[b]));
+                v[b] = _mm256_srli_epi32(v[b], 3);
+            }
+        }
+    }
+    for (int b = 0; b < nb; b++) _mm256_storeu_ps(out + 8 * b, acc[b]);
+}
+
+/* Four blocks of 8 rows at a time (four chains of adds in flight, all in registers: with a
+ * variable block count GCC kept them on the stack, 2.5x slower), then one block at a time. */
 void sc_avx2_lut3_rows(float *out, int64_t rows, const uint32_t *lanes, int64_t ldl,
                        const float *tab, int64_t nwords) {
     int64_t nb = rows / 8, b0 = 0;
-    for (; b0 < nb; b0 += 4) {
-        int nblk = (nb - b0 < 4) ? (int)(nb - b0) : 4;
-        const uint32_t *w = lanes + b0 * ldl;
-        __m256 acc[4];
-        for (int b = 0; b < nblk; b++) acc[b] = _mm256_loadu_ps(out + 8 * (b0 + b));
-        for (int64_t k = 0; k < nwords; k++) {
-            __m256i v[4];
-            for (int b = 0; b < nblk; b++) v[b] = _mm256_loadu_si256((const __m256i *)(w + b * ldl + 8 * k));
-            const float *t = tab + 8 * SC_LUT3_GROUPS * k;
-            /* the lane permute reads the low 3 bits of each index: shift v down as we go */
-            for (int q = 0; q < SC_LUT3_GROUPS; q++) {
-                __m256 tq = _mm256_loadu_ps(t + 8 * q);
-                for (int b = 0; b < nblk; b++) {
-                    acc[b] = _mm256_add_ps(acc[b], _mm256_permutevar8x32_ps(tq, v[b]));
-                    v[b] = _mm256_srli_epi32(v[b], 3);
-                }
-            }
-        }
-        for (int b = 0; b < nblk; b++) _mm256_storeu_ps(out + 8 * (b0 + b), acc[b]);
-    }
+    for (; b0 + 4 <= nb; b0 += 4) lut3_blocks(out + 8 * b0, lanes + b0 * ldl, ldl, tab, nwords, 4);
+    for (; b0 < nb; b0++) lut3_blocks(out + 8 * b0, lanes + b0 * ldl, ldl, tab, nwords, 1);
 }
 
 const sc_kernels sc_kernels_avx2 = {
