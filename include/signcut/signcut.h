@@ -76,7 +76,8 @@ extern const sc_kernels sc_kernels_avx512;
 /* The AVX2 transpose, shared with the AVX-512 table. */
 void sc_avx2_transpose(float *dst, int64_t ldd, const float *src, int64_t lds,
                        int64_t rows, int64_t cols);
-/* The AVX2 lut3_rows and lut_rows, which the AVX-512 table uses (lut_rows for pb % 16 != 0). */
+/* The AVX2 lut3_rows and lut_rows, which the AVX-512 kernels use for a last odd block of 8
+ * rows and for rows of tables not a multiple of 16 floats wide. */
 void sc_avx2_lut3_rows(float *out, int64_t rows, const uint32_t *lanes, int64_t ldl,
                        const float *tab, int64_t nwords);
 void sc_avx2_lut_rows(float *out, int64_t rows, const uint32_t *lanes, int64_t ldl,
