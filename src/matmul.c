@@ -20,6 +20,8 @@
 
 #define PB_MAX 32                 /* columns per table row (measured: 16 and 64 slower) */
 #define TAB_BYTES (256 * 1024)    /* 8-bit tables per block of words (half the L2 of a core) */
+/* floats of one thread's 8-bit tables: TAB_BYTES, or one word's 4 groups if larger */
+#define TAB_FLOATS(pb) ((size_t)(TAB_BYTES / 4 > 1024 * (pb) ? TAB_BYTES / 4 : 1024 * (pb)))
 #define LUT3_BLOCK 64             /* words of x per block of 3-bit tables (22 KiB) */
 #define ROW_CHUNK 256             /* output rows per parallel task, a multiple of 32 */
 #define PAR_MIN_WORK 8192         /* below this many row-words a stage runs on one thread */
@@ -92,26 +94,36 @@ static void lut3_stage(const sc_kernels *K, float *out, int64_t rows, const uint
 }
 
 /* out[r*pb + 0:pb] = sum_{i<len} sign_r[i] xb[i*pb + 0:pb] for rows r < rows (a multiple of 8)
- * in lane layout; xb has 32 ceil(len/32) rows, those past len zero. 8-bit tables for blocks of
- * words of about TAB_BYTES (in tab). */
+ * in lane layout; xb has 32 ceil(len/32) rows, those past len zero. 8-bit tables for blocks
+ * of words of about TAB_BYTES: each thread builds its own in tab + thread * TAB_FLOATS(pb)
+ * for its own range of rows (building costs about 256 / rows of the lookups; sharing the
+ * tables took two barriers per block, which crawled on busy cores). */
 static void lut_stage(const sc_kernels *K, float *out, int64_t rows, const uint32_t *lanes,
                       const float *xb, int64_t len, int64_t pb, float *tab, int nt) {
     int64_t nwords = (len + 31) / 32, ldl = 8 * nwords;
     int64_t kblock = TAB_BYTES / (4096 * pb);
     if (kblock < 1) kblock = 1;
-    memset(out, 0, (size_t)(rows * pb) * sizeof(float));
-    int par = nt > 1 && rows * nwords >= PAR_MIN_WORK / 8;
+    int par = nt > 1 && rows * nwords >= PAR_MIN_WORK;
     (void)par;
 #pragma omp parallel num_threads(nt) if (par)
-    for (int64_t k0 = 0; k0 < nwords; k0 += kblock) {
-        int64_t nk = min64(kblock, nwords - k0);
-#pragma omp for schedule(static)
-        for (int64_t g = 0; g < 4 * nk; g++)
-            build_table(tab + g * 256 * pb, xb + 8 * (4 * k0 + g) * pb, pb);
-#pragma omp for schedule(static)
-        for (int64_t r0 = 0; r0 < rows; r0 += ROW_CHUNK)
-            K->lut_rows(out + r0 * pb, min64(ROW_CHUNK, rows - r0), lanes + (r0 / 8) * ldl + 8 * k0,
-                        ldl, tab, nk, pb);
+    {
+        int me = 0, nth = 1;
+#ifdef _OPENMP
+        me = omp_get_thread_num();
+        nth = omp_get_num_threads();
+#endif
+        int64_t per = 8 * ((rows / 8 + nth - 1) / nth);
+        int64_t r0 = min64(rows, me * per), nr = min64(per, rows - r0);
+        float *t = tab + (size_t)me * TAB_FLOATS(pb);
+        if (nr > 0) {
+            memset(out + r0 * pb, 0, (size_t)(nr * pb) * sizeof(float));
+            for (int64_t k0 = 0; k0 < nwords; k0 += kblock) {
+                int64_t nk = min64(kblock, nwords - k0);
+                for (int64_t g = 0; g < 4 * nk; g++)
+                    build_table(t + g * 256 * pb, xb + 8 * (4 * k0 + g) * pb, pb);
+                K->lut_rows(out + r0 * pb, nr, lanes + (r0 / 8) * ldl + 8 * k0, ldl, t, nk, pb);
+            }
+        }
     }
 }
 
@@ -131,7 +143,7 @@ int sc_matrix_matmul(const sc_kernels *K, float *y, int64_t ldy, const float *x,
     int64_t pb = (p == 1) ? 1 : min64(PB_MAX, (p + 7) / 8 * 8);
     int64_t lut3_words = (n > width ? n + 31 : width + 31) / 32;
     size_t tab_floats = (p == 1) ? (size_t)(lut3_words * 8 * SC_LUT3_GROUPS)
-                                 : (size_t)((TAB_BYTES / 4 > 1024 * pb) ? TAB_BYTES / 4 : 1024 * pb);
+                                 : (size_t)nt * TAB_FLOATS(pb);
     float *xb = calloc((size_t)(nx * pb), sizeof(float));
     float *z = calloc((size_t)(nz * pb), sizeof(float));
     float *yb = malloc((size_t)(mp * pb) * sizeof(float));
