@@ -1,7 +1,7 @@
 """Run all signcut benchmarks in sequence and print their Markdown tables.
 
-Runs bench_quality, bench_speed, bench_threads, bench_memory and bench_tensor, each in its
-own process, passing ``--quick`` through. Every figure is a ratio against a baseline measured
+Runs bench_quality, bench_speed, bench_matmul, bench_threads, bench_memory, bench_tensor and
+bench_image, each in its own process, passing ``--quick`` through. Every figure is a ratio against a baseline measured
 in the same run; no figure makes the run fail (the exit status is non-zero only if a script
 crashes).
 
@@ -14,8 +14,8 @@ import os
 import subprocess
 import sys
 
-SCRIPTS = ["bench_quality.py", "bench_speed.py", "bench_threads.py", "bench_memory.py",
-           "bench_tensor.py", "bench_image.py"]
+SCRIPTS = ["bench_quality.py", "bench_speed.py", "bench_matmul.py", "bench_threads.py",
+           "bench_memory.py", "bench_tensor.py", "bench_image.py"]
 
 
 def main(argv=None):

@@ -18,8 +18,12 @@
 #include <omp.h>
 #endif
 
+#ifndef PB_MAX
 #define PB_MAX 32                 /* columns per table row (measured: 16 and 64 slower) */
+#endif
+#ifndef TAB_BYTES
 #define TAB_BYTES (256 * 1024)    /* 8-bit tables per block of words (half the L2 of a core) */
+#endif
 /* floats of one thread's 8-bit tables: TAB_BYTES, or one word's 4 groups if larger */
 #define TAB_FLOATS(pb) ((size_t)(TAB_BYTES / 4 > 1024 * (pb) ? TAB_BYTES / 4 : 1024 * (pb)))
 #define LUT3_BLOCK 64             /* words of x per block of 3-bit tables (22 KiB) */
