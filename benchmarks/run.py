@@ -1,9 +1,9 @@
 """Run all signcut benchmarks in sequence and print their Markdown tables.
 
 Runs bench_quality, bench_speed, bench_matmul, bench_threads, bench_memory, bench_tensor and
-bench_image, each in its own process, passing ``--quick`` through. Every figure is a ratio against a baseline measured
-in the same run; no figure makes the run fail (the exit status is non-zero only if a script
-crashes).
+bench_image, each in its own process, passing ``--quick`` through. Every figure is a ratio
+against a baseline measured in the same run; no figure makes the run fail (the exit status is
+non-zero only if a script crashes).
 
 Run from the repository root:
     python benchmarks/run.py            # the issue's sizes (4096 x 4096 runs: many minutes)
