@@ -238,6 +238,12 @@ class SignCut:
         """``x @ result`` for an order-2 result, computed from the signs without expanding."""
         return _array.rmatmul(self, x) if self._signs_are_matrix() else NotImplemented
 
+    def __getstate__(self):
+        """Pickles without the sign layouts cached by the products (rebuilt on first use)."""
+        state = self.__dict__.copy()
+        state.pop("_product_lanes", None)
+        return state
+
     def _signs_are_matrix(self):
         return self.ndim == 2 and not self.tensorize
 

@@ -206,3 +206,19 @@ def test_matches_unpacked_reference(rng):
     S, T = unpack(sc.signs[0], m).astype(np.float64), unpack(sc.signs[1], n).astype(np.float64)
     x = rng.standard_normal(n).astype(np.float32)
     assert_product(sc @ x, S.T @ (sc.coef * (T @ x)))
+
+
+def test_cached_layouts(rng):
+    import copy
+    import pickle
+    sc = signcut_of(rng, 40, 50, 20)
+    x = rng.standard_normal(50).astype(np.float32)
+    first = sc @ x
+    assert "right" in sc._product_lanes and "left" not in sc._product_lanes
+    np.testing.assert_array_equal(sc @ x, first)                  # from the cache
+    clone = pickle.loads(pickle.dumps(sc))
+    assert "_product_lanes" not in clone.__dict__
+    np.testing.assert_array_equal(clone @ x, first)
+    np.testing.assert_array_equal(copy.deepcopy(sc) @ x, first)
+    assert "_product_lanes" not in sc.truncate(10).__dict__      # a new result, its own cache
+    assert_product(sc.truncate(10) @ x, dense(sc.truncate(10)) @ x)
