@@ -1,5 +1,5 @@
 # Declarations of the C API (include/signcut/signcut.h); nothing else lives here.
-from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
+from libc.stdint cimport int64_t, uint32_t, uint64_t
 
 cdef extern from "signcut/signcut.h" nogil:
     enum:
