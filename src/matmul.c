@@ -31,6 +31,7 @@
 #endif
 /* floats of one thread's 8-bit tables: TAB_BYTES, or one word's 4 groups if larger */
 #define TAB_FLOATS(pb) ((size_t)(TAB_BYTES / 4 > 1024 * (pb) ? TAB_BYTES / 4 : 1024 * (pb)))
+#define LUT3_COLUMNS 6            /* at most this many columns: one at a time, 3-bit tables */
 #define LUT3_BLOCK 64             /* words of x per block of 3-bit tables (22 KiB) */
 #define ROW_CHUNK 256             /* output rows per parallel task, a multiple of 32 */
 #define PAR_MIN_WORK 8192         /* below this many row-words a stage runs on one thread */
@@ -149,9 +150,10 @@ int sc_matrix_matmul(const sc_kernels *K, float *y, int64_t ldy, const float *x,
     /* rows padded to lane blocks of 8, entries to words of 32 */
     int64_t mp = 8 * ((m + 7) / 8), wp = 8 * ((width + 7) / 8);
     int64_t nx = 32 * ((n + 31) / 32), nz = 32 * ((width + 31) / 32);
-    int64_t pb = (p == 1) ? 1 : min64(PB_MAX, (p + 7) / 8 * 8);
+    /* up to LUT3_COLUMNS columns go one by one through the 3-bit tables (measured faster) */
+    int64_t pb = (p <= LUT3_COLUMNS) ? 1 : min64(PB_MAX, (p + 7) / 8 * 8);
     int64_t lut3_words = (n > width ? n + 31 : width + 31) / 32;
-    size_t tab_floats = (p == 1) ? (size_t)(lut3_words * 8 * SC_LUT3_GROUPS)
+    size_t tab_floats = (pb == 1) ? (size_t)(lut3_words * 8 * SC_LUT3_GROUPS)
                                  : (size_t)nt * TAB_FLOATS(pb);
     float *xb = calloc((size_t)(nx * pb), sizeof(float));
     float *z = calloc((size_t)(nz * pb), sizeof(float));
