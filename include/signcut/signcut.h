@@ -172,10 +172,9 @@ void sc_bits_transpose(uint64_t *out, const uint64_t *bits, int64_t rows, int64_
 
 /* y (m x p, leading dimension ldy) = S diag(coef) T^T x for x (n x p, leading dimension ldx),
  * never expanding S or T: t_lanes is T (width rows of n signs) and st_lanes S transposed
- * (m rows of width signs), both in lane layout. One column goes through 3-bit tables and
- * lane permutes (up to 6 columns, one at a time), more through 8-bit tables of rows of up to
- * 32 columns (src/matmul.c);
- * n_threads cannot change a bit. Little-endian hosts only. */
+ * (m rows of width signs), both in lane layout. Up to 6 columns go one at a time through
+ * 3-bit tables and lane permutes, more through 8-bit tables of rows of up to 32 columns
+ * (src/matmul.c); n_threads cannot change a bit. Little-endian hosts only. */
 int sc_matrix_matmul(const sc_kernels *K, float *y, int64_t ldy, const float *x, int64_t ldx,
                      int64_t p, int64_t m, int64_t n, const uint32_t *t_lanes,
                      const uint32_t *st_lanes, const float *coef, int64_t width, int n_threads);
