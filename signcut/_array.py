@@ -9,6 +9,8 @@ from math import prod
 
 import numpy as np
 
+from signcut import _core
+
 BLOCK_ELEMENTS = 1 << 22        # about how many numbers one block of cuts may unpack at once
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 AxisError = np.exceptions.AxisError
@@ -34,6 +36,18 @@ def unpack_entries(bits, idx, dtype=np.float32):
     idx = np.asarray(idx, dtype=np.intp)
     flags = (bits[:, idx >> 6] >> (idx & 63).astype(np.uint64)) & np.uint64(1)
     return 1 - 2 * flags.astype(dtype)
+
+
+def sign_lanes(bits, d):
+    """Packed rows ``(rows, ceil(d / 64))`` uint64 -> the lane layout the C products read:
+    ``(ceil(rows / 8), ceil(d / 32), 8)`` uint32, where ``[b, k, i]`` is 32-bit word ``k`` of row
+    ``8 b + i`` (rows past the end zero). Same size as the packed rows, up to padding."""
+    words = np.ascontiguousarray(bits, dtype="<u8").view("<u4")[:, :(d + 31) // 32]
+    rows, nw = words.shape
+    blocks = (rows + 7) // 8
+    padded = np.zeros((8 * blocks, nw), np.uint32)
+    padded[:rows] = words
+    return np.ascontiguousarray(padded.reshape(blocks, 8, nw).transpose(0, 2, 1))
 
 
 def popcounts(bits):
@@ -275,38 +289,65 @@ def _mismatch(size, expected):
                       f"from {expected})")
 
 
-def matmul(sc, x):
-    """``W @ x`` for an order-2 SignCut ``W = S diag(coef) T^T``: ``S (coef * (T^T x))``."""
+def product_lanes(sc, side):
+    """The sign rows one product reads, in lane layout (see ``sign_lanes``), cached on ``sc``.
+
+    ``side`` "right" (``W @ x``) gives T (``width`` rows of ``n`` signs) and S transposed (``m``
+    rows of ``width`` signs); "left" (``x @ W``) gives S and T transposed. The first product
+    on a side computes them once: they take about the memory of the signs themselves (both
+    sides together, twice). The cache assumes the signs are not modified in place.
+    """
+    cache = sc.__dict__.setdefault("_product_lanes", {})
+    if side not in cache:
+        m, n = sc.shape
+        a, b = (1, 0) if side == "right" else (0, 1)
+        d_a, d_b = (n, m) if side == "right" else (m, n)
+        cache[side] = (sign_lanes(sc.signs[a], d_a),
+                       sign_lanes(_core.bits_transpose(sc.signs[b], d_b), sc.width))
+    return cache[side]
+
+
+def _lut_product(sc, side, X, n_threads):
+    """``W @ X`` (side "right") or ``W^T @ X`` (side "left") for a float32 C-contiguous 2-D X."""
+    rows = sc.shape[0] if side == "right" else sc.shape[1]
+    out = np.empty((rows, X.shape[1]), np.float32)
+    lanes, lanes_t = product_lanes(sc, side)
+    nt = _core.default_threads() if n_threads is None else int(n_threads)
+    return _core.matrix_matmul(out, X, lanes, lanes_t, np.ascontiguousarray(sc.coef, np.float32), nt)
+
+
+def matmul(sc, x, n_threads=None):
+    """``W @ x`` for an order-2 SignCut ``W = S diag(coef) T^T``: ``S (coef * (T^T x))``.
+
+    Computed by the C engine through lookup tables over groups of sign bits, in float32:
+    float64 (and integer) operands are rounded to float32 first. The answer is float32.
+    """
     m, n = sc.shape
     x = _operand(x)
     x2 = x[:, None] if x.ndim == 1 else x              # (..., n, p)
     if x2.shape[-2] != n:
         raise _mismatch(x2.shape[-2], n)
-    out = np.zeros(x2.shape[:-2] + (m, x2.shape[-1]), x.dtype)
-    coef = sc.coef.astype(x.dtype)
-    for blk in cut_blocks(sc.width, m + n + x2.size // n):
-        S = unpack_rows(sc.signs[0][blk], m, x.dtype)
-        T = unpack_rows(sc.signs[1][blk], n, x.dtype)
-        out += S.T @ (coef[blk, None] * (T @ x2))
-    _sparse_product(sc, out, x2, left=False)
-    return (out[..., 0] if x.ndim == 1 else out).astype(np.float32, copy=False)
+    batch, p = x2.shape[:-2], x2.shape[-1]
+    X = np.ascontiguousarray(np.moveaxis(x2, -2, 0).reshape(n, -1), dtype=np.float32)
+    out = _lut_product(sc, "right", X, n_threads)      # (m, batch * p)
+    out = np.moveaxis(out.reshape((m,) + batch + (p,)), 0, -2)
+    _sparse_product(sc, out, x2.astype(np.float32, copy=False), left=False)
+    return np.ascontiguousarray(out[..., 0] if x.ndim == 1 else out)
 
 
-def rmatmul(sc, x):
-    """``x @ W`` for an order-2 SignCut ``W = S diag(coef) T^T``: ``((x S) * coef) T^T``."""
+def rmatmul(sc, x, n_threads=None):
+    """``x @ W`` for an order-2 SignCut ``W = S diag(coef) T^T``: ``(W^T x^T)^T`` with
+    ``W^T = T diag(coef) S^T``, computed as ``matmul`` (float32)."""
     m, n = sc.shape
     x = _operand(x)
     x2 = x[None, :] if x.ndim == 1 else x              # (..., p, m)
     if x2.shape[-1] != m:
         raise _mismatch(m, x2.shape[-1])
-    out = np.zeros(x2.shape[:-1] + (n,), x.dtype)
-    coef = sc.coef.astype(x.dtype)
-    for blk in cut_blocks(sc.width, m + n + x2.size // m):
-        S = unpack_rows(sc.signs[0][blk], m, x.dtype)
-        T = unpack_rows(sc.signs[1][blk], n, x.dtype)
-        out += ((x2 @ S.T) * coef[blk]) @ T
-    _sparse_product(sc, out, x2, left=True)
-    return (out[..., 0, :] if x.ndim == 1 else out).astype(np.float32, copy=False)
+    X = np.ascontiguousarray(x2.reshape(-1, m).T, dtype=np.float32)
+    out = _lut_product(sc, "left", X, n_threads)       # (n, batch * p)
+    out = out.T.reshape(x2.shape[:-1] + (n,))
+    _sparse_product(sc, out, x2.astype(np.float32, copy=False), left=True)
+    return np.ascontiguousarray(out[..., 0, :] if x.ndim == 1 else out)
 
 
 def _sparse_product(sc, out, x2, left):

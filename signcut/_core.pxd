@@ -1,5 +1,5 @@
 # Declarations of the C API (include/signcut/signcut.h); nothing else lives here.
-from libc.stdint cimport int64_t, uint16_t, uint64_t
+from libc.stdint cimport int64_t, uint16_t, uint32_t, uint64_t
 
 cdef extern from "signcut/signcut.h" nogil:
     enum:
@@ -34,6 +34,10 @@ cdef extern from "signcut/signcut.h" nogil:
         void (*transpose_h)(uint16_t *dst, int64_t ldd, const float *src, int64_t lds,
                             int64_t rows, int64_t cols, float scale)
         float (*absmax)(const float *x, int64_t len)
+        void (*lut3_rows)(float *out, int64_t rows, const uint32_t *lanes, int64_t ldl,
+                          const float *tab, int64_t nwords)
+        void (*lut_rows)(float *out, int64_t rows, const uint32_t *lanes, int64_t ldl,
+                         const float *tab, int64_t nwords, int64_t pb)
 
     int sc_cpu_supported()
     const char *sc_cpu_features()
@@ -95,8 +99,18 @@ cdef extern from "signcut/signcut.h" nogil:
                          const uint64_t *s_bits, const uint64_t *t_bits, const float *coef,
                          int64_t width, float sign, int n_threads)
 
+    void sc_bits_transpose(uint64_t *out, const uint64_t *bits, int64_t rows, int64_t wpr,
+                           int64_t len)
+    int sc_matrix_matmul(const sc_kernels *K, float *y, int64_t ldy, const float *x, int64_t ldx,
+                         int64_t p, int64_t m, int64_t n, const uint32_t *t_lanes,
+                         const uint32_t *st_lanes, const float *coef, int64_t width,
+                         int n_threads)
+
 cdef extern from "signcut/common.h" nogil:
     enum:
         SC_MAX_GROUPS
     int64_t sc_ngroups(int64_t k)
     void sc_group_tables(float *tab, const float *w, int64_t k)
+    enum:
+        SC_LUT3_GROUPS
+    void sc_lut3_tables(float *tab, const float *x, int64_t len)

@@ -7,7 +7,7 @@ what would be unsafe for the C code (shapes, contiguity), and map status codes t
 import os
 import numpy as np
 cimport numpy as cnp
-from libc.stdint cimport int64_t, uint16_t, uint64_t
+from libc.stdint cimport int64_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memset
 from cpython.exc cimport PyErr_CheckSignals
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
@@ -237,6 +237,76 @@ def kernel_transpose_h(str isa, cnp.ndarray src, float scale):
 def kernel_absmax(str isa, const float[::1] x):
     cdef const sc_kernels *K = _get(isa)
     return K.absmax(&x[0], x.shape[0]) if x.shape[0] else 0.0
+cdef int64_t _lane_words(const uint32_t[:, :, ::1] lanes, int64_t rows, int64_t length) except -1:
+    """Checks a lane layout (rows/8, words, 8) for `rows` sign rows of `length` entries."""
+    if rows % 8 or lanes.shape[0] != rows // 8 or lanes.shape[2] != 8 \
+            or lanes.shape[1] != (length + 31) // 32:
+        raise ValueError("sign rows in lane layout have the wrong shape")
+    return lanes.shape[1]
+
+
+def kernel_lut3_rows(str isa, float[::1] out, const uint32_t[:, :, ::1] lanes, const float[::1] x):
+    """out[r] += <sign row r, x>, sign rows in lane layout (len(out) a multiple of 8), through
+    3-bit group tables of x."""
+    cdef const sc_kernels *K = _get(isa)
+    cdef int64_t nwords = _lane_words(lanes, out.shape[0], x.shape[0])
+    tab = np.zeros(max(1, nwords) * 8 * SC_LUT3_GROUPS, np.float32)
+    cdef float[::1] t = tab
+    if x.shape[0]:
+        sc_lut3_tables(&t[0], &x[0], x.shape[0])
+    if out.shape[0] and nwords:
+        K.lut3_rows(&out[0], out.shape[0], &lanes[0, 0, 0], 8 * nwords, &t[0], nwords)
+
+
+def kernel_lut_rows(str isa, float[:, ::1] out, const uint32_t[:, :, ::1] lanes, const float[:, ::1] tab):
+    """out[r] += sum over bytes g of sign row r (lane layout) of tab[256 g + byte], table rows
+    a multiple of 8 floats wide."""
+    cdef const sc_kernels *K = _get(isa)
+    cdef int64_t pb = tab.shape[1], nwords = lanes.shape[1]
+    _lane_words(lanes, out.shape[0], 32 * nwords)
+    if out.shape[1] != pb or tab.shape[0] != 1024 * nwords or pb % 8:
+        raise ValueError("shape mismatch")
+    if out.shape[0] and nwords and pb:
+        K.lut_rows(&out[0, 0], out.shape[0], &lanes[0, 0, 0], 8 * nwords, &tab[0, 0], nwords, pb)
+
+
+def bits_transpose(const uint64_t[:, ::1] bits, int64_t length):
+    """(rows, ceil(length/64)) packed sign rows -> (length, ceil(rows/64)): bit j of row i of
+    the answer is entry i of row j."""
+    _check_bits(bits, length)
+    cdef int64_t rows = bits.shape[0]
+    out = np.zeros((length, (rows + 63) // 64), np.uint64)
+    cdef uint64_t[:, ::1] o = out
+    if rows and length:
+        with nogil:
+            sc_bits_transpose(&o[0, 0], &bits[0, 0], rows, bits.shape[1], length)
+    return out
+
+
+def matrix_matmul(float[:, ::1] y, const float[:, ::1] x, const uint32_t[:, :, ::1] t_lanes,
+                  const uint32_t[:, :, ::1] st_lanes, const float[::1] coef, int n_threads=1,
+                  str isa=None):
+    """y (m x p) = S diag(coef) T^T x for x (n x p), from T (width rows of n signs) and S
+    transposed (m rows of width signs) in lane layout (see signcut.h); isa None: the active
+    kernels."""
+    cdef const sc_kernels *K = _active if isa is None else _get(isa)
+    cdef int64_t m = y.shape[0], p = y.shape[1], n = x.shape[0], w = coef.shape[0]
+    if x.shape[1] != p:
+        raise ValueError("shape mismatch")
+    _lane_words(t_lanes, (w + 7) // 8 * 8, n)
+    _lane_words(st_lanes, (m + 7) // 8 * 8, w)
+    if m == 0 or p == 0:
+        return np.asarray(y)
+    cdef float zero = 0.0
+    cdef const float *xp = &x[0, 0] if n else &zero
+    cdef const uint32_t *tp = &t_lanes[0, 0, 0] if t_lanes.size else NULL
+    cdef const uint32_t *sp = &st_lanes[0, 0, 0] if st_lanes.size else NULL
+    cdef const float *cp = &coef[0] if w else NULL
+    cdef int status
+    with nogil:
+        status = sc_matrix_matmul(K, &y[0, 0], p, xp, p, p, m, n, tp, sp, cp, w, n_threads)
+    _check(status)
+    return np.asarray(y)
 
 
 def kernel_sumsq(str isa, const float[::1] x):

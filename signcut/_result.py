@@ -332,12 +332,23 @@ class SignCut:
 
     def __matmul__(self, x):
         """``result @ x`` for an order-2 result and an array ``x`` (float32 answer), computed
-        from the signs without expanding. Other orders go through the dense array."""
+        from the signs without expanding. Other orders go through the dense array.
+
+        The C engine multiplies through lookup tables over groups of sign bits, in float32
+        (float64 operands are rounded to float32 first), on all default threads. The first
+        product caches the signs in the layout it reads: about the memory of the signs again
+        (``x @ result`` keeps its own copy)."""
         return _array.matmul(self, x) if self._signs_are_matrix() else NotImplemented
 
     def __rmatmul__(self, x):
         """``x @ result`` for an order-2 result, computed from the signs without expanding."""
         return _array.rmatmul(self, x) if self._signs_are_matrix() else NotImplemented
+
+    def __getstate__(self):
+        """Pickles without the sign layouts cached by the products (rebuilt on first use)."""
+        state = self.__dict__.copy()
+        state.pop("_product_lanes", None)
+        return state
 
     def _signs_are_matrix(self):
         return self.ndim == 2 and not self.tensorize

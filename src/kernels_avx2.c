@@ -2,6 +2,7 @@
  * same FMA chain whatever its position, so results do not depend on how work is split. */
 #include <immintrin.h>
 #include <math.h>
+#include <string.h>
 #include "signcut/signcut.h"
 #include "signcut/common.h"
 
@@ -392,8 +393,86 @@ float sc_avx2_absmax(const float *x, int64_t len) {
     return m;
 }
 
+/* R rows (lanes w[r*rstep], word k at w[8k]), columns [0, 8 nv) of table rows pb floats wide:
+ * R * nv <= 8 accumulators, each adding its lookups in order. Constant R and nv specialise
+ * the loops. */
+static inline __attribute__((always_inline)) void lut_block(
+        float *out, int64_t pb, const uint32_t *w, const float *tab, int64_t nwords,
+        const int R, const int nv) {
+    __m256 acc[8];
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < nv; v++) acc[r * nv + v] = _mm256_loadu_ps(out + r * pb + 8 * v);
+    for (int64_t k = 0; k < nwords; k++)
+        for (int i = 0; i < 4; i++)
+            for (int r = 0; r < R; r++) {
+                const float *t = tab + (256 * (4 * k + i) + ((w[r + 8 * k] >> (8 * i)) & 255)) * pb;
+                for (int v = 0; v < nv; v++)
+                    acc[r * nv + v] = _mm256_add_ps(acc[r * nv + v], _mm256_loadu_ps(t + 8 * v));
+            }
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < nv; v++) _mm256_storeu_ps(out + r * pb + 8 * v, acc[r * nv + v]);
+}
+
+void sc_avx2_lut_rows(float *out, int64_t rows, const uint32_t *lanes, int64_t ldl,
+                      const float *tab, int64_t nwords, int64_t pb) {
+    /* Column chunks of up to 64 floats (8 registers); narrow rows go several at a time so
+     * that at least four chains of adds are in flight. */
+    for (int64_t c0 = 0; c0 < pb; c0 += 64) {
+        int nv = (int)((pb - c0 >= 64) ? 8 : (pb - c0) / 8);
+        for (int64_t r = 0; r < rows; ) {
+            float *o = out + r * pb + c0;
+            const uint32_t *w = lanes + (r / 8) * ldl + (r % 8);
+            const float *t = tab + c0;
+            switch (nv) {   /* rows % 8 == 0, so blocks of 4 or 2 rows stay inside a lane block */
+            case 1: lut_block(o, pb, w, t, nwords, 4, 1); r += 4; break;
+            case 2: lut_block(o, pb, w, t, nwords, 2, 2); r += 2; break;
+            case 3: lut_block(o, pb, w, t, nwords, 1, 3); r += 1; break;
+            case 4: lut_block(o, pb, w, t, nwords, 1, 4); r += 1; break;
+            case 5: lut_block(o, pb, w, t, nwords, 1, 5); r += 1; break;
+            case 6: lut_block(o, pb, w, t, nwords, 1, 6); r += 1; break;
+            case 7: lut_block(o, pb, w, t, nwords, 1, 7); r += 1; break;
+            default: lut_block(o, pb, w, t, nwords, 1, 8); r += 1; break;
+            }
+        }
+    }
+}
+
+/* nb (constant) blocks of 8 rows from lanes w, blocks ldl apart: a block's words are its 8
+ * lanes, and each 3-bit group is one lane permute of the group's 8-float table. */
+static inline __attribute__((always_inline)) void lut3_blocks(
+        float *out, const uint32_t *w, int64_t ldl, const float *tab, int64_t nwords, const int nb) {
+    __m256 acc[4];
+    for (int b = 0; b < nb; b++) acc[b] = _mm256_loadu_ps(out + 8 * b);
+    for (int64_t k = 0; k < nwords; k++) {
+        __m256i v[4];
+        for (int b = 0; b < nb; b++) v[b] = _mm256_loadu_si256((const __m256i *)(w + b * ldl + 8 * k));
+        const float *t = tab + 8 * SC_LUT3_GROUPS * k;
+        /* the lane permute reads the low 3 bits of each index: shift v down as we go. Not
+         * unrolled: unrolled, GCC computed every permute first and spilled them. */
+#pragma GCC unroll 1
+        for (int q = 0; q < SC_LUT3_GROUPS; q++) {
+            __m256 tq = _mm256_loadu_ps(t + 8 * q);
+            for (int b = 0; b < nb; b++) {
+                acc[b] = _mm256_add_ps(acc[b], _mm256_permutevar8x32_ps(tq, v[b]));
+                v[b] = _mm256_srli_epi32(v[b], 3);
+            }
+        }
+    }
+    for (int b = 0; b < nb; b++) _mm256_storeu_ps(out + 8 * b, acc[b]);
+}
+
+/* Four blocks of 8 rows at a time (four chains of adds in flight, all in registers: with a
+ * variable block count GCC kept them on the stack, 2.5x slower), then one block at a time. */
+void sc_avx2_lut3_rows(float *out, int64_t rows, const uint32_t *lanes, int64_t ldl,
+                       const float *tab, int64_t nwords) {
+    int64_t nb = rows / 8, b0 = 0;
+    for (; b0 + 4 <= nb; b0 += 4) lut3_blocks(out + 8 * b0, lanes + b0 * ldl, ldl, tab, nwords, 4);
+    for (; b0 < nb; b0++) lut3_blocks(out + 8 * b0, lanes + b0 * ldl, ldl, tab, nwords, 1);
+}
+
 const sc_kernels sc_kernels_avx2 = {
     "avx2", accum_rows, signs_matvec, signs_rmatvec, rank_update,
     pack_signs, unpack_signs, sign_dots, sumsq, group_apply, sc_avx2_transpose,
-    accum_rows_h, sc_avx2_to_half, sc_avx2_transpose_h, sc_avx2_absmax,
+    accum_rows_h, sc_avx2_to_half, sc_avx2_transpose_h, sc_avx2_absmax, sc_avx2_lut3_rows,
+    sc_avx2_lut_rows,
 };

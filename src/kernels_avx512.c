@@ -229,8 +229,90 @@ static void accum_rows_h(float *y, int64_t len, const uint16_t *rows, int64_t ld
     }
 }
 
+/* As the AVX2 lut_block, with 16-float registers. */
+static inline __attribute__((always_inline)) void lut_block(
+        float *out, int64_t pb, const uint32_t *w, const float *tab, int64_t nwords,
+        const int R, const int nv) {
+    __m512 acc[8];
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < nv; v++) acc[r * nv + v] = _mm512_loadu_ps(out + r * pb + 16 * v);
+    for (int64_t k = 0; k < nwords; k++)
+        for (int i = 0; i < 4; i++)
+            for (int r = 0; r < R; r++) {
+                const float *t = tab + (256 * (4 * k + i) + ((w[r + 8 * k] >> (8 * i)) & 255)) * pb;
+                for (int v = 0; v < nv; v++)
+                    acc[r * nv + v] = _mm512_add_ps(acc[r * nv + v], _mm512_loadu_ps(t + 16 * v));
+            }
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < nv; v++) _mm512_storeu_ps(out + r * pb + 16 * v, acc[r * nv + v]);
+}
+
+static void lut_rows(float *out, int64_t rows, const uint32_t *lanes, int64_t ldl,
+                     const float *tab, int64_t nwords, int64_t pb) {
+    /* Rows of 8 floats (or any width not a multiple of 16) take the AVX2 code. */
+    if (pb % 16) {
+        sc_avx2_lut_rows(out, rows, lanes, ldl, tab, nwords, pb);
+        return;
+    }
+    for (int64_t c0 = 0; c0 < pb; c0 += 128) {
+        int nv = (int)((pb - c0 >= 128) ? 8 : (pb - c0) / 16);
+        for (int64_t r = 0; r < rows; ) {
+            float *o = out + r * pb + c0;
+            const uint32_t *w = lanes + (r / 8) * ldl + (r % 8);
+            const float *t = tab + c0;
+            switch (nv) {
+            case 1: lut_block(o, pb, w, t, nwords, 4, 1); r += 4; break;
+            case 2: lut_block(o, pb, w, t, nwords, 2, 2); r += 2; break;
+            case 3: lut_block(o, pb, w, t, nwords, 1, 3); r += 1; break;
+            case 4: lut_block(o, pb, w, t, nwords, 1, 4); r += 1; break;
+            case 5: lut_block(o, pb, w, t, nwords, 1, 5); r += 1; break;
+            case 6: lut_block(o, pb, w, t, nwords, 1, 6); r += 1; break;
+            case 7: lut_block(o, pb, w, t, nwords, 1, 7); r += 1; break;
+            default: lut_block(o, pb, w, t, nwords, 1, 8); r += 1; break;
+            }
+        }
+    }
+}
+
+/* As the AVX2 lut3_blocks, a register holding two blocks of 8 rows: lanes 0-7 block 2z, lanes
+ * 8-15 block 2z+1. The permute reads 4 index bits: tables are doubled to 16 entries so bit 3
+ * is ignored. Every row adds its lookups in the same order as the scalar and AVX2 kernels. */
+static inline __attribute__((always_inline)) void lut3_blocks(
+        float *out, const uint32_t *w, int64_t ldl, const float *tab, int64_t nwords, const int nz) {
+    __m512 acc[4];
+    for (int z = 0; z < nz; z++) acc[z] = _mm512_loadu_ps(out + 16 * z);
+    for (int64_t k = 0; k < nwords; k++) {
+        __m512i v[4];
+        for (int z = 0; z < nz; z++) {
+            __m256i lo = _mm256_loadu_si256((const __m256i *)(w + 2 * z * ldl + 8 * k));
+            __m256i hi = _mm256_loadu_si256((const __m256i *)(w + (2 * z + 1) * ldl + 8 * k));
+            v[z] = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+        }
+        const float *t = tab + 8 * SC_LUT3_GROUPS * k;
+#pragma GCC unroll 1
+        for (int q = 0; q < SC_LUT3_GROUPS; q++) {
+            __m256 t8 = _mm256_loadu_ps(t + 8 * q);
+            __m512 tq = _mm512_castpd_ps(_mm512_insertf64x4(
+                _mm512_castps_pd(_mm512_castps256_ps512(t8)), _mm256_castps_pd(t8), 1));
+            for (int z = 0; z < nz; z++) {
+                acc[z] = _mm512_add_ps(acc[z], _mm512_permutexvar_ps(v[z], tq));
+                v[z] = _mm512_srli_epi32(v[z], 3);
+            }
+        }
+    }
+    for (int z = 0; z < nz; z++) _mm512_storeu_ps(out + 16 * z, acc[z]);
+}
+
+static void lut3_rows(float *out, int64_t rows, const uint32_t *lanes, int64_t ldl,
+                      const float *tab, int64_t nwords) {
+    int64_t nb = rows / 8, b0 = 0;
+    for (; b0 + 8 <= nb; b0 += 8) lut3_blocks(out + 8 * b0, lanes + b0 * ldl, ldl, tab, nwords, 4);
+    for (; b0 + 2 <= nb; b0 += 2) lut3_blocks(out + 8 * b0, lanes + b0 * ldl, ldl, tab, nwords, 1);
+    if (b0 < nb) sc_avx2_lut3_rows(out + 8 * b0, 8, lanes + b0 * ldl, ldl, tab, nwords);
+}
+
 const sc_kernels sc_kernels_avx512 = {
     "avx512", accum_rows, signs_matvec, signs_rmatvec, rank_update,
     pack_signs, unpack_signs, sign_dots, sumsq, group_apply, sc_avx2_transpose,
-    accum_rows_h, sc_avx2_to_half, sc_avx2_transpose_h, sc_avx2_absmax,
+    accum_rows_h, sc_avx2_to_half, sc_avx2_transpose_h, sc_avx2_absmax, lut3_rows, lut_rows,
 };

@@ -122,8 +122,21 @@ static float absmax(const float *x, int64_t len) {
     return m;
 }
 
+static void lut_rows(float *out, int64_t rows, const uint32_t *lanes, int64_t ldl,
+                     const float *tab, int64_t nwords, int64_t pb) {
+    for (int64_t r = 0; r < rows; r++) {
+        float *o = out + r * pb;
+        const uint32_t *w = lanes + (r / 8) * ldl + (r % 8);
+        for (int64_t k = 0; k < nwords; k++)
+            for (int i = 0; i < 4; i++) {
+                const float *t = tab + (256 * (4 * k + i) + ((w[8 * k] >> (8 * i)) & 255)) * pb;
+                for (int64_t c = 0; c < pb; c++) o[c] += t[c];
+            }
+    }
+}
+
 const sc_kernels sc_kernels_scalar = {
     "scalar", accum_rows, signs_matvec, signs_rmatvec, rank_update,
     pack_signs, unpack_signs, sign_dots, sumsq, group_apply, transpose,
-    accum_rows_h, to_half, transpose_h, absmax,
+    accum_rows_h, to_half, transpose_h, absmax, sc_lut3_rows, lut_rows,
 };

@@ -158,4 +158,36 @@ static inline void sc_rank_update_blocked(float *out, int64_t rows, int64_t cols
     }
 }
 
+/* Lookup tables for a sign row times a vector x: each 32-bit word of packed signs is 11 groups
+ * of 3 bits (the last one 2 bits), group q of word k covering entries 32k + 3q + {0, 1, 2};
+ * its table tab[8 (11k + q) + b] is the signed sum of those entries of x for the bit pattern b
+ * (a set bit means -1). A table is 8 floats: one AVX2 register, read with a lane permute. */
+#define SC_LUT3_GROUPS 11
+
+/* tab[88 k + 8 q + b] for the words k < ceil(len / 32) of x[0:len] (entries past len count 0). */
+static inline void sc_lut3_tables(float *tab, const float *x, int64_t len) {
+    for (int64_t k = 0; 32 * k < len; k++)
+        for (int q = 0; q < SC_LUT3_GROUPS; q++) {
+            int64_t i0 = 32 * k + 3 * q;
+            float xb[3];
+            for (int b = 0; b < 3; b++) xb[b] = (3 * q + b < 32 && i0 + b < len) ? x[i0 + b] : 0.0f;
+            float *t = tab + 8 * (SC_LUT3_GROUPS * k + q);
+            t[0] = (xb[0] + xb[1]) + xb[2];
+            for (int b = 1; b < 8; b++) t[b] = t[b & (b - 1)] - 2.0f * xb[sc_ctz64((uint64_t)b)];
+        }
+}
+
+/* Scalar form of lut3_rows (lane layout, rows a multiple of 8). */
+static inline void sc_lut3_rows(float *out, int64_t rows, const uint32_t *lanes, int64_t ldl,
+                                const float *tab, int64_t nwords) {
+    for (int64_t r = 0; r < rows; r++) {
+        const uint32_t *w = lanes + (r / 8) * ldl + (r % 8);
+        float acc = out[r];
+        for (int64_t k = 0; k < nwords; k++)
+            for (int q = 0; q < SC_LUT3_GROUPS; q++)
+                acc += tab[8 * (SC_LUT3_GROUPS * k + q) + ((w[8 * k] >> (3 * q)) & 7)];
+        out[r] = acc;
+    }
+}
+
 #endif

@@ -64,6 +64,16 @@ typedef struct sc_kernels {
                         int64_t rows, int64_t cols, float scale);
     /* max |x[i]| over [0, len) (0 for len 0). */
     float (*absmax)(const float *x, int64_t len);
+    /* out[r] += tab[88k + 8q + ((word k of row r >> 3q) & 7)] summed over words k < nwords and
+     * groups q < 11 in that order, for r < rows (a multiple of 8) of sign rows in lane layout
+     * (below): a sign row times a vector through 3-bit group tables (sc_lut3_tables). */
+    void (*lut3_rows)(float *out, int64_t rows, const uint32_t *lanes, int64_t ldl,
+                      const float *tab, int64_t nwords);
+    /* out[r*pb + 0:pb] += tab[(256 (4k + i) + byte i of word k of row r) * pb + 0:pb] summed over
+     * k < nwords and i < 4 in that order, for r < rows (a multiple of 8) in lane layout, pb a
+     * multiple of 8: sign rows times pb columns through 8-bit group tables of rows. */
+    void (*lut_rows)(float *out, int64_t rows, const uint32_t *lanes, int64_t ldl,
+                     const float *tab, int64_t nwords, int64_t pb);
 } sc_kernels;
 
 /* The kernel tables; NULL when not compiled in. */
@@ -80,6 +90,12 @@ void sc_avx2_to_half(uint16_t *dst, const float *src, int64_t len, float scale);
 void sc_avx2_transpose_h(uint16_t *dst, int64_t ldd, const float *src, int64_t lds,
                          int64_t rows, int64_t cols, float scale);
 float sc_avx2_absmax(const float *x, int64_t len);
+/* The AVX2 lut3_rows and lut_rows, which the AVX-512 kernels use for a last odd block of 8
+ * rows and for rows of tables not a multiple of 16 floats wide. */
+void sc_avx2_lut3_rows(float *out, int64_t rows, const uint32_t *lanes, int64_t ldl,
+                       const float *tab, int64_t nwords);
+void sc_avx2_lut_rows(float *out, int64_t rows, const uint32_t *lanes, int64_t ldl,
+                      const float *tab, int64_t nwords, int64_t pb);
 
 /* Instruction sets this CPU (and OS) supports: bit 0 scalar, bit 1 avx2+fma+f16c, bit 2 avx512 (F/BW/VL/VPOPCNTDQ). */
 int sc_cpu_supported(void);
@@ -166,6 +182,25 @@ void sc_tensor_result_free(sc_tensor_result *res);
 int sc_matrix_expand(const sc_kernels *K, float *out, int64_t m, int64_t n, int64_t ld,
                      const uint64_t *s_bits, const uint64_t *t_bits, const float *coef,
                      int64_t width, float sign, int n_threads);
+
+/* out (len, ceil(rows/64)) = the bit transpose of the first len entries of `rows` packed sign
+ * rows (wpr words apart): bit j of out row i is entry i of row j; tail bits zero. */
+void sc_bits_transpose(uint64_t *out, const uint64_t *bits, int64_t rows, int64_t wpr,
+                       int64_t len);
+
+/* Lane layout of packed sign rows, read by the products: rows in blocks of 8, block b holding
+ * the 32-bit words of its 8 rows side by side, so lanes[b*ldl + 8k + (r % 8)] is word k
+ * (entries 32k..32k+31, bit set = -1) of row r = 8b + r % 8; ldl = 8 * words per row, rows
+ * past the end are zero. */
+
+/* y (m x p, leading dimension ldy) = S diag(coef) T^T x for x (n x p, leading dimension ldx),
+ * never expanding S or T: t_lanes is T (width rows of n signs) and st_lanes S transposed
+ * (m rows of width signs), both in lane layout. Up to 6 columns go one at a time through
+ * 3-bit tables and lane permutes, more through 8-bit tables of rows of up to 32 columns
+ * (src/matmul.c); n_threads cannot change a bit. Little-endian hosts only. */
+int sc_matrix_matmul(const sc_kernels *K, float *y, int64_t ldy, const float *x, int64_t ldx,
+                     int64_t p, int64_t m, int64_t n, const uint32_t *t_lanes,
+                     const uint32_t *st_lanes, const float *coef, int64_t width, int n_threads);
 
 #ifdef __cplusplus
 }
