@@ -10,13 +10,16 @@ lscpu | grep -E "Model name|^CPU\(s\)|Flags" | sed 's/Flags:.*\(avx512[a-z_0-9]*
 $py setup.py -q build_ext --inplace 2>&1 | grep -vE "^(copying|running)" | tail -5
 $py -c "import signcut, json; print(json.dumps(signcut.cpu_info()))"
 $py -m pytest -q -x -p no:cacheprovider tests/test_kernels.py tests/test_decompose.py tests/test_tensor.py \
-    tests/test_array.py tests/test_format.py tests/test_matmul.py 2>&1 | tail -5
+    tests/test_array.py tests/test_format.py tests/test_matmul.py tests/test_effort.py \
+    tests/test_outliers.py tests/test_continue.py 2>&1 | tail -5
 for isa in avx2 scalar; do
   SIGNCUT_CPU=$isa $py -m pytest -q -x -p no:cacheprovider tests/test_decompose.py tests/test_tensor.py 2>&1 | tail -2
 done
 [ "${1:-}" = quick ] && exit 0
 cd benchmarks
-$py bench_speed.py --sizes 1024 4096 --repeat 1 --width 1500 2>&1 | tee "$OUT/speed.txt"
+$py bench_speed.py --sizes 1024 --repeat 1 2>&1 | tee "$OUT/speed.txt"
+$py bench_speed.py --sizes 4096 --repeat 1 --width 1500 2>&1 | tee -a "$OUT/speed.txt"
 $py bench_threads.py --width 800 --repeat 1 --threads 2 4 8 16 2>&1 | tee "$OUT/threads.txt"
 $py bench_tensor.py --no-tensorly --repeat 1 2>&1 | tee "$OUT/tensor.txt"
+$py bench_effort.py --repeat 1 2>&1 | tee "$OUT/effort.txt"
 $py bench_matmul.py --threads 1 16 --json "$OUT/matmul.json" 2>&1 | tee "$OUT/matmul.txt"
