@@ -271,12 +271,12 @@ class SignCut:
             nt = _core.default_threads() if n_threads is None else int(n_threads)
             return _core.matrix_expand(out, self.signs[0], self.signs[1], self.coef, 1.0, nt)
         out = np.zeros(self.tensor_shape, np.float32)
-        letters = "abcdefghijklmnopqrstuvwxy"[:len(self.tensor_shape)]
-        spec = ",".join("z" + c for c in letters) + "->" + letters
+        k = len(self.tensor_shape)     # einsum's sublist form: axes 0..k-1, cuts k (k <= 32)
         for j0 in range(0, self.width, 64):
             factors = [unpack_signs(b[j0:j0 + 64], d) for b, d in zip(self.signs, self.tensor_shape)]
             factors[0] = factors[0] * self.coef[j0:j0 + 64, None]
-            out += np.einsum(spec, *factors, optimize=True).astype(np.float32)
+            operands = [x for a, f in enumerate(factors) for x in (f, [k, a])]
+            out += np.einsum(*operands, list(range(k)), optimize=True).astype(np.float32)
         return out
 
     # ------------------------------------------------------------ array behaviour

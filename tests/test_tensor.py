@@ -240,3 +240,16 @@ def test_block_size_reaches_the_tensor_engine():
     assert not np.array_equal(r.coef, np.ldexp(block, e))
     with pytest.raises(ValueError, match="block_size"):
         signcut.decompose(X, width=3, block_size=65)
+
+
+@pytest.mark.parametrize("order", [9, 26, 32])
+def test_high_orders_expand_and_index(order):
+    """Orders past einsum's letters: a 2 x 2 x 1 x ... tensor of `order` modes."""
+    shape = (2, 2) + (1,) * (order - 2)
+    X = np.random.default_rng(order).standard_normal(shape).astype(np.float32)
+    r = signcut.decompose(X, width=6, seed=0)
+    dense = r.expand()
+    assert dense.shape == shape
+    assert r.rel_error == pytest.approx(np.linalg.norm(X - dense) / np.linalg.norm(X), abs=1e-5)
+    np.testing.assert_allclose(r[(1,) * 2 + (0,) * (order - 2)], dense[(1,) * 2 + (0,) * (order - 2)],
+                               rtol=1e-6)
