@@ -5,7 +5,8 @@ error of ``decompose(..., outliers="auto")`` against the plain greedy run (same 
 bits; the sparse part is paid from the same budget):
   * Student-t with 2 degrees of freedom (heavy tails): goal ratio <= 0.5;
   * Gaussian (no outliers): goal ratio <= 1 ("auto" must not hurt);
-  * Gaussian with 0.1% planted spikes of 20 to 50 standard deviations: goal ratio <= 0.5;
+  * Gaussian with 0.1% planted spikes of 20 to 50 standard deviations: reported, no goal
+    (the tests ask "far better": about half the error);
   * Student-t with 3 degrees of freedom scaled by 1/sqrt(n) (the heavy synthetic weights of
     bench_weights.py): reported, no goal.
 Also the fraction "auto" chose, the time against the plain run (and with --fractions the
@@ -39,7 +40,7 @@ def matrices(n, seed):
     return {
         "student-t 2": (rng.standard_t(2, (n, n)).astype(np.float32), 0.5),
         "gaussian": (gaussian(n, seed=seed), 1.0),
-        "gaussian + 0.1% spikes": (spikes, 0.5),
+        "gaussian + 0.1% spikes": (spikes, None),
         "student-t 3 / sqrt(n) (weights)": (
             (rng.standard_t(3, (n, n)) / np.sqrt(n)).astype(np.float32), None),
     }
