@@ -28,6 +28,8 @@
 #define PAR_MIN_WORK 4096       /* below this many float ops a step runs on one thread */
 #define MAX_BLOCK 64
 #define PROBE_EVERY 16           /* blocks between measurements of 1 vs all threads */
+#define PROBE_MARGIN 0.8         /* one thread only when clearly faster: blocks differ in cost
+                                    and a probe can be unlucky (contention makes it 3-80x) */
 #define GROWTH_TOL 1e-6          /* default relative growth of |s^T R t| that counts as growth */
 #define KICK_SHIFT 4             /* a restart flips 1 in 16 entries of the best t so far */
 #define START_ATTEMPTS 8         /* random starts tried before the remainder counts as exhausted */
@@ -252,7 +254,7 @@ static void pick_threads(engine_t *E, int64_t cuts) {
     int64_t b = ++E->blocks % PROBE_EVERY;
     if (b == 0) E->nt = E->nt_max;
     else if (b == 1) E->nt = 1;
-    else E->nt = (E->per_cut[1] >= 0.0 && E->per_cut[1] < E->per_cut[0]) ? 1 : E->nt_max;
+    else E->nt = (E->per_cut[1] >= 0.0 && E->per_cut[1] < PROBE_MARGIN * E->per_cut[0]) ? 1 : E->nt_max;
 }
 
 static int grow(sc_result *res, int64_t need, int64_t ws, int64_t wt) {
