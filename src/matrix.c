@@ -406,7 +406,10 @@ static double best_cut(engine_t *E, const sc_params *prm, sc_rng *rng) {
             sc_rng_signs(rng, E->T.cand, E->n);
         }
         double val = alternate(E, prm, Y);
-        if (!(val > 0.0)) continue;
+        if (!(val > 0.0)) {          /* does not count; the signs now are not the best */
+            last_is_best = 0;
+            continue;
+        }
         found++;
         last_is_best = val > best;
         if (last_is_best) {
