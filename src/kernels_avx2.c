@@ -307,7 +307,9 @@ void sc_avx2_transpose(float *dst, int64_t ldd, const float *src, int64_t lds,
     }
 }
 
-/* accum_rows over float16 rows (half the bytes of the float32 stream). */
+/* accum_rows over float16 rows (half the bytes of the float32 stream). No software prefetch:
+ * measured 10-14% faster without at 1024 and 4096 (the hardware prefetchers follow the eight
+ * streams; the prefetches took load slots). */
 static void accum_rows_h(float *y, int64_t len, const uint16_t *rows, int64_t ld,
                          const int64_t *idx, const float *w, int64_t k) {
     int64_t q = 0;
@@ -322,7 +324,6 @@ static void accum_rows_h(float *y, int64_t len, const uint16_t *rows, int64_t ld
         for (; i + 8 <= len; i += 8) {
             __m256 a = _mm256_loadu_ps(y + i);
             for (int j = 0; j < 8; j++) {
-                _mm_prefetch((const char *)(r[j] + i + 2 * PF_DIST), _MM_HINT_T0);
                 __m256 x = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(r[j] + i)));
                 a = _mm256_fmadd_ps(wv[j], x, a);
             }
