@@ -16,6 +16,12 @@ def unpack_signs(bits, d):
     return (1.0 - 2.0 * flags).astype(np.float32)
 
 
+def _readonly(a):
+    view = a.view()
+    view.flags.writeable = False
+    return view
+
+
 def signs_nbytes(width, shape):
     """Bytes of a decomposition stored densely: ceil(width * sum(dims) / 8) + 4 * width."""
     return -(-width * sum(shape) // 8) + 4 * width
@@ -162,11 +168,13 @@ class SignCut:
             if d % 64 and width and (bits[:, -1] >> np.uint64(d % 64)).any():
                 raise ValueError(f"signs of mode {axis} have bits set beyond entry {d}")
             packed.append(bits)
-        self.signs = tuple(packed)
-        self.coef = coef
+        # Read-only views: a SignCut is immutable (its products cache layouts of the signs),
+        # and the caller's own arrays keep their flags.
+        self.signs = tuple(_readonly(b) for b in packed)
+        self.coef = _readonly(coef)
         if errors is None:
             errors = np.full(width, np.nan)
-        self.errors = np.ascontiguousarray(errors, dtype=np.float64)
+        self.errors = _readonly(np.ascontiguousarray(errors, dtype=np.float64))
         if self.errors.shape != (width,):
             raise ValueError("errors must have one entry per cut")
         self.norm = None if norm is None else float(norm)

@@ -344,3 +344,18 @@ def test_numpy_functions(decomposed):
     np.testing.assert_array_equal(np.negative(sc), -X)
     assert (sc.shape, sc.ndim, sc.size, sc.dtype, len(sc)) == (X.shape, 2, X.size, np.float32, 67)
     assert repr(sc).startswith("SignCut(")
+
+
+def test_signcut_arrays_are_read_only():
+    A = np.random.default_rng(0).standard_normal((20, 30)).astype(np.float32)
+    s = np.zeros((1, 1), np.uint64)
+    t = np.zeros((1, 1), np.uint64)
+    coef = np.ones(1, np.float32)
+    r = signcut.SignCut((20, 30), (s, t), coef)
+    for a in r.signs + (r.coef, r.errors):
+        with pytest.raises(ValueError, match="read-only"):
+            a[...] = 0
+    assert s.flags.writeable and coef.flags.writeable     # the caller's arrays keep theirs
+    d = signcut.decompose(A, width=3, seed=0)
+    with pytest.raises(ValueError, match="read-only"):
+        d.coef[0] = 1.0

@@ -274,9 +274,14 @@ def test_bad_objects(tmp_path):
         signcut.save(tmp_path / "x", {"a": np.zeros(3)})
     with pytest.raises(TypeError):
         signcut.save(tmp_path / "x", [x])
-    x.signs[0][0, 0] |= np.uint64(1 << 40)            # corrupt a tail bit after construction
+    with pytest.raises(ValueError, match="read-only"):   # a SignCut cannot be corrupted ...
+        x.signs[0][0, 0] |= np.uint64(1 << 40)
+    bad = random_signcut(np.random.default_rng(0), (2, 2), 1)
+    raw = bad.signs[0].base                              # ... except through its buffer
+    raw.flags.writeable = True
+    raw[0, 0] |= np.uint64(1 << 40)                      # a tail bit set after construction
     with pytest.raises(ValueError, match="beyond"):
-        signcut.save(tmp_path / "x", x)
+        signcut.save(tmp_path / "x", bad)
     assert list(tmp_path.iterdir()) == []
 
 
