@@ -299,11 +299,13 @@ def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_
 
     Approximates a matrix ``A`` (m x n) by ``sum_j coef[j] * s_j t_j^T`` with sign vectors
     ``s_j`` and ``t_j``, and a tensor of order k by ``sum_j coef[j] * s1_j ⊗ ... ⊗ sk_j``.
-    Each cut starts from random signs and sets each mode's signs to the sign of the remainder
-    ``R`` contracted with the other modes' signs (for a matrix: ``s = sign(R t)``,
-    ``t = sign(R^T s)``) while ``|<R, s1 ⊗ ... ⊗ sk>|`` grows, then subtracts the cut with
+    Each cut starts from signs (random for tensors; for matrices the previous cut's, see
+    ``effort``) and sets each mode's signs to the sign of the remainder ``R`` contracted with
+    the other modes' signs (for a matrix: ``s = sign(R t)``, ``t = sign(R^T s)``) while
+    ``|<R, s1 ⊗ ... ⊗ sk>|`` grows, then subtracts the cut with
     ``c = <R, s1 ⊗ ... ⊗ sk> / R.size``. Matrices go through the matrix engine (incremental
-    products, cuts subtracted a block at a time); other orders through the tensor engine.
+    products through float16 copies of the remainder, cuts subtracted a block at a time);
+    other orders through the tensor engine (float32). Both are incremental and lazy.
 
     Parameters
     ----------
