@@ -11,7 +11,6 @@ from signcut._validate import as_real_array, optional_float, optional_int
 DEFAULT_BLOCK_SIZE = 64
 MAX_NDIM = 32
 MAX_SWEEPS = 1000
-KICK_SHIFT = 4          # src/matrix.c: a restart flips 1 in 2**KICK_SHIFT entries of the best t
 
 # Search presets of the matrix engine (benchmarks/bench_effort.py measures them):
 # warm_start: start each cut from the previous cut's signs on the longer side (same or lower
@@ -243,12 +242,12 @@ def _draws_before(cuts, tensor_shape, search):
     """64-bit draws of the random stream by the first ``cuts`` cuts (when no start had to be
     drawn again). The tensor engine draws every mode once per cut. The matrix engine draws t
     (the second mode) for a random start (the first cut's, or every cut's without warm
-    starts) and KICK_SHIFT words per t word for each further start (a kick)."""
+    starts) and _core.KICK_SHIFT words per t word for each further start (a kick)."""
     if len(tensor_shape) != 2:
         return cuts * sum(words(d) for d in tensor_shape)
     random_starts = 1 if search["warm_start"] else cuts
     kicks = cuts * (search["restarts"] - 1)
-    return (random_starts + KICK_SHIFT * kicks) * words(tensor_shape[1])
+    return (random_starts + _core.KICK_SHIFT * kicks) * words(tensor_shape[1])
 
 
 def _skip_draws(state, count):

@@ -80,6 +80,7 @@ cdef extern from "signcut/signcut.h" nogil:
     void sc_result_free(sc_result *res)
     enum:
         SC_MAX_NDIM
+        SC_KICK_SHIFT
 
     ctypedef struct sc_tensor_result:
         int64_t width

@@ -17,6 +17,7 @@ from signcut._core cimport *
 cnp.import_array()
 
 ISA_NAMES = ("scalar", "avx2", "avx512")
+KICK_SHIFT = SC_KICK_SHIFT   # random words a restart of the matrix search draws per word of t
 
 cdef const sc_kernels *_active = NULL
 

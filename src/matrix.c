@@ -31,7 +31,6 @@
 #define PROBE_MARGIN 0.8         /* one thread only when clearly faster: blocks differ in cost
                                     and a probe can be unlucky (contention makes it 3-80x) */
 #define GROWTH_TOL 1e-6          /* default relative growth of |s^T R t| that counts as growth */
-#define KICK_SHIFT 4             /* a restart flips 1 in 16 entries of the best t so far */
 #define START_ATTEMPTS 8         /* random starts tried before the remainder counts as exhausted */
 
 
@@ -333,26 +332,37 @@ static void add_pending(engine_t *E, const uint64_t *sb, const uint64_t *tb, flo
     E->p++;
 }
 
-/* s^T R_eff t for the current signs, from R in float32 (sums in double) and the pending cuts
- * dots with the current signs. */
-static double exact_value(engine_t *E) {
+/* x[j] = s_j^T R t_j for k <= MAX_BLOCK pairs of signs (sb + j*ws, tb + j*wt) from R in
+ * float32: per tile of rows, z = R[i, :] . t_j summed with s_j[i] in double, then the tiles in
+ * order (the same bits for any thread count). */
+static void block_values(engine_t *E, const uint64_t *sb, int64_t ws, const uint64_t *tb,
+                         int64_t wt, int64_t k, double *x) {
     const sc_kernels *K = E->K;
     int64_t m = E->m, n = E->n, nt_tiles = ntiles(m);
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) num_threads(E->nt) if (E->nt > 1 && m * n >= PAR_MIN_WORK)
 #endif
     for (int64_t t = 0; t < nt_tiles; t++) {
+        double *acc = E->xpart + t * MAX_BLOCK;
+        float z[MAX_BLOCK];
+        for (int64_t j = 0; j < k; j++) acc[j] = 0.0;
         int64_t end = ((t + 1) * TILE < m) ? (t + 1) * TILE : m;
-        double acc = 0.0;
         for (int64_t i = t * TILE; i < end; i++) {
-            float z;
-            K->signs_rmatvec(&z, E->R + i * n, n, E->T.bits, 0, 1);
-            acc += sc_sign_at(E->S.bits, i) * (double)z;
+            K->signs_rmatvec(z, E->R + i * n, n, tb, wt, k);
+            for (int64_t j = 0; j < k; j++) acc[j] += sc_sign_at(sb + j * ws, i) * (double)z[j];
         }
-        E->partial[t] = acc;
     }
-    double x = 0.0;
-    for (int64_t t = 0; t < nt_tiles; t++) x += E->partial[t];
+    for (int64_t j = 0; j < k; j++) {
+        x[j] = 0.0;
+        for (int64_t t = 0; t < nt_tiles; t++) x[j] += E->xpart[t * MAX_BLOCK + j];
+    }
+}
+
+/* s^T R_eff t for the current signs: block_values on R and the pending cuts' dots with the
+ * current signs. */
+static double exact_value(engine_t *E) {
+    double x;
+    block_values(E, E->S.bits, E->S.words, E->T.bits, E->T.words, 1, &x);
     for (int64_t j = 0; j < E->p; j++)
         x -= (double)E->pcoef[j] * (double)E->S.dots[j] * (double)E->T.dots[j];
     return x;
@@ -393,12 +403,12 @@ static double best_cut(engine_t *E, const sc_params *prm, sc_rng *rng) {
             Y = E->m >= E->n ? &E->S : &E->T;
             memcpy(Y->cand, Y->bits, (size_t)Y->words * sizeof(uint64_t));
         } else if (found > 0) {
-            /* A kick: the best t so far with 1 in 2^KICK_SHIFT entries flipped at random.
+            /* A kick: the best t so far with 1 in 2^SC_KICK_SHIFT entries flipped at random.
              * Measured (512 x 512, 8 bits per entry): 8 starts give 16% less error than one,
              * where 4 fully random starts give 6%. */
             for (int64_t q = 0; q < E->T.words; q++) {
                 uint64_t r = ~UINT64_C(0);
-                for (int b = 0; b < KICK_SHIFT; b++) r &= sc_rng_next(rng);
+                for (int b = 0; b < SC_KICK_SHIFT; b++) r &= sc_rng_next(rng);
                 E->T.cand[q] = E->best_t[q] ^ r;
             }
             E->T.cand[E->T.words - 1] &= sc_tail_mask(E->n);
@@ -473,23 +483,10 @@ static void recompute_errors(engine_t *E, sc_result *res, double nrmA2) {
     for (int64_t j0 = 0; j0 < w; j0 += MAX_BLOCK) {
         int64_t k = (w - j0 < MAX_BLOCK) ? w - j0 : MAX_BLOCK;
         const uint64_t *sb = res->s_bits + j0 * ws, *tb = res->t_bits + j0 * wt;
-        /* x0[j] = s_j^T R t_j: per tile of rows, z = R[i, :] . t_j, summed with s_j[i]. */
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(E->nt) if (E->nt > 1)
-#endif
-        for (int64_t t = 0; t < nt_tiles; t++) {
-            double *acc = E->xpart + t * MAX_BLOCK;
-            float z[MAX_BLOCK];
-            for (int64_t j = 0; j < k; j++) acc[j] = 0.0;
-            int64_t end = ((t + 1) * TILE < m) ? (t + 1) * TILE : m;
-            for (int64_t i = t * TILE; i < end; i++) {
-                K->signs_rmatvec(z, E->R + i * n, n, tb, wt, k);
-                for (int64_t j = 0; j < k; j++) acc[j] += sc_sign_at(sb + j * ws, i) * (double)z[j];
-            }
-        }
+        double x0[MAX_BLOCK];
+        block_values(E, sb, ws, tb, wt, k, x0);
         for (int64_t j = 0; j < k; j++) {
-            double x = 0.0;
-            for (int64_t t = 0; t < nt_tiles; t++) x += E->xpart[t * MAX_BLOCK + j];
+            double x = x0[j];
             if (j > 0) {
                 int64_t ds[MAX_BLOCK], dt[MAX_BLOCK];
                 K->sign_dots(ds, sb, ws, sb + j * ws, ws, m, j);

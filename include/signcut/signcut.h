@@ -156,6 +156,10 @@ void sc_result_free(sc_result *res);
 
 #define SC_MAX_NDIM 32
 
+/* A restart of the matrix search (a kick) flips 1 in 2^SC_KICK_SHIFT entries of the best t so
+ * far, drawing SC_KICK_SHIFT random words per word of t. */
+#define SC_KICK_SHIFT 4
+
 /* Output of a tensor decomposition: bits[a] is (width, ceil(dims[a]/64)) for each mode a. */
 typedef struct sc_tensor_result {
     int64_t width;
