@@ -24,13 +24,6 @@ def cut_blocks(width, per_cut):
     return [slice(j, min(j + step, width)) for j in range(0, width, step)]
 
 
-def unpack_rows(bits, d, dtype=np.float32):
-    """All ``d`` entries of packed rows: ``(width, words)`` uint64 -> ``(width, d)`` of +1/-1."""
-    as_bytes = np.ascontiguousarray(bits, dtype="<u8").view(np.uint8).reshape(len(bits), -1)
-    flags = np.unpackbits(as_bytes, axis=1, count=d, bitorder="little").astype(dtype)
-    return 1 - 2 * flags
-
-
 def unpack_entries(bits, idx, dtype=np.float32):
     """Entries ``idx`` (intp, in range) of packed rows -> ``(width, len(idx))`` of +1/-1."""
     idx = np.asarray(idx, dtype=np.intp)
