@@ -78,8 +78,14 @@ static int64_t ntiles(int64_t len) { return (len + TILE - 1) / TILE; }
 static double half_step(engine_t *E, side_t *Y, side_t *X) {
     const sc_kernels *K = E->K;
     int64_t nf = 0;
+    for (int64_t q = 0; q < Y->words; q++) nf += sc_popcount64(Y->cand[q] ^ Y->bits[q]);
+    /* More than half of Y flips (a new start): negate X's image, the image of -y, and add the
+     * entries that did not flip instead (y_new = -y_old + 2 y_new[f] e_f over those). */
+    int negate = 2 * nf > Y->len;
+    nf = 0;
     for (int64_t q = 0; q < Y->words; q++) {
         uint64_t x = Y->cand[q] ^ Y->bits[q];
+        if (negate) x = ~x & (q + 1 < Y->words ? ~UINT64_C(0) : sc_tail_mask(Y->len));
         while (x) {
             int b = sc_ctz64(x);
             int64_t f = 64 * q + b;
@@ -90,9 +96,9 @@ static double half_step(engine_t *E, side_t *Y, side_t *X) {
         }
     }
     int64_t ngroups = 0;
-    if (E->p > 0 && nf > 0) {
+    if (E->p > 0 && (nf > 0 || negate)) {
         /* Change of <pending sign j of Y, signs of Y>, weighted by -c_j, drives X's correction. */
-        if (nf < Y->words) {
+        if (nf < Y->words && !negate) {
             /* Few flips: d<sign_j, y> = sum over flips of (+-2) * sign_j[f], read from the
              * transposed pending signs (integers: the same result as the popcounts). */
             for (int64_t j = 0; j < E->p; j++) Y->new_dots[j] = Y->dots[j];
@@ -106,7 +112,9 @@ static double half_step(engine_t *E, side_t *Y, side_t *X) {
         }
         for (int64_t j = 0; j < E->p; j++) {
             /* in double: a dot above 2^24 (a side of 16.7M entries) stays exact */
-            E->pw[j] = (float)(-(double)E->pcoef[j] * (double)(Y->new_dots[j] - Y->dots[j]));
+            /* the negated image holds +c_j <pending j, y_old>: take it out with the new dot */
+            int64_t d = negate ? Y->new_dots[j] + Y->dots[j] : Y->new_dots[j] - Y->dots[j];
+            E->pw[j] = (float)(-(double)E->pcoef[j] * (double)d);
             Y->dots[j] = Y->new_dots[j];
         }
         ngroups = sc_ngroups(E->p);
@@ -133,6 +141,8 @@ static double half_step(engine_t *E, side_t *Y, side_t *X) {
 #endif
         if (t1 > t0) {
             int64_t a = t0 * TILE, end = (t1 * TILE < X->len) ? t1 * TILE : X->len;
+            if (negate)
+                for (int64_t i = a; i < end; i++) X->img[i] = -X->img[i];
             if (nf) K->accum_rows_h(X->img + a, end - a, Y->rows + a, Y->ld, E->idx, E->w, nf);
         }
         for (int64_t t = t0; t < t1; t++) {

@@ -83,8 +83,14 @@ def test_every_budget_counts_the_total(budget):
     full = signcut.decompose(A, seed=9, **budget)
     init = full.truncate(full.width // 3)
     again = signcut.decompose(A, init=init, seed=9, **budget)
-    assert_same_run(full, again)
     assert again.stopped_by == full.stopped_by
+    if "rtol" in budget:
+        # A matrix continues to the same quality, not the same bits: the cut that crosses the
+        # target may come one earlier or later.
+        assert again.rel_error <= budget["rtol"] < again.errors[-2]
+        assert abs(again.width - full.width) <= 1
+        return
+    assert_same_run(full, again)
 
 
 def test_budget_already_met():
