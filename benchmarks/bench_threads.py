@@ -6,6 +6,11 @@ interleaved and repeated (minimum taken). Figure: speedup t1 / t2; goal >= 1.6. 
 that both runs give identical bits: np.array_equal on signs[0], signs[1] and coef.
 Prints a Markdown table; exits 0 whatever the figures.
 
+For context, the same table gives the speedup of NumPy's own ``A @ x`` (BLAS, memory-bound
+like the engine's sign search) with the same thread counts on the same matrix size, each count
+in a subprocess with OPENBLAS_NUM_THREADS / OMP_NUM_THREADS / MKL_NUM_THREADS set, measured
+before and after the decompositions (minimum): what this machine's memory gives two threads.
+
 Run from the repository root:
     python benchmarks/bench_threads.py                 # 4096 x 4096, 1500 cuts (a few minutes)
     python benchmarks/bench_threads.py --quick         # 1024 x 1024, 600 cuts, seconds
@@ -13,6 +18,8 @@ Run from the repository root:
 """
 import argparse
 import os
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -39,6 +46,7 @@ def main(argv=None):
         print(f"Note: only {os.cpu_count()} CPUs for {max(args.threads)} threads.\n")
     A = gaussian(n, seed=0)
     counts = [1] + [t for t in args.threads if t != 1]
+    blas = {nt: blas_matvec_time(n, nt) for nt in counts}
     best, result = {}, {}
     for _ in range(args.repeat):
         for nt in counts:
@@ -46,6 +54,7 @@ def main(argv=None):
             result[nt] = signcut.decompose(A, bits_per_entry=8, width=width, seed=0, n_threads=nt)
             best[nt] = min(best.get(nt, float("inf")), time.perf_counter() - t0)
 
+    blas = {nt: min(blas[nt], blas_matvec_time(n, nt)) for nt in counts}
     r1, rows, records = result[1], [], []
     for nt in counts[1:]:
         rt = result[nt]
@@ -62,9 +71,26 @@ def main(argv=None):
                               speedup >= GOAL if goal else None))
         records.append(record(f"bits identical, {nt} threads vs 1", float(same), "bool",
                               "required", 1.0, "value == 1", same))
+        records.append(record(f"NumPy A @ x (BLAS), {nt} threads, {n}x{n}", 1e3 * blas[nt], "ms",
+                              "same, 1 thread", 1e3 * blas[1]))
     print_table(["Size", "Width", "1 thread (s)", "Threads", "Time (s)", "Speedup",
                  "Goal", "Result", "Identical bits"], rows)
+    print("For context, NumPy's A @ x on this machine (BLAS, same size): "
+          + ", ".join(f"{nt} thread{'s' if nt > 1 else ''} {1e3 * blas[nt]:.3f} ms ({blas[1] / blas[nt]:.2f}x)"
+                      for nt in counts) + ".")
     write_json(args.json, records)
+
+def blas_matvec_time(n, threads):
+    """Minimum time of NumPy float32 A @ x (n x n) with BLAS at `threads`, in a subprocess."""
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from _common import gaussian, matvec_time;"
+            f"print(matvec_time(gaussian({n}, seed=0)))")
+    env = dict(os.environ, **{k: str(threads) for k in
+                              ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")})
+    here = os.path.dirname(os.path.abspath(__file__))
+    out = subprocess.run([sys.executable, "-c", code, here], env=env, capture_output=True,
+                         text=True, check=True)
+    return float(out.stdout.split()[-1])
+
 
 if __name__ == "__main__":
     main()
