@@ -65,6 +65,8 @@ typedef struct {
     float *pw;                /* weights of the pending cuts in a correction */
     float *pcoef;             /* coefficients of pending cuts */
     double *partial;          /* per-tile partial sums */
+    float *tmax;              /* per-tile largest magnitudes */
+    float *vpart;             /* per-tile partials of v = R^T s, (ntiles(m), n) */
     float *panel, *amat;      /* flush buffers */
     uint64_t *best_s, *best_t;    /* best signs among restarts */
     double *xpart;            /* per-tile partial sums of a block's s_j^T R t_j */
@@ -156,53 +158,6 @@ static double half_step(engine_t *E, side_t *Y, side_t *X) {
     return val;
 }
 
-/* Rebuild the float16 copies of R and R^T from R, and both images exactly from R (float32):
- * u = R t row by row, v = R^T s by accumulating the rows of R over column tiles. */
-static void refresh(engine_t *E) {
-    const sc_kernels *K = E->K;
-    int64_t m = E->m, n = E->n, rt = ntiles(m), ct = ntiles(n);
-    int par = E->nt > 1 && m * n >= PAR_MIN_WORK;
-    (void)par;
-    float mx = 0.0f;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(E->nt) if (par) reduction(max : mx)
-#endif
-    for (int64_t t = 0; t < rt; t++) {
-        int64_t a = t * TILE, end = (m - a < TILE) ? m : a + TILE;
-        float v = K->absmax(E->R + a * n, (end - a) * n);
-        mx = v > mx ? v : mx;
-    }
-    int e = 0;
-    if (mx > 0.0f) frexpf(mx, &e);       /* mx < 2^e */
-    if (e < -100) e = -100;               /* keeps the scale finite; such remainders are ~0 */
-    float scale = ldexpf(1.0f, 15 - e);
-    E->hinv = ldexpf(1.0f, e - 15);
-    for (int64_t i = 0; i < m; i++) { E->idx[i] = i; E->w[i] = sc_sign_at(E->S.bits, i); }
-#ifdef _OPENMP
-#pragma omp parallel num_threads(E->nt) if (par)
-#endif
-    {
-#ifdef _OPENMP
-#pragma omp for schedule(static) nowait
-#endif
-        for (int64_t t = 0; t < rt; t++) {
-            int64_t a = t * TILE, end = (m - a < TILE) ? m : a + TILE;
-            K->to_half(E->Rh + a * n, E->R + a * n, (end - a) * n, scale);
-            for (int64_t i = a; i < end; i++)
-                K->signs_rmatvec(E->S.img + i, E->R + i * n, n, E->T.bits, 0, 1);
-        }
-#ifdef _OPENMP
-#pragma omp for schedule(static)
-#endif
-        for (int64_t t = 0; t < ct; t++) {
-            int64_t c0 = t * TILE, cols = (n - c0 < TILE) ? n - c0 : TILE;
-            K->transpose_h(E->RTh + c0 * m, m, E->R + c0, n, m, cols, scale);
-            memset(E->T.img + c0, 0, (size_t)cols * sizeof(float));
-            K->accum_rows(E->T.img + c0, cols, E->R + c0, n, E->idx, E->w, m);
-        }
-    }
-}
-
 /* a[i*lda + j] = scale_j * sign_j[i] for the k sign vectors bits + j*wpr (transposed view). */
 static void signs_to_columns(float *a, int64_t lda, int64_t len, const uint64_t *bits, int64_t wpr,
                              const float *scale, int64_t k) {
@@ -210,11 +165,11 @@ static void signs_to_columns(float *a, int64_t lda, int64_t len, const uint64_t 
         for (int64_t j = 0; j < k; j++) a[i * lda + j] = sc_sign_at(bits + j * wpr, i) * scale[j];
 }
 
-/* out (m x n, ld) += sum_j coef_j * sign * s_j t_j^T for k <= MAX_BLOCK cuts, tiled over rows.
- * With norms != NULL also stores per-tile sums of squares of the updated rows. */
-static void rank_block(const sc_kernels *K, int nt, float *out, int64_t m, int64_t n, int64_t ld,
-                       const uint64_t *s_bits, const uint64_t *t_bits, const float *coef, int64_t k,
-                       float sign, float *panel, float *amat, double *norms) {
+/* The operands of a rank update by k <= MAX_BLOCK cuts: panel (k x n) the signs t_j, amat
+ * (m x k) the signs s_j times sign * coef_j. */
+static void block_operands(const sc_kernels *K, const uint64_t *s_bits, const uint64_t *t_bits,
+                           const float *coef, int64_t k, float sign, int64_t m, int64_t n,
+                           float *panel, float *amat) {
     int64_t ws = sc_words(m), wt = sc_words(n);
     float scale[MAX_BLOCK];
     for (int64_t j = 0; j < k; j++) {
@@ -222,6 +177,14 @@ static void rank_block(const sc_kernels *K, int nt, float *out, int64_t m, int64
         scale[j] = sign * coef[j];
     }
     signs_to_columns(amat, k, m, s_bits, ws, scale, k);
+}
+
+/* out (m x n, ld) += sum_j coef_j * sign * s_j t_j^T for k <= MAX_BLOCK cuts, tiled over rows.
+ * With norms != NULL also stores per-tile sums of squares of the updated rows. */
+static void rank_block(const sc_kernels *K, int nt, float *out, int64_t m, int64_t n, int64_t ld,
+                       const uint64_t *s_bits, const uint64_t *t_bits, const float *coef, int64_t k,
+                       float sign, float *panel, float *amat, double *norms) {
+    block_operands(K, s_bits, t_bits, coef, k, sign, m, n, panel, amat);
     int64_t nt_tiles = ntiles(m);
     (void)nt;
 #ifdef _OPENMP
@@ -238,17 +201,92 @@ static void rank_block(const sc_kernels *K, int nt, float *out, int64_t m, int64
     }
 }
 
-/* Subtract the pending cuts from R, refresh the copies and images, return the exact squared
+/* Subtract the k pending cuts from R (k may be 0) and rebuild from R the exact squared norm
+ * (returned), both images and the float16 copies, in two passes over R. Pass 1, per tile of TILE
+ * rows in strips of SC_RU_ROWS: the rank update of the strip, then while it is in cache its
+ * squares, its largest magnitude, u = R t on its rows and the tile's partial of v = R^T s. Pass 2
+ * converts R to the float16 copies, scaled by the power of two that puts the largest entry just
+ * below 2^15. Per-tile partial sums are added in tile order (the same bits for any thread count). */
+static double rebuild(engine_t *E, int64_t k) {
+    const sc_kernels *K = E->K;
+    int64_t m = E->m, n = E->n, rt = ntiles(m);
+    if (k > 0) block_operands(K, E->S.store, E->T.store, E->pcoef, k, -1.0f, m, n, E->panel, E->amat);
+    for (int64_t i = 0; i < m; i++) { E->idx[i] = i; E->w[i] = sc_sign_at(E->S.bits, i); }
+    int par = E->nt > 1 && m * n >= PAR_MIN_WORK;
+    (void)par;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(E->nt) if (par)
+#endif
+    {
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+        for (int64_t t = 0; t < rt; t++) {
+            int64_t a = t * TILE, end = (m - a < TILE) ? m : a + TILE;
+            float *vp = E->vpart + t * n, mx = 0.0f;
+            double acc = 0.0;
+            memset(vp, 0, (size_t)n * sizeof(float));
+            for (int64_t r0 = a; r0 < end; r0 += SC_RU_ROWS) {
+                int64_t rows = (end - r0 < SC_RU_ROWS) ? end - r0 : SC_RU_ROWS;
+                float *Rs = E->R + r0 * n;
+                if (k > 0) K->rank_update(Rs, rows, n, n, E->amat + r0 * k, k, E->panel, k);
+                for (int64_t i = 0; i < rows; i++) {
+                    acc += K->sumsq(Rs + i * n, n);
+                    float v = K->absmax(Rs + i * n, n);
+                    mx = v > mx ? v : mx;
+                    K->signs_rmatvec(E->S.img + r0 + i, Rs + i * n, n, E->T.bits, 0, 1);
+                }
+                K->accum_rows(vp, n, Rs, n, E->idx, E->w + r0, rows);
+            }
+            E->partial[t] = acc;
+            E->tmax[t] = mx;
+        }
+        /* v = the tiles' partials in tile order, by column chunks */
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+        for (int64_t c0 = 0; c0 < n; c0 += TILE) {
+            int64_t c1 = (n - c0 < TILE) ? n : c0 + TILE;
+            memcpy(E->T.img + c0, E->vpart + c0, (size_t)(c1 - c0) * sizeof(float));
+            for (int64_t t = 1; t < rt; t++)
+                for (int64_t c = c0; c < c1; c++) E->T.img[c] += E->vpart[t * n + c];
+        }
+#ifdef _OPENMP
+#pragma omp single
+#endif
+        {
+            float mx = 0.0f;
+            for (int64_t t = 0; t < rt; t++) mx = E->tmax[t] > mx ? E->tmax[t] : mx;
+            int e = 0;
+            if (mx > 0.0f) frexpf(mx, &e);       /* mx < 2^e */
+            if (e < -100) e = -100;               /* keeps the scale finite; such remainders are ~0 */
+            E->hinv = ldexpf(1.0f, e - 15);
+        }
+        float scale = 1.0f / E->hinv;
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+        for (int64_t t = 0; t < rt; t++) {
+            int64_t end = ((t + 1) * TILE < m) ? (t + 1) * TILE : m;
+            for (int64_t r0 = t * TILE; r0 < end; r0 += SC_RU_ROWS) {   /* R read once */
+                int64_t rows = (end - r0 < SC_RU_ROWS) ? end - r0 : SC_RU_ROWS;
+                K->to_half(E->Rh + r0 * n, E->R + r0 * n, rows * n, scale);
+                K->transpose_h(E->RTh + r0, m, E->R + r0 * n, n, rows, n, scale);
+            }
+        }
+    }
+    double nrm2 = 0.0;
+    for (int64_t t = 0; t < rt; t++) nrm2 += E->partial[t];
+    return nrm2;
+}
+
+/* Subtract the pending cuts from R, rebuild the copies and images, return the exact squared
  * norm. */
 static double flush(engine_t *E) {
-    rank_block(E->K, E->nt, E->R, E->m, E->n, E->n, E->S.store, E->T.store, E->pcoef, E->p, -1.0f,
-               E->panel, E->amat, E->partial);
-    double nrm2 = 0.0;
-    for (int64_t t = 0; t < ntiles(E->m); t++) nrm2 += E->partial[t];
+    double nrm2 = rebuild(E, E->p);
     memset(E->S.pend, 0, (size_t)E->m * sizeof(uint64_t));
     memset(E->T.pend, 0, (size_t)E->n * sizeof(uint64_t));
     E->p = 0;
-    refresh(E);
     return nrm2;
 }
 
@@ -298,7 +336,7 @@ static void engine_free(engine_t *E) {
     }
     free(E->Rh); free(E->RTh); free(E->idx); free(E->w); free(E->tab); free(E->pw); free(E->pcoef);
     free(E->partial); free(E->panel); free(E->amat); free(E->best_s); free(E->best_t);
-    free(E->xpart);
+    free(E->xpart); free(E->tmax); free(E->vpart);
 }
 
 static int side_alloc(side_t *X, int64_t len) {
@@ -544,7 +582,9 @@ int sc_matrix_decompose(const sc_kernels *K, float *R, int64_t m, int64_t n,
     E.best_s = calloc((size_t)E.S.words + 1, sizeof(uint64_t));
     E.best_t = calloc((size_t)E.T.words + 1, sizeof(uint64_t));
     E.xpart = malloc((size_t)(ntiles(m) * MAX_BLOCK) * sizeof(double));
-    if (!E.best_s || !E.best_t || !E.xpart) st = SC_ERR_NOMEM;
+    E.tmax = malloc((size_t)ntiles(m) * sizeof(float));
+    E.vpart = malloc((size_t)(ntiles(m) * n) * sizeof(float));
+    if (!E.best_s || !E.best_t || !E.xpart || !E.tmax || !E.vpart) st = SC_ERR_NOMEM;
     if (!E.Rh || !E.RTh || !E.idx || !E.w || !E.tab || !E.pw || !E.pcoef || !E.partial || !E.panel || !E.amat)
         st = SC_ERR_NOMEM;
     if (st) { engine_free(&E); return st; }
@@ -575,7 +615,7 @@ int sc_matrix_decompose(const sc_kernels *K, float *R, int64_t m, int64_t n,
         E.T.bits[wt - 1] &= sc_tail_mask(n);
         E.have_prev = 1;
     }
-    refresh(&E);
+    rebuild(&E, 0);
     const double mn = (double)m * (double)n;
 
     double nrm2_flushed = nrm2;
