@@ -260,12 +260,12 @@ def kernel_lut3_rows(str isa, float[::1] out, const uint32_t[:, :, ::1] lanes, c
 
 
 def kernel_lut_rows(str isa, float[:, ::1] out, const uint32_t[:, :, ::1] lanes, const float[:, ::1] tab):
-    """out[r] += sum over bytes g of sign row r (lane layout) of tab[256 g + byte], table rows
-    a multiple of 8 floats wide."""
+    """out[r] += sum over 4-bit groups g of sign row r (lane layout) of tab[16 g + group], table
+    rows a multiple of 8 floats wide."""
     cdef const sc_kernels *K = _get(isa)
     cdef int64_t pb = tab.shape[1], nwords = lanes.shape[1]
     _lane_words(lanes, out.shape[0], 32 * nwords)
-    if out.shape[1] != pb or tab.shape[0] != 1024 * nwords or pb % 8:
+    if out.shape[1] != pb or tab.shape[0] != 128 * nwords or pb % 8:
         raise ValueError("shape mismatch")
     if out.shape[0] and nwords and pb:
         K.lut_rows(&out[0, 0], out.shape[0], &lanes[0, 0, 0], 8 * nwords, &tab[0, 0], nwords, pb)

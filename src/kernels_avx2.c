@@ -400,13 +400,13 @@ float sc_avx2_absmax(const float *x, int64_t len) {
 static inline __attribute__((always_inline)) void lut_block(
         float *out, int64_t pb, const uint32_t *w, const float *tab, int64_t nwords,
         const int R, const int nv) {
-    __m256 acc[8];
+    __m256 acc[16];
     for (int r = 0; r < R; r++)
         for (int v = 0; v < nv; v++) acc[r * nv + v] = _mm256_loadu_ps(out + r * pb + 8 * v);
     for (int64_t k = 0; k < nwords; k++)
-        for (int i = 0; i < 4; i++)
+        for (int i = 0; i < 8; i++)
             for (int r = 0; r < R; r++) {
-                const float *t = tab + (256 * (4 * k + i) + ((w[r + 8 * k] >> (8 * i)) & 255)) * pb;
+                const float *t = tab + (16 * (8 * k + i) + ((w[r + 8 * k] >> (4 * i)) & 15)) * pb;
                 for (int v = 0; v < nv; v++)
                     acc[r * nv + v] = _mm256_add_ps(acc[r * nv + v], _mm256_loadu_ps(t + 8 * v));
             }
@@ -416,6 +416,13 @@ static inline __attribute__((always_inline)) void lut_block(
 
 void sc_avx2_lut_rows(float *out, int64_t rows, const uint32_t *lanes, int64_t ldl,
                       const float *tab, int64_t nwords, int64_t pb) {
+    /* 64 columns (the product's usual block): two rows at a time in 16 registers, the table
+     * stride a constant. */
+    if (pb == 64) {
+        for (int64_t r = 0; r < rows; r += 2)
+            lut_block(out + r * 64, 64, lanes + (r / 8) * ldl + (r % 8), tab, nwords, 2, 8);
+        return;
+    }
     /* Column chunks of up to 64 floats (8 registers); narrow rows go several at a time so
      * that at least four chains of adds are in flight. */
     for (int64_t c0 = 0; c0 < pb; c0 += 64) {

@@ -233,13 +233,13 @@ static void accum_rows_h(float *y, int64_t len, const uint16_t *rows, int64_t ld
 static inline __attribute__((always_inline)) void lut_block(
         float *out, int64_t pb, const uint32_t *w, const float *tab, int64_t nwords,
         const int R, const int nv) {
-    __m512 acc[8];
+    __m512 acc[16];
     for (int r = 0; r < R; r++)
         for (int v = 0; v < nv; v++) acc[r * nv + v] = _mm512_loadu_ps(out + r * pb + 16 * v);
     for (int64_t k = 0; k < nwords; k++)
-        for (int i = 0; i < 4; i++)
+        for (int i = 0; i < 8; i++)
             for (int r = 0; r < R; r++) {
-                const float *t = tab + (256 * (4 * k + i) + ((w[r + 8 * k] >> (8 * i)) & 255)) * pb;
+                const float *t = tab + (16 * (8 * k + i) + ((w[r + 8 * k] >> (4 * i)) & 15)) * pb;
                 for (int v = 0; v < nv; v++)
                     acc[r * nv + v] = _mm512_add_ps(acc[r * nv + v], _mm512_loadu_ps(t + 16 * v));
             }
@@ -249,6 +249,12 @@ static inline __attribute__((always_inline)) void lut_block(
 
 static void lut_rows(float *out, int64_t rows, const uint32_t *lanes, int64_t ldl,
                      const float *tab, int64_t nwords, int64_t pb) {
+    /* 64 columns: four rows at a time in 16 registers, the table stride a constant. */
+    if (pb == 64) {
+        for (int64_t r = 0; r < rows; r += 4)
+            lut_block(out + r * 64, 64, lanes + (r / 8) * ldl + (r % 8), tab, nwords, 4, 4);
+        return;
+    }
     /* Rows of 8 floats (or any width not a multiple of 16) take the AVX2 code. */
     if (pb % 16) {
         sc_avx2_lut_rows(out, rows, lanes, ldl, tab, nwords, pb);

@@ -128,8 +128,8 @@ static void lut_rows(float *out, int64_t rows, const uint32_t *lanes, int64_t ld
         float *o = out + r * pb;
         const uint32_t *w = lanes + (r / 8) * ldl + (r % 8);
         for (int64_t k = 0; k < nwords; k++)
-            for (int i = 0; i < 4; i++) {
-                const float *t = tab + (256 * (4 * k + i) + ((w[8 * k] >> (8 * i)) & 255)) * pb;
+            for (int i = 0; i < 8; i++) {
+                const float *t = tab + (16 * (8 * k + i) + ((w[8 * k] >> (4 * i)) & 15)) * pb;
                 for (int64_t c = 0; c < pb; c++) o[c] += t[c];
             }
     }

@@ -7,10 +7,14 @@
  * One column (lut3_stage): x is cut into groups of 3 entries, each with the table of its 8
  * signed sums (bit b set: entry b enters with -1); a 32-bit word of a row is 11 groups, and
  * one lane permute looks a group up for 8 rows at once. Several columns (lut_stage): groups
- * of 8 entries, each with a table of 256 rows of up to PB_MAX columns; one lookup adds a whole
- * row of accumulators. Measured on 4096 x 4096 (Zen 3, AVX2): 3-bit permutes ~22 ps per sign
- * entry, byte lookups of single floats 37-75 ps (tables in L1 or L2), so one column takes
- * the permutes.
+ * of 4 entries, each with a table of 16 rows of up to PB_MAX = 64 columns (4 KiB), one word's
+ * 8 tables filling an L1 cache; one lookup adds a whole row of accumulators. Measured on
+ * 4096 x 4096 (Zen 3, AVX2): 3-bit permutes ~22 ps per sign entry, byte lookups of single
+ * floats 37-75 ps (tables in L1 or L2), so one column takes the permutes. For 64 columns,
+ * per stage of W @ X (one thread, noisy shared machine): 4-bit tables in L1 39-54 ms, 8-bit
+ * tables of 64 columns in L2 40-55 ms (half the lookups, but bound by L2) plus 8x the table
+ * building, 8-bit tables of 8 or 16 columns (in L1) 120-215 ms (index and accumulator
+ * traffic per add); two rows at a time and passes of 1024 rows were a little faster.
  *
  * Every output row adds its lookups in a fixed order (words, then groups) whatever thread
  * computes it and whatever the instruction set: n_threads cannot change a bit, and the
@@ -23,14 +27,15 @@
 #include <omp.h>
 #endif
 
-#ifndef PB_MAX
-#define PB_MAX 32                 /* columns per table row (measured: 16 and 64 no faster) */
-#endif
+#define PB_MAX 64                 /* columns per table row */
 #ifndef TAB_BYTES
-#define TAB_BYTES (256 * 1024)    /* 8-bit tables per block of words (half the L2 of a core) */
+#define TAB_BYTES (32 * 1024)     /* 4-bit tables per block of words (an L1 data cache) */
 #endif
-/* floats of one thread's 8-bit tables: TAB_BYTES, or one word's 4 groups if larger */
-#define TAB_FLOATS(pb) ((size_t)(TAB_BYTES / 4 > 1024 * (pb) ? TAB_BYTES / 4 : 1024 * (pb)))
+#ifndef ROW_BLOCK
+#define ROW_BLOCK 1024            /* rows per pass over the tables (their accumulators in L2) */
+#endif
+/* floats of one thread's 4-bit tables: TAB_BYTES, or one word's 8 groups if larger */
+#define TAB_FLOATS(pb) ((size_t)(TAB_BYTES / 4 > 128 * (pb) ? TAB_BYTES / 4 : 128 * (pb)))
 #define LUT3_COLUMNS 6            /* at most this many columns: one at a time, 3-bit tables */
 #define LUT3_BLOCK 64             /* words of x per block of 3-bit tables (22 KiB) */
 #define ROW_CHUNK 256             /* output rows per parallel task, a multiple of 32 */
@@ -62,24 +67,15 @@ void sc_bits_transpose(uint64_t *out, const uint64_t *bits, int64_t rows, int64_
     }
 }
 
-/* tab[b*pb + c] = sum_{i<8} (bit i of b ? -1 : 1) * x[i*pb + c]: two 16-entry half tables,
- * then one add per entry (at most five roundings). */
+/* tab[b*pb + c] = sum_{i<4} (bit i of b ? -1 : 1) * x[i*pb + c], each entry from an earlier
+ * one by one subtraction (at most six roundings). */
 static void build_table(float *tab, const float *x, int64_t pb) {
-    float lo[16 * PB_MAX], hi[16 * PB_MAX];
-    for (int64_t c = 0; c < pb; c++) {
-        lo[c] = (x[c] + x[pb + c]) + (x[2 * pb + c] + x[3 * pb + c]);
-        hi[c] = (x[4 * pb + c] + x[5 * pb + c]) + (x[6 * pb + c] + x[7 * pb + c]);
-    }
+    for (int64_t c = 0; c < pb; c++)
+        tab[c] = (x[c] + x[pb + c]) + (x[2 * pb + c] + x[3 * pb + c]);
     for (int b = 1; b < 16; b++) {
         int low = b & (b - 1), i = sc_ctz64((uint64_t)b);
-        for (int64_t c = 0; c < pb; c++) {
-            lo[b * pb + c] = lo[low * pb + c] - 2.0f * x[i * pb + c];
-            hi[b * pb + c] = hi[low * pb + c] - 2.0f * x[(4 + i) * pb + c];
-        }
+        for (int64_t c = 0; c < pb; c++) tab[b * pb + c] = tab[low * pb + c] - 2.0f * x[i * pb + c];
     }
-    for (int b = 0; b < 256; b++)
-        for (int64_t c = 0; c < pb; c++)
-            tab[b * pb + c] = lo[(b & 15) * pb + c] + hi[(b >> 4) * pb + c];
 }
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -104,14 +100,15 @@ static void lut3_stage(const sc_kernels *K, float *out, int64_t rows, const uint
 }
 
 /* out[r*pb + 0:pb] = sum_{i<len} sign_r[i] xb[i*pb + 0:pb] for rows r < rows (a multiple of 8)
- * in lane layout; xb has 32 ceil(len/32) rows, those past len zero. 8-bit tables for blocks
+ * in lane layout; xb has 32 ceil(len/32) rows, those past len zero. 4-bit tables for blocks
  * of words of about TAB_BYTES: each thread builds its own in tab + thread * TAB_FLOATS(pb)
- * for its own range of rows (building costs about 256 / rows of the lookups; sharing the
- * tables took two barriers per block, which crawled on busy cores). */
+ * for its own range of rows, ROW_BLOCK rows at a time (building costs about 16 / ROW_BLOCK
+ * of the lookups; sharing the tables took two barriers per block, which crawled on busy
+ * cores). */
 static void lut_stage(const sc_kernels *K, float *out, int64_t rows, const uint32_t *lanes,
                       const float *xb, int64_t len, int64_t pb, float *tab, int nt) {
     int64_t nwords = (len + 31) / 32, ldl = 8 * nwords;
-    int64_t kblock = TAB_BYTES / (4096 * pb);
+    int64_t kblock = TAB_BYTES / (512 * pb);
     if (kblock < 1) kblock = 1;
     int par = nt > 1 && rows * nwords >= PAR_MIN_WORK;
     (void)par;
@@ -123,15 +120,16 @@ static void lut_stage(const sc_kernels *K, float *out, int64_t rows, const uint3
         nth = omp_get_num_threads();
 #endif
         int64_t per = 8 * ((rows / 8 + nth - 1) / nth);
-        int64_t r0 = min64(rows, me * per), nr = min64(per, rows - r0);
+        int64_t r0 = min64(rows, me * per), r1 = min64(rows, r0 + per);
         float *t = tab + (size_t)me * TAB_FLOATS(pb);
-        if (nr > 0) {
-            memset(out + r0 * pb, 0, (size_t)(nr * pb) * sizeof(float));
+        if (r1 > r0) memset(out + r0 * pb, 0, (size_t)((r1 - r0) * pb) * sizeof(float));
+        for (int64_t rb = r0; rb < r1; rb += ROW_BLOCK) {
+            int64_t nr = min64(ROW_BLOCK, r1 - rb);
             for (int64_t k0 = 0; k0 < nwords; k0 += kblock) {
                 int64_t nk = min64(kblock, nwords - k0);
-                for (int64_t g = 0; g < 4 * nk; g++)
-                    build_table(t + g * 256 * pb, xb + 8 * (4 * k0 + g) * pb, pb);
-                K->lut_rows(out + r0 * pb, nr, lanes + (r0 / 8) * ldl + 8 * k0, ldl, t, nk, pb);
+                for (int64_t g = 0; g < 8 * nk; g++)
+                    build_table(t + g * 16 * pb, xb + 4 * (8 * k0 + g) * pb, pb);
+                K->lut_rows(out + rb * pb, nr, lanes + (rb / 8) * ldl + 8 * k0, ldl, t, nk, pb);
             }
         }
     }

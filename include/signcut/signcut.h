@@ -69,9 +69,9 @@ typedef struct sc_kernels {
      * (below): a sign row times a vector through 3-bit group tables (sc_lut3_tables). */
     void (*lut3_rows)(float *out, int64_t rows, const uint32_t *lanes, int64_t ldl,
                       const float *tab, int64_t nwords);
-    /* out[r*pb + 0:pb] += tab[(256 (4k + i) + byte i of word k of row r) * pb + 0:pb] summed over
-     * k < nwords and i < 4 in that order, for r < rows (a multiple of 8) in lane layout, pb a
-     * multiple of 8: sign rows times pb columns through 8-bit group tables of rows. */
+    /* out[r*pb + 0:pb] += tab[(16 (8k + i) + bits 4i..4i+3 of word k of row r) * pb + 0:pb]
+     * summed over k < nwords and i < 8 in that order, for r < rows (a multiple of 8) in lane
+     * layout, pb a multiple of 8: sign rows times pb columns through 4-bit group tables. */
     void (*lut_rows)(float *out, int64_t rows, const uint32_t *lanes, int64_t ldl,
                      const float *tab, int64_t nwords, int64_t pb);
 } sc_kernels;
@@ -200,7 +200,7 @@ void sc_bits_transpose(uint64_t *out, const uint64_t *bits, int64_t rows, int64_
 /* y (m x p, leading dimension ldy) = S diag(coef) T^T x for x (n x p, leading dimension ldx),
  * never expanding S or T: t_lanes is T (width rows of n signs) and st_lanes S transposed
  * (m rows of width signs), both in lane layout. Up to 6 columns go one at a time through
- * 3-bit tables and lane permutes, more through 8-bit tables of rows of up to 32 columns
+ * 3-bit tables and lane permutes, more through 4-bit tables of rows of up to 64 columns
  * (src/matmul.c); n_threads cannot change a bit. Little-endian hosts only. */
 int sc_matrix_matmul(const sc_kernels *K, float *y, int64_t ldy, const float *x, int64_t ldx,
                      int64_t p, int64_t m, int64_t n, const uint32_t *t_lanes,
