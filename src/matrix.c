@@ -84,43 +84,54 @@ static double half_step(engine_t *E, side_t *Y, side_t *X) {
     /* More than half of Y flips (a new start): negate X's image, the image of -y, and add the
      * entries that did not flip instead (y_new = -y_old + 2 y_new[f] e_f over those). */
     int negate = 2 * nf > Y->len;
+    /* locals: the build has -fno-strict-aliasing, so stores would reload fields of E and Y */
+    int64_t *idx = E->idx, *new_dots = Y->new_dots, *dots = Y->dots, p = E->p;
+    float *w = E->w, two = 2.0f * E->hinv;
+    const uint64_t *cand = Y->cand, *bits = Y->bits;
     nf = 0;
     for (int64_t q = 0; q < Y->words; q++) {
-        uint64_t x = Y->cand[q] ^ Y->bits[q];
+        uint64_t x = cand[q] ^ bits[q];
         if (negate) x = ~x & (q + 1 < Y->words ? ~UINT64_C(0) : sc_tail_mask(Y->len));
         while (x) {
             int b = sc_ctz64(x);
-            int64_t f = 64 * q + b;
-            E->idx[nf] = f;
-            E->w[nf] = ((Y->cand[q] >> b) & 1) ? -2.0f * E->hinv : 2.0f * E->hinv;
+            idx[nf] = 64 * q + b;
+            w[nf] = ((cand[q] >> b) & 1) ? -two : two;
             nf++;
             x &= x - 1;
         }
     }
     int64_t ngroups = 0;
-    if (E->p > 0 && (nf > 0 || negate)) {
+    if (p > 0 && (nf > 0 || negate)) {
         /* Change of <pending sign j of Y, signs of Y>, weighted by -c_j, drives X's correction. */
-        if (nf < Y->words && !negate) {
+        if (nf < Y->words && nf <= MAX_BLOCK && !negate) {
             /* Few flips: d<sign_j, y> = sum over flips of (+-2) * sign_j[f], read from the
              * transposed pending signs (integers: the same result as the popcounts). */
-            for (int64_t j = 0; j < E->p; j++) Y->new_dots[j] = Y->dots[j];
+            uint64_t pf[MAX_BLOCK];
+            int64_t d2[MAX_BLOCK], all = 0;
             for (int64_t q = 0; q < nf; q++) {
-                uint64_t pf = Y->pend[E->idx[q]];
-                int64_t two = E->w[q] > 0 ? 2 : -2;
-                for (int64_t j = 0; j < E->p; j++) Y->new_dots[j] += ((pf >> j) & 1) ? -two : two;
+                pf[q] = Y->pend[idx[q]];
+                d2[q] = w[q] > 0 ? 2 : -2;
+                all += d2[q];
+            }
+            for (int64_t j = 0; j < p; j++) {
+                int64_t neg = 0;      /* the flips where sign j is -1 */
+                for (int64_t q = 0; q < nf; q++) neg += d2[q] & -(int64_t)((pf[q] >> j) & 1);
+                new_dots[j] = dots[j] + all - 2 * neg;
             }
         } else {
-            K->sign_dots(Y->new_dots, Y->store, Y->words, Y->cand, Y->words, Y->len, E->p);
+            K->sign_dots(new_dots, Y->store, Y->words, cand, Y->words, Y->len, p);
         }
-        for (int64_t j = 0; j < E->p; j++) {
-            /* in double: a dot above 2^24 (a side of 16.7M entries) stays exact */
-            /* the negated image holds +c_j <pending j, y_old>: take it out with the new dot */
-            int64_t d = negate ? Y->new_dots[j] + Y->dots[j] : Y->new_dots[j] - Y->dots[j];
-            E->pw[j] = (float)(-(double)E->pcoef[j] * (double)d);
-            Y->dots[j] = Y->new_dots[j];
+        float *pw = E->pw;
+        const float *pcoef = E->pcoef;
+        for (int64_t j = 0; j < p; j++) {
+            /* in double: a dot above 2^24 (a side of 16.7M entries) stays exact; the negated
+             * image holds +c_j <pending j, y_old>: take it out with the new dot */
+            int64_t d = negate ? new_dots[j] + dots[j] : new_dots[j] - dots[j];
+            pw[j] = (float)(-(double)pcoef[j] * (double)d);
+            dots[j] = new_dots[j];
         }
-        ngroups = sc_ngroups(E->p);
-        sc_group_tables(E->tab, E->pw, E->p);
+        ngroups = sc_ngroups(p);
+        sc_group_tables(E->tab, pw, p);
     }
     memcpy(Y->bits, Y->cand, (size_t)Y->words * sizeof(uint64_t));
 
