@@ -196,37 +196,40 @@ static void group_apply(float *y, int64_t len, const uint64_t *pend, const float
     }
 }
 
-/* accum_rows over float16 rows, four rows per pass as accum_rows. */
+/* R rows of accum_rows_h in one pass over y (full vectors, then a masked tail). */
+static inline __attribute__((always_inline)) void accum_h_pass(
+        float *y, int64_t len, const uint16_t *rows, int64_t ld, const int64_t *idx,
+        const float *w, const int R) {
+    const uint16_t *r[8];
+    __m512 wv[8];
+    for (int j = 0; j < R; j++) {
+        r[j] = rows + idx[j] * ld;
+        wv[j] = _mm512_set1_ps(w[j]);
+    }
+    int64_t i = 0;
+    for (; i + 16 <= len; i += 16) {
+        __m512 a = _mm512_loadu_ps(y + i);
+        for (int j = 0; j < R; j++)
+            a = _mm512_fmadd_ps(wv[j], _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(r[j] + i))), a);
+        _mm512_storeu_ps(y + i, a);
+    }
+    if (i < len) {
+        __mmask16 m = tail_mask16(len - i);
+        __m512 a = _mm512_maskz_loadu_ps(m, y + i);
+        for (int j = 0; j < R; j++)
+            a = _mm512_fmadd_ps(wv[j], _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, r[j] + i)), a);
+        _mm512_mask_storeu_ps(y + i, m, a);
+    }
+}
+
+/* accum_rows over float16 rows, eight rows per pass and no software prefetch: measured on the
+ * 16-core Xeon against four rows with prefetch, 13% faster per cut at 1024^2 and 1-2% at
+ * 4096^2 (one thread), 3-16% with 16 threads. */
 static void accum_rows_h(float *y, int64_t len, const uint16_t *rows, int64_t ld,
                          const int64_t *idx, const float *w, int64_t k) {
     int64_t q = 0;
-    for (; q + 4 <= k; q += 4) {
-        const uint16_t *r[4];
-        __m512 wv[4];
-        for (int j = 0; j < 4; j++) {
-            r[j] = rows + idx[q + j] * ld;
-            wv[j] = _mm512_set1_ps(w[q + j]);
-        }
-        for (int64_t i = 0; i < len; i += 16) {
-            __mmask16 m = tail_mask16(len - i);
-            __m512 a = _mm512_maskz_loadu_ps(m, y + i);
-            for (int j = 0; j < 4; j++) {
-                _mm_prefetch((const char *)(r[j] + i + 512), _MM_HINT_T0);
-                __m512 x = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, r[j] + i));
-                a = _mm512_fmadd_ps(wv[j], x, a);
-            }
-            _mm512_mask_storeu_ps(y + i, m, a);
-        }
-    }
-    for (; q < k; q++) {
-        const uint16_t *r0 = rows + idx[q] * ld;
-        __m512 w0 = _mm512_set1_ps(w[q]);
-        for (int64_t i = 0; i < len; i += 16) {
-            __mmask16 m = tail_mask16(len - i);
-            __m512 x = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, r0 + i));
-            _mm512_mask_storeu_ps(y + i, m, _mm512_fmadd_ps(w0, x, _mm512_maskz_loadu_ps(m, y + i)));
-        }
-    }
+    for (; q + 8 <= k; q += 8) accum_h_pass(y, len, rows, ld, idx + q, w + q, 8);
+    for (; q < k; q++) accum_h_pass(y, len, rows, ld, idx + q, w + q, 1);
 }
 
 /* As the AVX2 lut_block, with 16-float registers. */
