@@ -27,9 +27,6 @@
 #define TILE 256                 /* entries per parallel tile, a multiple of 64 */
 #define PAR_MIN_WORK 4096       /* below this many float ops a step runs on one thread */
 #define MAX_BLOCK 64
-#define PROBE_EVERY 16           /* blocks between measurements of 1 vs all threads */
-#define PROBE_MARGIN 0.8         /* one thread only when clearly faster: blocks differ in cost
-                                    and a probe can be unlucky (contention makes it 3-80x) */
 #define GROWTH_TOL 1e-6          /* default relative growth of |s^T R t| that counts as growth */
 #define START_ATTEMPTS 8         /* random starts tried before the remainder counts as exhausted */
 
@@ -50,10 +47,7 @@ typedef struct {
 
 typedef struct {
     const sc_kernels *K;
-    int nt;                   /* threads of the sweeps now (1 or nt_max, see pick_threads) */
-    int nt_max;
-    int64_t blocks;           /* blocks of cuts done */
-    double block_t0, per_cut[2];   /* start of this block; time per cut with nt_max / 1 thread */
+    sc_probe pr;              /* threads of the sweeps (pr.nt, see sc_probe_cut) */
     int64_t m, n, p, block;   /* p = pending cuts */
     side_t S, T;
     float *R;
@@ -138,7 +132,7 @@ static double half_step(engine_t *E, side_t *Y, side_t *X) {
     int64_t nt_tiles = ntiles(X->len);
     int64_t work = (nf + ngroups + 4) * X->len;
     (void)work;
-    int nthreads = (E->nt > 1 && work >= PAR_MIN_WORK) ? E->nt : 1;
+    int nthreads = (E->pr.nt > 1 && work >= PAR_MIN_WORK) ? E->pr.nt : 1;
     (void)nthreads;
     /* Each thread takes a contiguous run of tiles and streams the flipped rows over its whole
      * run at once (long streams prefetch well); group lookups and signs go tile by tile. */
@@ -223,10 +217,10 @@ static double rebuild(engine_t *E, int64_t k) {
     int64_t m = E->m, n = E->n, rt = ntiles(m);
     if (k > 0) block_operands(K, E->S.store, E->T.store, E->pcoef, k, -1.0f, m, n, E->panel, E->amat);
     for (int64_t i = 0; i < m; i++) { E->idx[i] = i; E->w[i] = sc_sign_at(E->S.bits, i); }
-    int par = E->nt > 1 && m * n >= PAR_MIN_WORK;
+    int par = E->pr.nt > 1 && m * n >= PAR_MIN_WORK;
     (void)par;
 #ifdef _OPENMP
-#pragma omp parallel num_threads(E->nt) if (par)
+#pragma omp parallel num_threads(E->pr.nt) if (par)
 #endif
     {
 #ifdef _OPENMP
@@ -299,20 +293,6 @@ static double flush(engine_t *E) {
     memset(E->T.pend, 0, (size_t)E->n * sizeof(uint64_t));
     E->p = 0;
     return nrm2;
-}
-
-/* Threads for the next block of cuts. The sweeps run many short parallel steps: on cores
- * shared with other busy work, waiting for a descheduled thread can make them far slower than
- * one thread. So the time per cut is measured with all threads and with one (one block each,
- * every PROBE_EVERY blocks) and the faster is used in between. Results do not depend on it. */
-static void pick_threads(engine_t *E, int64_t cuts) {
-    if (E->nt_max <= 1 || cuts < 8) return;
-    double t = (sc_now_seconds() - E->block_t0) / (double)cuts;
-    E->per_cut[E->nt == 1 ? 1 : 0] = t;
-    int64_t b = ++E->blocks % PROBE_EVERY;
-    if (b == 0) E->nt = E->nt_max;
-    else if (b == 1) E->nt = 1;
-    else E->nt = (E->per_cut[1] >= 0.0 && E->per_cut[1] < PROBE_MARGIN * E->per_cut[0]) ? 1 : E->nt_max;
 }
 
 static int grow(sc_result *res, int64_t need, int64_t ws, int64_t wt) {
@@ -399,7 +379,7 @@ static void block_values(engine_t *E, const uint64_t *sb, int64_t ws, const uint
     const sc_kernels *K = E->K;
     int64_t m = E->m, n = E->n, nt_tiles = ntiles(m);
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(E->nt) if (E->nt > 1 && m * n >= PAR_MIN_WORK)
+#pragma omp parallel for schedule(static) num_threads(E->pr.nt) if (E->pr.nt > 1 && m * n >= PAR_MIN_WORK)
 #endif
     for (int64_t t = 0; t < nt_tiles; t++) {
         double *acc = E->xpart + t * MAX_BLOCK;
@@ -533,7 +513,7 @@ static void recompute_errors(engine_t *E, sc_result *res, double nrmA2) {
     const double mn = (double)m * (double)n;
     for (int64_t j0 = 0; j0 < w; j0 += MAX_BLOCK) {
         int64_t k = (w - j0 < MAX_BLOCK) ? w - j0 : MAX_BLOCK;
-        rank_block(K, E->nt, E->R, m, n, n, res->s_bits + j0 * ws, res->t_bits + j0 * wt,
+        rank_block(K, E->pr.nt, E->R, m, n, n, res->s_bits + j0 * ws, res->t_bits + j0 * wt,
                    res->coef + j0, k, 1.0f, E->panel, E->amat, NULL);
     }
     double nrm2 = 0.0;
@@ -557,7 +537,7 @@ static void recompute_errors(engine_t *E, sc_result *res, double nrmA2) {
             nrm2 += c * (c * mn - 2.0 * x);
             res->errors[j0 + j] = sqrt((nrm2 > 0.0 ? nrm2 : 0.0) / nrmA2);
         }
-        rank_block(K, E->nt, E->R, m, n, n, sb, tb, res->coef + j0, k, -1.0f, E->panel, E->amat,
+        rank_block(K, E->pr.nt, E->R, m, n, n, sb, tb, res->coef + j0, k, -1.0f, E->panel, E->amat,
                    E->partial);
         nrm2 = 0.0;
         for (int64_t t = 0; t < nt_tiles; t++) nrm2 += E->partial[t];
@@ -574,8 +554,7 @@ int sc_matrix_decompose(const sc_kernels *K, float *R, int64_t m, int64_t n,
     engine_t E;
     memset(&E, 0, sizeof E);
     E.K = K;
-    E.nt = E.nt_max = prm->n_threads > 0 ? prm->n_threads : 1;
-    E.per_cut[0] = E.per_cut[1] = -1.0;
+    sc_probe_init(&E.pr, prm->n_threads);
     E.m = m; E.n = n; E.block = prm->block_size; E.R = R;
     int64_t mx = m > n ? m : n;
     int st = SC_OK;
@@ -630,7 +609,7 @@ int sc_matrix_decompose(const sc_kernels *K, float *R, int64_t m, int64_t n,
     const double mn = (double)m * (double)n;
 
     double nrm2_flushed = nrm2;
-    E.block_t0 = sc_now_seconds();
+    E.pr.win_t0 = sc_now_seconds();
     for (int64_t k = 0;; k++) {
         if ((st = grow(res, k + 1, ws, wt))) break;
         double cur = best_cut(&E, prm, &rng);
@@ -651,10 +630,11 @@ int sc_matrix_decompose(const sc_kernels *K, float *R, int64_t m, int64_t n,
         double taken = cur * cur / mn;
         int cancels = taken > 0.5 * nrm2;
         nrm2 -= taken;
-        if (E.p == E.block || cancels || nrm2 < 0.25 * nrm2_flushed) {
-            pick_threads(&E, E.p);
+        int block_end = E.p == E.block || cancels || nrm2 < 0.25 * nrm2_flushed;
+        sc_probe_cut(&E.pr, block_end);
+        if (block_end) {
             nrm2 = nrm2_flushed = flush(&E);
-            E.block_t0 = sc_now_seconds();
+            sc_probe_flushed(&E.pr);
         }
         double err = sqrt((nrm2 > 0.0 ? nrm2 : 0.0) / nrmA2);
         res->errors[k] = err;

@@ -36,9 +36,6 @@
 #define PAR_MIN_WORK 262144     /* below this many float ops a step runs on one thread */
 #define MAX_BLOCK 64
 #define FLUSH_COLS 4096         /* columns per chunk of a flush, a multiple of 64 */
-#define PROBE_EVERY 16          /* blocks between measurements of 1 vs all threads */
-#define PROBE_CUTS 8            /* fewest cuts timed for a measurement */
-#define MAX_PROBE_GAP 1024
 #define MAX_THREADS 256
 #define GROWTH_TOL 1e-6
 #define START_ATTEMPTS 8
@@ -60,14 +57,10 @@ typedef struct {
 
 typedef struct {
     const sc_kernels *K;
-    int nt, nt_max, ndim;
+    sc_probe pr;              /* threads of the sweeps (pr.nt) */
+    int ndim;
     const int64_t *dims;
     int64_t N, p, block;      /* p = pending cuts */
-    int64_t rounds;           /* measurements by pick_threads */
-    int64_t gap, next_probe;  /* rounds between measurements of the slower thread count */
-    int probing;              /* this round measures the slower thread count */
-    int64_t win_cuts;         /* cuts timed since win_t0 */
-    double win_t0, per_cut[2];     /* time per cut with nt_max / 1 thread (-1: not yet) */
     float *R, *RT;
     tside_t S, T;             /* prefix and suffix sides */
     sc_tensor_result *res;
@@ -141,7 +134,7 @@ static void side_sync(tengine_t *E, tside_t *X, tside_t *Y) {
         int64_t nt_tiles = ntiles(X->len);
         (void)nt_tiles;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(E->nt) if (E->nt > 1 && E->N >= PAR_MIN_WORK)
+#pragma omp parallel for schedule(static) num_threads(E->pr.nt) if (E->pr.nt > 1 && E->N >= PAR_MIN_WORK)
 #endif
         for (int64_t t = 0; t < nt_tiles; t++) {
             int64_t a = t * TILE, end = (X->len - a < TILE) ? X->len : a + TILE;
@@ -169,7 +162,7 @@ static void side_sync(tengine_t *E, tside_t *X, tside_t *Y) {
             x &= x - 1;
         }
     }
-    int nthreads = (E->nt > 1 && nf * X->len >= PAR_MIN_WORK) ? E->nt : 1;
+    int nthreads = (E->pr.nt > 1 && nf * X->len >= PAR_MIN_WORK) ? E->pr.nt : 1;
     (void)nthreads;
     /* Each thread owns a contiguous run of entries (a multiple of 16) and streams every
      * row over it: each entry's FMA chain is the same for any split. */
@@ -269,7 +262,7 @@ static double subtract_pending(tengine_t *E) {
         for (int64_t j = 0; j < k; j++)
             K->unpack_signs(E->panel + j * cw, E->T.pend + j * E->T.words + c0 / 64, cw, 1.0f);
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(E->nt) if (E->nt > 1 && P * cw * k >= PAR_MIN_WORK)
+#pragma omp parallel for schedule(static) num_threads(E->pr.nt) if (E->pr.nt > 1 && P * cw * k >= PAR_MIN_WORK)
 #endif
         for (int64_t t = 0; t < nt_tiles; t++) {
             int me = 0;
@@ -285,7 +278,7 @@ static double subtract_pending(tengine_t *E) {
         }
     }
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(E->nt) if (E->nt > 1 && E->N >= PAR_MIN_WORK)
+#pragma omp parallel for schedule(static) num_threads(E->pr.nt) if (E->pr.nt > 1 && E->N >= PAR_MIN_WORK)
 #endif
     for (int64_t t = 0; t < nt_tiles; t++) {
         int64_t r0 = t * TILE, r1 = (P - r0 < TILE) ? P : r0 + TILE;
@@ -302,44 +295,10 @@ static double subtract_pending(tengine_t *E) {
  * are recomputed exactly when next needed. */
 static double flush(tengine_t *E) {
     double nrm2 = subtract_pending(E);
-    transpose(E->K, E->R, E->RT, E->S.len, E->T.len, E->nt);
+    transpose(E->K, E->R, E->RT, E->S.len, E->T.len, E->pr.nt);
     E->p = 0;
     E->S.valid = E->T.valid = 0;
     return nrm2;
-}
-
-/* Threads for the next cuts. The sweeps run many short parallel steps: on cores shared with
- * other busy work, waiting for a descheduled thread can make them many times slower than one
- * thread. So the time per cut (flushes included) is measured with one thread and with all
- * (a block each) and the faster is used. The slower is measured again after PROBE_EVERY
- * blocks, after twice as many each time it loses again, and a measurement already 1.5x
- * slower than the other after PROBE_CUTS cuts stops there. Called after each cut (block_end:
- * a flush follows). Results do not depend on it. */
-static void pick_threads(tengine_t *E, int block_end) {
-    if (E->nt_max <= 1) return;
-    E->win_cuts++;
-    int early = E->probing && E->win_cuts == PROBE_CUTS;
-    if (!(block_end || early) || E->win_cuts < PROBE_CUTS) return;
-    int one = (E->nt == 1);
-    double now = sc_now_seconds(), t = (now - E->win_t0) / (double)E->win_cuts;
-    if (early && !(E->per_cut[!one] >= 0.0 && t > 1.5 * E->per_cut[!one])) return;
-    E->per_cut[one] = t;
-    E->win_t0 = now;
-    E->win_cuts = 0;
-    E->rounds++;
-    if (E->per_cut[0] < 0.0) { E->nt = E->nt_max; E->probing = 1; return; }
-    int best = (E->per_cut[1] < E->per_cut[0]) ? 1 : E->nt_max;
-    if (E->probing) {
-        E->gap = (best == E->nt) ? PROBE_EVERY : (E->gap < MAX_PROBE_GAP ? 2 * E->gap : E->gap);
-        E->next_probe = E->rounds + E->gap;
-        E->probing = 0;
-    }
-    if (E->rounds >= E->next_probe) {
-        E->nt = (best == 1) ? E->nt_max : 1;
-        E->probing = 1;
-    } else {
-        E->nt = best;
-    }
 }
 
 static int tgrow(sc_tensor_result *res, int64_t need, const int64_t *dims) {
@@ -443,11 +402,7 @@ int sc_tensor_decompose(const sc_kernels *K, float *R, int ndim, const int64_t *
     memset(&E, 0, sizeof E);
     E.K = K; E.ndim = ndim; E.dims = dims; E.N = N; E.R = R; E.res = res;
     /* Capped: each thread has its own flush buffer (any count gives the same bits). */
-    E.nt = E.nt_max = prm->n_threads < 1 ? 1 : (prm->n_threads > MAX_THREADS ? MAX_THREADS : prm->n_threads);
-    E.per_cut[0] = E.per_cut[1] = -1.0;
-    E.gap = PROBE_EVERY;
-    E.next_probe = 2 + PROBE_EVERY;
-    E.nt = 1;                 /* the first block is timed on one thread, the second on all */
+    sc_probe_init(&E.pr, prm->n_threads < 1 ? 1 : (prm->n_threads > MAX_THREADS ? MAX_THREADS : prm->n_threads));
     E.block = prm->block_size;
     int st = SC_OK;
     if (side_alloc(&E.S, 0, split, dims) || side_alloc(&E.T, split, ndim, dims)) st = SC_ERR_NOMEM;
@@ -465,7 +420,7 @@ int sc_tensor_decompose(const sc_kernels *K, float *R, int ndim, const int64_t *
     E.pw = calloc(MAX_BLOCK, sizeof(float));
     E.partial = calloc((size_t)ntiles(mx) + 1, sizeof(double));
     E.panel = malloc((size_t)MAX_BLOCK * (size_t)(D < FLUSH_COLS ? D : FLUSH_COLS) * sizeof(float));
-    E.amat = malloc((size_t)E.nt_max * TILE * MAX_BLOCK * sizeof(float));
+    E.amat = malloc((size_t)E.pr.nt_max * TILE * MAX_BLOCK * sizeof(float));
     if (!E.RT || !E.cand || !E.img || !E.acc || !E.dots || !E.tmp || !E.idx || !E.w || !E.pw ||
         !E.partial || !E.panel || !E.amat)
         st = SC_ERR_NOMEM;
@@ -488,9 +443,9 @@ int sc_tensor_decompose(const sc_kernels *K, float *R, int ndim, const int64_t *
     res->width = 0;
     res->stopped_by = (prm->max_width == 0) ? 0 : 4;
     if (nrm2 == 0.0 || prm->max_width == 0) { tengine_free(&E); return SC_OK; }
-    transpose(K, R, E.RT, P, D, E.nt);
+    transpose(K, R, E.RT, P, D, E.pr.nt);
 
-    E.win_t0 = sc_now_seconds();
+    E.pr.win_t0 = sc_now_seconds();
     for (int64_t k = 0;; k++) {
         if ((st = tgrow(res, k + 1, dims))) break;
         /* Sweep the modes from random signs; converged once ndim - 1 updates in a row bring no
@@ -534,9 +489,10 @@ int sc_tensor_decompose(const sc_kernels *K, float *R, int ndim, const int64_t *
         int cancels = taken > 0.5 * nrm2;
         nrm2 -= taken;
         int block_end = E.p == E.block || cancels;
-        pick_threads(&E, block_end);
+        sc_probe_cut(&E.pr, block_end);
         if (block_end) {
             nrm2 = flush(&E);
+            sc_probe_flushed(&E.pr);
             E.block_start = k + 1;
         }
         double err = sqrt((nrm2 > 0.0 ? nrm2 : 0.0) / nrmA2);

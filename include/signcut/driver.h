@@ -28,4 +28,74 @@ static inline int sc_after_cut(const sc_params *p, int64_t width, double err, do
     return 0;
 }
 
+/* Threads of a driver's sweeps. The sweeps run many short parallel steps: on cores shared
+ * with other busy work, or on many cores for a small matrix, waiting for the threads can make
+ * them many times slower than one thread. So the time per cut (flushes included) is measured
+ * with one thread and with all (a block each) and the faster is used, one thread only when
+ * clearly faster (SC_PROBE_MARGIN: blocks differ in cost and a probe can be unlucky). The
+ * slower count is measured again after SC_PROBE_EVERY blocks, after twice as many each time
+ * it loses again (up to SC_MAX_PROBE_GAP), and a measurement already 1.5x slower than the
+ * other after SC_PROBE_CUTS cuts stops there. The windows time the cuts, not the flushes
+ * (a flush timed with 8 cuts made one thread look 2x slower). Results do not depend on it. */
+#define SC_PROBE_EVERY 16
+#define SC_PROBE_CUTS 8
+#define SC_MAX_PROBE_GAP 1024
+#define SC_PROBE_MARGIN 0.8
+
+typedef struct {
+    int nt, nt_max;           /* threads now (1 or nt_max) and the most allowed */
+    int probing;              /* this round measures the slower thread count */
+    int64_t rounds;           /* measurements so far */
+    int64_t gap, next_probe;  /* rounds between measurements of the slower count */
+    int64_t win_cuts;         /* cuts timed since win_t0 */
+    double win_t0, per_cut[2];     /* time per cut with nt_max / 1 thread (-1: not yet) */
+} sc_probe;
+
+/* The first block is timed on all threads (the thread pool starts in the set-up before it),
+ * the second on one. */
+static inline void sc_probe_init(sc_probe *P, int nt_max) {
+    P->nt_max = nt_max > 1 ? nt_max : 1;
+    P->nt = P->nt_max;
+    P->probing = 0;
+    P->rounds = P->win_cuts = 0;
+    P->gap = SC_PROBE_EVERY / 2;       /* a first loss keeps SC_PROBE_EVERY */
+    P->next_probe = 2 + SC_PROBE_EVERY;
+    P->per_cut[0] = P->per_cut[1] = -1.0;
+    P->win_t0 = sc_now_seconds();
+}
+
+/* Called after each cut; block_end: a flush follows (then call sc_probe_flushed). Updates
+ * P->nt for the next cuts. */
+static inline void sc_probe_cut(sc_probe *P, int block_end) {
+    if (P->nt_max <= 1) return;
+    P->win_cuts++;
+    int early = P->probing && P->win_cuts == SC_PROBE_CUTS;
+    if (!(block_end || early) || P->win_cuts < SC_PROBE_CUTS) return;
+    int one = (P->nt == 1);
+    double now = sc_now_seconds(), t = (now - P->win_t0) / (double)P->win_cuts;
+    if (early && !(P->per_cut[!one] >= 0.0 && t > 1.5 * P->per_cut[!one])) return;
+    P->per_cut[one] = t;
+    P->win_t0 = now;
+    P->win_cuts = 0;
+    P->rounds++;
+    if (P->per_cut[1] < 0.0) { P->nt = 1; P->probing = 1; return; }
+    int best = (P->per_cut[1] < SC_PROBE_MARGIN * P->per_cut[0]) ? 1 : P->nt_max;
+    if (P->probing) {
+        P->gap = (best == P->nt) ? SC_PROBE_EVERY : (P->gap < SC_MAX_PROBE_GAP ? 2 * P->gap : P->gap);
+        P->next_probe = P->rounds + P->gap;
+        P->probing = 0;
+    }
+    if (P->rounds >= P->next_probe) {
+        P->nt = (best == 1) ? P->nt_max : 1;
+        P->probing = 1;
+    } else {
+        P->nt = best;
+    }
+}
+
+/* After a flush: a window that starts now does not count it. */
+static inline void sc_probe_flushed(sc_probe *P) {
+    if (P->win_cuts == 0) P->win_t0 = sc_now_seconds();
+}
+
 #endif
