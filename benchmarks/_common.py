@@ -34,6 +34,18 @@ def best_time(fn, repeat=5, number=1):
     return best
 
 
+# OpenBLAS's worker threads keep spinning for a while after a BLAS call and take cores from
+# the OpenMP threads that run next (measured here, 2 cores: W @ x on 2 threads took 2-10 ms in
+# the half second after an A @ x, 1.9-2.3 ms after a pause). A timing of one library right
+# after the other's first waits this long.
+SETTLE_SECONDS = 0.5
+
+
+def settle():
+    """Let the previous library's idle threads go to sleep before timing the next one."""
+    time.sleep(SETTLE_SECONDS)
+
+
 def matvec_time(A, repeat=7):
     """Minimum time of one NumPy ``A @ x`` (float32 x), in seconds: 20..200 calls per round."""
     x = np.random.default_rng(1).standard_normal(A.shape[1], dtype=np.float32)

@@ -34,11 +34,13 @@ sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 COLUMNS = 64
 
 
-def best_time(fns, repeat, number):
-    """Minimum over `repeat` rounds of the mean time of `number` calls of each fn, interleaved."""
+def best_time(fns, repeat, number, pause=0.0):
+    """Minimum over `repeat` rounds of the mean time of `number` calls of each fn, interleaved,
+    with `pause` seconds before each fn's calls (see _common.settle)."""
     best = [float("inf")] * len(fns)
     for _ in range(repeat):
         for i, fn in enumerate(fns):
+            time.sleep(pause)
             t0 = time.perf_counter()
             for _ in range(number):
                 fn()
@@ -67,6 +69,7 @@ def record(figure, value, unit, baseline, baseline_value, goal="", ok=None):
 def worker(size, nt, quick, accuracy):
     """Figures for one thread count (run in a process whose BLAS has nt threads)."""
     from signcut._array import matmul, product_lanes, rmatmul
+    from _common import SETTLE_SECONDS
     m = n = size
     rng = np.random.default_rng(1)
     A = rng.standard_normal((m, n), dtype=np.float32)
@@ -74,6 +77,8 @@ def worker(size, nt, quick, accuracy):
     xl = rng.standard_normal(m, dtype=np.float32)
     X = rng.standard_normal((n, COLUMNS), dtype=np.float32)
     repeat = 3 if quick else 5
+    # with several threads, each library's timing waits for the other's idle threads to sleep
+    pause = SETTLE_SECONDS if nt > 1 else 0.0
     out = []
     for bpe in (8, 2):
         width = int(bpe * m * n / (m + n + 32))
@@ -84,16 +89,17 @@ def worker(size, nt, quick, accuracy):
         lanes_bytes = sum(a.nbytes for a in product_lanes(W, "right"))
         one = best_time([lambda: A @ x], 1, 3)[0]
         number = int(min(50, max(3, 0.05 / max(one, 1e-9))))
-        t_mv, t_lut = best_time([lambda: A @ x, lambda: matmul(W, x, nt)], repeat, number)
+        t_mv, t_lut = best_time([lambda: A @ x, lambda: matmul(W, x, nt)], repeat, number, pause)
         goal, ok = ("ratio <= 1", t_lut <= t_mv) if bpe == 8 else ("ratio <= 0.333", t_lut <= t_mv / 3)
         tag = f"{bpe} bits/entry, width {width}, {nt} thread{'s' if nt > 1 else ''}"
         out.append(record(f"W @ x, {tag}", 1e3 * t_lut, "ms", "NumPy float32 A @ x (dense)",
                           1e3 * t_mv, goal, bool(ok)))
         product_lanes(W, "left")
-        t_dense, t_lut = best_time([lambda: xl @ A, lambda: rmatmul(W, xl, nt)], repeat, number)
+        t_dense, t_lut = best_time([lambda: xl @ A, lambda: rmatmul(W, xl, nt)], repeat, number,
+                                   pause)
         out.append(record(f"x @ W, {tag}", 1e3 * t_lut, "ms", "NumPy float32 x @ A (dense)",
                           1e3 * t_dense))
-        t_dense, t_lut = best_time([lambda: A @ X, lambda: matmul(W, X, nt)], repeat, 1)
+        t_dense, t_lut = best_time([lambda: A @ X, lambda: matmul(W, X, nt)], repeat, 1, pause)
         out.append(record(f"W @ X ({COLUMNS} columns), {tag}", 1e3 * t_lut, "ms",
                           f"NumPy float32 A @ X ({COLUMNS} columns)", 1e3 * t_dense,
                           "ratio <= 1" if bpe == 8 else "", bool(t_lut <= t_dense) if bpe == 8 else None))

@@ -28,7 +28,7 @@ import time
 
 import signcut
 from _common import (add_protocol_args, best_time, gaussian, header, matvec_time, print_table,
-                     record, verdict, write_json)
+                     record, settle, verdict, write_json)
 
 GOAL = 4.0
 
@@ -54,6 +54,7 @@ def main(argv=None):
         mv = matvec_time(A)
         best = float("inf")
         for _ in range(args.repeat):
+            settle()
             t0 = time.perf_counter()
             r = signcut.decompose(A, bits_per_entry=8, width=args.width, seed=0,
                                   n_threads=args.threads)
@@ -82,6 +83,7 @@ def reference_figure(width, threads, n=256):
     t0 = time.perf_counter()
     greedy(A, width, seed=0)
     ref = (time.perf_counter() - t0) / width
+    settle()
     ours = best_time(lambda: signcut.decompose(A, width=width, seed=0, n_threads=threads),
                      repeat=5) / width
     print(f"First {width} cuts of {n} x {n}: NumPy reference greedy {1e3 * ref:.3f} ms/cut, "

@@ -328,7 +328,9 @@ def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_
         Cuts kept pending before they are subtracted from the remainder at once (1..64,
         default 64).
     n_threads : int, optional
-        OpenMP threads (default: all available; -1 means the same).
+        OpenMP threads at most (default: all available; -1 means the same). The engine times
+        its cuts with one thread and with all now and then, and uses one where that is clearly
+        faster (small matrices, many or busy cores). The result does not depend on it.
     callback : callable, optional
         ``callback(k, rel_error)`` after each cut; returning True stops and keeps the cuts.
     shape, axes : sequence of int, optional

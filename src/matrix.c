@@ -60,7 +60,7 @@ typedef struct {
     float *pcoef;             /* coefficients of pending cuts */
     double *partial;          /* per-tile partial sums */
     float *tmax;              /* per-tile largest magnitudes */
-    float *vpart;             /* per-tile partials of v = R^T s, (ntiles(m), n) */
+    float *vpart;             /* per-tile partials of v = R^T s, (ntiles(m), n) if > 1 tile */
     float *panel, *amat;      /* flush buffers */
     uint64_t *best_s, *best_t;    /* best signs among restarts */
     double *xpart;            /* per-tile partial sums of a block's s_j^T R t_j */
@@ -228,7 +228,7 @@ static double rebuild(engine_t *E, int64_t k) {
 #endif
         for (int64_t t = 0; t < rt; t++) {
             int64_t a = t * TILE, end = (m - a < TILE) ? m : a + TILE;
-            float *vp = E->vpart + t * n, mx = 0.0f;
+            float *vp = (rt > 1) ? E->vpart + t * n : E->T.img, mx = 0.0f;
             double acc = 0.0;
             memset(vp, 0, (size_t)n * sizeof(float));
             for (int64_t r0 = a; r0 < end; r0 += SC_RU_ROWS) {
@@ -246,11 +246,11 @@ static double rebuild(engine_t *E, int64_t k) {
             E->partial[t] = acc;
             E->tmax[t] = mx;
         }
-        /* v = the tiles' partials in tile order, by column chunks */
+        /* v = the tiles' partials in tile order, by column chunks (one tile wrote v itself) */
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
-        for (int64_t c0 = 0; c0 < n; c0 += TILE) {
+        for (int64_t c0 = 0; c0 < (rt > 1 ? n : 0); c0 += TILE) {
             int64_t c1 = (n - c0 < TILE) ? n : c0 + TILE;
             memcpy(E->T.img + c0, E->vpart + c0, (size_t)(c1 - c0) * sizeof(float));
             for (int64_t t = 1; t < rt; t++)
@@ -573,7 +573,7 @@ int sc_matrix_decompose(const sc_kernels *K, float *R, int64_t m, int64_t n,
     E.best_t = calloc((size_t)E.T.words + 1, sizeof(uint64_t));
     E.xpart = malloc((size_t)(ntiles(m) * MAX_BLOCK) * sizeof(double));
     E.tmax = malloc((size_t)ntiles(m) * sizeof(float));
-    E.vpart = malloc((size_t)(ntiles(m) * n) * sizeof(float));
+    E.vpart = malloc((size_t)(ntiles(m) > 1 ? ntiles(m) * n : 1) * sizeof(float));
     if (!E.best_s || !E.best_t || !E.xpart || !E.tmax || !E.vpart) st = SC_ERR_NOMEM;
     if (!E.Rh || !E.RTh || !E.idx || !E.w || !E.tab || !E.pw || !E.pcoef || !E.partial || !E.panel || !E.amat)
         st = SC_ERR_NOMEM;
