@@ -268,13 +268,9 @@ def _skip_draws(state, count):
 
 
 def _sumsq(R):
-    """Sum of squares of a float32 array, in float64, a chunk at a time."""
-    flat = R.reshape(-1)
-    total = 0.0
-    for i in range(0, len(flat), AUTO_SAMPLE):
-        chunk = flat[i:i + AUTO_SAMPLE].astype(np.float64)
-        total += float(np.dot(chunk, chunk))
-    return total
+    """Sum of squares of a contiguous float32 array, accumulated in float64 (in C, without
+    the float64 copies of chunks a NumPy dot needs)."""
+    return _core.sumsq(R.reshape(-1))
 
 
 def _subtract(R, scale_exponent, init, sparse, tensorize, n_threads):

@@ -315,6 +315,11 @@ def kernel_sumsq(str isa, const float[::1] x):
     return K.sumsq(&x[0], x.shape[0]) if x.shape[0] else 0.0
 
 
+def sumsq(const float[::1] x):
+    """Sum of squares of x, accumulated in float64 by the active kernels."""
+    return _active.sumsq(&x[0], x.shape[0]) if x.shape[0] else 0.0
+
+
 # ---------------------------------------------------------------- decomposition
 
 cdef class _Progress:
