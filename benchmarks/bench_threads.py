@@ -76,9 +76,10 @@ def main(argv=None):
     print_table(["Size", "Width", "1 thread (s)", "Threads", "Time (s)", "Speedup",
                  "Goal", "Result", "Identical bits"], rows)
     print("For context, NumPy's A @ x on this machine (BLAS, same size): "
-          + ", ".join(f"{nt} thread{'s' if nt > 1 else ''} {1e3 * blas[nt]:.3f} ms ({blas[1] / blas[nt]:.2f}x)"
-                      for nt in counts) + ".")
+          + ", ".join(f"{nt} thread{'s' if nt > 1 else ''} {1e3 * blas[nt]:.3f} ms "
+                      f"({blas[1] / blas[nt]:.2f}x)" for nt in counts) + ".")
     write_json(args.json, records)
+
 
 def blas_matvec_time(n, threads):
     """Minimum time of NumPy float32 A @ x (n x n) with BLAS at `threads`, in a subprocess."""

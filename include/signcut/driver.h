@@ -30,8 +30,8 @@ static inline int sc_after_cut(const sc_params *p, int64_t width, double err, do
 
 /* Threads of a driver's sweeps. The sweeps run many short parallel steps: on cores shared
  * with other busy work, or on many cores for a small matrix, waiting for the threads can make
- * them many times slower than one thread. So the time per cut (flushes included) is measured
- * with one thread and with all (a block each) and the faster is used, one thread only when
+ * them many times slower than one thread. So the time per cut is measured with one thread
+ * and with all (a block each) and the faster is used, one thread only when
  * clearly faster (SC_PROBE_MARGIN: blocks differ in cost and a probe can be unlucky). The
  * slower count is measured again after SC_PROBE_EVERY blocks, after twice as many each time
  * it loses again (up to SC_MAX_PROBE_GAP), and a measurement already 1.5x slower than the
