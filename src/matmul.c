@@ -89,7 +89,9 @@ static void lut3_stage(const sc_kernels *K, float *out, int64_t rows, const uint
     sc_lut3_tables(tab, x, len);
     int par = nt > 1 && rows * nwords >= PAR_MIN_WORK;
     (void)par;
+#ifdef _OPENMP
 #pragma omp parallel for schedule(static) num_threads(nt) if (par)
+#endif
     for (int64_t r0 = 0; r0 < rows; r0 += ROW_CHUNK) {
         int64_t nr = min64(ROW_CHUNK, rows - r0);
         memset(out + r0, 0, (size_t)nr * sizeof(float));
@@ -112,7 +114,9 @@ static void lut_stage(const sc_kernels *K, float *out, int64_t rows, const uint3
     if (kblock < 1) kblock = 1;
     int par = nt > 1 && rows * nwords >= PAR_MIN_WORK;
     (void)par;
+#ifdef _OPENMP
 #pragma omp parallel num_threads(nt) if (par)
+#endif
     {
         int me = 0, nth = 1;
 #ifdef _OPENMP

@@ -67,6 +67,18 @@ def test_same_seed_same_bits_for_any_thread_count():
     assert not np.array_equal(other.signs[0], runs[0].signs[0])
 
 
+@pytest.mark.parametrize("opts", [dict(), dict(restarts=3, refine=1), dict(block_size=5)])
+def test_parallel_sweeps_match_one_thread(opts):
+    # Restarts, refinement and many flushes (block_size=5, where the thread probe also switches
+    # counts between blocks) give the same bits on any thread count.
+    A = gaussian((520, 640), seed=8)
+    r1 = signcut.decompose(A, width=40, seed=3, n_threads=1, **opts)
+    for nt in (2, 4):
+        r = signcut.decompose(A, width=40, seed=3, n_threads=nt, **opts)
+        for a, b in zip(r.signs + (r.coef, r.errors), r1.signs + (r1.coef, r1.errors)):
+            np.testing.assert_array_equal(a, b)
+
+
 def test_layouts_and_dtypes_give_the_same_result():
     A = gaussian((90, 70), seed=6, dtype=np.float64)
     base = signcut.decompose(A.astype(np.float32), width=30, seed=1)
