@@ -39,11 +39,20 @@ typedef struct {
     uint64_t *cand;      /* candidate signs (sign of img) */
     uint64_t *pend;      /* pending signs transposed: bit j of pend[i] set if cut j has -1 at i */
     int64_t *dots;       /* <pending sign j, bits> */
-    int64_t *new_dots;
     const uint16_t *rows;  /* float16 rows to add to the OTHER image when this side flips */
     int64_t ld;
     uint64_t *store;     /* signs of the pending cuts, (MAX_BLOCK, words) */
 } side_t;
+
+/* What one half step's flips do to the pending cuts' correction, as one thread works it out
+ * (see step_flips). */
+typedef struct {
+    int64_t nf, ngroups;      /* flips (or, negated, entries that did not flip); tables */
+    int negate;
+    int64_t new_dots[MAX_BLOCK];   /* <pending sign j, new signs> */
+    float pw[MAX_BLOCK];           /* weights of the pending cuts in the correction */
+    float tab[8 * SC_MAX_GROUPS];  /* their group tables */
+} flips_t;
 
 typedef struct {
     const sc_kernels *K;
@@ -53,12 +62,11 @@ typedef struct {
     float *R;
     uint16_t *Rh, *RTh;       /* float16 copies of R and R^T, scaled by 1 / hinv */
     float hinv;
-    int64_t *idx;             /* flipped positions */
-    float *w;                 /* flip weights */
-    float *tab;               /* group tables, 8 floats per group */
-    float *pw;                /* weights of the pending cuts in a correction */
+    int64_t *idx;             /* rows of R for v in a rebuild */
+    float *w;                 /* and their weights */
+    flips_t *fl;              /* per thread */
     float *pcoef;             /* coefficients of pending cuts */
-    double *partial;          /* per-tile partial sums */
+    double *partial;          /* per-tile partial sums, two sets (see alternate) */
     float *tmax;              /* per-tile largest magnitudes */
     float *vpart;             /* per-tile partials of v = R^T s, (ntiles(m), n) if > 1 tile */
     float *panel, *amat;      /* flush buffers */
@@ -69,73 +77,112 @@ typedef struct {
 
 static int64_t ntiles(int64_t len) { return (len + TILE - 1) / TILE; }
 
-/* Apply the flips of side Y (candidate -> current) to the image of side X, then take the
- * signs of X's image as X's candidate. Returns |img_X|_1, the value of (cand_X, bits_Y). */
-static double half_step(engine_t *E, side_t *Y, side_t *X) {
-    const sc_kernels *K = E->K;
-    int64_t nf = 0;
+#define FLIP_CHUNK 256           /* flipped rows listed at a time */
+
+/* The mask of Y's flipped entries in word q (with negate, of those that did not flip). */
+static inline uint64_t flip_word(const side_t *Y, int64_t q, int negate) {
+    uint64_t x = Y->cand[q] ^ Y->bits[q];
+    return negate ? ~x & (q + 1 < Y->words ? ~UINT64_C(0) : sc_tail_mask(Y->len)) : x;
+}
+
+/* How many entries of Y flip (candidate against current signs), and what that does to the
+ * pending cuts' correction of the other image, into *F. Every thread of a sweep can work it
+ * out alike: reads Y, writes only *F. */
+static void step_flips(const engine_t *E, const side_t *Y, flips_t *F) {
+    int64_t nf = 0, p = E->p;
     for (int64_t q = 0; q < Y->words; q++) nf += sc_popcount64(Y->cand[q] ^ Y->bits[q]);
     /* More than half of Y flips (a new start): negate X's image, the image of -y, and add the
      * entries that did not flip instead (y_new = -y_old + 2 y_new[f] e_f over those). */
     int negate = 2 * nf > Y->len;
-    /* locals: the build has -fno-strict-aliasing, so stores would reload fields of E and Y */
-    int64_t *idx = E->idx, *new_dots = Y->new_dots, *dots = Y->dots, p = E->p;
-    float *w = E->w, two = 2.0f * E->hinv;
-    const uint64_t *cand = Y->cand, *bits = Y->bits;
-    nf = 0;
-    for (int64_t q = 0; q < Y->words; q++) {
-        uint64_t x = cand[q] ^ bits[q];
-        if (negate) x = ~x & (q + 1 < Y->words ? ~UINT64_C(0) : sc_tail_mask(Y->len));
-        while (x) {
-            int b = sc_ctz64(x);
-            idx[nf] = 64 * q + b;
-            w[nf] = ((cand[q] >> b) & 1) ? -two : two;
-            nf++;
-            x &= x - 1;
-        }
-    }
-    int64_t ngroups = 0;
-    if (p > 0 && (nf > 0 || negate)) {
-        /* Change of <pending sign j of Y, signs of Y>, weighted by -c_j, drives X's correction. */
-        if (nf < Y->words && nf <= MAX_BLOCK && !negate) {
-            /* Few flips: d<sign_j, y> = sum over flips of (+-2) * sign_j[f], read from the
-             * transposed pending signs (integers: the same result as the popcounts). */
-            uint64_t pf[MAX_BLOCK];
-            int64_t d2[MAX_BLOCK], all = 0;
-            for (int64_t q = 0; q < nf; q++) {
-                pf[q] = Y->pend[idx[q]];
-                d2[q] = w[q] > 0 ? 2 : -2;
-                all += d2[q];
+    F->negate = negate;
+    F->nf = negate ? Y->len - nf : nf;
+    F->ngroups = 0;
+    if (p == 0 || (nf == 0 && !negate)) return;
+    /* Change of <pending sign j of Y, signs of Y>, weighted by -c_j, drives X's correction. */
+    const int64_t *dots = Y->dots;
+    int64_t *new_dots = F->new_dots;    /* locals: the build has -fno-strict-aliasing */
+    if (nf < Y->words && nf <= MAX_BLOCK && !negate) {
+        /* Few flips: d<sign_j, y> = sum over flips of (+-2) * sign_j[f], read from the
+         * transposed pending signs (integers: the same result as the popcounts). */
+        uint64_t pf[MAX_BLOCK];
+        int64_t d2[MAX_BLOCK], all = 0, k = 0;
+        for (int64_t q = 0; q < Y->words; q++)
+            for (uint64_t x = flip_word(Y, q, 0); x; x &= x - 1) {
+                int b = sc_ctz64(x);
+                pf[k] = Y->pend[64 * q + b];
+                d2[k] = ((Y->cand[q] >> b) & 1) ? -2 : 2;
+                all += d2[k++];
             }
-            for (int64_t j = 0; j < p; j++) {
-                int64_t neg = 0;      /* the flips where sign j is -1 */
-                for (int64_t q = 0; q < nf; q++) neg += d2[q] & -(int64_t)((pf[q] >> j) & 1);
-                new_dots[j] = dots[j] + all - 2 * neg;
-            }
-        } else {
-            K->sign_dots(new_dots, Y->store, Y->words, cand, Y->words, Y->len, p);
-        }
-        float *pw = E->pw;
-        const float *pcoef = E->pcoef;
         for (int64_t j = 0; j < p; j++) {
-            /* in double: a dot above 2^24 (a side of 16.7M entries) stays exact; the negated
-             * image holds +c_j <pending j, y_old>: take it out with the new dot */
-            int64_t d = negate ? new_dots[j] + dots[j] : new_dots[j] - dots[j];
-            pw[j] = (float)(-(double)pcoef[j] * (double)d);
-            dots[j] = new_dots[j];
+            int64_t neg = 0;      /* the flips where sign j is -1 */
+            for (int64_t i = 0; i < nf; i++) neg += d2[i] & -(int64_t)((pf[i] >> j) & 1);
+            new_dots[j] = dots[j] + all - 2 * neg;
         }
-        ngroups = sc_ngroups(p);
-        sc_group_tables(E->tab, pw, p);
+    } else {
+        E->K->sign_dots(new_dots, Y->store, Y->words, Y->cand, Y->words, Y->len, p);
     }
-    memcpy(Y->bits, Y->cand, (size_t)Y->words * sizeof(uint64_t));
+    const float *pcoef = E->pcoef;
+    float *pw = F->pw;
+    for (int64_t j = 0; j < p; j++) {
+        /* in double: a dot above 2^24 (a side of 16.7M entries) stays exact; the negated
+         * image holds +c_j <pending j, y_old>: take it out with the new dot */
+        int64_t d = negate ? new_dots[j] + dots[j] : new_dots[j] - dots[j];
+        pw[j] = (float)(-(double)pcoef[j] * (double)d);
+    }
+    F->ngroups = sc_ngroups(p);
+    sc_group_tables(F->tab, pw, p);
+}
 
+/* Y's dots with the pending cuts become those of its candidate (computed by step_flips). */
+static void step_commit_dots(const engine_t *E, side_t *Y, const flips_t *F) {
+    if (F->ngroups) memcpy(Y->dots, F->new_dots, (size_t)E->p * sizeof(int64_t));
+}
+
+/* One thread's tiles [t0, t1) of X: apply Y's flips (listed FLIP_CHUNK at a time, in order:
+ * each entry's FMA chain is the same for any split) and F's corrections to X's image, take its
+ * signs as X's candidate and |img| per tile into part. With lag_bits, X's candidate was applied
+ * by the step before: each tile first makes it X's current signs (nobody else reads them now). */
+static void step_tiles(const engine_t *E, const side_t *Y, side_t *X, const flips_t *F,
+                       int64_t t0, int64_t t1, double *part, int lag_bits) {
+    const sc_kernels *K = E->K;
+    if (t1 <= t0) return;
+    int64_t a = t0 * TILE, end = (t1 * TILE < X->len) ? t1 * TILE : X->len;
+    if (F->negate)
+        for (int64_t i = a; i < end; i++) X->img[i] = -X->img[i];
+    /* The thread streams the flipped rows over its whole run at once (long streams prefetch
+     * well); group lookups and signs go tile by tile. */
+    int64_t idx[FLIP_CHUNK], k = 0;
+    float w[FLIP_CHUNK], two = 2.0f * E->hinv;
+    for (int64_t q = 0; q < Y->words && F->nf; q++)
+        for (uint64_t x = flip_word(Y, q, F->negate); x; x &= x - 1) {
+            int b = sc_ctz64(x);
+            idx[k] = 64 * q + b;
+            w[k] = ((Y->cand[q] >> b) & 1) ? -two : two;
+            if (++k == FLIP_CHUNK) {
+                K->accum_rows_h(X->img + a, end - a, Y->rows + a, Y->ld, idx, w, k);
+                k = 0;
+            }
+        }
+    if (k) K->accum_rows_h(X->img + a, end - a, Y->rows + a, Y->ld, idx, w, k);
+    for (int64_t t = t0; t < t1; t++) {
+        int64_t c = t * TILE, len = (X->len - c < TILE) ? X->len - c : TILE;
+        if (lag_bits)
+            memcpy(X->bits + c / 64, X->cand + c / 64, (size_t)sc_words(len) * sizeof(uint64_t));
+        if (F->ngroups) K->group_apply(X->img + c, len, X->pend + c, F->tab, F->ngroups);
+        part[t] = K->pack_signs(X->cand + c / 64, X->img + c, len);
+    }
+}
+
+/* Apply the flips of side Y (candidate -> current) to the image of side X, then take the
+ * signs of X's image as X's candidate. Returns |img_X|_1, the value of (cand_X, bits_Y). */
+static double half_step(engine_t *E, side_t *Y, side_t *X) {
+    flips_t *F = &E->fl[0];
+    step_flips(E, Y, F);
     int64_t nt_tiles = ntiles(X->len);
-    int64_t work = (nf + ngroups + 4) * X->len;
+    int64_t work = (F->nf + F->ngroups + 4) * X->len;
     (void)work;
     int nthreads = (E->pr.nt > 1 && work >= PAR_MIN_WORK) ? E->pr.nt : 1;
     (void)nthreads;
-    /* Each thread takes a contiguous run of tiles and streams the flipped rows over its whole
-     * run at once (long streams prefetch well); group lookups and signs go tile by tile. */
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
 #endif
@@ -146,18 +193,10 @@ static double half_step(engine_t *E, side_t *Y, side_t *X) {
         t0 = nt_tiles * me / nth;
         t1 = nt_tiles * (me + 1) / nth;
 #endif
-        if (t1 > t0) {
-            int64_t a = t0 * TILE, end = (t1 * TILE < X->len) ? t1 * TILE : X->len;
-            if (negate)
-                for (int64_t i = a; i < end; i++) X->img[i] = -X->img[i];
-            if (nf) K->accum_rows_h(X->img + a, end - a, Y->rows + a, Y->ld, E->idx, E->w, nf);
-        }
-        for (int64_t t = t0; t < t1; t++) {
-            int64_t a = t * TILE, len = (X->len - a < TILE) ? X->len - a : TILE;
-            if (ngroups) K->group_apply(X->img + a, len, X->pend + a, E->tab, ngroups);
-            E->partial[t] = K->pack_signs(X->cand + a / 64, X->img + a, len);
-        }
+        step_tiles(E, Y, X, F, t0, t1, E->partial, 0);
     }
+    step_commit_dots(E, Y, F);
+    memcpy(Y->bits, Y->cand, (size_t)Y->words * sizeof(uint64_t));
     double val = 0.0;
     for (int64_t t = 0; t < nt_tiles; t++) val += E->partial[t];
     return val;
@@ -322,10 +361,10 @@ static void engine_free(engine_t *E) {
     side_t *sides[2] = {&E->S, &E->T};
     for (int i = 0; i < 2; i++) {
         side_t *X = sides[i];
-        free(X->img); free(X->bits); free(X->cand); free(X->pend); free(X->dots); free(X->new_dots);
+        free(X->img); free(X->bits); free(X->cand); free(X->pend); free(X->dots);
         free(X->store);
     }
-    free(E->Rh); free(E->RTh); free(E->idx); free(E->w); free(E->tab); free(E->pw); free(E->pcoef);
+    free(E->Rh); free(E->RTh); free(E->idx); free(E->w); free(E->fl); free(E->pcoef);
     free(E->partial); free(E->panel); free(E->amat); free(E->best_s); free(E->best_t);
     free(E->xpart); free(E->tmax); free(E->vpart);
 }
@@ -338,9 +377,8 @@ static int side_alloc(side_t *X, int64_t len) {
     X->cand = calloc((size_t)X->words, sizeof(uint64_t));
     X->pend = calloc((size_t)len, sizeof(uint64_t));
     X->dots = calloc(MAX_BLOCK, sizeof(int64_t));
-    X->new_dots = calloc(MAX_BLOCK, sizeof(int64_t));
     X->store = calloc((size_t)(MAX_BLOCK * X->words), sizeof(uint64_t));
-    return (X->img && X->bits && X->cand && X->pend && X->dots && X->new_dots && X->store)
+    return (X->img && X->bits && X->cand && X->pend && X->dots && X->store)
                ? SC_OK : SC_ERR_NOMEM;
 }
 
@@ -408,20 +446,72 @@ static double exact_value(engine_t *E) {
 }
 
 /* Alternate from the candidate signs of side Y (Y->cand) while the value |s^T R t| grows.
- * Returns the value of the signs left in S.bits and T.bits (the images match them). */
-static double alternate(engine_t *E, const sc_params *prm, side_t *Y) {
+ * Returns the value of the signs left in S.bits and T.bits (the images match them).
+ *
+ * With several threads and both sides of two tiles or more, the whole alternation is one
+ * parallel region with one barrier per half step (a region per half step costs a fork and a
+ * join). Each thread works out the flips itself (step_flips, step_tiles), applies them to its
+ * own tiles, and after the barrier adds the same partial sums in the same order: every thread
+ * takes the same decisions, and the bits are those of one thread. What the step after next
+ * reads is written between two barriers: a side's dots by thread 0 after the barrier, its bits
+ * by each tile's owner before the tile's candidate is overwritten (step_tiles' lag_bits). The
+ * partial sums alternate between two sets, so that a thread already in the next step does not
+ * overwrite a sum another still adds. */
+static double alternate(engine_t *E, const sc_params *prm, side_t *Y0) {
     double tol = prm->growth_tol > 0.0 ? prm->growth_tol : GROWTH_TOL;
-    double cur = 0.0;
-    side_t *X = (Y == &E->T) ? &E->S : &E->T;
-    for (int64_t h = 0;; h++) {
-        double val = half_step(E, Y, X);
-        /* Growth below float32 resolution is rounding noise in the images, not progress:
-         * counting it could cycle through flips without end. */
-        if ((h > 0 && !(val > cur * (1.0 + tol))) || h + 1 >= prm->max_sweeps) break;
-        cur = val;
-        side_t *tmp = X; X = Y; Y = tmp;
+    side_t *X0 = (Y0 == &E->T) ? &E->S : &E->T;
+    int64_t shortest = E->m < E->n ? E->m : E->n, stride = ntiles(E->m > E->n ? E->m : E->n);
+    if (E->pr.nt <= 1 || shortest < 2 * TILE) {
+        side_t *Y = Y0, *X = X0;
+        double cur = 0.0;
+        for (int64_t h = 0;; h++) {
+            double val = half_step(E, Y, X);
+            /* Growth below float32 resolution is rounding noise in the images, not progress:
+             * counting it could cycle through flips without end. */
+            if ((h > 0 && !(val > cur * (1.0 + tol))) || h + 1 >= prm->max_sweeps) break;
+            cur = val;
+            side_t *tmp = X; X = Y; Y = tmp;
+        }
+        return cur;
     }
-    return cur;
+    double result = 0.0;
+    side_t *last = Y0;        /* the side whose candidate the last step applied */
+#ifdef _OPENMP
+#pragma omp parallel num_threads(E->pr.nt)
+#endif
+    {
+        int me = 0, nth = 1;
+#ifdef _OPENMP
+        me = omp_get_thread_num();
+        nth = omp_get_num_threads();
+#endif
+        flips_t *F = &E->fl[me];
+        side_t *Y = Y0, *X = X0;
+        double cur = 0.0;
+        for (int64_t h = 0;; h++) {
+            step_flips(E, Y, F);
+            int64_t nt_tiles = ntiles(X->len);
+            double *part = E->partial + (h & 1) * stride;
+            step_tiles(E, Y, X, F, nt_tiles * me / nth, nt_tiles * (me + 1) / nth, part, h > 0);
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+            double val = 0.0;
+            for (int64_t t = 0; t < nt_tiles; t++) val += part[t];
+            if (me == 0) step_commit_dots(E, Y, F);
+            if ((h > 0 && !(val > cur * (1.0 + tol))) || h + 1 >= prm->max_sweeps) {
+                if (me == 0) {
+                    result = cur;
+                    last = Y;
+                }
+                break;
+            }
+            cur = val;
+            side_t *tmp = X; X = Y; Y = tmp;
+        }
+    }
+    memcpy(last->bits, last->cand, (size_t)last->words * sizeof(uint64_t));
+    return result;
 }
 
 /* Search a cut: the best of prm->restarts starts, the first from the previous cut's signs on
@@ -563,10 +653,9 @@ int sc_matrix_decompose(const sc_kernels *K, float *R, int64_t m, int64_t n,
     E.RTh = malloc((size_t)(m * n) * sizeof(uint16_t));
     E.idx = malloc((size_t)mx * sizeof(int64_t));
     E.w = malloc((size_t)mx * sizeof(float));
-    E.tab = malloc(8 * SC_MAX_GROUPS * sizeof(float));
-    E.pw = calloc(MAX_BLOCK, sizeof(float));
+    E.fl = calloc((size_t)E.pr.nt_max, sizeof(flips_t));
     E.pcoef = calloc(MAX_BLOCK, sizeof(float));
-    E.partial = calloc((size_t)ntiles(mx), sizeof(double));
+    E.partial = calloc((size_t)(2 * ntiles(mx)), sizeof(double));
     E.panel = malloc((size_t)(MAX_BLOCK * mx) * sizeof(float));
     E.amat = malloc((size_t)(MAX_BLOCK * mx) * sizeof(float));
     E.best_s = calloc((size_t)E.S.words + 1, sizeof(uint64_t));
@@ -575,7 +664,7 @@ int sc_matrix_decompose(const sc_kernels *K, float *R, int64_t m, int64_t n,
     E.tmax = malloc((size_t)ntiles(m) * sizeof(float));
     E.vpart = malloc((size_t)(ntiles(m) > 1 ? ntiles(m) * n : 1) * sizeof(float));
     if (!E.best_s || !E.best_t || !E.xpart || !E.tmax || !E.vpart) st = SC_ERR_NOMEM;
-    if (!E.Rh || !E.RTh || !E.idx || !E.w || !E.tab || !E.pw || !E.pcoef || !E.partial || !E.panel || !E.amat)
+    if (!E.Rh || !E.RTh || !E.idx || !E.w || !E.fl || !E.pcoef || !E.partial || !E.panel || !E.amat)
         st = SC_ERR_NOMEM;
     if (st) { engine_free(&E); return st; }
     E.S.rows = E.Rh;  E.S.ld = n;    /* flips of s add rows of R to v */
