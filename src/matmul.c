@@ -19,13 +19,12 @@
  * Every output row adds its lookups in a fixed order (words, then groups) whatever thread
  * computes it and whatever the instruction set: n_threads cannot change a bit, and the
  * scalar and AVX2 kernels give the same answer (the AVX-512 ones are written to). */
+#define _POSIX_C_SOURCE 200809L  /* driver.h's clock_gettime under -std=c11 */
 #include <stdlib.h>
 #include <string.h>
 #include "signcut/signcut.h"
 #include "signcut/common.h"
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include "signcut/driver.h"
 
 #define PB_MAX 64                 /* columns per table row */
 #ifndef TAB_BYTES
@@ -118,11 +117,7 @@ static void lut_stage(const sc_kernels *K, float *out, int64_t rows, const uint3
 #pragma omp parallel num_threads(nt) if (par)
 #endif
     {
-        int me = 0, nth = 1;
-#ifdef _OPENMP
-        me = omp_get_thread_num();
-        nth = omp_get_num_threads();
-#endif
+        int nth, me = sc_thread(&nth);
         int64_t per = 8 * ((rows / 8 + nth - 1) / nth);
         int64_t r0 = min64(rows, me * per), r1 = min64(rows, r0 + per);
         float *t = tab + (size_t)me * TAB_FLOATS(pb);

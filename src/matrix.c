@@ -20,9 +20,6 @@
 #include "signcut/signcut.h"
 #include "signcut/common.h"
 #include "signcut/driver.h"
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #define TILE 256                 /* entries per parallel tile, a multiple of 64 */
 #define PAR_MIN_WORK 4096       /* below this many float ops a step runs on one thread */
@@ -187,13 +184,8 @@ static double half_step(engine_t *E, side_t *Y, side_t *X) {
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
 #endif
     {
-        int64_t t0 = 0, t1 = nt_tiles;
-#ifdef _OPENMP
-        int nth = omp_get_num_threads(), me = omp_get_thread_num();
-        t0 = nt_tiles * me / nth;
-        t1 = nt_tiles * (me + 1) / nth;
-#endif
-        step_tiles(E, Y, X, F, t0, t1, E->partial, 0);
+        int nth, me = sc_thread(&nth);
+        step_tiles(E, Y, X, F, nt_tiles * me / nth, nt_tiles * (me + 1) / nth, E->partial, 0);
     }
     step_commit_dots(E, Y, F);
     memcpy(Y->bits, Y->cand, (size_t)Y->words * sizeof(uint64_t));
@@ -480,11 +472,7 @@ static double alternate(engine_t *E, const sc_params *prm, side_t *Y0) {
 #pragma omp parallel num_threads(E->pr.nt)
 #endif
     {
-        int me = 0, nth = 1;
-#ifdef _OPENMP
-        me = omp_get_thread_num();
-        nth = omp_get_num_threads();
-#endif
+        int nth, me = sc_thread(&nth);
         flips_t *F = &E->fl[me];
         side_t *Y = Y0, *X = X0;
         double cur = 0.0;

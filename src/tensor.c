@@ -28,9 +28,6 @@
 #include "signcut/signcut.h"
 #include "signcut/common.h"
 #include "signcut/driver.h"
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #define TILE 256                /* rows per parallel tile, a multiple of 64 */
 #define PAR_MIN_WORK 262144     /* below this many float ops a step runs on one thread */
@@ -170,12 +167,8 @@ static void side_sync(tengine_t *E, tside_t *X, tside_t *Y) {
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
 #endif
     {
-        int64_t chunks = (X->len + 15) / 16, c0 = 0, c1 = chunks;
-#ifdef _OPENMP
-        int nth = omp_get_num_threads(), me = omp_get_thread_num();
-        c0 = chunks * me / nth;
-        c1 = chunks * (me + 1) / nth;
-#endif
+        int nth, me = sc_thread(&nth);
+        int64_t chunks = (X->len + 15) / 16, c0 = chunks * me / nth, c1 = chunks * (me + 1) / nth;
         int64_t a = 16 * c0, end = (16 * c1 < X->len) ? 16 * c1 : X->len;
         if (complement)
             for (int64_t i = a; i < end; i++) X->img[i] = -X->img[i];
@@ -265,10 +258,8 @@ static double subtract_pending(tengine_t *E) {
 #pragma omp parallel for schedule(static) num_threads(E->pr.nt) if (E->pr.nt > 1 && P * cw * k >= PAR_MIN_WORK)
 #endif
         for (int64_t t = 0; t < nt_tiles; t++) {
-            int me = 0;
-#ifdef _OPENMP
-            me = omp_get_thread_num();
-#endif
+            int nth, me = sc_thread(&nth);
+            (void)nth;
             float *am = E->amat + (int64_t)me * TILE * MAX_BLOCK;
             int64_t r0 = t * TILE, nr = (P - r0 < TILE) ? P - r0 : TILE;
             for (int64_t r = 0; r < nr; r++)

@@ -4,6 +4,21 @@
 
 #include <time.h>
 #include "signcut/signcut.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* Inside a parallel region: this thread's number, and the team's size in *nth (0 and 1 in a
+ * build without OpenMP). */
+static inline int sc_thread(int *nth) {
+#ifdef _OPENMP
+    *nth = omp_get_num_threads();
+    return omp_get_thread_num();
+#else
+    *nth = 1;
+    return 0;
+#endif
+}
 
 /* Monotonic wall time in seconds. */
 static inline double sc_now_seconds(void) {
