@@ -19,43 +19,68 @@ static inline unsigned byte_at(const uint64_t *bits, int64_t i) {  /* i multiple
     return (unsigned)((bits[i >> 6] >> (i & 63)) & 255);
 }
 
-/* Prefetch distance in floats for the row streams of accum_rows (measured: 1 KiB ahead). */
+/* Prefetch distance in floats for the float32 row streams of accum_rows (measured: 1 KiB
+ * ahead). The float16 rows of accum_rows_h go without: measured 10-14% faster at 1024 and 4096
+ * (the hardware prefetchers follow the eight streams; the prefetches took load slots). */
 #define PF_DIST 256
-static void accum_rows(float *y, int64_t len, const float *rows, int64_t ld,
-                       const int64_t *idx, const float *w, int64_t k) {
-    /* Eight rows per pass over y: eight concurrent read streams and one load/store of y per
-     * eight FMAs. The FMA chain of each entry runs over the rows in order. */
+
+/* Entries i..i+7 of a float32 (half = 0) or float16 (half = 1) row, and entry i alone. */
+static inline __attribute__((always_inline)) __m256 row_load(const void *r, int64_t i, int half) {
+    return half ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)r + i)))
+                : _mm256_loadu_ps((const float *)r + i);
+}
+static inline __attribute__((always_inline)) float row_at(const void *r, int64_t i, int half) {
+    return half ? sc_half_to_float(((const uint16_t *)r)[i]) : ((const float *)r)[i];
+}
+
+/* y += sum_q w[q] * rows[idx[q]] over float32 or float16 rows (elem bytes apart per entry).
+ * Eight rows per pass over y: eight concurrent read streams and one load/store of y per eight
+ * FMAs. The FMA chain of each entry runs over the rows in order. */
+static inline __attribute__((always_inline)) void accum_body(
+        float *y, int64_t len, const char *rows, int64_t ld, const int64_t *idx, const float *w,
+        int64_t k, const int half) {
+    const int64_t elem = half ? 2 : 4;
     int64_t q = 0;
     for (; q + 8 <= k; q += 8) {
-        const float *r[8];
+        const char *r[8];
         __m256 wv[8];
         for (int j = 0; j < 8; j++) {
-            r[j] = rows + idx[q + j] * ld;
+            r[j] = rows + idx[q + j] * ld * elem;
             wv[j] = _mm256_set1_ps(w[q + j]);
         }
         int64_t i = 0;
         for (; i + 8 <= len; i += 8) {
             __m256 a = _mm256_loadu_ps(y + i);
             for (int j = 0; j < 8; j++) {
-                _mm_prefetch((const char *)(r[j] + i + PF_DIST), _MM_HINT_T0);
-                a = _mm256_fmadd_ps(wv[j], _mm256_loadu_ps(r[j] + i), a);
+                if (!half) _mm_prefetch(r[j] + (i + PF_DIST) * elem, _MM_HINT_T0);
+                a = _mm256_fmadd_ps(wv[j], row_load(r[j], i, half), a);
             }
             _mm256_storeu_ps(y + i, a);
         }
         for (; i < len; i++) {
             float a = y[i];
-            for (int j = 0; j < 8; j++) a = fmaf(w[q + j], r[j][i], a);
+            for (int j = 0; j < 8; j++) a = fmaf(w[q + j], row_at(r[j], i, half), a);
             y[i] = a;
         }
     }
     for (; q < k; q++) {
-        const float *r0 = rows + idx[q] * ld;
+        const char *r0 = rows + idx[q] * ld * elem;
         __m256 w0 = _mm256_set1_ps(w[q]);
         int64_t i = 0;
         for (; i + 8 <= len; i += 8)
-            _mm256_storeu_ps(y + i, _mm256_fmadd_ps(w0, _mm256_loadu_ps(r0 + i), _mm256_loadu_ps(y + i)));
-        for (; i < len; i++) y[i] = fmaf(w[q], r0[i], y[i]);
+            _mm256_storeu_ps(y + i, _mm256_fmadd_ps(w0, row_load(r0, i, half), _mm256_loadu_ps(y + i)));
+        for (; i < len; i++) y[i] = fmaf(w[q], row_at(r0, i, half), y[i]);
     }
+}
+
+static void accum_rows(float *y, int64_t len, const float *rows, int64_t ld,
+                       const int64_t *idx, const float *w, int64_t k) {
+    accum_body(y, len, (const char *)rows, ld, idx, w, k, 0);
+}
+
+static void accum_rows_h(float *y, int64_t len, const uint16_t *rows, int64_t ld,
+                         const int64_t *idx, const float *w, int64_t k) {
+    accum_body(y, len, (const char *)rows, ld, idx, w, k, 1);
 }
 
 static void signs_matvec(float *y, int64_t len, const uint64_t *bits, int64_t wpr,
@@ -304,46 +329,6 @@ void sc_avx2_transpose(float *dst, int64_t ldd, const float *src, int64_t lds,
         }
         for (; c < cols; c++)
             for (int64_t r = r0; r < r1; r++) dst[c * ldd + r] = src[r * lds + c];
-    }
-}
-
-/* accum_rows over float16 rows (half the bytes of the float32 stream). No software prefetch:
- * measured 10-14% faster without at 1024 and 4096 (the hardware prefetchers follow the eight
- * streams; the prefetches took load slots). */
-static void accum_rows_h(float *y, int64_t len, const uint16_t *rows, int64_t ld,
-                         const int64_t *idx, const float *w, int64_t k) {
-    int64_t q = 0;
-    for (; q + 8 <= k; q += 8) {
-        const uint16_t *r[8];
-        __m256 wv[8];
-        for (int j = 0; j < 8; j++) {
-            r[j] = rows + idx[q + j] * ld;
-            wv[j] = _mm256_set1_ps(w[q + j]);
-        }
-        int64_t i = 0;
-        for (; i + 8 <= len; i += 8) {
-            __m256 a = _mm256_loadu_ps(y + i);
-            for (int j = 0; j < 8; j++) {
-                __m256 x = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(r[j] + i)));
-                a = _mm256_fmadd_ps(wv[j], x, a);
-            }
-            _mm256_storeu_ps(y + i, a);
-        }
-        for (; i < len; i++) {
-            float a = y[i];
-            for (int j = 0; j < 8; j++) a = fmaf(w[q + j], sc_half_to_float(r[j][i]), a);
-            y[i] = a;
-        }
-    }
-    for (; q < k; q++) {
-        const uint16_t *r0 = rows + idx[q] * ld;
-        __m256 w0 = _mm256_set1_ps(w[q]);
-        int64_t i = 0;
-        for (; i + 8 <= len; i += 8) {
-            __m256 x = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(r0 + i)));
-            _mm256_storeu_ps(y + i, _mm256_fmadd_ps(w0, x, _mm256_loadu_ps(y + i)));
-        }
-        for (; i < len; i++) y[i] = fmaf(w[q], sc_half_to_float(r0[i]), y[i]);
     }
 }
 

@@ -11,6 +11,19 @@ def isa(request):
     return request.param
 
 
+def on_every_kernel_set(fn):
+    """[fn() with each kernel set the CPU supports], scalar first; the chosen set is restored."""
+    prev = _core.use_kernels("scalar")
+    try:
+        out = []
+        for name in ISAS:
+            _core.use_kernels(name)
+            out.append(fn())
+        return out
+    finally:
+        _core.use_kernels(prev)
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)

@@ -10,6 +10,7 @@ from hypothesis.extra.numpy import arrays
 
 import signcut
 from signcut import _core
+from conftest import on_every_kernel_set
 from reference import greedy, pack, unpack
 
 
@@ -280,14 +281,7 @@ def test_cpu_override():
 
 def test_every_kernel_set_decomposes_alike(rng):
     A = gaussian((150, 170), seed=13)
-    results = []
-    prev = _core.use_kernels("scalar")
-    try:
-        for isa in _core.supported_kernels():
-            _core.use_kernels(isa)
-            results.append(signcut.decompose(A, width=40, seed=2))
-    finally:
-        _core.use_kernels(prev)
+    results = on_every_kernel_set(lambda: signcut.decompose(A, width=40, seed=2))
     for r in results[1:]:
         assert r.rel_error == pytest.approx(results[0].rel_error, rel=0.02)
 

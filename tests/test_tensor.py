@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 import signcut
+from conftest import on_every_kernel_set
 from reference import greedy_tensor
 
 
@@ -211,14 +212,7 @@ def test_engine_rejects_bad_block_size():
 
 def test_every_kernel_set_decomposes_tensors_alike():
     X = gaussian((12, 17, 9, 5), seed=14)
-    results = []
-    prev = _core.use_kernels("scalar")
-    try:
-        for isa in _core.supported_kernels():
-            _core.use_kernels(isa)
-            results.append(signcut.decompose(X, width=100, seed=2))
-    finally:
-        _core.use_kernels(prev)
+    results = on_every_kernel_set(lambda: signcut.decompose(X, width=100, seed=2))
     for r in results[1:]:
         assert r.rel_error == pytest.approx(results[0].rel_error, rel=0.01)
 
