@@ -31,8 +31,8 @@ cdef extern from "signcut/signcut.h" nogil:
         void (*accum_rows_h)(float *y, int64_t len, const uint16_t *rows, int64_t ld,
                              const int64_t *idx, const float *w, int64_t k)
         void (*to_half)(uint16_t *dst, const float *src, int64_t len, float scale)
-        void (*transpose_h)(uint16_t *dst, int64_t ldd, const float *src, int64_t lds,
-                            int64_t rows, int64_t cols, float scale)
+        void (*transpose16)(uint16_t *dst, int64_t ldd, const uint16_t *src, int64_t lds,
+                            int64_t rows, int64_t cols)
         float (*absmax)(const float *x, int64_t len)
         void (*lut3_rows)(float *out, int64_t rows, const uint32_t *lanes, int64_t ldl,
                           const float *tab, int64_t nwords)

@@ -223,15 +223,16 @@ def kernel_to_half(str isa, const float[::1] x, float scale):
     return np.asarray(out)
 
 
-def kernel_transpose_h(str isa, cnp.ndarray src, float scale):
-    """float16(scale * src).T as uint16 bits, C-contiguous."""
+def kernel_transpose16(str isa, const uint16_t[:, :] src):
+    """src.T (16-bit entries, rows of src contiguous) as a C-contiguous array."""
     cdef const sc_kernels *K = _get(isa)
-    cdef int64_t lds = _ld(src)
     cdef int64_t rows = src.shape[0], cols = src.shape[1]
+    if cols > 1 and src.strides[1] != 2 or src.strides[0] % 2 or src.strides[0] < 0:
+        raise ValueError("expected a 2-D uint16 array with contiguous rows")
     out = np.zeros((cols, rows), np.uint16)
+    cdef uint16_t[:, ::1] o = out
     if rows and cols:
-        K.transpose_h(<uint16_t *>cnp.PyArray_DATA(out), rows, <const float *>cnp.PyArray_DATA(src),
-                      lds, rows, cols, scale)
+        K.transpose16(&o[0, 0], rows, &src[0, 0], src.strides[0] // 2, rows, cols)
     return out
 
 

@@ -343,24 +343,38 @@ void sc_avx2_to_half(uint16_t *dst, const float *src, int64_t len, float scale) 
     for (; i < len; i++) dst[i] = sc_float_to_half(scale * src[i]);
 }
 
-void sc_avx2_transpose_h(uint16_t *dst, int64_t ldd, const float *src, int64_t lds,
-                         int64_t rows, int64_t cols, float scale) {
-    float tmp[64];
+/* 8 x 8 blocks of 16-bit entries in registers: three rounds of unpacks. */
+void sc_avx2_transpose16(uint16_t *dst, int64_t ldd, const uint16_t *src, int64_t lds,
+                         int64_t rows, int64_t cols) {
     for (int64_t r0 = 0; r0 < rows; r0 += 256) {
         int64_t r1 = (rows - r0 < 256) ? rows : r0 + 256;
         int64_t c = 0;
         for (; c + 8 <= cols; c += 8) {
             int64_t r = r0;
             for (; r + 8 <= r1; r += 8) {
-                transpose8(tmp, 8, src + r * lds + c, lds);
-                for (int j = 0; j < 8; j++) sc_avx2_to_half(dst + (c + j) * ldd + r, tmp + 8 * j, 8, scale);
+                const uint16_t *s = src + r * lds + c;
+                __m128i a[8], b[8];
+                for (int j = 0; j < 8; j++) a[j] = _mm_loadu_si128((const __m128i *)(s + j * lds));
+                for (int j = 0; j < 4; j++) {
+                    b[2 * j] = _mm_unpacklo_epi16(a[2 * j], a[2 * j + 1]);
+                    b[2 * j + 1] = _mm_unpackhi_epi16(a[2 * j], a[2 * j + 1]);
+                }
+                /* b[2j] holds columns 0-3 of rows 2j, 2j+1 interleaved; b[2j+1] columns 4-7 */
+                for (int h = 0; h < 2; h++) {
+                    __m128i p0 = _mm_unpacklo_epi32(b[h], b[2 + h]), p1 = _mm_unpackhi_epi32(b[h], b[2 + h]);
+                    __m128i p2 = _mm_unpacklo_epi32(b[4 + h], b[6 + h]), p3 = _mm_unpackhi_epi32(b[4 + h], b[6 + h]);
+                    uint16_t *d = dst + (c + 4 * h) * ldd + r;
+                    _mm_storeu_si128((__m128i *)d, _mm_unpacklo_epi64(p0, p2));
+                    _mm_storeu_si128((__m128i *)(d + ldd), _mm_unpackhi_epi64(p0, p2));
+                    _mm_storeu_si128((__m128i *)(d + 2 * ldd), _mm_unpacklo_epi64(p1, p3));
+                    _mm_storeu_si128((__m128i *)(d + 3 * ldd), _mm_unpackhi_epi64(p1, p3));
+                }
             }
             for (; r < r1; r++)
-                for (int64_t cc = c; cc < c + 8; cc++)
-                    dst[cc * ldd + r] = sc_float_to_half(scale * src[r * lds + cc]);
+                for (int64_t cc = c; cc < c + 8; cc++) dst[cc * ldd + r] = src[r * lds + cc];
         }
         for (; c < cols; c++)
-            for (int64_t r = r0; r < r1; r++) dst[c * ldd + r] = sc_float_to_half(scale * src[r * lds + c]);
+            for (int64_t r = r0; r < r1; r++) dst[c * ldd + r] = src[r * lds + c];
     }
 }
 
@@ -466,6 +480,6 @@ void sc_avx2_lut3_rows(float *out, int64_t rows, const uint32_t *lanes, int64_t 
 const sc_kernels sc_kernels_avx2 = {
     "avx2", accum_rows, signs_matvec, signs_rmatvec, rank_update,
     pack_signs, unpack_signs, sign_dots, sumsq, group_apply, sc_avx2_transpose,
-    accum_rows_h, sc_avx2_to_half, sc_avx2_transpose_h, sc_avx2_absmax, sc_avx2_lut3_rows,
+    accum_rows_h, sc_avx2_to_half, sc_avx2_transpose16, sc_avx2_absmax, sc_avx2_lut3_rows,
     sc_avx2_lut_rows,
 };

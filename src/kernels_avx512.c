@@ -323,5 +323,5 @@ static void lut3_rows(float *out, int64_t rows, const uint32_t *lanes, int64_t l
 const sc_kernels sc_kernels_avx512 = {
     "avx512", accum_rows, signs_matvec, signs_rmatvec, rank_update,
     pack_signs, unpack_signs, sign_dots, sumsq, group_apply, sc_avx2_transpose,
-    accum_rows_h, sc_avx2_to_half, sc_avx2_transpose_h, sc_avx2_absmax, lut3_rows, lut_rows,
+    accum_rows_h, sc_avx2_to_half, sc_avx2_transpose16, sc_avx2_absmax, lut3_rows, lut_rows,
 };

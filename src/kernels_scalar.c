@@ -105,14 +105,13 @@ static void to_half(uint16_t *dst, const float *src, int64_t len, float scale) {
     for (int64_t i = 0; i < len; i++) dst[i] = sc_float_to_half(scale * src[i]);
 }
 
-static void transpose_h(uint16_t *dst, int64_t ldd, const float *src, int64_t lds,
-                        int64_t rows, int64_t cols, float scale) {
+static void transpose16(uint16_t *dst, int64_t ldd, const uint16_t *src, int64_t lds,
+                        int64_t rows, int64_t cols) {
     for (int64_t r0 = 0; r0 < rows; r0 += 16)
         for (int64_t c0 = 0; c0 < cols; c0 += 16) {
             int64_t r1 = (rows - r0 < 16) ? rows : r0 + 16, c1 = (cols - c0 < 16) ? cols : c0 + 16;
             for (int64_t r = r0; r < r1; r++)
-                for (int64_t c = c0; c < c1; c++)
-                    dst[c * ldd + r] = sc_float_to_half(scale * src[r * lds + c]);
+                for (int64_t c = c0; c < c1; c++) dst[c * ldd + r] = src[r * lds + c];
         }
 }
 
@@ -138,5 +137,5 @@ static void lut_rows(float *out, int64_t rows, const uint32_t *lanes, int64_t ld
 const sc_kernels sc_kernels_scalar = {
     "scalar", accum_rows, signs_matvec, signs_rmatvec, rank_update,
     pack_signs, unpack_signs, sign_dots, sumsq, group_apply, transpose,
-    accum_rows_h, to_half, transpose_h, absmax, sc_lut3_rows, lut_rows,
+    accum_rows_h, to_half, transpose16, absmax, sc_lut3_rows, lut_rows,
 };

@@ -163,11 +163,12 @@ def test_to_half_edge_values(isa):
     np.testing.assert_array_equal(_core.kernel_to_half(isa, x, 1.0), expect)
 
 
-@pytest.mark.parametrize("shape", [(1, 1), (3, 5), (8, 8), (9, 17), (64, 63), (300, 40)])
-def test_transpose_h(isa, rng, shape):
-    big = rng.standard_normal((shape[0], shape[1] + 3)).astype(np.float32)
-    view = big[:, 1:1 + shape[1]]
-    np.testing.assert_array_equal(_core.kernel_transpose_h(isa, view, 256.0), _half_bits(view * 256.0).T)
+@pytest.mark.parametrize("shape", [(0, 3), (1, 1), (3, 5), (8, 8), (9, 17), (64, 63), (300, 40),
+                                   (16, 1000), (1000, 16)])
+def test_transpose16(isa, rng, shape):
+    big = rng.integers(0, 2**16, size=(shape[0], shape[1] + 3)).astype(np.uint16)
+    view = big[:, 1:1 + shape[1]]            # rows with a stride: a non-contiguous view
+    np.testing.assert_array_equal(_core.kernel_transpose16(isa, view), view.T)
 
 
 @pytest.mark.parametrize("length", SIZES)

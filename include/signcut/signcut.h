@@ -59,9 +59,9 @@ typedef struct sc_kernels {
                          const int64_t *idx, const float *w, int64_t k);
     /* dst[0:len] = half(scale * src[0:len]), rounded to nearest even. */
     void (*to_half)(uint16_t *dst, const float *src, int64_t len, float scale);
-    /* dst[c*ldd + r] = half(scale * src[r*lds + c]) for r < rows, c < cols. */
-    void (*transpose_h)(uint16_t *dst, int64_t ldd, const float *src, int64_t lds,
-                        int64_t rows, int64_t cols, float scale);
+    /* dst[c*ldd + r] = src[r*lds + c] for r < rows, c < cols (16-bit entries: float16 bits). */
+    void (*transpose16)(uint16_t *dst, int64_t ldd, const uint16_t *src, int64_t lds,
+                        int64_t rows, int64_t cols);
     /* max |x[i]| over [0, len) (0 for len 0). */
     float (*absmax)(const float *x, int64_t len);
     /* out[r] += tab[88k + 8q + ((word k of row r >> 3q) & 7)] summed over words k < nwords and
@@ -87,8 +87,8 @@ extern const sc_kernels sc_kernels_avx512;
 void sc_avx2_transpose(float *dst, int64_t ldd, const float *src, int64_t lds,
                        int64_t rows, int64_t cols);
 void sc_avx2_to_half(uint16_t *dst, const float *src, int64_t len, float scale);
-void sc_avx2_transpose_h(uint16_t *dst, int64_t ldd, const float *src, int64_t lds,
-                         int64_t rows, int64_t cols, float scale);
+void sc_avx2_transpose16(uint16_t *dst, int64_t ldd, const uint16_t *src, int64_t lds,
+                         int64_t rows, int64_t cols);
 float sc_avx2_absmax(const float *x, int64_t len);
 /* The AVX2 lut3_rows and lut_rows, which the AVX-512 kernels use for a last odd block of 8
  * rows and for rows of tables not a multiple of 16 floats wide. */
