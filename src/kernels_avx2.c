@@ -361,8 +361,10 @@ void sc_avx2_transpose16(uint16_t *dst, int64_t ldd, const uint16_t *src, int64_
                 }
                 /* b[2j] holds columns 0-3 of rows 2j, 2j+1 interleaved; b[2j+1] columns 4-7 */
                 for (int h = 0; h < 2; h++) {
-                    __m128i p0 = _mm_unpacklo_epi32(b[h], b[2 + h]), p1 = _mm_unpackhi_epi32(b[h], b[2 + h]);
-                    __m128i p2 = _mm_unpacklo_epi32(b[4 + h], b[6 + h]), p3 = _mm_unpackhi_epi32(b[4 + h], b[6 + h]);
+                    __m128i p0 = _mm_unpacklo_epi32(b[h], b[2 + h]);
+                    __m128i p1 = _mm_unpackhi_epi32(b[h], b[2 + h]);
+                    __m128i p2 = _mm_unpacklo_epi32(b[4 + h], b[6 + h]);
+                    __m128i p3 = _mm_unpackhi_epi32(b[4 + h], b[6 + h]);
                     uint16_t *d = dst + (c + 4 * h) * ldd + r;
                     _mm_storeu_si128((__m128i *)d, _mm_unpacklo_epi64(p0, p2));
                     _mm_storeu_si128((__m128i *)(d + ldd), _mm_unpackhi_epi64(p0, p2));
