@@ -35,12 +35,7 @@ def sign_lanes(bits, d):
     """Packed rows ``(rows, ceil(d / 64))`` uint64 -> the lane layout the C products read:
     ``(ceil(rows / 8), ceil(d / 32), 8)`` uint32, where ``[b, k, i]`` is 32-bit word ``k`` of row
     ``8 b + i`` (rows past the end zero). Same size as the packed rows, up to padding."""
-    words = np.ascontiguousarray(bits, dtype="<u8").view("<u4")[:, :(d + 31) // 32]
-    rows, nw = words.shape
-    blocks = (rows + 7) // 8
-    padded = np.zeros((8 * blocks, nw), np.uint32)
-    padded[:rows] = words
-    return np.ascontiguousarray(padded.reshape(blocks, 8, nw).transpose(0, 2, 1))
+    return _core.bits_lanes(np.ascontiguousarray(bits, dtype=np.uint64), d)
 
 
 def popcounts(bits):

@@ -102,6 +102,7 @@ cdef extern from "signcut/signcut.h" nogil:
 
     void sc_bits_transpose(uint64_t *out, const uint64_t *bits, int64_t rows, int64_t wpr,
                            int64_t len)
+    void sc_bits_lanes(uint32_t *out, const uint64_t *bits, int64_t rows, int64_t wpr, int64_t len)
     int sc_matrix_matmul(const sc_kernels *K, float *y, int64_t ldy, const float *x, int64_t ldx,
                          int64_t p, int64_t m, int64_t n, const uint32_t *t_lanes,
                          const uint32_t *st_lanes, const float *coef, int64_t width,

@@ -285,6 +285,19 @@ def bits_transpose(const uint64_t[:, ::1] bits, int64_t length):
     return out
 
 
+def bits_lanes(const uint64_t[:, ::1] bits, int64_t length):
+    """(rows, ceil(length/64)) packed sign rows -> their lane layout (ceil(rows/8),
+    ceil(length/32), 8) uint32 (see signcut.h)."""
+    _check_bits(bits, length)
+    cdef int64_t rows = bits.shape[0]
+    out = np.empty(((rows + 7) // 8, (length + 31) // 32, 8), np.uint32)
+    cdef uint32_t[:, :, ::1] o = out
+    if out.size:
+        with nogil:
+            sc_bits_lanes(&o[0, 0, 0], &bits[0, 0], rows, bits.shape[1], length)
+    return out
+
+
 def matrix_matmul(float[:, ::1] y, const float[:, ::1] x, const uint32_t[:, :, ::1] t_lanes,
                   const uint32_t[:, :, ::1] st_lanes, const float[::1] coef, int n_threads=1,
                   str isa=None):

@@ -66,6 +66,21 @@ void sc_bits_transpose(uint64_t *out, const uint64_t *bits, int64_t rows, int64_
     }
 }
 
+void sc_bits_lanes(uint32_t *out, const uint64_t *bits, int64_t rows, int64_t wpr, int64_t len) {
+    int64_t nw = (len + 31) / 32, blocks = (rows + 7) / 8;
+    for (int64_t b = 0; b < blocks; b++) {     /* a block's 8 x nw words are written in cache */
+        uint32_t *o = out + b * 8 * nw;
+        for (int64_t i = 0; i < 8; i++) {
+            const uint64_t *row = bits + (8 * b + i) * wpr;
+            if (8 * b + i >= rows) {
+                for (int64_t k = 0; k < nw; k++) o[8 * k + i] = 0;
+                continue;
+            }
+            for (int64_t k = 0; k < nw; k++) o[8 * k + i] = (uint32_t)(row[k / 2] >> (32 * (k & 1)));
+        }
+    }
+}
+
 /* tab[b*pb + c] = sum_{i<4} (bit i of b ? -1 : 1) * x[i*pb + c], each entry from an earlier
  * one by one subtraction (at most six roundings). */
 static void build_table(float *tab, const float *x, int64_t pb) {

@@ -197,6 +197,10 @@ void sc_bits_transpose(uint64_t *out, const uint64_t *bits, int64_t rows, int64_
  * (entries 32k..32k+31, bit set = -1) of row r = 8b + r % 8; ldl = 8 * words per row, rows
  * past the end are zero. */
 
+/* out (ceil(rows/8), ceil(len/32), 8) = the lane layout of `rows` packed sign rows (wpr
+ * words apart) of len entries. */
+void sc_bits_lanes(uint32_t *out, const uint64_t *bits, int64_t rows, int64_t wpr, int64_t len);
+
 /* y (m x p, leading dimension ldy) = S diag(coef) T^T x for x (n x p, leading dimension ldx),
  * never expanding S or T: t_lanes is T (width rows of n signs) and st_lanes S transposed
  * (m rows of width signs), both in lane layout. Up to 6 columns go one at a time through
