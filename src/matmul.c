@@ -71,11 +71,11 @@ void sc_bits_lanes(uint32_t *out, const uint64_t *bits, int64_t rows, int64_t wp
     for (int64_t b = 0; b < blocks; b++) {     /* a block's 8 x nw words are written in cache */
         uint32_t *o = out + b * 8 * nw;
         for (int64_t i = 0; i < 8; i++) {
-            const uint64_t *row = bits + (8 * b + i) * wpr;
             if (8 * b + i >= rows) {
                 for (int64_t k = 0; k < nw; k++) o[8 * k + i] = 0;
                 continue;
             }
+            const uint64_t *row = bits + (8 * b + i) * wpr;
             for (int64_t k = 0; k < nw; k++) o[8 * k + i] = (uint32_t)(row[k / 2] >> (32 * (k & 1)));
         }
     }

@@ -242,7 +242,8 @@ static void rank_block(const sc_kernels *K, int nt, float *out, int64_t m, int64
  * rows in strips of SC_RU_ROWS: the rank update of the strip, then while it is in cache its
  * squares, its largest magnitude, u = R t on its rows and the tile's partial of v = R^T s. Pass 2
  * converts R to its float16 copy, scaled by the power of two that puts the largest entry just
- * below 2^15, and transposes that into the copy of R^T. Per-tile partial sums are added in tile order (the same bits for any thread count). */
+ * below 2^15, and transposes that into the copy of R^T. Per-tile partial sums are added in
+ * tile order (the same bits for any thread count). */
 static double rebuild(engine_t *E, int64_t k) {
     const sc_kernels *K = E->K;
     int64_t m = E->m, n = E->n, rt = ntiles(m);
