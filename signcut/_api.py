@@ -446,8 +446,12 @@ def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_
     R = np.empty(arr.shape, dtype=np.float32)
     np.multiply(arr, np.ldexp(1.0, -exponent), out=R, casting="unsafe")
     if sparse is None and init is None:
+        # rtol >= 1 is met by no cut at all (the error of the zero approximation is 1)
+        met = rtol is not None and rtol >= 1.0
         signs, coef, errors, norm, stopped_by = _run_engine(
-            R, max_width, rtol, max_seconds, block_size, n_threads, state, callback, search)
+            R, 0 if met else max_width, rtol, max_seconds, block_size, n_threads, state,
+            callback, search)
+        stopped_by = "rtol" if met else stopped_by
         del R
         coef = np.ldexp(coef, exponent).astype(np.float32)
         norm = float(np.ldexp(norm, exponent))

@@ -148,6 +148,11 @@ def test_budgets():
     assert both.width == 3 and both.stopped_by == "width"
     timed = signcut.decompose(gaussian((400, 400)), max_seconds=0.05, seed=0)
     assert timed.stopped_by == "max_seconds" and timed.width >= 1
+    # rtol >= 1 is met before any cut, as with init= or a sparse part (tests/test_continue.py)
+    for kwargs in ({}, {"outliers": 0.01}):
+        met = signcut.decompose(A, rtol=1.0, width=5, seed=0, **kwargs)
+        assert met.width == 0 and met.stopped_by == "rtol"
+    assert signcut.decompose(A, rtol=0.999, seed=0).width >= 1
 
 
 def test_callback():
