@@ -233,10 +233,7 @@ def cmd_image(args):
               f"cuts ({result.nbytes} bytes stored{psnr})")
         return 0
 
-    if _image_format(output) is not None:                  # encode
-        raise UsageError(f"cannot write {output!r}: encoding writes a signcut file, not a "
-                         f"picture; use an extension such as .sct")
-    try:
+    try:                                                   # encode
         with Image.open(source) as im:
             im.load()
             picture = im.copy()
@@ -245,6 +242,9 @@ def cmd_image(args):
                          f"signcut file") from None
     except Image.DecompressionBombError as exc:
         raise UsageError(f"cannot read {source!r}: {exc}") from None
+    if _image_format(output) is not None:  # after reading: a broken .sct gets the right message
+        raise UsageError(f"cannot write {output!r}: encoding writes a signcut file, not a "
+                         f"picture; use an extension such as .sct")
     if picture.width == 0 or picture.height == 0:
         raise UsageError(f"{source!r} is an empty picture ({picture.width} x {picture.height})")
     budget = {"ratio": args.ratio, "bits_per_pixel": args.bits_per_pixel, "width": args.width}

@@ -190,6 +190,7 @@ def bad_cases(tmp_path, png):
         ("encoding to a picture name", ["image", png, "-o", tmp_path / "o.png"]),
         ("decoding to a non-picture name", ["image", good, "-o", tmp_path / "o.sct"]),
         ("corrupt signcut file", ["image", tmp_path / "cut.sct", "-o", tmp_path / "o.png"]),
+        ("not a signcut file", ["image", tmp_path / "notes.txt", "-o", tmp_path / "o.png"]),
         ("budget too small", ["image", png, "-o", tmp_path / "o.sct", "--ratio", "1e-6"]),
         ("decode preview folder missing", ["image", good, "-o", tmp_path / "nowhere" / "o.png",
                                            "--preview", "5"]),
@@ -206,6 +207,14 @@ def test_bad_input(tmp_path, png):
         assert r.stderr.count("\n") == 1, (name, r.stderr)
         assert r.stdout == "", name
         assert listing(tmp_path) == before, name            # nothing written, input intact
+
+
+def test_unreadable_input_is_named_before_the_output(tmp_path):
+    """A file that is neither a picture nor a signcut file, asked to become a picture (as a
+    broken .sct would): the message is about the input, not about the output's extension."""
+    (tmp_path / "broken.sct").write_bytes(b"garbage, not a signcut file")
+    r = run("image", tmp_path / "broken.sct", "-o", tmp_path / "back.png", "-q")
+    assert r.returncode == 2 and "neither a picture Pillow can open nor a signcut file" in r.stderr
 
 
 def test_bad_arguments(tmp_path, png):
