@@ -437,6 +437,14 @@ static double exact_value(engine_t *E) {
     return x;
 }
 
+/* Whether half step h (value val, the previous one's cur) ends the alternation. Growth below
+ * tol is rounding noise in the images, not progress: counting it could cycle through flips
+ * without end. */
+static inline int alternation_ends(int64_t h, double val, double cur, double tol,
+                                   int64_t max_sweeps) {
+    return (h > 0 && !(val > cur * (1.0 + tol))) || h + 1 >= max_sweeps;
+}
+
 /* Alternate from the candidate signs of side Y (Y->cand) while the value |s^T R t| grows.
  * Returns the value of the signs left in S.bits and T.bits (the images match them).
  *
@@ -458,9 +466,7 @@ static double alternate(engine_t *E, const sc_params *prm, side_t *Y0) {
         double cur = 0.0;
         for (int64_t h = 0;; h++) {
             double val = half_step(E, Y, X);
-            /* Growth below float32 resolution is rounding noise in the images, not progress:
-             * counting it could cycle through flips without end. */
-            if ((h > 0 && !(val > cur * (1.0 + tol))) || h + 1 >= prm->max_sweeps) break;
+            if (alternation_ends(h, val, cur, tol, prm->max_sweeps)) break;
             cur = val;
             side_t *tmp = X; X = Y; Y = tmp;
         }
@@ -487,7 +493,7 @@ static double alternate(engine_t *E, const sc_params *prm, side_t *Y0) {
             double val = 0.0;
             for (int64_t t = 0; t < nt_tiles; t++) val += part[t];
             if (me == 0) step_commit_dots(E, Y, F);
-            if ((h > 0 && !(val > cur * (1.0 + tol))) || h + 1 >= prm->max_sweeps) {
+            if (alternation_ends(h, val, cur, tol, prm->max_sweeps)) {
                 if (me == 0) {
                     result = cur;
                     last = Y;
