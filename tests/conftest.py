@@ -1,7 +1,22 @@
+import os
+
 import numpy as np
 import pytest
 
+import signcut
 from signcut import _core
+
+# The folder holding the signcut these tests import (a checkout built in place, or
+# site-packages): subprocesses of the tests run the same one.
+PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(signcut.__file__)))
+
+
+def subprocess_env(*prefix, **extra):
+    """os.environ with `extra` set and PYTHONPATH = prefix folders, PACKAGE_PARENT, then the
+    PYTHONPATH already set: a child Python imports the signcut these tests import (run it with
+    -P, or from a script's folder, so that an unbuilt checkout is not put first)."""
+    path = [*prefix, PACKAGE_PARENT, os.environ.get("PYTHONPATH")]
+    return dict(os.environ, **extra, PYTHONPATH=os.pathsep.join(p for p in path if p))
 
 ISAS = _core.supported_kernels()
 
@@ -32,7 +47,6 @@ def rng():
 # CI runs a fixed set of generated examples (CI=true there), so a submission does not land or
 # fail by luck; local runs keep exploring new ones.
 from hypothesis import settings  # noqa: E402
-import os  # noqa: E402
 
 settings.register_profile("ci", derandomize=True)
 if os.environ.get("CI"):

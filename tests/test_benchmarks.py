@@ -8,19 +8,17 @@ import sys
 import pytest
 
 import signcut
+from conftest import subprocess_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "benchmarks")
-PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(signcut.__file__)))
 KEYS = {"figure", "value", "unit", "baseline", "baseline_value", "ratio", "goal", "ok"}
 
 
 def run(*args):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        p for p in (PACKAGE_PARENT, os.environ.get("PYTHONPATH")) if p))
     # A script's own folder (benchmarks/) goes on sys.path, not the checkout: PYTHONPATH
     # names the signcut these tests import.
-    return subprocess.run([sys.executable, *map(str, args)], env=env, cwd=ROOT,
+    return subprocess.run([sys.executable, *map(str, args)], env=subprocess_env(), cwd=ROOT,
                           capture_output=True, text=True, timeout=600)
 
 

@@ -9,22 +9,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import signcut
 from signcut import image
+from conftest import subprocess_env
 
-# The folder holding the signcut these tests import (a checkout built in place, or
-# site-packages): the subprocesses run the same one.
-PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(signcut.__file__)))
-
-
-def run(*args, cwd=None, env=None):
-    full_env = dict(os.environ, **(env or {}))
-    full_env["PYTHONPATH"] = os.pathsep.join(
-        [p for p in (full_env.pop("PYTHONPATH_PREFIX", None), PACKAGE_PARENT,
-                     full_env.get("PYTHONPATH")) if p])
-    # -P: the working folder is not put on sys.path (a checkout there may not be built).
+def run(*args, cwd=None, prefix=None):
+    """python -P -m signcut ARGS (the working folder, maybe an unbuilt checkout, is not put on
+    sys.path); `prefix` is a folder put on PYTHONPATH before the package."""
+    env = subprocess_env(*([prefix] if prefix else []))
     return subprocess.run([sys.executable, "-P", "-m", "signcut", *map(str, args)], cwd=cwd,
-                          env=full_env, capture_output=True, text=True, timeout=300)
+                          env=env, capture_output=True, text=True, timeout=300)
 
 
 def picture(h=37, w=53, seed=0):
@@ -136,10 +129,10 @@ def test_progress_without_tqdm(tmp_path, png):
     fake = tmp_path / "fake"
     fake.mkdir()
     (fake / "tqdm.py").write_text("raise ImportError('no tqdm here')\n")
-    r = run("image", png, "-o", tmp_path / "p.sct", env={"PYTHONPATH_PREFIX": str(fake)})
+    r = run("image", png, "-o", tmp_path / "p.sct", prefix=str(fake))
     assert r.returncode == 0, r.stderr
     assert "compressing:" in r.stderr and "cuts" in r.stderr
-    r = run("image", png, "-o", tmp_path / "q.sct", "-q", env={"PYTHONPATH_PREFIX": str(fake)})
+    r = run("image", png, "-o", tmp_path / "q.sct", "-q", prefix=str(fake))
     assert r.returncode == 0 and r.stderr == ""
 
 

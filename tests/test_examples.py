@@ -3,19 +3,15 @@ import os
 import subprocess
 import sys
 
-import signcut
+from conftest import subprocess_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# The folder holding the signcut these tests import: the scripts run the same one.
-PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(signcut.__file__)))
 
 
 def run_example(name, *args, cwd):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        p for p in (PACKAGE_PARENT, os.environ.get("PYTHONPATH")) if p))
     # -P: the script's folder is not put on sys.path
     r = subprocess.run([sys.executable, "-P", os.path.join(ROOT, "examples", name), *args],
-                       cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+                       cwd=cwd, env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     return r.stdout
 

@@ -21,6 +21,7 @@ import pytest
 import signcut
 from signcut import FormatError, SignCut
 from signcut._result import words
+from conftest import subprocess_env
 
 F32_MAX = float(np.finfo(np.float32).max)
 
@@ -829,9 +830,8 @@ def test_big_tensor_decompose_is_refused(monkeypatch):
 
 
 # ================================================================== 6. across instruction sets
-# The folder holding the signcut these tests import: the subprocesses run the same one (-P: the
-# working folder, maybe an unbuilt checkout, is not put on sys.path).
-PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(signcut.__file__)))
+# The subprocesses run the signcut these tests import (-P: the working folder, maybe an unbuilt
+# checkout, is not put on sys.path).
 ISA_CASES = ("rng.standard_normal((150, 170), dtype=np.float32)",
              "rng.standard_normal((64, 9), dtype=np.float32) @ "
              "rng.standard_normal((9, 80), dtype=np.float32)",
@@ -846,10 +846,8 @@ def _decompose_with(isa, out):
             "res = [signcut.decompose(A, bits_per_entry=6, seed=1, n_threads=2) for A in cases]\n"
             "np.savez(sys.argv[2], **{f'{i}/{k}': v for i, r in enumerate(res) for k, v in\n"
             "         [('errors', r.errors), ('coef', r.coef)] + list(enumerate(r.signs))})\n")
-    env = dict(os.environ, SIGNCUT_CPU=isa,
-               PYTHONPATH=os.pathsep.join(p for p in (PACKAGE_PARENT, os.environ.get("PYTHONPATH"))
-                                          if p))
-    done = subprocess.run([sys.executable, "-P", "-c", code, isa, str(out)], env=env,
+    done = subprocess.run([sys.executable, "-P", "-c", code, isa, str(out)],
+                          env=subprocess_env(SIGNCUT_CPU=isa),
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     return np.load(out)
