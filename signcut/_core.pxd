@@ -1,5 +1,5 @@
 # Declarations of the C API (include/signcut/signcut.h); nothing else lives here.
-from libc.stdint cimport int64_t, uint16_t, uint32_t, uint64_t
+from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 
 cdef extern from "signcut/signcut.h" nogil:
     enum:
@@ -24,8 +24,9 @@ cdef extern from "signcut/signcut.h" nogil:
         void (*sign_dots)(int64_t *dots, const uint64_t *bits, int64_t wpr, const uint64_t *x,
                           int64_t words, int64_t len, int64_t k)
         double (*sumsq)(const float *x, int64_t len)
-        void (*group_apply)(float *y, int64_t len, const uint64_t *pend, const float *tab,
-                            int64_t ngroups)
+        void (*group_apply)(float *y, int64_t len, const uint8_t *nib, int64_t ldn,
+                            const uint8_t *tlo, const uint8_t *thi, int64_t ngroups, float scale)
+        int64_t (*nib_tables)(uint8_t *tlo, uint8_t *thi, float *scale, const float *w, int64_t k)
         void (*transpose)(float *dst, int64_t ldd, const float *src, int64_t lds,
                           int64_t rows, int64_t cols)
         void (*accum_rows_h)(float *y, int64_t len, const uint16_t *rows, int64_t ld,
@@ -110,9 +111,7 @@ cdef extern from "signcut/signcut.h" nogil:
 
 cdef extern from "signcut/common.h" nogil:
     enum:
-        SC_MAX_GROUPS
-    int64_t sc_ngroups(int64_t k)
-    void sc_group_tables(float *tab, const float *w, int64_t k)
+        SC_NIB_GROUPS
     enum:
         SC_LUT3_GROUPS
     void sc_lut3_tables(float *tab, const float *x, int64_t len)

@@ -7,7 +7,7 @@ what would be unsafe for the C code (shapes, contiguity), and map status codes t
 import os
 import numpy as np
 cimport numpy as cnp
-from libc.stdint cimport int64_t, uint16_t, uint32_t, uint64_t
+from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memset
 from cpython.exc cimport PyErr_CheckSignals
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
@@ -175,18 +175,41 @@ def kernel_sign_dots(str isa, const uint64_t[:, ::1] bits, const uint64_t[::1] x
 
 
 def kernel_group_apply(str isa, float[::1] y, const uint64_t[::1] pend, const float[::1] w):
-    """y[i] += sum_j w[j] * (-1 if bit j of pend[i] else 1), for up to 64 weights."""
+    """y[i] += sum_j w[j] * (-1 if bit j of pend[i] else 1), for up to 64 weights, through the
+    engine's 4-bit tables in 16-bit fixed point (pend stored as nibbles first)."""
     cdef const sc_kernels *K = _get(isa)
-    cdef float tab[8 * SC_MAX_GROUPS]
+    cdef uint8_t tlo[16 * SC_NIB_GROUPS]
+    cdef uint8_t thi[16 * SC_NIB_GROUPS]
     cdef float wbuf[64]
-    cdef int64_t k = w.shape[0], j
-    if k > 64 or pend.shape[0] != y.shape[0]:
+    cdef float scale = 0
+    cdef int64_t k = w.shape[0], n = y.shape[0], j, i, ng
+    if k > 64 or pend.shape[0] != n:
         raise ValueError("shape mismatch")
+    cdef uint8_t[::1] nib = np.zeros(SC_NIB_GROUPS * n, np.uint8)
+    for i in range(n):
+        for j in range(SC_NIB_GROUPS):
+            nib[j * n + i] = (pend[i] >> (4 * j)) & 15
     for j in range(k):
         wbuf[j] = w[j]
-    sc_group_tables(tab, wbuf, k)
-    if y.shape[0] and k:
-        K.group_apply(&y[0], y.shape[0], &pend[0], tab, sc_ngroups(k))
+    ng = K.nib_tables(tlo, thi, &scale, wbuf, k)
+    if n and ng:
+        K.group_apply(&y[0], n, &nib[0], n, tlo, thi, ng, scale)
+
+
+def kernel_nib_tables(str isa, const float[::1] w):
+    """The group tables of weights w (up to 64): (int16 entries (groups, 16), unit)."""
+    cdef const sc_kernels *K = _get(isa)
+    cdef uint8_t tlo[16 * SC_NIB_GROUPS]
+    cdef uint8_t thi[16 * SC_NIB_GROUPS]
+    cdef float scale = 0
+    cdef int64_t k = w.shape[0], ng, i
+    if k > 64:
+        raise ValueError("shape mismatch")
+    ng = K.nib_tables(tlo, thi, &scale, &w[0] if k else NULL, k)
+    cdef uint16_t[::1] out = np.zeros(16 * ng, np.uint16)
+    for i in range(16 * ng):
+        out[i] = tlo[i] | (thi[i] << 8)
+    return np.asarray(out).view(np.int16).reshape(ng, 16), scale
 
 
 def kernel_transpose(str isa, cnp.ndarray src):

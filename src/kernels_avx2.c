@@ -242,48 +242,65 @@ static double sumsq(const float *x, int64_t len) {
     return acc;
 }
 
-/* The low (hi = 0) or high 32-bit halves of 8 consecutive uint64 words, as 8 lanes. */
-static inline __m256i halves(const uint64_t *p, int hi) {
-    const __m256i sel = hi ? _mm256_setr_epi32(1, 3, 5, 7, 1, 3, 5, 7) : _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
-    __m256i a = _mm256_permutevar8x32_epi32(_mm256_loadu_si256((const __m256i *)p), sel);
-    __m256i b = _mm256_permutevar8x32_epi32(_mm256_loadu_si256((const __m256i *)(p + 4)), sel);
-    return _mm256_blend_epi32(a, b, 0xF0);
+/* y[0:8] = fma(scale, the 8 int16 entries of v, y[0:8]). */
+static inline void nib_store(float *y, __m128i v, __m256 scale) {
+    __m256 f = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(v));
+    _mm256_storeu_ps(y, _mm256_fmadd_ps(scale, f, _mm256_loadu_ps(y)));
 }
 
-static void group_apply(float *y, int64_t len, const uint64_t *pend, const float *tab,
-                        int64_t ngroups) {
-    /* 32 entries at a time: four independent accumulators hide the add latency. */
+static void group_apply(float *y, int64_t len, const uint8_t *nib, int64_t ldn,
+                        const uint8_t *tlo, const uint8_t *thi, int64_t ngroups, float scale) {
+    /* 32 entries at a time: byte shuffles read each group's low and high table bytes, and the
+     * interleaved pairs add up as int16 (entries 0-7 and 16-23 in a0, 8-15 and 24-31 in a1). */
+    const __m256 sc = _mm256_set1_ps(scale);
     int64_t i = 0;
     for (; i + 32 <= len; i += 32) {
-        __m256i lo[4], hi[4];
-        __m256 acc[4];
-        for (int b = 0; b < 4; b++) {
-            lo[b] = halves(pend + i + 8 * b, 0);
-            hi[b] = ngroups > SC_GROUPS_PER_HALF ? halves(pend + i + 8 * b, 1) : lo[b];
-            acc[b] = _mm256_loadu_ps(y + i + 8 * b);
+        __m256i a0 = _mm256_setzero_si256(), a1 = _mm256_setzero_si256();
+        for (int64_t g = 0; g < ngroups; g++) {
+            __m256i x = _mm256_loadu_si256((const __m256i *)(nib + g * ldn + i));
+            __m256i lo = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(tlo + 16 * g)));
+            __m256i hi = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(thi + 16 * g)));
+            __m256i l = _mm256_shuffle_epi8(lo, x), h = _mm256_shuffle_epi8(hi, x);
+            a0 = _mm256_add_epi16(a0, _mm256_unpacklo_epi8(l, h));
+            a1 = _mm256_add_epi16(a1, _mm256_unpackhi_epi8(l, h));
         }
-        for (int64_t q = 0; q < ngroups; q++) {
-            __m256 t = _mm256_loadu_ps(tab + 8 * q);
-            __m128i cnt = _mm_cvtsi32_si128(3 * (int)(q % SC_GROUPS_PER_HALF));
-            for (int b = 0; b < 4; b++) {
-                __m256i idx = _mm256_srl_epi32(q < SC_GROUPS_PER_HALF ? lo[b] : hi[b], cnt);
-                acc[b] = _mm256_add_ps(acc[b], _mm256_permutevar8x32_ps(t, idx));
-            }
-        }
-        for (int b = 0; b < 4; b++) _mm256_storeu_ps(y + i + 8 * b, acc[b]);
+        nib_store(y + i, _mm256_castsi256_si128(a0), sc);
+        nib_store(y + i + 8, _mm256_castsi256_si128(a1), sc);
+        nib_store(y + i + 16, _mm256_extracti128_si256(a0, 1), sc);
+        nib_store(y + i + 24, _mm256_extracti128_si256(a1, 1), sc);
     }
-    for (; i + 8 <= len; i += 8) {
-        __m256i lo = halves(pend + i, 0);
-        __m256i hi = ngroups > SC_GROUPS_PER_HALF ? halves(pend + i, 1) : lo;
-        __m256 acc = _mm256_loadu_ps(y + i);
-        for (int64_t q = 0; q < ngroups; q++) {
-            __m256i idx = _mm256_srl_epi32(q < SC_GROUPS_PER_HALF ? lo : hi,
-                                           _mm_cvtsi32_si128(3 * (int)(q % SC_GROUPS_PER_HALF)));
-            acc = _mm256_add_ps(acc, _mm256_permutevar8x32_ps(_mm256_loadu_ps(tab + 8 * q), idx));
-        }
-        _mm256_storeu_ps(y + i, acc);
+    sc_nib_apply(y + i, len - i, nib + i, ldn, tlo, thi, ngroups, scale);
+}
+
+/* Also used by the AVX-512 table: 16 entries of a group are two float vectors. */
+int64_t sc_avx2_nib_tables(uint8_t *tlo, uint8_t *thi, float *scale, const float *w, int64_t k) {
+    float inv = 0.0f;
+    *scale = sc_nib_unit(w, k, &inv);
+    if (*scale == 0.0f) return 0;
+    const __m256 z = _mm256_setzero_ps(), n = _mm256_set1_ps(-0.0f);
+    /* sign masks of bits 0-2 of x = 0..7 (bit 3 is clear for x < 8 and set for x >= 8) */
+    const __m256 m0 = _mm256_setr_ps(0, -0.0f, 0, -0.0f, 0, -0.0f, 0, -0.0f);
+    const __m256 m1 = _mm256_setr_ps(0, 0, -0.0f, -0.0f, 0, 0, -0.0f, -0.0f);
+    const __m256 m2 = _mm256_setr_ps(0, 0, 0, 0, -0.0f, -0.0f, -0.0f, -0.0f);
+    /* int16 pairs -> low bytes then high bytes per lane; dwords back in order of x */
+    const __m256i bytes = _mm256_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15,
+                                           0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    int64_t ng = (k + 3) / 4;
+    for (int64_t g = 0; g < ng; g++) {
+        __m256 b[4];
+        for (int j = 0; j < 4; j++)
+            b[j] = (4 * g + j < k) ? _mm256_set1_ps(w[4 * g + j] * inv) : z;
+        __m256 a = _mm256_add_ps(_mm256_xor_ps(b[0], m0), _mm256_xor_ps(b[1], m1));
+        __m256 lo = _mm256_add_ps(a, _mm256_add_ps(_mm256_xor_ps(b[2], m2), b[3]));
+        __m256 hi = _mm256_add_ps(a, _mm256_add_ps(_mm256_xor_ps(b[2], m2), _mm256_xor_ps(b[3], n)));
+        /* lanes: x 0-3, 8-11 | 4-7, 12-15 as int16 (rounded to nearest, ties to even) */
+        __m256i q = _mm256_packs_epi32(_mm256_cvtps_epi32(lo), _mm256_cvtps_epi32(hi));
+        q = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(q, bytes), order);
+        _mm_storeu_si128((__m128i *)(tlo + 16 * g), _mm256_castsi256_si128(q));
+        _mm_storeu_si128((__m128i *)(thi + 16 * g), _mm256_extracti128_si256(q, 1));
     }
-    sc_group_apply(y + i, len - i, pend + i, tab, ngroups);
+    return ng;
 }
 
 /* 8 x 8 block transpose in registers. */
@@ -481,7 +498,7 @@ void sc_avx2_lut3_rows(float *out, int64_t rows, const uint32_t *lanes, int64_t 
 
 const sc_kernels sc_kernels_avx2 = {
     "avx2", accum_rows, signs_matvec, signs_rmatvec, rank_update,
-    pack_signs, unpack_signs, sign_dots, sumsq, group_apply, sc_avx2_transpose,
-    accum_rows_h, sc_avx2_to_half, sc_avx2_transpose16, sc_avx2_absmax, sc_avx2_lut3_rows,
-    sc_avx2_lut_rows,
+    pack_signs, unpack_signs, sign_dots, sumsq, group_apply, sc_avx2_nib_tables,
+    sc_avx2_transpose, accum_rows_h, sc_avx2_to_half, sc_avx2_transpose16, sc_avx2_absmax,
+    sc_avx2_lut3_rows, sc_avx2_lut_rows,
 };

@@ -171,29 +171,34 @@ static double sumsq(const float *x, int64_t len) {
     return _mm512_reduce_add_pd(_mm512_add_pd(acc0, acc1));
 }
 
-static void group_apply(float *y, int64_t len, const uint64_t *pend, const float *tab,
-                        int64_t ngroups) {
-    /* permutexvar reads 4 index bits: tables are doubled to 16 entries so bit 3 is ignored. */
-    __m512 tab16[SC_MAX_GROUPS];
-    for (int64_t q = 0; q < ngroups; q++) {
-        __m256 t = _mm256_loadu_ps(tab + 8 * q);
-        tab16[q] = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(t)), _mm256_castps_pd(t), 1));
-    }
-    for (int64_t i = 0; i < len; i += 16) {
-        __mmask16 m = tail_mask16(len - i);
-        __m512i w0 = _mm512_maskz_loadu_epi64((__mmask8)(m & 0xFF), pend + i);
-        __m512i w1 = _mm512_maskz_loadu_epi64((__mmask8)(m >> 8), pend + i + 8);
-        /* 32-bit halves of 16 words: even lanes are low halves, odd lanes high halves. */
-        __m512i lo = _mm512_permutex2var_epi32(w0, _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30), w1);
-        __m512i hi = _mm512_permutex2var_epi32(w0, _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31), w1);
-        __m512 acc = _mm512_maskz_loadu_ps(m, y + i);
-        for (int64_t q = 0; q < ngroups; q++) {
-            __m512i v = (q < SC_GROUPS_PER_HALF) ? lo : hi;
-            __m512i idx = _mm512_srl_epi32(v, _mm_cvtsi32_si128(3 * (int)(q % SC_GROUPS_PER_HALF)));
-            acc = _mm512_add_ps(acc, _mm512_permutexvar_ps(idx, tab16[q]));
+static void group_apply(float *y, int64_t len, const uint8_t *nib, int64_t ldn,
+                        const uint8_t *tlo, const uint8_t *thi, int64_t ngroups, float scale) {
+    /* 64 entries at a time: byte shuffles read each group's low and high table bytes, and the
+     * interleaved pairs add up as int16 (a0 holds entries 16c..16c+7 of each 128-bit lane c,
+     * a1 entries 16c+8..16c+15); two lane permutes put them back in order. */
+    const __m512 sc = _mm512_set1_ps(scale);
+    const __m512i first = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11);
+    const __m512i second = _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15);
+    int64_t i = 0;
+    for (; i + 64 <= len; i += 64) {
+        __m512i a0 = _mm512_setzero_si512(), a1 = _mm512_setzero_si512();
+        for (int64_t g = 0; g < ngroups; g++) {
+            __m512i x = _mm512_loadu_si512((const void *)(nib + g * ldn + i));
+            __m512i lo = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(tlo + 16 * g)));
+            __m512i hi = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(thi + 16 * g)));
+            __m512i l = _mm512_shuffle_epi8(lo, x), h = _mm512_shuffle_epi8(hi, x);
+            a0 = _mm512_add_epi16(a0, _mm512_unpacklo_epi8(l, h));
+            a1 = _mm512_add_epi16(a1, _mm512_unpackhi_epi8(l, h));
         }
-        _mm512_mask_storeu_ps(y + i, m, acc);
+        __m512i e[2] = {_mm512_permutex2var_epi64(a0, first, a1),
+                        _mm512_permutex2var_epi64(a0, second, a1)};
+        for (int q = 0; q < 4; q++) {
+            __m256i v = (q & 1) ? _mm512_extracti64x4_epi64(e[q >> 1], 1) : _mm512_castsi512_si256(e[q >> 1]);
+            __m512 f = _mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(v));
+            _mm512_storeu_ps(y + i + 16 * q, _mm512_fmadd_ps(sc, f, _mm512_loadu_ps(y + i + 16 * q)));
+        }
     }
+    sc_nib_apply(y + i, len - i, nib + i, ldn, tlo, thi, ngroups, scale);
 }
 
 /* R rows of accum_rows_h in one pass over y (full vectors, then a masked tail). */
@@ -322,6 +327,7 @@ static void lut3_rows(float *out, int64_t rows, const uint32_t *lanes, int64_t l
 
 const sc_kernels sc_kernels_avx512 = {
     "avx512", accum_rows, signs_matvec, signs_rmatvec, rank_update,
-    pack_signs, unpack_signs, sign_dots, sumsq, group_apply, sc_avx2_transpose,
+    pack_signs, unpack_signs, sign_dots, sumsq, group_apply, sc_avx2_nib_tables,
+    sc_avx2_transpose,
     accum_rows_h, sc_avx2_to_half, sc_avx2_transpose16, sc_avx2_absmax, lut3_rows, lut_rows,
 };

@@ -77,9 +77,9 @@ static double sumsq(const float *x, int64_t len) {
     return acc;
 }
 
-static void group_apply(float *y, int64_t len, const uint64_t *pend, const float *tab,
-                        int64_t ngroups) {
-    sc_group_apply(y, len, pend, tab, ngroups);
+static void group_apply(float *y, int64_t len, const uint8_t *nib, int64_t ldn,
+                        const uint8_t *tlo, const uint8_t *thi, int64_t ngroups, float scale) {
+    sc_nib_apply(y, len, nib, ldn, tlo, thi, ngroups, scale);
 }
 
 static void transpose(float *dst, int64_t ldd, const float *src, int64_t lds,
@@ -136,6 +136,6 @@ static void lut_rows(float *out, int64_t rows, const uint32_t *lanes, int64_t ld
 
 const sc_kernels sc_kernels_scalar = {
     "scalar", accum_rows, signs_matvec, signs_rmatvec, rank_update,
-    pack_signs, unpack_signs, sign_dots, sumsq, group_apply, transpose,
+    pack_signs, unpack_signs, sign_dots, sumsq, group_apply, sc_nib_tables, transpose,
     accum_rows_h, to_half, transpose16, absmax, sc_lut3_rows, lut_rows,
 };

@@ -4,7 +4,9 @@
  * u = R t (length m) and v = R^T s (length n) of the full remainder (pending cuts included)
  * live across sweeps and cuts and are updated from sign flips only: a flipped t_f adds
  * 2 t_f R[:, f] (a row of R^T) to u, and the pending cuts add sum_j -c_j d<t_j, t> s_j,
- * applied through 3-bit group lookup tables over the pending signs stored transposed.
+ * applied through 4-bit group lookup tables in 16-bit fixed point over the pending signs
+ * stored as nibbles (common.h; the rounding is ~2e-4 of the correction, below the float16
+ * copies' effect).
  * The flips read float16 copies of R and R^T (scaled by a power of two so that the largest
  * entry is just below 2^15): the search streams half the bytes, and rounding only perturbs
  * the images between flushes (measured: +0.3% relative error at 8 bits per entry).
@@ -35,6 +37,7 @@ typedef struct {
     uint64_t *bits;      /* current signs */
     uint64_t *cand;      /* candidate signs (sign of img) */
     uint64_t *pend;      /* pending signs transposed: bit j of pend[i] set if cut j has -1 at i */
+    uint8_t *nib;        /* the same as nibbles, (SC_NIB_GROUPS, len) (see sc_nib_tables) */
     int64_t *dots;       /* <pending sign j, bits> */
     const uint16_t *rows;  /* float16 rows to add to the OTHER image when this side flips */
     int64_t ld;
@@ -45,10 +48,12 @@ typedef struct {
  * (see step_flips). */
 typedef struct {
     int64_t nf, ngroups;      /* flips (or, negated, entries that did not flip); tables */
+    int new_dots_set;         /* new_dots holds the candidate's dots with the pending cuts */
     int negate;
     int64_t new_dots[MAX_BLOCK];   /* <pending sign j, new signs> */
     float pw[MAX_BLOCK];           /* weights of the pending cuts in the correction */
-    float tab[8 * SC_MAX_GROUPS];  /* their group tables */
+    float scale;                   /* their group tables, low and high bytes, and unit */
+    uint8_t tlo[16 * SC_NIB_GROUPS], thi[16 * SC_NIB_GROUPS];
 } flips_t;
 
 typedef struct {
@@ -94,6 +99,7 @@ static void step_flips(const engine_t *E, const side_t *Y, flips_t *F) {
     F->negate = negate;
     F->nf = negate ? Y->len - nf : nf;
     F->ngroups = 0;
+    F->new_dots_set = 0;
     if (p == 0 || (nf == 0 && !negate)) return;
     /* Change of <pending sign j of Y, signs of Y>, weighted by -c_j, drives X's correction. */
     const int64_t *dots = Y->dots;
@@ -126,13 +132,14 @@ static void step_flips(const engine_t *E, const side_t *Y, flips_t *F) {
         int64_t d = negate ? new_dots[j] + dots[j] : new_dots[j] - dots[j];
         pw[j] = (float)(-(double)pcoef[j] * (double)d);
     }
-    F->ngroups = sc_ngroups(p);
-    sc_group_tables(F->tab, pw, p);
+    F->new_dots_set = 1;
+    /* no groups where every weight is 0 (the dots changed, the correction did not) */
+    F->ngroups = E->K->nib_tables(F->tlo, F->thi, &F->scale, pw, p);
 }
 
 /* Y's dots with the pending cuts become those of its candidate (computed by step_flips). */
 static void step_commit_dots(const engine_t *E, side_t *Y, const flips_t *F) {
-    if (F->ngroups) memcpy(Y->dots, F->new_dots, (size_t)E->p * sizeof(int64_t));
+    if (F->new_dots_set) memcpy(Y->dots, F->new_dots, (size_t)E->p * sizeof(int64_t));
 }
 
 /* One thread's tiles [t0, t1) of X: apply Y's flips (listed FLIP_CHUNK at a time, in order:
@@ -165,7 +172,8 @@ static void step_tiles(const engine_t *E, const side_t *Y, side_t *X, const flip
         int64_t c = t * TILE, len = (X->len - c < TILE) ? X->len - c : TILE;
         if (lag_bits)
             memcpy(X->bits + c / 64, X->cand + c / 64, (size_t)sc_words(len) * sizeof(uint64_t));
-        if (F->ngroups) K->group_apply(X->img + c, len, X->pend + c, F->tab, F->ngroups);
+        if (F->ngroups)
+            K->group_apply(X->img + c, len, X->nib + c, X->len, F->tlo, F->thi, F->ngroups, F->scale);
         part[t] = K->pack_signs(X->cand + c / 64, X->img + c, len);
     }
 }
@@ -320,8 +328,12 @@ static double rebuild(engine_t *E, int64_t k) {
  * norm. */
 static double flush(engine_t *E) {
     double nrm2 = rebuild(E, E->p);
-    memset(E->S.pend, 0, (size_t)E->m * sizeof(uint64_t));
-    memset(E->T.pend, 0, (size_t)E->n * sizeof(uint64_t));
+    side_t *sides[2] = {&E->S, &E->T};
+    for (int a = 0; a < 2; a++) {
+        side_t *X = sides[a];
+        memset(X->pend, 0, (size_t)X->len * sizeof(uint64_t));
+        memset(X->nib, 0, (size_t)(X->len * ((E->p + 3) / 4)));
+    }
     E->p = 0;
     return nrm2;
 }
@@ -353,7 +365,7 @@ static void engine_free(engine_t *E) {
     side_t *sides[2] = {&E->S, &E->T};
     for (int i = 0; i < 2; i++) {
         side_t *X = sides[i];
-        free(X->img); free(X->bits); free(X->cand); free(X->pend); free(X->dots);
+        free(X->img); free(X->bits); free(X->cand); free(X->pend); free(X->nib); free(X->dots);
         free(X->store);
     }
     free(E->Rh); free(E->RTh); free(E->idx); free(E->w); free(E->fl); free(E->pcoef);
@@ -368,9 +380,10 @@ static int side_alloc(side_t *X, int64_t len) {
     X->bits = calloc((size_t)X->words, sizeof(uint64_t));
     X->cand = calloc((size_t)X->words, sizeof(uint64_t));
     X->pend = calloc((size_t)len, sizeof(uint64_t));
+    X->nib = calloc((size_t)(SC_NIB_GROUPS * len), 1);
     X->dots = calloc(MAX_BLOCK, sizeof(int64_t));
     X->store = calloc((size_t)(MAX_BLOCK * X->words), sizeof(uint64_t));
-    return (X->img && X->bits && X->cand && X->pend && X->dots && X->store)
+    return (X->img && X->bits && X->cand && X->pend && X->nib && X->dots && X->store)
                ? SC_OK : SC_ERR_NOMEM;
 }
 
@@ -387,7 +400,9 @@ static void add_pending(engine_t *E, const uint64_t *sb, const uint64_t *tb, flo
         for (int64_t q = 0; q < X->words; q++) {
             uint64_t x = b[a][q];
             while (x) {
-                X->pend[64 * q + sc_ctz64(x)] |= UINT64_C(1) << j;
+                int64_t i = 64 * q + sc_ctz64(x);
+                X->pend[i] |= UINT64_C(1) << j;
+                X->nib[(j / 4) * X->len + i] |= (uint8_t)(1u << (j % 4));
                 x &= x - 1;
             }
         }

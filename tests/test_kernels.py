@@ -118,10 +118,40 @@ def test_group_apply(isa, rng, length, k):
     y0 = rng.standard_normal(length).astype(np.float32)
     y = y0.copy()
     _core.kernel_group_apply(isa, y, pend, w)
-    close(y, y0 + w @ signs, 5 * np.sqrt(k))
+    # 16-bit fixed point: each group's table entry is off by at most half a unit,
+    # unit = sum |w| / 32752 (the float32 additions add a little more)
+    unit = np.abs(w.astype(np.float64)).sum() / 32752
+    exact = y0 + w.astype(np.float64) @ signs
+    bound = 0.5 * unit * ((k + 3) // 4) + 1e-6 * (np.abs(exact) + unit)
+    assert np.all(np.abs(y - exact) <= bound)
     ys = y0.copy()
     _core.kernel_group_apply("scalar", ys, pend, w)
     np.testing.assert_array_equal(y, ys)              # same tables, same order of adds
+
+
+@pytest.mark.parametrize("k", [0, 1, 3, 4, 5, 31, 64])
+def test_nib_tables(isa, rng, k):
+    """The group tables against NumPy: entry x of group g is the sum of the group's weights in
+    units of sum|w| / 32752, minus where bit b of x is set, rounded to nearest (ties to even)."""
+    w = (rng.standard_normal(k) * 10.0 ** rng.integers(-3, 3, size=k)).astype(np.float32)
+    if k == 5:
+        w[:] = [2.5, 0, 0, 0, 32749.5]   # unit 1: entries +-2.5 and +-32749.5 are ties
+    tab, unit = _core.kernel_nib_tables(isa, w)
+    if k == 0:
+        assert tab.shape == (0, 16) and unit == 0
+        return
+    total = np.abs(w.astype(np.float64)).sum()
+    assert unit == np.float32(total / 32752)
+    v = np.zeros(4 * tab.shape[0], np.float32)
+    v[:k] = w * np.float32(32752 / total)
+    v = v.reshape(-1, 4)
+    sign = np.where((np.arange(16)[:, None] >> np.arange(4)) & 1, np.float32(-1), np.float32(1))
+    sv = v[:, None, :] * sign                          # (groups, 16, 4), exact sign flips
+    expect = np.rint((sv[..., 0] + sv[..., 1]) + (sv[..., 2] + sv[..., 3]))
+    np.testing.assert_array_equal(tab, expect.astype(np.int16))
+    if k == 5:
+        assert set(tab[0]) == {2, -2} and set(tab[1]) == {32750, -32750}
+    assert np.abs(tab).max(axis=1).sum() <= 32767     # the groups' sum stays in int16
 
 
 @pytest.mark.parametrize("shape", [(0, 5), (1, 1), (1, 70), (70, 1), (8, 8), (9, 17), (64, 65), (300, 257)])

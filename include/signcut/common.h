@@ -2,6 +2,7 @@
 #ifndef SIGNCUT_COMMON_H
 #define SIGNCUT_COMMON_H
 
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -82,45 +83,66 @@ static inline void sc_rng_signs(sc_rng *r, uint64_t *bits, int64_t d) {
     if (w) bits[w - 1] &= sc_tail_mask(d);
 }
 
-/* Pending cuts (up to 64) are stored transposed: one word per entry i, bit j set if pending
- * cut j has -1 at i. Adding sum_j w_j * sign_j[i] goes through 3-bit groups: group q covers
- * bits [sc_group_shift(q), +3) and its table tab[8q + x] is the signed sum of those 3 weights
- * for the bit pattern x. Groups never straddle the two 32-bit halves, so SIMD kernels can work
- * on 32-bit lanes; a table fits one AVX2 register and is read with a lane permute. */
-#define SC_GROUPS_PER_HALF 11
-#define SC_MAX_GROUPS (2 * SC_GROUPS_PER_HALF)
+/* Pending cuts (up to 64) are also stored as nibbles: byte nib[g * ldn + i] holds bits
+ * 4g..4g+3 of entry i's pending signs (bit l set if pending cut 4g + l has -1 at i). Adding
+ * sum_j w_j * sign_j[i] goes through one 16-entry table per group of 4 cuts, in 16-bit fixed
+ * point: table entries are the group's signed weight sums in units of `scale` (the sum of
+ * |w_j| over 32752 units), so the groups' integer sum never leaves int16 and is exact in any
+ * order; y[i] = fma(scale, sum, y[i]). The tables are kept as low and high bytes, the form a
+ * byte shuffle reads (16 entries per 128-bit lane). Rounding: at most half a unit per group,
+ * about 2.4e-4 of sum |w_j| in all. */
+#define SC_NIB_GROUPS 16
+#define SC_NIB_UNITS 32752.0
 
-static inline int sc_group_shift(int64_t q) {
-    return (int)(32 * (q / SC_GROUPS_PER_HALF) + 3 * (q % SC_GROUPS_PER_HALF));
+/* The unit of the tables of weights w[0..k-1]: sum |w_j| / SC_NIB_UNITS (0 when every weight
+ * is 0); *inv = 1 / unit, the factor that takes weights to units. */
+static inline float sc_nib_unit(const float *w, int64_t k, float *inv) {
+    double total = 0.0;
+    for (int64_t j = 0; j < k; j++) total += fabs((double)w[j]);
+    if (!(total > 0.0)) return 0.0f;
+    *inv = (float)(SC_NIB_UNITS / total);
+    return (float)(total / SC_NIB_UNITS);
 }
 
-/* Number of groups covering k pending cuts. */
-static inline int64_t sc_ngroups(int64_t k) {
-    return (k <= 32) ? (k + 2) / 3 : SC_GROUPS_PER_HALF + (k - 32 + 2) / 3;
-}
-
-/* tab[8q + x] for q < sc_ngroups(k), from weights w[0..k-1]. */
-static inline void sc_group_tables(float *tab, const float *w, int64_t k) {
-    int64_t ng = sc_ngroups(k);
-    for (int64_t q = 0; q < ng; q++) {
-        int s = sc_group_shift(q);
-        float wb[3];
-        for (int b = 0; b < 3; b++)   /* a group's bits stay inside its 32-bit half */
-            wb[b] = ((s % 32) + b < 32 && s + b < k) ? w[s + b] : 0.0f;
-        float *t = tab + 8 * q;
-        t[0] = (wb[0] + wb[1]) + wb[2];
-        for (int x = 1; x < 8; x++) t[x] = t[x & (x - 1)] - 2.0f * wb[sc_ctz64((uint64_t)x)];
+/* Tables of the ceil(k/4) groups of weights w[0..k-1] into tlo/thi[16g + x], *scale the unit;
+ * returns the number of groups (0 when every weight is 0). Entry x of group g is
+ * ((+-v0 +- v1) + (+-v2 +- v3)) with v_b = w[4g + b] * inv in float (minus where bit b of x
+ * is set), rounded to the nearest integer, ties to even: the SIMD kernels compute the same. */
+static inline int64_t sc_nib_tables(uint8_t *tlo, uint8_t *thi, float *scale, const float *w,
+                                    int64_t k) {
+    float inv = 0.0f;
+    *scale = sc_nib_unit(w, k, &inv);
+    if (*scale == 0.0f) return 0;
+    int64_t ng = (k + 3) / 4;
+    for (int64_t g = 0; g < ng; g++) {
+        float v[4];
+        for (int b = 0; b < 4; b++) v[b] = (4 * g + b < k) ? w[4 * g + b] * inv : 0.0f;
+        for (int x = 0; x < 16; x++) {
+            float t = ((x & 1 ? -v[0] : v[0]) + (x & 2 ? -v[1] : v[1]))
+                    + ((x & 4 ? -v[2] : v[2]) + (x & 8 ? -v[3] : v[3]));
+            /* |t| < 2^22: adding and taking away 1.5 * 2^23 rounds to an integer, ties to even */
+            int q = (int)((t + 12582912.0f) - 12582912.0f);
+            tlo[16 * g + x] = (uint8_t)(q & 0xFF);
+            thi[16 * g + x] = (uint8_t)((q >> 8) & 0xFF);
+        }
     }
+    return ng;
 }
 
-/* Scalar form of the group lookups for entries [0, len): y[i] += tab lookups in group order. */
-static inline void sc_group_apply(float *y, int64_t len, const uint64_t *pend, const float *tab,
-                                  int64_t ngroups) {
+/* Table entry x of group g as a signed integer. */
+static inline int sc_nib_entry(const uint8_t *tlo, const uint8_t *thi, int64_t g, int x) {
+    int v = tlo[16 * g + x] | (thi[16 * g + x] << 8);
+    return v - ((v & 0x8000) << 1);
+}
+
+/* Scalar form of the nibble lookups for entries [0, len). */
+static inline void sc_nib_apply(float *y, int64_t len, const uint8_t *nib, int64_t ldn,
+                                const uint8_t *tlo, const uint8_t *thi, int64_t ngroups,
+                                float scale) {
     for (int64_t i = 0; i < len; i++) {
-        uint64_t x = pend[i];
-        float acc = y[i];
-        for (int64_t q = 0; q < ngroups; q++) acc += tab[8 * q + ((x >> sc_group_shift(q)) & 7)];
-        y[i] = acc;
+        int acc = 0;
+        for (int64_t g = 0; g < ngroups; g++) acc += sc_nib_entry(tlo, thi, g, nib[g * ldn + i]);
+        y[i] = fmaf(scale, (float)acc, y[i]);
     }
 }
 

@@ -47,10 +47,14 @@ typedef struct sc_kernels {
                       int64_t words, int64_t len, int64_t k);
     /* sum of x[0:len]^2 in double. */
     double (*sumsq)(const float *x, int64_t len);
-    /* y[i] += tab[8q + ((pend[i] >> sc_group_shift(q)) & 7)] for q = 0..ngroups-1 in order:
-     * the pending cuts' contribution through 3-bit group tables (see common.h). */
-    void (*group_apply)(float *y, int64_t len, const uint64_t *pend, const float *tab,
-                        int64_t ngroups);
+    /* y[i] = fma(scale, sum_g table_g[nib[g*ldn + i]], y[i]) over groups g < ngroups, the
+     * tables' 16-bit entries in tlo/thi[16g + x]: the pending cuts' contribution through 4-bit
+     * group tables in fixed point (see common.h). Same bits on every instruction set. */
+    void (*group_apply)(float *y, int64_t len, const uint8_t *nib, int64_t ldn,
+                        const uint8_t *tlo, const uint8_t *thi, int64_t ngroups, float scale);
+    /* The tables of group_apply for weights w[0..k-1] (k <= 64): sc_nib_tables (common.h),
+     * byte for byte. Returns the number of groups (0 when every weight is 0). */
+    int64_t (*nib_tables)(uint8_t *tlo, uint8_t *thi, float *scale, const float *w, int64_t k);
     /* dst[c*ldd + r] = src[r*lds + c] for r < rows, c < cols. */
     void (*transpose)(float *dst, int64_t ldd, const float *src, int64_t lds,
                       int64_t rows, int64_t cols);
@@ -90,6 +94,7 @@ void sc_avx2_to_half(uint16_t *dst, const float *src, int64_t len, float scale);
 void sc_avx2_transpose16(uint16_t *dst, int64_t ldd, const uint16_t *src, int64_t lds,
                          int64_t rows, int64_t cols);
 float sc_avx2_absmax(const float *x, int64_t len);
+int64_t sc_avx2_nib_tables(uint8_t *tlo, uint8_t *thi, float *scale, const float *w, int64_t k);
 /* The AVX2 lut3_rows and lut_rows, which the AVX-512 kernels use for a last odd block of 8
  * rows and for rows of tables not a multiple of 16 floats wide. */
 void sc_avx2_lut3_rows(float *out, int64_t rows, const uint32_t *lanes, int64_t ldl,
