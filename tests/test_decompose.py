@@ -68,6 +68,18 @@ def test_same_seed_same_bits_for_any_thread_count():
     assert not np.array_equal(other.signs[0], runs[0].signs[0])
 
 
+def test_large_matrix_on_huge_pages():
+    # float16 copies of 8 MiB and more (here 2048 x 2100: 8.2 MiB each) are allocated on 2 MiB
+    # pages, rounded up to whole pages: same bits on 1 and 2 threads, error history exact.
+    A = gaussian((2048, 2100), seed=6)
+    r1 = signcut.decompose(A, width=6, seed=1, n_threads=1, block_size=4)
+    r2 = signcut.decompose(A, width=6, seed=1, n_threads=2, block_size=4)
+    for a, b in zip(r2.signs + (r2.coef, r2.errors), r1.signs + (r1.coef, r1.errors)):
+        np.testing.assert_array_equal(a, b)
+    assert np.all(np.diff(r1.errors) < 0)
+    assert r1.rel_error == pytest.approx(expansion_error(A, r1), abs=1e-5)
+
+
 @pytest.mark.parametrize("opts", [dict(), dict(restarts=3, refine=1), dict(block_size=5)])
 def test_parallel_sweeps_match_one_thread(opts):
     # Restarts, refinement and many flushes (block_size=5, where the thread probe also switches
