@@ -51,8 +51,8 @@ static inline int sc_after_cut(const sc_params *p, int64_t width, double err, do
  * slower count is measured again after SC_PROBE_EVERY blocks, after twice as many each time
  * it loses again (up to SC_MAX_PROBE_GAP). A measurement that cannot win stops after
  * SC_PROBE_CUTS cuts: one thread already slower than all (it needs to be clearly faster), all
- * threads already 1.5x slower than one (a whole block on one thread cost two threads 4-8% of
- * a 1500-cut run at 4096^2).
+ * threads already 1.5x slower than one. (Two probe blocks of 64 cuts at one thread's speed in
+ * a 1500-cut run at 4096^2, where 2 threads are 1.5-1.7x faster, add 4-5% to its time.)
  * The windows time the cuts, not the flushes (a flush timed with 8 cuts made one thread look
  * 2x slower). Results do not depend on it. */
 #define SC_PROBE_EVERY 16
