@@ -120,8 +120,7 @@ static inline int64_t sc_nib_tables(uint8_t *tlo, uint8_t *thi, float *scale, co
         for (int x = 0; x < 16; x++) {
             float t = ((x & 1 ? -v[0] : v[0]) + (x & 2 ? -v[1] : v[1]))
                     + ((x & 4 ? -v[2] : v[2]) + (x & 8 ? -v[3] : v[3]));
-            /* |t| < 2^22: adding and taking away 1.5 * 2^23 rounds to an integer, ties to even */
-            int q = (int)((t + 12582912.0f) - 12582912.0f);
+            int q = (int)rintf(t);    /* the rounding mode's nearest, as cvtps2dq */
             tlo[16 * g + x] = (uint8_t)(q & 0xFF);
             thi[16 * g + x] = (uint8_t)((q >> 8) & 0xFF);
         }
