@@ -5,8 +5,8 @@
  * live across sweeps and cuts and are updated from sign flips only: a flipped t_f adds
  * 2 t_f R[:, f] (a row of R^T) to u, and the pending cuts add sum_j -c_j d<t_j, t> s_j,
  * applied through 4-bit group lookup tables in 16-bit fixed point over the pending signs
- * stored as nibbles (common.h; the rounding is ~2e-4 of the correction, below the float16
- * copies' effect).
+ * stored transposed as nibbles (common.h; the rounding is ~2e-4 of the correction, of the
+ * size of the float16 copies' effect).
  * The flips read float16 copies of R and R^T (scaled by a power of two so that the largest
  * entry is just below 2^15): the search streams half the bytes, and rounding only perturbs
  * the images between flushes (measured: +0.3% relative error at 8 bits per entry).
@@ -38,8 +38,8 @@ typedef struct {
     float *img;          /* image of the other side's signs: u = R t or v = R^T s */
     uint64_t *bits;      /* current signs */
     uint64_t *cand;      /* candidate signs (sign of img) */
-    uint64_t *pend;      /* pending signs transposed: bit j of pend[i] set if cut j has -1 at i */
-    uint8_t *nib;        /* the same as nibbles, (SC_NIB_GROUPS, len) (see sc_nib_tables) */
+    uint8_t *nib;        /* pending signs transposed, (SC_NIB_GROUPS, len): bit j % 4 of
+                          * nib[(j / 4) * len + i] set if cut j has -1 at i (sc_nib_tables) */
     int64_t *dots;       /* <pending sign j, bits> */
     const uint16_t *rows;  /* float16 rows to add to the OTHER image when this side flips */
     int64_t ld;
@@ -129,11 +129,13 @@ static void step_flips(const engine_t *E, const side_t *Y, flips_t *F) {
         /* Few flips: d<sign_j, y> = sum over flips of (+-2) * sign_j[f], read from the
          * transposed pending signs (integers: the same result as the popcounts). */
         uint64_t pf[MAX_BLOCK];
-        int64_t d2[MAX_BLOCK], all = 0, k = 0;
+        int64_t d2[MAX_BLOCK], all = 0, k = 0, groups = (p + 3) / 4;
         for (int64_t q = 0; q < Y->words; q++)
             for (uint64_t x = flip_word(Y, q, 0); x; x &= x - 1) {
                 int b = sc_ctz64(x);
-                pf[k] = Y->pend[64 * q + b];
+                const uint8_t *nb = Y->nib + 64 * q + b;
+                pf[k] = 0;
+                for (int64_t g = 0; g < groups; g++) pf[k] |= (uint64_t)nb[g * Y->len] << (4 * g);
                 d2[k] = ((Y->cand[q] >> b) & 1) ? -2 : 2;
                 all += d2[k++];
             }
@@ -349,12 +351,9 @@ static double rebuild(engine_t *E, int64_t k) {
  * norm. */
 static double flush(engine_t *E) {
     double nrm2 = rebuild(E, E->p);
-    side_t *sides[2] = {&E->S, &E->T};
-    for (int a = 0; a < 2; a++) {
-        side_t *X = sides[a];
-        memset(X->pend, 0, (size_t)X->len * sizeof(uint64_t));
-        memset(X->nib, 0, (size_t)(X->len * ((E->p + 3) / 4)));
-    }
+    size_t groups = (size_t)(E->p + 3) / 4;
+    memset(E->S.nib, 0, (size_t)E->m * groups);
+    memset(E->T.nib, 0, (size_t)E->n * groups);
     E->p = 0;
     return nrm2;
 }
@@ -386,7 +385,7 @@ static void engine_free(engine_t *E) {
     side_t *sides[2] = {&E->S, &E->T};
     for (int i = 0; i < 2; i++) {
         side_t *X = sides[i];
-        free(X->img); free(X->bits); free(X->cand); free(X->pend); free(X->nib); free(X->dots);
+        free(X->img); free(X->bits); free(X->cand); free(X->nib); free(X->dots);
         free(X->store);
     }
     free(E->Rh); free(E->RTh); free(E->idx); free(E->w); free(E->fl); free(E->pcoef);
@@ -400,11 +399,10 @@ static int side_alloc(side_t *X, int64_t len) {
     X->img = calloc((size_t)len, sizeof(float));
     X->bits = calloc((size_t)X->words, sizeof(uint64_t));
     X->cand = calloc((size_t)X->words, sizeof(uint64_t));
-    X->pend = calloc((size_t)len, sizeof(uint64_t));
     X->nib = calloc((size_t)(SC_NIB_GROUPS * len), 1);
     X->dots = calloc(MAX_BLOCK, sizeof(int64_t));
     X->store = calloc((size_t)(MAX_BLOCK * X->words), sizeof(uint64_t));
-    return (X->img && X->bits && X->cand && X->pend && X->nib && X->dots && X->store)
+    return (X->img && X->bits && X->cand && X->nib && X->dots && X->store)
                ? SC_OK : SC_ERR_NOMEM;
 }
 
@@ -422,7 +420,6 @@ static void add_pending(engine_t *E, const uint64_t *sb, const uint64_t *tb, flo
             uint64_t x = b[a][q];
             while (x) {
                 int64_t i = 64 * q + sc_ctz64(x);
-                X->pend[i] |= UINT64_C(1) << j;
                 X->nib[(j / 4) * X->len + i] |= (uint8_t)(1u << (j % 4));
                 x &= x - 1;
             }
