@@ -119,6 +119,17 @@ static void side_kron(tengine_t *E, tside_t *X) {
     X->kron_dirty = 0;
 }
 
+/* Thread me of nth's part of side_sync: a contiguous run of X's entries (a multiple of 16),
+ * over which it streams every flipped row: each entry's FMA chain is the same for any split. */
+static void sync_rows(tengine_t *E, tside_t *X, const tside_t *Y, int64_t nf, int complement,
+                      int me, int nth) {
+    int64_t chunks = (X->len + 15) / 16, c0 = chunks * me / nth, c1 = chunks * (me + 1) / nth;
+    int64_t a = 16 * c0, end = (16 * c1 < X->len) ? 16 * c1 : X->len;
+    if (complement)
+        for (int64_t i = a; i < end; i++) X->img[i] = -X->img[i];
+    if (end > a && nf) E->K->accum_rows(X->img + a, end - a, Y->own + a, X->len, E->idx, E->w, nf);
+}
+
 /* Brings X->img (R0 contracted with the other side's Kronecker signs) up to date from the
  * entries of Y's signs that flipped since: each adds 2 * (new sign) * its row of Y->own. When
  * more than half flipped (a new random start), the image is negated and the entries that did
@@ -160,20 +171,17 @@ static void side_sync(tengine_t *E, tside_t *X, tside_t *Y) {
             x &= x - 1;
         }
     }
-    int nthreads = (E->pr.nt > 1 && nf * X->len >= PAR_MIN_WORK) ? E->pr.nt : 1;
-    (void)nthreads;
-    /* Each thread owns a contiguous run of entries (a multiple of 16) and streams every
-     * row over it: each entry's FMA chain is the same for any split. */
+    if (E->pr.nt <= 1 || nf * X->len < PAR_MIN_WORK) {
+        /* not through a one-thread parallel region (libgomp sets up a team even then) */
+        sync_rows(E, X, Y, nf, complement, 0, 1);
+    } else {
 #ifdef _OPENMP
-#pragma omp parallel num_threads(nthreads) if (nthreads > 1)
+#pragma omp parallel num_threads(E->pr.nt)
 #endif
-    {
-        int nth, me = sc_thread(&nth);
-        int64_t chunks = (X->len + 15) / 16, c0 = chunks * me / nth, c1 = chunks * (me + 1) / nth;
-        int64_t a = 16 * c0, end = (16 * c1 < X->len) ? 16 * c1 : X->len;
-        if (complement)
-            for (int64_t i = a; i < end; i++) X->img[i] = -X->img[i];
-        if (end > a && nf) K->accum_rows(X->img + a, end - a, Y->own + a, X->len, E->idx, E->w, nf);
+        {
+            int nth, me = sc_thread(&nth);
+            sync_rows(E, X, Y, nf, complement, me, nth);
+        }
     }
     memcpy(Y->applied, Y->kron, (size_t)Y->words * sizeof(uint64_t));
 }
