@@ -9,7 +9,11 @@ Prints a Markdown table; exits 0 whatever the figures.
 For context, the same table gives the speedup of NumPy's own ``A @ x`` (BLAS, memory-bound
 like the engine's sign search) with the same thread counts on the same matrix size, each count
 in a subprocess with OPENBLAS_NUM_THREADS / OMP_NUM_THREADS / MKL_NUM_THREADS set, measured
-before and after the decompositions (minimum): what this machine's memory gives two threads.
+before and after the decompositions (minimum): what this machine's memory gives two threads
+on one long stream. And that of the engine's own reads alone: its float16 row kernel
+(accum_rows_h) adding 64 random rows at a time of a 2n x n float16 array (the size of the two
+copies the search reads) into one image per thread, the threads' calls running concurrently
+(the kernel releases the GIL): what the memory gives threads on the search's access pattern.
 
 Run from the repository root:
     python benchmarks/bench_threads.py                 # 4096 x 4096, 1500 cuts (a few minutes)
@@ -20,6 +24,7 @@ import argparse
 import os
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -55,6 +60,7 @@ def main(argv=None):
             best[nt] = min(best.get(nt, float("inf")), time.perf_counter() - t0)
 
     blas = {nt: min(blas[nt], blas_matvec_time(n, nt)) for nt in counts}
+    reads = row_reads(n, counts)
     r1, rows, records = result[1], [], []
     for nt in counts[1:]:
         rt = result[nt]
@@ -73,12 +79,59 @@ def main(argv=None):
                               "required", 1.0, "value == 1", same))
         records.append(record(f"NumPy A @ x (BLAS), {nt} threads, {n}x{n}", 1e3 * blas[nt], "ms",
                               "same, 1 thread", 1e3 * blas[1]))
+        records.append(record(f"row kernel reads, {nt} threads, 2*{n}x{n} float16", reads[nt],
+                              "GB/s", "same, 1 thread", reads[1]))
     print_table(["Size", "Width", "1 thread (s)", "Threads", "Time (s)", "Speedup",
                  "Goal", "Result", "Identical bits"], rows)
     print("For context, NumPy's A @ x on this machine (BLAS, same size): "
           + ", ".join(f"{nt} thread{'s' if nt > 1 else ''} {1e3 * blas[nt]:.3f} ms "
                       f"({blas[1] / blas[nt]:.2f}x)" for nt in counts) + ".")
+    print("The engine's row reads alone (float16 row kernel, lists of 64 random rows of a "
+          f"{2 * n} x {n} array): "
+          + ", ".join(f"{nt} thread{'s' if nt > 1 else ''} {reads[nt]:.1f} GB/s "
+                      f"({reads[nt] / reads[1]:.2f}x)" for nt in counts) + ".")
     write_json(args.json, records)
+
+
+def row_reads(n, counts, calls=48, blocks=32, repeat=3):
+    """GB/s of the active float16 row kernel over `calls` calls, each adding `blocks` lists of
+    64 random rows (each list sorted, as the engine lists its flips) of a (2n, n) array, the
+    calls split over t threads for each t in counts (best of `repeat`)."""
+    from signcut import _core
+    isa = _core.active_kernels()
+    rng = np.random.default_rng(3)
+    H = np.empty((2 * n, n), np.uint16)
+    for i in range(0, 2 * n, 256):       # float16 Gaussian bits, a slab at a time
+        H[i:i + 256] = rng.standard_normal((min(256, 2 * n - i), n), np.float32) \
+            .astype(np.float16).view(np.uint16)
+    idx = [np.sort(rng.integers(0, 2 * n, (blocks, 64)), axis=1).ravel() for _ in range(calls)]
+    w = np.full(64 * blocks, 2.0, np.float32)
+    out = {}
+    for nt in counts:
+        ys = [np.zeros(n, np.float32) for _ in range(nt)]
+
+        errors = []
+
+        def work(me, nt=nt, ys=ys):
+            try:
+                for q in range(me, calls, nt):
+                    _core.kernel_accum_rows_h(isa, ys[me], H, idx[q], w)
+            except Exception as e:        # reported by the caller, not lost in the thread
+                errors.append(e)
+
+        best = float("inf")
+        for _ in range(repeat):
+            threads = [threading.Thread(target=work, args=(me,)) for me in range(nt)]
+            t0 = time.perf_counter()
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            best = min(best, time.perf_counter() - t0)
+            if errors:
+                raise errors[0]
+        out[nt] = calls * blocks * 64 * n * 2 / best / 1e9
+    return out
 
 
 def blas_matvec_time(n, threads):

@@ -30,7 +30,7 @@ cdef extern from "signcut/signcut.h" nogil:
         void (*transpose)(float *dst, int64_t ldd, const float *src, int64_t lds,
                           int64_t rows, int64_t cols)
         void (*accum_rows_h)(float *y, int64_t len, const uint16_t *rows, int64_t ld,
-                             const int64_t *idx, const float *w, int64_t k)
+                             const int64_t *idx, const float *w, int64_t k) noexcept nogil
         void (*to_half)(uint16_t *dst, const float *src, int64_t len, float scale)
         void (*transpose16)(uint16_t *dst, int64_t ldd, const uint16_t *src, int64_t lds,
                             int64_t rows, int64_t cols)

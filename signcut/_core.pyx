@@ -226,7 +226,8 @@ def kernel_transpose(str isa, cnp.ndarray src):
 
 def kernel_accum_rows_h(str isa, float[::1] y, const uint16_t[:, ::1] rows, const int64_t[::1] idx,
                         const float[::1] w):
-    """y += sum_q w[q] * float32(rows[idx[q], :len(y)]) for float16 rows (given as their uint16 bits)."""
+    """y += sum_q w[q] * float32(rows[idx[q], :len(y)]) for float16 rows (given as their uint16 bits).
+    Releases the GIL while it works (benchmarks/bench_threads.py runs it on several threads)."""
     cdef const sc_kernels *K = _get(isa)
     if idx.shape[0] != w.shape[0] or y.shape[0] > rows.shape[1]:
         raise ValueError("shape mismatch")
@@ -234,7 +235,8 @@ def kernel_accum_rows_h(str isa, float[::1] y, const uint16_t[:, ::1] rows, cons
         raise IndexError("row index out of range")
     if y.shape[0] == 0 or idx.shape[0] == 0:
         return
-    K.accum_rows_h(&y[0], y.shape[0], &rows[0, 0], rows.shape[1], &idx[0], &w[0], idx.shape[0])
+    with nogil:
+        K.accum_rows_h(&y[0], y.shape[0], &rows[0, 0], rows.shape[1], &idx[0], &w[0], idx.shape[0])
 
 
 def kernel_to_half(str isa, const float[::1] x, float scale):
