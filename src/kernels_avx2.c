@@ -33,43 +33,51 @@ static inline __attribute__((always_inline)) float row_at(const void *r, int64_t
     return half ? sc_half_to_float(((const uint16_t *)r)[i]) : ((const float *)r)[i];
 }
 
-/* y += sum_q w[q] * rows[idx[q]] over float32 or float16 rows (elem bytes apart per entry).
- * Eight rows per pass over y: eight concurrent read streams and one load/store of y per eight
- * FMAs. The FMA chain of each entry runs over the rows in order. */
+/* y += sum_{j < R} w[j] * rows[idx[j]] over float32 or float16 rows (elem bytes apart per
+ * entry) in one pass over y: R concurrent read streams and one load/store of y per R FMAs.
+ * The FMA chain of each entry runs over the rows in order. */
+static inline __attribute__((always_inline)) void accum_pass(
+        float *y, int64_t len, const char *rows, int64_t ld, const int64_t *idx, const float *w,
+        const int R, const int half) {
+    const int64_t elem = half ? 2 : 4;
+    const char *r[8];
+    __m256 wv[8];
+    for (int j = 0; j < R; j++) {
+        r[j] = rows + idx[j] * ld * elem;
+        wv[j] = _mm256_set1_ps(w[j]);
+    }
+    int64_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        __m256 a = _mm256_loadu_ps(y + i);
+        for (int j = 0; j < R; j++) {
+            if (!half) _mm_prefetch(r[j] + (i + PF_DIST) * elem, _MM_HINT_T0);
+            a = _mm256_fmadd_ps(wv[j], row_load(r[j], i, half), a);
+        }
+        _mm256_storeu_ps(y + i, a);
+    }
+    for (; i < len; i++) {
+        float a = y[i];
+        for (int j = 0; j < R; j++) a = fmaf(w[j], row_at(r[j], i, half), a);
+        y[i] = a;
+    }
+}
+
+/* Eight rows per pass, and the last k % 8 rows in one pass too (several streams in flight:
+ * most half steps of a search flip fewer than eight entries). */
 static inline __attribute__((always_inline)) void accum_body(
         float *y, int64_t len, const char *rows, int64_t ld, const int64_t *idx, const float *w,
         int64_t k, const int half) {
-    const int64_t elem = half ? 2 : 4;
     int64_t q = 0;
-    for (; q + 8 <= k; q += 8) {
-        const char *r[8];
-        __m256 wv[8];
-        for (int j = 0; j < 8; j++) {
-            r[j] = rows + idx[q + j] * ld * elem;
-            wv[j] = _mm256_set1_ps(w[q + j]);
-        }
-        int64_t i = 0;
-        for (; i + 8 <= len; i += 8) {
-            __m256 a = _mm256_loadu_ps(y + i);
-            for (int j = 0; j < 8; j++) {
-                if (!half) _mm_prefetch(r[j] + (i + PF_DIST) * elem, _MM_HINT_T0);
-                a = _mm256_fmadd_ps(wv[j], row_load(r[j], i, half), a);
-            }
-            _mm256_storeu_ps(y + i, a);
-        }
-        for (; i < len; i++) {
-            float a = y[i];
-            for (int j = 0; j < 8; j++) a = fmaf(w[q + j], row_at(r[j], i, half), a);
-            y[i] = a;
-        }
-    }
-    for (; q < k; q++) {
-        const char *r0 = rows + idx[q] * ld * elem;
-        __m256 w0 = _mm256_set1_ps(w[q]);
-        int64_t i = 0;
-        for (; i + 8 <= len; i += 8)
-            _mm256_storeu_ps(y + i, _mm256_fmadd_ps(w0, row_load(r0, i, half), _mm256_loadu_ps(y + i)));
-        for (; i < len; i++) y[i] = fmaf(w[q], row_at(r0, i, half), y[i]);
+    for (; q + 8 <= k; q += 8) accum_pass(y, len, rows, ld, idx + q, w + q, 8, half);
+    switch (k - q) {
+    case 7: accum_pass(y, len, rows, ld, idx + q, w + q, 7, half); break;
+    case 6: accum_pass(y, len, rows, ld, idx + q, w + q, 6, half); break;
+    case 5: accum_pass(y, len, rows, ld, idx + q, w + q, 5, half); break;
+    case 4: accum_pass(y, len, rows, ld, idx + q, w + q, 4, half); break;
+    case 3: accum_pass(y, len, rows, ld, idx + q, w + q, 3, half); break;
+    case 2: accum_pass(y, len, rows, ld, idx + q, w + q, 2, half); break;
+    case 1: accum_pass(y, len, rows, ld, idx + q, w + q, 1, half); break;
+    default: break;
     }
 }
 

@@ -234,7 +234,16 @@ static void accum_rows_h(float *y, int64_t len, const uint16_t *rows, int64_t ld
                          const int64_t *idx, const float *w, int64_t k) {
     int64_t q = 0;
     for (; q + 8 <= k; q += 8) accum_h_pass(y, len, rows, ld, idx + q, w + q, 8);
-    for (; q < k; q++) accum_h_pass(y, len, rows, ld, idx + q, w + q, 1);
+    switch (k - q) {     /* the last k % 8 rows in one pass too (several streams in flight) */
+    case 7: accum_h_pass(y, len, rows, ld, idx + q, w + q, 7); break;
+    case 6: accum_h_pass(y, len, rows, ld, idx + q, w + q, 6); break;
+    case 5: accum_h_pass(y, len, rows, ld, idx + q, w + q, 5); break;
+    case 4: accum_h_pass(y, len, rows, ld, idx + q, w + q, 4); break;
+    case 3: accum_h_pass(y, len, rows, ld, idx + q, w + q, 3); break;
+    case 2: accum_h_pass(y, len, rows, ld, idx + q, w + q, 2); break;
+    case 1: accum_h_pass(y, len, rows, ld, idx + q, w + q, 1); break;
+    default: break;
+    }
 }
 
 /* As the AVX2 lut_block, with 16-float registers. */
