@@ -110,10 +110,7 @@ static inline uint64_t flip_word(const side_t *Y, int64_t q, int negate) {
  * pending cuts' correction of the other image, into *F. Every thread of a sweep can work it
  * out alike: reads Y, writes only *F. */
 static void step_flips(const engine_t *E, const side_t *Y, flips_t *F) {
-    int64_t nf, p = E->p, dot;
-    /* <cand, bits> = len - 2 nf, through the kernel (a portable build has no popcount insn) */
-    E->K->sign_dots(&dot, Y->cand, Y->words, Y->bits, Y->words, Y->len, 1);
-    nf = (Y->len - dot) / 2;
+    int64_t nf = sc_sign_diff(E->K, Y->cand, Y->bits, Y->words, Y->len), p = E->p;
     /* More than half of Y flips (a new start): negate X's image, the image of -y, and add the
      * entries that did not flip instead (y_new = -y_old + 2 y_new[f] e_f over those). */
     int negate = 2 * nf > Y->len;

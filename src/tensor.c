@@ -153,9 +153,7 @@ static void side_sync(tengine_t *E, tside_t *X, tside_t *Y) {
         X->valid = 1;
         return;
     }
-    int64_t dot, nf;     /* <kron, applied> = len - 2 nf, as the matrix engine counts flips */
-    K->sign_dots(&dot, Y->kron, Y->words, Y->applied, Y->words, Y->len, 1);
-    nf = (Y->len - dot) / 2;
+    int64_t nf = sc_sign_diff(K, Y->kron, Y->applied, Y->words, Y->len);
     if (nf == 0) return;
     int complement = nf > Y->len / 2;
     uint64_t inv = complement ? ~UINT64_C(0) : 0;

@@ -8,6 +8,15 @@
 #include <omp.h>
 #endif
 
+/* How many of the len entries of two packed sign vectors differ (tail bits zero): <a, b> =
+ * len - 2 * that, through the kernel's sign_dots (a portable build has no popcount insn). */
+static inline int64_t sc_sign_diff(const sc_kernels *K, const uint64_t *a, const uint64_t *b,
+                                   int64_t words, int64_t len) {
+    int64_t dot;
+    K->sign_dots(&dot, a, words, b, words, len, 1);
+    return (len - dot) / 2;
+}
+
 /* Inside a parallel region: this thread's number, and the team's size in *nth (0 and 1 in a
  * build without OpenMP). */
 static inline int sc_thread(int *nth) {
