@@ -64,12 +64,6 @@ def _seed_state(seed):
     return np.random.SeedSequence(seed).generate_state(4, np.uint64)
 
 
-def _threads(n_threads):
-    if n_threads is None or n_threads == -1:
-        return _core.default_threads()
-    return optional_int(n_threads, "n_threads", minimum=1)
-
-
 def _tensorize(arr, shape, axes):
     """arr reshaped to ``shape`` then permuted by ``axes``, and the record that undoes it."""
     if shape is None and axes is None:
@@ -324,7 +318,9 @@ def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_
         Cuts kept pending before they are subtracted from the remainder at once (1..64,
         default 64).
     n_threads : int, optional
-        OpenMP threads at most (default: all available; -1 means the same). The engine times
+        OpenMP threads at most (default: all available; -1 means the same). More than the
+        process has cores are not started (each core runs one); above 4096 is refused
+        with ValueError. The engine times
         its cuts with one thread and with all now and then, and uses one where that is clearly
         faster (small matrices, many or busy cores). The result does not depend on it.
     callback : callable, optional
@@ -426,7 +422,7 @@ def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_
     if max_width < done:
         raise ValueError(f"init already has {done} cuts, more than the budgets allow "
                          f"({max_width}); use init.truncate({max_width})")
-    n_threads = _threads(n_threads)
+    n_threads = _validate.thread_count(n_threads)
     state = _seed_state(seed)
     search = _search_options(effort, restarts, refine, arr.ndim)
     warm = None

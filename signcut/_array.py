@@ -10,6 +10,7 @@ from math import prod
 import numpy as np
 
 from signcut import _core
+from signcut._validate import thread_count
 
 BLOCK_ELEMENTS = 1 << 22        # about how many numbers one block of cuts may unpack at once
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
@@ -300,8 +301,8 @@ def _lut_product(sc, side, X, n_threads):
     rows = sc.shape[0] if side == "right" else sc.shape[1]
     out = np.empty((rows, X.shape[1]), np.float32)
     lanes, lanes_t = product_lanes(sc, side)
-    nt = _core.default_threads() if n_threads is None else int(n_threads)
-    return _core.matrix_matmul(out, X, lanes, lanes_t, np.ascontiguousarray(sc.coef, np.float32), nt)
+    return _core.matrix_matmul(out, X, lanes, lanes_t, np.ascontiguousarray(sc.coef, np.float32),
+                               thread_count(n_threads))
 
 
 def matmul(sc, x, n_threads=None):

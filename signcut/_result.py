@@ -2,6 +2,7 @@
 import numpy as np
 
 from signcut import _array, _core
+from signcut._validate import thread_count
 
 
 def words(d):
@@ -276,8 +277,8 @@ class SignCut:
         if len(self.tensor_shape) == 2:
             m, n = self.tensor_shape
             out = np.zeros((m, n), np.float32)
-            nt = _core.default_threads() if n_threads is None else int(n_threads)
-            return _core.matrix_expand(out, self.signs[0], self.signs[1], self.coef, 1.0, nt)
+            return _core.matrix_expand(out, self.signs[0], self.signs[1], self.coef, 1.0,
+                                       thread_count(n_threads))
         out = np.zeros(self.tensor_shape, np.float32)
         k = len(self.tensor_shape)     # einsum's sublist form: axes 0..k-1, cuts k (k <= 32)
         for j0 in range(0, self.width, 64):

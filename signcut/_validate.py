@@ -5,6 +5,8 @@ import os
 
 import numpy as np
 
+from signcut import _core
+
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 _FLOAT32_TINY = float(np.finfo(np.float32).tiny)
 _LARGEST = 2.0 ** 126           # a quarter of float32's range: cut sums must not overflow
@@ -71,6 +73,27 @@ def optional_int(value, name, minimum=0):
     value = int(value)
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+MAX_THREADS = 4096     # a thread request above this is a mistake, not a machine
+
+
+def thread_count(n_threads, name="n_threads"):
+    """A thread count for the engine: None or -1 mean all the default threads (OpenMP's,
+    ``OMP_NUM_THREADS`` where set); otherwise an integer in [1, MAX_THREADS]. The engine
+    runs at most as many threads as the process has cores (``sc_clamp_threads``), so a
+    larger request is not an error up to MAX_THREADS."""
+    if n_threads is None:
+        return _core.default_threads()
+    if not isinstance(n_threads, (bool, np.bool_)) and isinstance(n_threads, numbers.Integral) \
+            and int(n_threads) == -1:
+        return _core.default_threads()
+    value = optional_int(n_threads, name, minimum=1)
+    if value > MAX_THREADS:
+        raise ValueError(f"{name}={value} is more threads than signcut runs (at most "
+                         f"{MAX_THREADS}; the engine uses at most one per core, "
+                         f"{_core.default_threads()} by default here)")
     return value
 
 

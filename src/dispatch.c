@@ -94,3 +94,13 @@ int sc_default_threads(void) {
     return 1;
 #endif
 }
+
+int sc_clamp_threads(int n_threads) {
+    if (n_threads < 1) return 1;
+#ifdef _OPENMP
+    int procs = omp_get_num_procs();
+    return n_threads < procs ? n_threads : (procs > 1 ? procs : 1);
+#else
+    return 1;
+#endif
+}

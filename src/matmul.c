@@ -153,7 +153,7 @@ int sc_matrix_matmul(const sc_kernels *K, float *y, int64_t ldy, const float *x,
                      int64_t p, int64_t m, int64_t n, const uint32_t *t_lanes,
                      const uint32_t *st_lanes, const float *coef, int64_t width, int n_threads) {
     if (m < 0 || n < 0 || p < 0 || width < 0 || ldy < p || ldx < p) return SC_ERR_ARG;
-    int nt = n_threads > 0 ? n_threads : 1;
+    int nt = sc_clamp_threads(n_threads);
     if (width == 0 || n == 0) {
         for (int64_t i = 0; i < m; i++) memset(y + i * ldy, 0, (size_t)p * sizeof(float));
         return SC_OK;

@@ -671,7 +671,7 @@ int sc_matrix_decompose(const sc_kernels *K, float *R, int64_t m, int64_t n,
     engine_t E;
     memset(&E, 0, sizeof E);
     E.K = K;
-    sc_probe_init(&E.pr, prm->n_threads);
+    sc_probe_init(&E.pr, sc_clamp_threads(prm->n_threads));
     E.m = m; E.n = n; E.block = prm->block_size; E.R = R;
     int64_t mx = m > n ? m : n;
     int st = SC_OK;
@@ -781,7 +781,7 @@ int sc_matrix_expand(const sc_kernels *K, float *out, int64_t m, int64_t n, int6
     int64_t ws = sc_words(m), wt = sc_words(n);
     for (int64_t j0 = 0; j0 < width; j0 += MAX_BLOCK) {
         int64_t k = (width - j0 < MAX_BLOCK) ? width - j0 : MAX_BLOCK;
-        rank_block(K, n_threads > 0 ? n_threads : 1, out, m, n, ld, s_bits + j0 * ws,
+        rank_block(K, sc_clamp_threads(n_threads), out, m, n, ld, s_bits + j0 * ws,
                    t_bits + j0 * wt, coef + j0, k, sign, panel, amat, NULL);
     }
     free(panel); free(amat);

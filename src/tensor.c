@@ -33,7 +33,6 @@
 #define PAR_MIN_WORK 262144     /* below this many float ops a step runs on one thread */
 #define MAX_BLOCK 64
 #define FLUSH_COLS 4096         /* columns per chunk of a flush, a multiple of 64 */
-#define MAX_THREADS 256
 #define GROWTH_TOL 1e-6
 #define START_ATTEMPTS 8
 
@@ -400,7 +399,7 @@ int sc_tensor_decompose(const sc_kernels *K, float *R, int ndim, const int64_t *
     memset(&E, 0, sizeof E);
     E.K = K; E.ndim = ndim; E.dims = dims; E.N = N; E.R = R; E.res = res;
     /* Capped: each thread has its own flush buffer (any count gives the same bits). */
-    sc_probe_init(&E.pr, prm->n_threads < 1 ? 1 : (prm->n_threads > MAX_THREADS ? MAX_THREADS : prm->n_threads));
+    sc_probe_init(&E.pr, sc_clamp_threads(prm->n_threads));
     E.block = prm->block_size;
     int st = SC_OK;
     if (side_alloc(&E.S, 0, split, dims) || side_alloc(&E.T, split, ndim, dims)) st = SC_ERR_NOMEM;

@@ -113,6 +113,9 @@ const sc_kernels *sc_kernels_best(void);
 /* Whether the library was built with OpenMP, and its default thread count (1 without). */
 int sc_openmp_enabled(void);
 int sc_default_threads(void);
+/* n_threads clamped to [1, the processors this process may run on]: more threads than
+ * cores only wait on each other (every entry point of the engine clamps through this). */
+int sc_clamp_threads(int n_threads);
 
 /* Called after each cut with the number of cuts and the relative error; nonzero stops
  * (1: stop and keep the cuts, 2: an error is pending in the caller). During refinement
