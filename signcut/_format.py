@@ -49,7 +49,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from signcut._atomic import atomic_write
+from signcut._atomic import atomic_write, open_regular
 from signcut._result import Outliers, SignCut, index_dtype, words
 
 __all__ = ["save", "load", "read_metadata", "FormatError"]
@@ -260,13 +260,7 @@ def save(path, obj, *, history=False, metadata=None):
     head, tensors = _build_header(obj, history, metadata)   # every check before the disk
 
     def write(tmp):
-        try:
-            f = open(tmp, "xb")
-        except OSError as exc:
-            folder = os.path.dirname(os.path.abspath(path))
-            raise type(exc)(exc.errno, f"cannot write {path!r}: cannot create a file in folder "
-                                       f"{folder!r} ({exc.strerror})", folder) from exc
-        with f:
+        with open(tmp, "wb") as f:
             f.write(head)
             for array in tensors:
                 f.write(memoryview(array).cast("B"))
@@ -511,9 +505,11 @@ def load(path):
         The file is corrupt, truncated or inconsistent (the message says what is wrong).
         The whole header is checked against the size of the file before any array is read.
     OSError
-        The file cannot be opened (``FileNotFoundError`` when it does not exist).
+        The file cannot be opened (``FileNotFoundError`` when it does not exist,
+        ``IsADirectoryError`` for a folder, ``OSError`` for a FIFO, device or socket: only
+        regular files are read, and never with a blocking open).
     """
-    with open(os.fspath(path), "rb") as f:
+    with open_regular(path) as f:
         size = os.fstat(f.fileno()).st_size
         header, start = _read_header(f, size)
         container, entries = _parse_metadata(header)
@@ -573,7 +569,7 @@ def read_metadata(path):
     The header is checked as :func:`load` checks it (``FormatError`` for a file that is not a
     valid signcut file); the arrays are not read.
     """
-    with open(os.fspath(path), "rb") as f:
+    with open_regular(path) as f:
         size = os.fstat(f.fileno()).st_size
         header, _ = _read_header(f, size)
     _parse_metadata(header)

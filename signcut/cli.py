@@ -22,7 +22,7 @@ from importlib import resources
 import numpy as np
 
 import signcut
-from signcut._atomic import atomic_write
+from signcut._atomic import atomic_write, check_output, open_regular
 
 DEMO_RATIOS = (0.02, 0.05, 0.10, 0.25)
 DEMO_SEED = 0
@@ -107,28 +107,6 @@ def _image_format(path):
     return Image.registered_extensions().get(os.path.splitext(path)[1].lower())
 
 
-def _check_output(path, inputs=()):
-    """Raise UsageError unless ``path`` can be created or replaced and is none of ``inputs``."""
-    if not path:
-        raise UsageError("the output path is empty")
-    full = os.path.realpath(path)
-    for source in inputs:
-        if source is None:
-            continue
-        if full == os.path.realpath(source) or (
-                os.path.exists(path) and os.path.exists(source) and os.path.samefile(path, source)):
-            raise UsageError(f"the output {path!r} is the input: refusing to overwrite it")
-    if os.path.isdir(path):
-        raise UsageError(f"cannot write {path!r}: it is a folder")
-    folder = os.path.dirname(os.path.abspath(path))
-    if os.path.exists(folder) and not os.path.isdir(folder):
-        raise UsageError(f"cannot write {path!r}: {folder!r} is not a folder")
-    if not os.path.isdir(folder):
-        raise UsageError(f"cannot write {path!r}: folder {folder!r} does not exist")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise UsageError(f"cannot write {path!r}: folder {folder!r} is not writable")
-
-
 def _save_picture(pil_image, path):
     fmt = _image_format(path)
     if fmt is None:
@@ -152,7 +130,7 @@ def _preview_paths(output, total, every):
 def _write_previews(result, output, every, quiet, inputs):
     paths = _preview_paths(output, result.cuts, every)
     for _, p in paths:
-        _check_output(p, inputs)
+        check_output(p, inputs)
     bar = Progress(len(paths), "previews", quiet, unit="picture")
     try:
         for i, (k, p) in enumerate(paths, 1):
@@ -207,15 +185,16 @@ def cmd_image(args):
 
     from signcut import image
     source, output = args.input, args.output
-    if not os.path.exists(source):
-        raise UsageError(f"cannot read {source!r}: no such file")
-    if os.path.isdir(source):
-        raise UsageError(f"cannot read {source!r}: it is a folder")
-    if not os.access(source, os.R_OK):
-        raise UsageError(f"cannot read {source!r}: permission denied")
-    if os.path.getsize(source) == 0:
+    try:
+        with open_regular(source) as f:
+            empty = os.fstat(f.fileno()).st_size == 0
+    except FileNotFoundError:
+        raise UsageError(f"cannot read {source!r}: no such file") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {source!r}: {exc.strerror}") from None
+    if empty:
         raise UsageError(f"cannot read {source!r}: the file is empty")
-    _check_output(output, [source])
+    check_output(output, [source])
 
     if image.is_signcut_file(source):                      # decode
         if _image_format(output) is None:
@@ -234,7 +213,7 @@ def cmd_image(args):
         return 0
 
     try:                                                   # encode
-        with Image.open(source) as im:
+        with open_regular(source) as f, Image.open(f) as im:
             im.load()
             picture = im.copy()
     except UnidentifiedImageError:
@@ -254,7 +233,7 @@ def cmd_image(args):
                        seed=args.seed, n_threads=args.threads, **budget)
     if args.preview:
         for _, p in _preview_paths(output, result.cuts, args.preview):
-            _check_output(p, [source, output])
+            check_output(p, [source, output])
     result.save(output)
     if args.preview:
         _write_previews(result, output, args.preview, args.quiet, [source, output])
@@ -347,7 +326,6 @@ def cmd_weights(args):
     from signcut import weights
     if args.jobs < 1:
         raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
-    _check_output(args.output, [args.input])
     result = weights.compress(args.input, args.output, bits_per_entry=args.bits_per_entry,
                               include=args.include, exclude=args.exclude,
                               min_size=args.min_size, jobs=args.jobs, scheduler=args.scheduler,
@@ -361,7 +339,6 @@ def cmd_weights(args):
 
 def cmd_expand(args):
     from signcut import weights
-    _check_output(args.output, [args.input])
     dtype = None if args.dtype == "orig" else args.dtype
     weights.expand(args.input, args.output, dtype=dtype)
     print(f"wrote {args.output}")
@@ -510,6 +487,8 @@ def main(argv=None):
         return _fail(str(exc))
     except (OSError, ValueError, TypeError) as exc:
         return _fail(_describe(exc))
+    except MemoryError as exc:
+        return _fail(f"not enough memory: {exc}" if str(exc) else "not enough memory")
     except KeyboardInterrupt:
         print("signcut: interrupted", file=sys.stderr)
         return 130

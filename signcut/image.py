@@ -56,6 +56,7 @@ import numpy as np
 from PIL import Image
 
 import signcut
+from signcut._atomic import open_regular
 from signcut._format import read_metadata
 from signcut._result import signs_nbytes
 
@@ -133,7 +134,7 @@ def _from_pil(im):
 def _pixels(image):
     """(pixels uint8 (H, W, C), mode, shape to give back) of a path, PIL image or array."""
     if isinstance(image, (str, bytes, os.PathLike)):
-        with Image.open(image) as im:
+        with open_regular(image) as f, Image.open(f) as im:
             im.load()
             pixels, mode, shape = _from_pil(im)
     elif isinstance(image, Image.Image):
@@ -521,7 +522,7 @@ def is_signcut_file(path):
     """Whether ``path`` starts like a safetensors file written by signcut (it does not check
     the rest: :func:`decode` does)."""
     try:
-        with open(os.fspath(path), "rb") as f:
+        with open_regular(path) as f:
             head = f.read(64)
     except OSError:
         return False

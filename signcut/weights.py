@@ -47,17 +47,19 @@ import csv
 import hashlib
 import io
 import json
+import logging
 import math
 import os
 import re
-import shutil
 import statistics
 import sys
 import time
 
 import numpy as np
 
-from signcut._atomic import atomic_write
+log = logging.getLogger("signcut.weights")
+
+from signcut._atomic import PathError, atomic_write, check_output, open_regular
 
 __all__ = ["compress", "expand", "info", "WeightsError", "OUTLIER_FACTOR"]
 
@@ -68,6 +70,8 @@ MAX_HEADER_BYTES = 100_000_000
 PASSTHROUGH_SUFFIX = ".passthrough.safetensors"
 REPORT_SUFFIX = ".report.csv"
 PARTS_SUFFIX = ".parts"
+PARTS_MARKER = ".signcut-parts"         # in a work folder: made by signcut weights
+SIDE_KEY = "signcut_weights_passthrough"   # in a side file's metadata: the output it belongs to
 
 # safetensors dtype codes -> bytes per entry
 _ITEMSIZE = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "F8_E4M3FN": 1,
@@ -89,9 +93,11 @@ def read_header(path):
     ``tensors`` maps name -> ``{"dtype", "shape", "data_offsets"}`` in file order."""
     path = os.fspath(path)
     try:
-        f = open(path, "rb")
-    except IsADirectoryError:
-        raise WeightsError(f"cannot read {path!r}: it is a folder") from None
+        f = open_regular(path)
+    except FileNotFoundError:
+        raise WeightsError(f"cannot read {path!r}: no such file") from None
+    except OSError as exc:
+        raise WeightsError(f"cannot read {path!r}: {exc.strerror}") from None
     with f:
         size = os.fstat(f.fileno()).st_size
         if size < 8:
@@ -112,7 +118,7 @@ def read_header(path):
         header = json.loads(raw.decode("utf-8"), object_pairs_hook=unique)
     except WeightsError:
         raise
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise WeightsError(f"{path!r} is not a safetensors file (the header is not JSON)") from None
     if not isinstance(header, dict):
         raise WeightsError(f"{path!r} is not a safetensors file (the header is not an object)")
@@ -148,7 +154,7 @@ def read_header(path):
 
 def _read_raw(path, start, info):
     begin, end = info["data_offsets"]
-    with open(path, "rb") as f:
+    with open_regular(path) as f:
         f.seek(start + begin)
         raw = f.read(end - begin)
     if len(raw) != end - begin:
@@ -168,21 +174,17 @@ def f32_to_bf16(x):
     return np.where(np.isnan(x), np.uint16(0x7FC0), rounded).astype("<u2")
 
 
-def _load_float(path, start, name, info):
-    """One floating tensor as a numpy array (bf16 converted to float32)."""
+def _to_array(raw, info):
+    """The bytes of one floating tensor as a numpy array (BF16 converted to float32)."""
     if info["dtype"] == "BF16":
-        raw = _read_raw(path, start, info)
         return bf16_to_f32(np.frombuffer(raw, dtype="<u2")).reshape(info["shape"])
-    from safetensors import safe_open
-    try:
-        with safe_open(path, framework="numpy") as f:
-            return f.get_tensor(name)
-    except Exception as exc:        # SafetensorError is not an OSError/ValueError
-        raise WeightsError(f"cannot read tensor {name!r} of {path!r}: {exc}") from None
+    return np.frombuffer(raw, dtype=_NUMPY[info["dtype"]]).reshape(info["shape"])
+
 
 
 def _scan(src):
-    """The checkpoint: list of ``(name, file, data_start, info)`` in order."""
+    """The checkpoint: ``(tensors, inputs)``, the list of ``(name, file, data_start, info)``
+    in order and every path it was read from (the folder, its index and shards)."""
     src = os.fspath(src)
     if not os.path.exists(src):
         raise WeightsError(f"cannot read {src!r}: no such file or folder")
@@ -193,11 +195,15 @@ def _scan(src):
                                f"found {len(indexes)}")
         index_path = os.path.join(src, indexes[0])
         try:
-            with open(index_path, encoding="utf-8") as f:
-                weight_map = json.load(f)["weight_map"]
+            with open_regular(index_path) as f:
+                if os.fstat(f.fileno()).st_size > MAX_HEADER_BYTES:
+                    raise ValueError
+                weight_map = json.loads(f.read().decode("utf-8"))["weight_map"]
             if not isinstance(weight_map, dict):
                 raise TypeError
-        except (ValueError, KeyError, TypeError):
+        except OSError as exc:
+            raise WeightsError(f"cannot read {index_path!r}: {exc.strerror}") from None
+        except (ValueError, KeyError, TypeError, RecursionError):
             raise WeightsError(f"{index_path!r} is not a valid index (no weight_map)") from None
         shards = list(dict.fromkeys(weight_map.values()))
         files = []
@@ -205,8 +211,10 @@ def _scan(src):
             if not isinstance(shard, str) or os.path.basename(shard) != shard:
                 raise WeightsError(f"{index_path!r}: bad shard name {shard!r}")
             files.append(os.path.join(src, shard))
+        inputs = [src, index_path] + files
     else:
         weight_map, files = None, [src]
+        inputs = [src]
     out, seen = [], {}
     for path in files:
         if not os.path.exists(path):
@@ -225,8 +233,8 @@ def _scan(src):
         missing = [n for n in weight_map if n not in seen]
         if missing:
             raise WeightsError(f"tensors named in the index are missing from the shards: "
-                               f"{', '.join(missing[:5])}")
-    return out
+                               f"{', '.join(map(repr, missing[:5]))}")
+    return out, inputs
 
 
 # ------------------------------------------------------------------ writing safetensors
@@ -237,6 +245,9 @@ def write_safetensors(path, entries, metadata=None):
     if metadata:
         header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
     for name, code, shape, _ in entries:
+        if name == "__metadata__" or name in header:
+            raise WeightsError(f"cannot write {path!r}: tensor name {name!r} is reserved or "
+                               f"repeated")
         nbytes = math.prod(shape) * _ITEMSIZE[code]
         header[name] = {"dtype": code, "shape": [int(d) for d in shape],
                         "data_offsets": [offset, offset + nbytes]}
@@ -245,7 +256,7 @@ def write_safetensors(path, entries, metadata=None):
     text += b" " * (-(8 + len(text)) % 8)
 
     def write(tmp):
-        with open(tmp, "xb") as f:
+        with open(tmp, "wb") as f:
             f.write(len(text).to_bytes(8, "little") + text)
             for name, code, shape, produce in entries:
                 data = memoryview(produce()).cast("B")
@@ -270,9 +281,10 @@ def _part_path(parts, name):
 
 
 def _part_record(path, expected):
-    """The record of a finished part, or None when it is missing, corrupt or stale."""
+    """The record of a finished part, or None when it is missing, corrupt or stale (made
+    from other bytes, another budget or another seed)."""
     import signcut
-    if not os.path.exists(path):
+    if not os.path.isfile(path):
         return None
     try:
         record = json.loads(signcut.read_metadata(path)["weights_part"])
@@ -284,25 +296,38 @@ def _part_record(path, expected):
     return record
 
 
+
 def _compress_part(task):
-    """Worker: read one tensor, decompose it, save the part. Returns its record."""
+    """Worker: read one tensor, decompose it, save the part. Returns its record.
+
+    The part records the SHA-256 of the tensor's bytes: a rerun reuses it only for the same
+    bytes (a checkpoint changed under the same names is decomposed again)."""
     import signcut
-    existing = _part_record(task["part"], task["expected"])
+    name = task["name"]
+    raw = _read_raw(task["file"], task["start"], task["info"])
+    expected = dict(task["expected"], sha256=hashlib.sha256(raw).hexdigest())
+    existing = _part_record(task["part"], expected)
     if existing is not None:
         return dict(existing, resumed=True)
     t0 = time.perf_counter()
-    x = _load_float(task["file"], task["start"], task["name"], task["info"])
+    x = _to_array(raw, task["info"])
+    del raw
     kw = dict(bits_per_entry=task["bits_per_entry"], seed=task["seed"],
               n_threads=task["n_threads"])
     try:
-        result = signcut.decompose(x, outliers=task["outliers"] or None, **kw)
-    except ValueError:          # the sparse part left too little for one cut: none then
-        if not task["outliers"]:
-            raise
-        result = signcut.decompose(x, **kw)
+        try:
+            result = signcut.decompose(x, outliers=task["outliers"] or None, **kw)
+        except ValueError:      # the sparse part left too little for one cut: none then
+            if not task["outliers"]:
+                raise
+            result = signcut.decompose(x, **kw)
+    except (ValueError, TypeError) as exc:
+        raise WeightsError(f"tensor {name!r}: {exc}") from None
+    except MemoryError as exc:
+        raise MemoryError(f"tensor {name!r}: {exc}") from None
     seconds = time.perf_counter() - t0
     sparse = 0 if result.outliers is None else len(result.outliers)
-    record = dict(task["expected"], width=result.width, sparse=sparse, nbytes=result.nbytes,
+    record = dict(expected, width=result.width, sparse=sparse, nbytes=result.nbytes,
                   bits_per_entry=result.bits_per_entry, rel_error=result.rel_error,
                   seconds=seconds)
     signcut.save(task["part"], {"tensor": result},
@@ -310,15 +335,18 @@ def _compress_part(task):
     return dict(record, resumed=False)
 
 
+
 # ------------------------------------------------------------------ compress
 def _key(name, used):
     key = name
-    if "/" in key or not 1 <= len(key) <= 256 or not key.isprintable() or key in used:
+    if ("/" in key or not 1 <= len(key) <= 256 or not key.isprintable() or key in used
+            or key == "__metadata__"):
         key = f"tensor{len(used)}"
         while key in used:
             key += "_"
     used.add(key)
     return key
+
 
 
 def _make_executor(jobs, executor, scheduler):
@@ -347,20 +375,60 @@ def _make_executor(jobs, executor, scheduler):
     return None, None
 
 
-def _check_out(out, src):
-    if not out:
-        raise WeightsError("the output path is empty")
-    if os.path.isdir(out):
-        raise WeightsError(f"cannot write {out!r}: it is a folder")
-    folder = os.path.dirname(os.path.abspath(out))
-    if not os.path.isdir(folder):
-        raise WeightsError(f"cannot write {out!r}: folder {folder!r} does not exist")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise WeightsError(f"cannot write {out!r}: folder {folder!r} is not writable")
-    if src is not None and os.path.exists(src):
-        full = os.path.realpath(out)
-        if full == os.path.realpath(src) or full.startswith(os.path.realpath(src) + os.sep):
-            raise WeightsError(f"the output {out!r} is (inside) the input: refusing")
+def _check_output(path, inputs, folder=False):
+    try:
+        check_output(path, inputs, folder=folder)
+    except PathError as exc:
+        raise WeightsError(str(exc)) from None
+
+
+def _check_parts(parts):
+    """A work folder that exists must be one this command made (it holds PARTS_MARKER)."""
+    if os.path.lexists(parts) and not (os.path.isdir(parts) and not os.path.islink(parts)
+                                       and os.path.isfile(os.path.join(parts, PARTS_MARKER))):
+        raise WeightsError(f"{parts!r} exists but was not made by signcut weights (no "
+                           f"{PARTS_MARKER} in it): move it away or choose another output")
+
+
+def _open_parts(parts, out):
+    """Make the work folder with its marker, or reuse one an interrupted run made (checked
+    by _check_parts). True when made now."""
+    if os.path.isdir(parts):
+        return False
+    os.mkdir(parts)
+    try:
+        def write(tmp):
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(f"work folder of signcut weights for {os.path.basename(out)}\n")
+        atomic_write(os.path.join(parts, PARTS_MARKER), write)
+    except BaseException:
+        os.rmdir(parts)
+        raise
+    return True
+
+
+_PART_TMP = re.compile(r"\.[0-9a-f]{24}\.[0-9a-f]{12}\.tmp\.sct")
+
+
+def _close_parts(parts, names):
+    """Remove the work folder: only what this command writes there (the parts ``names``,
+    their temporary files and the marker); a folder holding anything else stays."""
+    for entry in os.listdir(parts):
+        if entry in names or entry == PARTS_MARKER or _PART_TMP.fullmatch(entry):
+            os.unlink(os.path.join(parts, entry))
+    try:
+        os.rmdir(parts)
+    except OSError:
+        log.warning("left %s in place: it holds files signcut did not write", parts)
+
+
+def _is_side_file(side, out):
+    """Whether ``side`` is a side file written for ``out`` (safe to remove when stale)."""
+    try:
+        return read_header(side)[1].get(SIDE_KEY) == os.path.basename(out)
+    except WeightsError:
+        return False
+
 
 
 def _fmt_shape(shape):
@@ -422,10 +490,12 @@ def compress(src, out, *, bits_per_entry=8.0, include=None, exclude=None, min_si
         exc_re = re.compile(exclude) if exclude else None
     except re.error as e:
         raise WeightsError(f"bad regular expression: {e}") from None
-    _check_out(out, src)
-    entries = _scan(src)
-
-    parts = out + PARTS_SUFFIX
+    entries, inputs = _scan(src)
+    parts, side, report = out + PARTS_SUFFIX, out + PASSTHROUGH_SUFFIX, out + REPORT_SUFFIX
+    for path in (out, side, report):
+        _check_output(path, inputs)
+    _check_output(parts, inputs, folder=True)
+    _check_parts(parts)
     plan, used_keys, used_pass = [], set(), set()
     for name, path, start, info in entries:
         dtype, shape = info["dtype"], info["shape"]
@@ -458,9 +528,13 @@ def compress(src, out, *, bits_per_entry=8.0, include=None, exclude=None, min_si
 
     todo = [(rec, path, start, info) for rec, path, start, info in plan
             if rec["kind"] == "signcut"]
-    if todo:
-        os.makedirs(parts, exist_ok=True)
     parallel, close = _make_executor(jobs, executor, scheduler)
+    try:
+        made_parts = bool(todo) and _open_parts(parts, out)
+    except BaseException:
+        if close is not None:
+            close()
+        raise
     n_threads = 1 if parallel is not None else None
     tasks = []
     for rec, path, start, info in todo:
@@ -488,7 +562,7 @@ def compress(src, out, *, bits_per_entry=8.0, include=None, exclude=None, min_si
             elapsed = time.perf_counter() - t_start
             eta = elapsed * (total - done[1]) / done[1] if done[1] else 0.0
             print(f"[{done[0]}/{len(tasks)}, {done[1] / max(total, 1):.0%} of entries, "
-                  f"ETA {eta:.0f} s] {rec['name']}: {_fmt_shape(rec['shape'])} width "
+                  f"ETA {eta:.0f} s] {printable(rec['name'])}: {_fmt_shape(rec['shape'])} width "
                   f"{rec['width']}, {rec['bits_per_entry']:.3f} bits/entry, error "
                   f"{rec['rel_error']:.4%}, {rec['seconds']:.2f} s{note}", flush=True)
 
@@ -500,6 +574,11 @@ def compress(src, out, *, bits_per_entry=8.0, include=None, exclude=None, min_si
             futures = [parallel.submit(_compress_part, task) for task in tasks]
             for fut in cf.as_completed(futures):
                 finished(fut.result())
+    except BaseException:
+        if made_parts and not any(r.get("width") is not None for r in by_name.values()
+                                  if r["kind"] == "signcut"):
+            _close_parts(parts, set())     # nothing finished: leave nothing behind
+        raise
     finally:
         if close is not None:
             close()
@@ -518,29 +597,27 @@ def compress(src, out, *, bits_per_entry=8.0, include=None, exclude=None, min_si
     records = [rec for rec, *_ in plan]
     passthrough = [(rec, path, start, info) for rec, path, start, info in plan
                    if rec["kind"] == "passthrough"]
-    side = out + PASSTHROUGH_SUFFIX
     if passthrough:
         write_safetensors(side, [
             (rec["key"], info["dtype"], info["shape"],
              (lambda p=path, s=start, i=info: _read_raw(p, s, i)))
-            for rec, path, start, info in passthrough])
+            for rec, path, start, info in passthrough],
+            metadata={SIDE_KEY: os.path.basename(out)})
     meta = {"version": FORMAT_VERSION, "bits_per_entry": bits_per_entry, "seed": seed,
             "outliers": outliers,
             "passthrough": os.path.basename(side) if passthrough else None,
             "tensors": [{k: rec.get(k) for k in ("name", "dtype", "shape", "kind", "key",
                                                   "reason", "seed", "width", "sparse",
-                                                  "bits_per_entry",
-                                                  "rel_error", "seconds", "outlier")}
-                        for rec in records]}
+                                                  "bits_per_entry", "rel_error", "outlier")}
+                        for rec in records]}      # no timings: the same run, the same bytes
     signcut.save(out, compressed, metadata={FORMAT_KEY: json.dumps(meta)})
-    if not passthrough and os.path.exists(side):
-        os.unlink(side)                    # stale side file of an earlier run
+    if not passthrough and _is_side_file(side, out):
+        os.unlink(side)                    # this output's side file from an earlier run
 
     summary = _summary(records, time.perf_counter() - t_start)
-    report = out + REPORT_SUFFIX
     _write_csv(report, records)
-    if os.path.isdir(parts):
-        shutil.rmtree(parts, ignore_errors=True)
+    if tasks:
+        _close_parts(parts, {os.path.basename(task["part"]) for task in tasks})
     if progress:
         print(summary["line"], flush=True)
     return {"path": out, "passthrough": side if passthrough else None, "report": report,
@@ -567,7 +644,8 @@ def _summary(records, seconds):
         line += f"; error median {s['median_error']:.4%}, max {s['max_error']:.4%}"
     line += f"; {len(outliers)} outlier(s) (> {OUTLIER_FACTOR:g}x median)"
     if outliers:
-        line += ": " + ", ".join(outliers[:5]) + (" ..." if len(outliers) > 5 else "")
+        line += ": " + ", ".join(map(printable, outliers[:5])) + (" ..." if len(outliers) > 5
+                                                                   else "")
     s["line"] = line + f"; {seconds:.1f} s"
     return s
 
@@ -587,7 +665,7 @@ def _write_csv(path, records):
                     "yes" if r.get("outlier") else "", r.get("reason") or ""])
 
     def write(tmp):
-        with open(tmp, "x", encoding="utf-8", newline="") as f:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
             f.write(buf.getvalue())
             f.flush()
             os.fsync(f.fileno())
@@ -600,28 +678,93 @@ def read_kind(path):
 
     Returns ``("weights", meta)`` with the ``signcut_weights`` metadata dict for the first,
     ``("signcut", None)`` for the second. Raises ``WeightsError`` (one line) when the file is
-    missing, is not a signcut file, or holds bad weights metadata.
+    missing, is not a signcut file, or holds bad weights metadata (checked field by field:
+    a tampered file cannot make :func:`expand` read other files or write a broken output).
     """
     import signcut
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise WeightsError(f"cannot read {path!r}: no such file")
     try:
         extra = signcut.read_metadata(path)
     except signcut.FormatError as exc:
         raise WeightsError(f"{path!r} is not a signcut file: {exc}") from None
+    except FileNotFoundError:
+        raise WeightsError(f"cannot read {path!r}: no such file") from None
+    except OSError as exc:
+        raise WeightsError(f"cannot read {path!r}: {exc.strerror}") from None
     if FORMAT_KEY not in extra:
         return "signcut", None
     try:
         meta = json.loads(extra[FORMAT_KEY])
-        if meta.get("version") != FORMAT_VERSION:
-            raise WeightsError(f"{path!r}: unknown weights format version {meta.get('version')!r}")
-        meta["tensors"]
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        if isinstance(exc, WeightsError):
-            raise
-        raise WeightsError(f"{path!r}: bad {FORMAT_KEY} metadata") from None
+    except (ValueError, RecursionError):
+        raise WeightsError(f"{path!r}: the {FORMAT_KEY} metadata is not valid JSON") from None
+    _check_meta(meta, path)
     return "weights", meta
+
+
+def _check_meta(meta, path):
+    """Raise WeightsError unless ``meta`` is well-formed weights metadata."""
+    def bad(what):
+        raise WeightsError(f"{path!r}: bad {FORMAT_KEY} metadata: {what}")
+
+    def is_int(x):
+        return isinstance(x, int) and not isinstance(x, bool)
+
+    def is_number(x):
+        return (isinstance(x, (int, float)) and not isinstance(x, bool)
+                and math.isfinite(x))
+
+    if not isinstance(meta, dict):
+        bad("not a JSON object")
+    if meta.get("version") != FORMAT_VERSION:
+        raise WeightsError(f"{path!r}: unknown weights format version "
+                           f"{_short(meta.get('version'))}")
+    if not is_number(meta.get("bits_per_entry")) or not is_int(meta.get("seed")):
+        bad("bits_per_entry and seed must be numbers")
+    side = meta.get("passthrough")
+    if side is not None and (not isinstance(side, str) or not _plain_file_name(side)):
+        bad(f"passthrough must be a file name beside the file, got {_short(side)}")
+    tensors = meta.get("tensors")
+    if not isinstance(tensors, list):
+        bad("no list of tensors")
+    names, keys = set(), {"signcut": set(), "passthrough": set()}
+    for t in tensors:
+        if not isinstance(t, dict):
+            bad(f"a tensor entry is not a JSON object: {_short(t)}")
+        name, kind, key = t.get("name"), t.get("kind"), t.get("key")
+        if not isinstance(name, str) or not name or name == "__metadata__" or name in names:
+            bad(f"tensor names must be distinct non-empty strings, got {_short(name)}")
+        names.add(name)
+        if kind not in keys or not isinstance(key, str) or key in keys[kind]:
+            bad(f"tensor {name!r}: kind and key must be 'signcut' or 'passthrough' and a "
+                f"distinct name")
+        keys[kind].add(key)
+        if t.get("dtype") not in (_FLOAT if kind == "signcut" else _ITEMSIZE):
+            bad(f"tensor {name!r}: dtype {_short(t.get('dtype'))}")
+        shape = t.get("shape")
+        if (not isinstance(shape, list) or len(shape) > 64
+                or not all(is_int(d) and d >= 0 for d in shape)):
+            bad(f"tensor {name!r}: shape {_short(shape)}")
+    if keys["passthrough"] and side is None:
+        bad("tensors copied through but no passthrough file")
+
+
+def _plain_file_name(name):
+    """A name of a file in the same folder: no folder part, no '..', no NUL."""
+    return (name not in ("", ".", "..") and "\0" not in name and "/" not in name
+            and os.sep not in name and (os.altsep is None or os.altsep not in name))
+
+
+def _short(value, limit=80):
+    """repr of a value from a file, cut to ``limit`` characters for messages."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def printable(name):
+    """A tensor name fit for a terminal: control and other non-printable characters
+    escaped (a checkpoint's names are data, not terminal commands)."""
+    return name if name.isprintable() else name.encode("unicode_escape").decode("ascii")
+
 
 
 def info(path):
@@ -641,6 +784,10 @@ def expand(src, out, dtype="bf16"):
     nearest even, dtype ``BF16`` in the header), ``"f16"``, ``"f32"``, or ``None`` for each
     tensor's original dtype. Copied-through tensors keep their original bytes and dtype.
     Names, shapes and order are the original ones. Written atomically, one tensor at a time.
+
+    The file's metadata is checked against what it holds before anything is written: every
+    decomposition must have the shape its entry names, copied tensors are read only from the
+    side file next to ``src``, and ``out`` may be neither ``src`` nor its side file.
     """
     import signcut
     src, out = os.fspath(src), os.fspath(out)
@@ -651,11 +798,13 @@ def expand(src, out, dtype="bf16"):
     else:
         code = None
     meta = info(src)
-    _check_out(out, src)
-    compressed = signcut.load(src)
-    side_tensors, side_start, side = {}, 0, None
+    side = None
     if meta.get("passthrough"):
         side = os.path.join(os.path.dirname(os.path.abspath(src)), meta["passthrough"])
+    _check_output(out, [src, side])
+    compressed = signcut.load(src)
+    side_tensors, side_start = {}, 0
+    if side is not None:
         if not os.path.isfile(side):
             raise WeightsError(f"{src!r} needs its side file {side!r}, which is missing")
         side_tensors, _, side_start = read_header(side)
@@ -663,12 +812,16 @@ def expand(src, out, dtype="bf16"):
     for t in meta["tensors"]:
         name, shape = t["name"], t["shape"]
         if t["kind"] == "signcut":
-            if t["key"] not in compressed:
+            sc = compressed.get(t["key"]) if isinstance(compressed, dict) else None
+            if sc is None:
                 raise WeightsError(f"{src!r}: tensor {name!r} is missing")
+            if tuple(sc.shape) != tuple(shape):
+                raise WeightsError(f"{src!r}: tensor {name!r} is listed as {_fmt_shape(shape)} "
+                                   f"but its decomposition has shape {_fmt_shape(sc.shape)}")
             target = code or t["dtype"]
 
-            def produce(sc=compressed[t["key"]], target=target, shape=shape):
-                x = np.asarray(sc.expand(), dtype=np.float32).reshape(shape)
+            def produce(sc=sc, target=target):
+                x = sc.expand()
                 if target == "BF16":
                     return f32_to_bf16(x)
                 return np.ascontiguousarray(x, dtype=_NUMPY[target])
@@ -677,10 +830,15 @@ def expand(src, out, dtype="bf16"):
             info_ = side_tensors.get(t["key"])
             if info_ is None:
                 raise WeightsError(f"{side!r}: copied tensor {name!r} is missing")
+            if info_["dtype"] != t["dtype"] or info_["shape"] != shape:
+                raise WeightsError(f"{side!r}: copied tensor {name!r} is {info_['dtype']} "
+                                   f"{_fmt_shape(info_['shape'])}, listed as {t['dtype']} "
+                                   f"{_fmt_shape(shape)}")
             entries.append((name, info_["dtype"], info_["shape"],
                             lambda i=info_: _read_raw(side, side_start, i)))
     write_safetensors(out, entries, metadata={"format": "pt"})
     return out
+
 
 
 def read_tensor(path, name):

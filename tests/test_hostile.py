@@ -3,11 +3,21 @@
 Each class of attack gets a clear exception (or a refusal on the command line) and leaves the
 user's data as it was; nothing here may crash the process or take the machine down.
 """
+import contextlib
+import io
+import json
+import os
+import re
+import stat
+import threading
+
 import numpy as np
 import pytest
+import safetensors.numpy as stnp
+from PIL import Image
 
 import signcut
-from signcut import _array
+from signcut import _array, cli, weights
 
 
 # ------------------------------------------------------------------ thread counts
@@ -40,3 +50,242 @@ def test_absurd_thread_counts_are_refused(n_threads):
 def test_thread_counts_of_other_types_are_refused(n_threads):
     with pytest.raises(TypeError, match="n_threads"):
         signcut.decompose(np.ones((4, 4)), width=1, n_threads=n_threads)
+
+
+# ------------------------------------------------------------------ data loss: paths
+def small_checkpoint(path, seed=0):
+    rng = np.random.default_rng(seed)
+    stnp.save_file({"a.weight": rng.standard_normal((24, 32), dtype=np.float32),
+                    "b.weight": rng.standard_normal((16, 20), dtype=np.float32),
+                    "a.bias": rng.standard_normal(24, dtype=np.float32)}, str(path))
+    return path
+
+
+def tree(folder):
+    """Every file below ``folder`` with its bytes and mode: what must not change."""
+    out = {}
+    for root, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            p = os.path.join(root, name)
+            st = os.lstat(p)
+            data = open(p, "rb").read() if stat.S_ISREG(st.st_mode) else None
+            out[os.path.relpath(p, folder)] = (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode),
+                                              data)
+    return out
+
+
+def sign(*argv):
+    """The command line in this process: (exit status, stderr)."""
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        status = cli.main([str(a) for a in argv])
+    return status, err.getvalue()
+
+
+def refused(tmp_path, *argv, match):
+    before = tree(tmp_path)
+    status, err = sign(*argv)
+    assert status == 2, err
+    assert re.search(match, err), err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert tree(tmp_path) == before          # nothing written, nothing removed
+
+
+def test_weights_output_derived_from_a_folder_of_shards_is_refused(tmp_path):
+    shards = tmp_path / "ckpt.parts"
+    shards.mkdir()
+    small_checkpoint(shards / "model-1.safetensors")
+    (shards / "model.safetensors.index.json").write_text(json.dumps(
+        {"weight_map": {n: "model-1.safetensors" for n in ("a.weight", "b.weight", "a.bias")}}))
+    refused(tmp_path, "weights", shards, "-o", tmp_path / "ckpt", match="input")
+    # an output inside the input folder, and the input folder itself
+    refused(tmp_path, "weights", shards, "-o", shards / "out.sct", match="input")
+    refused(tmp_path, "weights", shards, "-o", shards, match="input|folder")
+
+
+def test_weights_never_touches_an_unrelated_parts_folder(tmp_path):
+    ckpt = small_checkpoint(tmp_path / "m.safetensors")
+    mine = tmp_path / "results.parts"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    refused(tmp_path, "weights", ckpt, "-o", tmp_path / "results", match="not made by signcut")
+    (mine / "thesis.tex").unlink()              # even empty: not ours
+    refused(tmp_path, "weights", ckpt, "-o", tmp_path / "results", match="not made by signcut")
+    mine.rmdir()
+    mine.write_text("a file where the work folder would go")
+    refused(tmp_path, "weights", ckpt, "-o", tmp_path / "results", match="folder")
+
+
+@pytest.mark.parametrize("suffix", [weights.PASSTHROUGH_SUFFIX, weights.REPORT_SUFFIX,
+                                    weights.PARTS_SUFFIX])
+def test_weights_side_outputs_never_overwrite_the_input(tmp_path, suffix):
+    ckpt = small_checkpoint(tmp_path / ("m" + suffix))
+    refused(tmp_path, "weights", ckpt, "-o", tmp_path / "m", match="input")
+
+
+def test_expand_never_overwrites_its_own_side_file(tmp_path):
+    ckpt = small_checkpoint(tmp_path / "m.safetensors")
+    assert sign("weights", ckpt, "-o", tmp_path / "m.sct", "-q")[0] == 0
+    side = tmp_path / ("m.sct" + weights.PASSTHROUGH_SUFFIX)
+    assert side.exists()
+    refused(tmp_path, "expand", tmp_path / "m.sct", "-o", side, match="input")
+    refused(tmp_path, "expand", tmp_path / "m.sct", "-o", tmp_path / "m.sct", match="input")
+    link = tmp_path / "link.safetensors"
+    link.symlink_to(side)
+    refused(tmp_path, "expand", tmp_path / "m.sct", "-o", link, match="input")
+
+
+def test_a_finished_run_removes_only_its_own_work_files(tmp_path):
+    ckpt = small_checkpoint(tmp_path / "m.safetensors")
+    parts = tmp_path / ("m.sct" + weights.PARTS_SUFFIX)
+    real = signcut.decompose
+    calls = []
+
+    def interrupted(x, **kw):
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return real(x, **kw)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(signcut, "decompose", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            weights.compress(ckpt, tmp_path / "m.sct", progress=False)
+    (parts / "notes.txt").write_text("mine")     # a user's file put there meanwhile
+    weights.compress(ckpt, tmp_path / "m.sct", progress=False)
+    assert sorted(os.listdir(parts)) == ["notes.txt"]
+
+
+def test_resume_redoes_a_tensor_whose_bytes_changed(tmp_path):
+    ckpt = small_checkpoint(tmp_path / "m.safetensors", seed=0)
+    real = signcut.decompose
+    calls = []
+
+    def interrupted(x, **kw):
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return real(x, **kw)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(signcut, "decompose", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            weights.compress(ckpt, tmp_path / "m.sct", progress=False)
+    small_checkpoint(ckpt, seed=1)        # same names, shapes and dtypes, other values
+    weights.compress(ckpt, tmp_path / "m.sct", progress=False)
+    (tmp_path / "fresh").mkdir()
+    weights.compress(ckpt, tmp_path / "fresh" / "m.sct", progress=False)
+    assert (tmp_path / "m.sct").read_bytes() == (tmp_path / "fresh" / "m.sct").read_bytes()
+
+
+def test_outputs_are_reproducible_bytes(tmp_path):
+    ckpt = small_checkpoint(tmp_path / "m.safetensors")
+    for folder, jobs in (("a", 1), ("b", 1), ("c", 2)):
+        (tmp_path / folder).mkdir()
+        weights.compress(ckpt, tmp_path / folder / "m.sct", progress=False, jobs=jobs)
+    data = [(tmp_path / folder / "m.sct").read_bytes() for folder in "abc"]
+    assert data[0] == data[1] == data[2]
+
+
+# ------------------------------------------------------------------ special files as outputs
+def fifo(path):
+    os.mkfifo(path)
+    return path
+
+
+def test_no_command_replaces_a_special_file(tmp_path):
+    ckpt = small_checkpoint(tmp_path / "m.safetensors")
+    png = tmp_path / "p.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (20, 30, 3), np.uint8)).save(png)
+    assert sign("weights", ckpt, "-o", tmp_path / "m.sct", "-q")[0] == 0
+    node = fifo(tmp_path / "node")
+    refused(tmp_path, "image", png, "-o", node, match="FIFO")
+    refused(tmp_path, "weights", ckpt, "-o", node, match="FIFO")
+    refused(tmp_path, "expand", tmp_path / "m.sct", "-o", node, match="FIFO")
+    r = signcut.decompose(np.ones((4, 4)), width=1)
+    with pytest.raises(OSError, match="FIFO"):
+        signcut.save(node, r)
+    assert stat.S_ISFIFO(os.lstat(node).st_mode)
+    if os.access("/dev", os.W_OK):           # as root: the device nodes themselves
+        for args in (("image", png), ("weights", ckpt), ("expand", tmp_path / "m.sct")):
+            status, err = sign(*args, "-o", "/dev/null")
+            assert status == 2 and "character device" in err
+        with pytest.raises(OSError, match="character device"):
+            signcut.save("/dev/null", r)
+        assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+def test_replacing_a_file_keeps_its_mode_and_writes_through_links(tmp_path):
+    r = signcut.decompose(np.ones((4, 4)), width=1)
+    private = tmp_path / "private.sct"
+    private.write_bytes(b"old")
+    os.chmod(private, 0o600)
+    signcut.save(private, r)
+    assert stat.S_IMODE(os.stat(private).st_mode) == 0o600
+    link = tmp_path / "link.sct"
+    link.symlink_to(private)
+    signcut.save(link, r.truncate(0))
+    assert link.is_symlink() and signcut.load(private).width == 0
+    ckpt = small_checkpoint(tmp_path / "m.safetensors")
+    out = tmp_path / "m.sct"
+    out.write_bytes(b"old")
+    os.chmod(out, 0o640)
+    weights.compress(ckpt, out, progress=False)
+    assert stat.S_IMODE(os.stat(out).st_mode) == 0o640
+
+
+# ------------------------------------------------------------------ special files as inputs
+def finishes(call, unblock, seconds=20):
+    """call() in a thread: its outcome (the exception, or None); fails if it blocks."""
+    box = []
+
+    def run():
+        try:
+            call()
+            box.append(None)
+        except BaseException as exc:    # noqa: BLE001 - reported to the test
+            box.append(exc)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(seconds)
+    if t.is_alive():
+        unblock()
+        pytest.fail(f"{call} blocked on a special file")
+    return box[0]
+
+
+def test_special_files_are_refused_as_inputs_without_blocking(tmp_path):
+    node = fifo(tmp_path / "in.sct")
+
+    def unblock():                  # a writer releases a reader blocked in open()
+        try:
+            os.close(os.open(node, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            pass
+
+    calls = [lambda: signcut.load(node), lambda: signcut.read_metadata(node),
+             lambda: signcut.image.decode(node), lambda: signcut.image.compress(node, ratio=0.1),
+             lambda: weights.compress(node, tmp_path / "w.sct", progress=False),
+             lambda: weights.expand(node, tmp_path / "w.safetensors"),
+             lambda: weights.info(node)]
+    for call in calls:
+        exc = finishes(call, unblock)
+        assert isinstance(exc, (OSError, ValueError)) and "FIFO" in str(exc), exc
+    before = tree(tmp_path)
+    for argv in (("image", node, "-o", tmp_path / "x.sct"), ("weights", node, "-o", tmp_path / "x.sct"),
+                 ("info", node), ("expand", node, "-o", tmp_path / "x.safetensors")):
+        box = []
+        assert finishes(lambda: box.append(sign(*argv)), unblock) is None
+        status, err = box[0]
+        assert status == 2 and "FIFO" in err, (argv, err)
+    assert tree(tmp_path) == before
+    folder = tmp_path / "folder.sct"
+    folder.mkdir()
+    with pytest.raises(IsADirectoryError):
+        signcut.load(folder)
+    if os.path.exists("/dev/zero"):    # a device that would feed a reader forever
+        with pytest.raises(OSError, match="character device"):
+            signcut.load("/dev/zero")
+        with pytest.raises(weights.WeightsError, match="character device"):
+            weights.compress("/dev/zero", tmp_path / "z.sct", progress=False)

@@ -272,8 +272,9 @@ def test_resume_skips_finished_parts(tmp_path, ckpt, monkeypatch):
     monkeypatch.setattr(signcut, "decompose", interrupted)
     with pytest.raises(KeyboardInterrupt):
         weights.compress(ckpt, out, progress=False)
-    assert not out.exists() and len(os.listdir(parts)) == 3
-    first = sorted(parts.iterdir())[0]
+    assert not out.exists() and len(list(parts.glob("*.sct"))) == 3
+    assert (parts / weights.PARTS_MARKER).is_file()
+    first = sorted(parts.glob("*.sct"))[0]
     first.write_bytes(first.read_bytes()[:-5])            # a corrupt part is redone
     calls.clear()
     monkeypatch.setattr(signcut, "decompose", counting)
