@@ -566,9 +566,15 @@ def matrix_expand(cnp.ndarray out, const uint64_t[:, ::1] s_bits, const uint64_t
 
 
 def _init():
+    # An override that cannot be honoured warns and falls back to the best kernels: an
+    # environment variable must not make `import signcut` fail.
     name = os.environ.get("SIGNCUT_CPU", "").strip().lower() or None
-    if name is not None and name not in ISA_NAMES:
-        raise RuntimeError(f"SIGNCUT_CPU={name!r}: expected one of {', '.join(ISA_NAMES)}")
-    use_kernels(name)
+    try:
+        use_kernels(name)
+    except (ValueError, RuntimeError) as exc:
+        import warnings
+        warnings.warn(f"SIGNCUT_CPU={name!r} ignored: {exc}; using "
+                      f"{(<bytes>sc_kernels_best().name).decode()}", RuntimeWarning, stacklevel=2)
+        use_kernels(None)
 
 _init()

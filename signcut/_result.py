@@ -1,4 +1,6 @@
 """SignCut: the result of a signed cut decomposition."""
+import operator
+
 import numpy as np
 
 from signcut import _array, _core
@@ -157,6 +159,8 @@ class SignCut:
         coef = np.ascontiguousarray(coef, dtype=np.float32)
         if coef.ndim != 1:
             raise ValueError("coef must be 1-D")
+        if not np.isfinite(coef).all():
+            raise ValueError("coef must be finite (NaN or Inf found)")
         width = coef.shape[0]
         if len(signs) != len(self.tensor_shape):
             raise ValueError(f"{len(signs)} sign arrays for a {len(self.tensor_shape)}-D shape")
@@ -178,7 +182,12 @@ class SignCut:
         self.errors = _readonly(np.ascontiguousarray(errors, dtype=np.float64))
         if self.errors.shape != (width,):
             raise ValueError("errors must have one entry per cut")
+        if (np.isinf(self.errors) | (self.errors < 0)).any():
+            raise ValueError("errors must be non-negative relative errors (NaN where unknown), "
+                             "not infinite")
         self.norm = None if norm is None else float(norm)
+        if self.norm is not None and not (np.isfinite(self.norm) and self.norm >= 0):
+            raise ValueError(f"norm must be a finite non-negative number, got {self.norm}")
         self.orig_dtype = np.dtype(orig_dtype)
         self.tensorize = _check_tensorize(tensorize, self.tensor_shape)
         if outliers is not None and not isinstance(outliers, Outliers):
@@ -254,7 +263,7 @@ class SignCut:
     def truncate(self, k):
         """The first ``k`` cuts (and the whole sparse part): a coarser approximation sharing
         no memory with this one."""
-        k = int(k)
+        k = operator.index(k)
         if not 0 <= k <= self.width:
             raise ValueError(f"k must be in [0, {self.width}], got {k}")
         return SignCut(self.tensor_shape, [b[:k].copy() for b in self.signs], self.coef[:k].copy(),
@@ -271,7 +280,18 @@ class SignCut:
             out = out.reshape(self.tensorize["shape"])
         if self.outliers is not None and len(self.outliers):
             out.reshape(-1)[self.outliers.index] += self.outliers.dense_values()
+        if self._may_overflow() and out.size and not (np.isfinite(out.max())
+                                                      and np.isfinite(out.min())):
+            raise OverflowError("the approximation does not fit float32: its coefficients "
+                                "add up beyond float32's range")
         return out
+
+    def _may_overflow(self):
+        """Whether an entry could leave float32's range: |entry| <= sum |coef| + max |outlier|."""
+        bound = float(np.abs(self.coef).sum(dtype=np.float64))
+        if self.outliers is not None and len(self.outliers):
+            bound += float(np.abs(self.outliers.dense_values(np.float64)).max())
+        return not bound < 0.5 * float(np.finfo(np.float32).max)
 
     def _expand_tensor(self, n_threads=None):
         if len(self.tensor_shape) == 2:

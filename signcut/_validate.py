@@ -21,6 +21,10 @@ def as_real_array(A, name="A"):
     normal range (their coefficients would underflow)."""
     if isinstance(A, (str, bytes)):
         raise TypeError(f"{name} must be a numeric array, got {type(A).__name__}")
+    if isinstance(A, np.ma.MaskedArray) and np.ma.getmaskarray(A).any():
+        raise TypeError(f"{name} is a masked array with {int(np.ma.getmaskarray(A).sum())} masked "
+                        "entries; signcut has no missing values: fill them first "
+                        "(A.filled(value)) or decompose A.data")
     try:
         arr = np.asarray(A)
     except Exception as exc:  # ragged lists and the like
@@ -45,19 +49,29 @@ def as_real_array(A, name="A"):
             raise ValueError(f"{name} contains {len(bad)} non-finite value(s) (NaN or Inf); "
                              f"the first is {value!r} at index {first}")
         if big > _LARGEST:
-            raise ValueError(f"{name} has values up to {big:.3g}, beyond what signcut takes "
+            raise ValueError(f"{name} has values up to {_sci(big)}, beyond what signcut takes "
                              f"({_LARGEST:.3g}: float32's range with room for the sums of cuts, "
                              "which compute in float32): rescale first")
         if 0 < big < _FLOAT32_TINY:
-            raise ValueError(f"{name} has values of at most {big:.3g}, below float32's normal "
+            raise ValueError(f"{name} has values of at most {_sci(big)}, below float32's normal "
                              f"range (from {_FLOAT32_TINY:.3g}): the coefficients of its cuts "
                              "could not be stored in float32; rescale first")
     return arr
 
 
+def _sci(x):
+    """A float scalar of any precision in scientific notation, 3 digits."""
+    return np.format_float_scientific(x, precision=2, trim="-")
+
+
 def max_abs(arr):
-    """max |arr| without a temporary copy of the array."""
-    return float(max(abs(float(arr.max())), abs(float(arr.min()))))
+    """max |arr| without a temporary copy of the array: a float, or for floating arrays wider
+    than float64 a scalar of their own dtype (a longdouble keeps values beyond float64's
+    range)."""
+    hi, lo = arr.max(), arr.min()
+    if arr.dtype.kind == "f" and arr.dtype.itemsize > 8:
+        return max(abs(hi), abs(lo))
+    return float(max(abs(float(hi)), abs(float(lo))))
 
 
 def optional_int(value, name, minimum=0):

@@ -369,6 +369,7 @@ def cmd_info(args):
     print("|---|---|---|---|---:|---:|---:|---|")
     for t in tensors:
         shape = "x".join(map(str, t["shape"]))
+        t = dict(t, name=weights.printable(t["name"]))
         if t["kind"] == "signcut":
             note = "outlier" if t.get("outlier") else ""
             print(f"| {t['name']} | {t['dtype']} | {shape} | signcut | {t['width']} | "

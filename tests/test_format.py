@@ -554,7 +554,8 @@ def signcuts(draw):
     shape = tuple(draw(st.lists(st.integers(1, 140), min_size=order, max_size=order)))
     width = draw(st.integers(0, 20))
     seed = draw(st.integers(0, 2**32 - 1))
-    norm = draw(st.one_of(st.none(), st.floats(allow_nan=False)))
+    norm = draw(st.one_of(st.none(), st.floats(min_value=0, allow_nan=False,
+                                               allow_infinity=False)))
     return random_signcut(np.random.default_rng(seed), shape, width, norm=norm)
 
 

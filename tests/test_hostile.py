@@ -10,6 +10,7 @@ import os
 import re
 import stat
 import threading
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -289,3 +290,178 @@ def test_special_files_are_refused_as_inputs_without_blocking(tmp_path):
             signcut.load("/dev/zero")
         with pytest.raises(weights.WeightsError, match="character device"):
             weights.compress("/dev/zero", tmp_path / "z.sct", progress=False)
+
+
+# ------------------------------------------------------------------ tampered files
+def edit_header(path, edit):
+    """Rewrite the safetensors header of ``path`` through ``edit(header)`` (data kept)."""
+    raw = open(path, "rb").read()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n])
+    edit(header)
+    text = json.dumps(header).encode()
+    text += b" " * (-(8 + len(text)) % 8)
+    with open(path, "wb") as f:
+        f.write(len(text).to_bytes(8, "little") + text + raw[8 + n:])
+
+
+def edit_entry(path, edit, key="decompositions"):
+    def apply(header):
+        entries = json.loads(header["__metadata__"][key])
+        edit(entries)
+        header["__metadata__"][key] = json.dumps(entries)
+    edit_header(path, apply)
+
+
+def edit_data(path, tensor, values):
+    """Overwrite the bytes of one tensor in place."""
+    raw = bytearray(open(path, "rb").read())
+    n = int.from_bytes(raw[:8], "little")
+    info = json.loads(raw[8:8 + n])[tensor]
+    begin, end = info["data_offsets"]
+    data = np.ascontiguousarray(values).tobytes()
+    assert len(data) == end - begin
+    raw[8 + n + begin:8 + n + end] = data
+    open(path, "wb").write(bytes(raw))
+
+
+@pytest.fixture
+def saved(tmp_path):
+    r = signcut.decompose(np.random.default_rng(0).standard_normal((12, 9)), width=3, seed=0)
+    path = tmp_path / "r.sct"
+    signcut.save(path, r, history=True)
+    return path
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_non_finite_coefficients_are_refused_on_load(saved, value):
+    edit_data(saved, "signcut/coef", np.array([1.0, value, 2.0], "<f4"))
+    with pytest.raises(signcut.FormatError, match="finite"):
+        signcut.load(saved)
+
+
+@pytest.mark.parametrize("field,value", [("norm", float("nan")), ("norm", float("inf")),
+                                         ("norm", -1.0), ("rel_error", float("nan")),
+                                         ("rel_error", float("inf")), ("rel_error", -0.5)])
+def test_non_finite_norms_and_errors_are_refused_on_load(saved, field, value):
+    edit_entry(saved, lambda e: e["signcut"].__setitem__(field, value))
+    with pytest.raises(signcut.FormatError, match=field):
+        signcut.load(saved)
+
+
+@pytest.mark.parametrize("value", [np.inf, -1.0])
+def test_bad_error_histories_are_refused_on_load(saved, value):
+    edit_data(saved, "signcut/errors", np.array([0.5, value, 0.1], "<f8"))
+    with pytest.raises(signcut.FormatError, match="errors must be non-negative"):
+        signcut.load(saved)
+
+
+def test_coefficients_that_overflow_float32_raise_on_expand(saved):
+    edit_data(saved, "signcut/coef", np.full(3, 3e38, "<f4"))
+    r = signcut.load(saved)
+    with pytest.raises(OverflowError, match="float32"):
+        r.expand()
+
+
+@pytest.mark.parametrize("dtype", ["f4," * 100000 + "f4", "(2,3)f4", "V8", "O", "U10", "M8[s]",
+                                   "x" * 10000, "f4" + " " * 1000, "[('a', 'f4')]"])
+def test_orig_dtype_strings_are_short_scalar_names(saved, dtype):
+    edit_entry(saved, lambda e: e["signcut"].__setitem__("orig_dtype", dtype))
+    size = os.path.getsize(saved)
+    tracemalloc.start()
+    try:
+        with pytest.raises(signcut.FormatError, match="orig_dtype") as info:
+            signcut.load(saved)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak <= 64 * 1024 + 40 * size
+    assert len(str(info.value)) < 300            # the message does not echo the whole field
+
+
+def weights_file(tmp_path):
+    ckpt = small_checkpoint(tmp_path / "m.safetensors")
+    out = tmp_path / "m.sct"
+    weights.compress(ckpt, out, progress=False)
+    return out
+
+
+def edit_weights(path, edit):
+    def apply(header):
+        meta = json.loads(header["__metadata__"][weights.FORMAT_KEY])
+        edit(meta)
+        header["__metadata__"][weights.FORMAT_KEY] = json.dumps(meta)
+    edit_header(path, apply)
+
+
+def first(kind):
+    return lambda meta: next(t for t in meta["tensors"] if t["kind"] == kind)
+
+
+TAMPERED = {
+    "absolute side file": (lambda m: m.__setitem__("passthrough", "/etc/passwd"), "passthrough"),
+    "side file up a folder": (lambda m: m.__setitem__("passthrough", "../m.safetensors"),
+                              "passthrough"),
+    "tensor named __metadata__": (lambda m: first("signcut")(m).__setitem__("name", "__metadata__"),
+                                  "names"),
+    "duplicate names": (lambda m: first("passthrough")(m).__setitem__(
+        "name", first("signcut")(m)["name"]), "names"),
+    "negative dimension": (lambda m: first("signcut")(m).__setitem__("shape", [-1, 12]), "shape"),
+    "transposed shape": (lambda m: first("signcut")(m).__setitem__(
+        "shape", first("signcut")(m)["shape"][::-1]), "shape"),
+    "shape of a copied tensor": (lambda m: first("passthrough")(m).__setitem__("shape", [2, 12]),
+                                 "listed as"),
+    "missing key": (lambda m: first("signcut")(m).pop("key"), "key"),
+    "missing tensors": (lambda m: m.pop("tensors"), "tensors"),
+    "tensors not a list": (lambda m: m.__setitem__("tensors", {"a": 1}), "tensors"),
+    "bad kind": (lambda m: first("signcut")(m).__setitem__("kind", "rm -rf"), "kind"),
+    "unknown dtype": (lambda m: first("signcut")(m).__setitem__("dtype", "I8"), "dtype"),
+    "version": (lambda m: m.__setitem__("version", 99), "version"),
+    "not an object": (lambda m: m.clear() or m.__setitem__("x", []), "version"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TAMPERED))
+def test_tampered_weights_metadata_is_refused(tmp_path, case):
+    out = weights_file(tmp_path)
+    edit, match = TAMPERED[case]
+    edit_weights(out, edit)
+    (tmp_path / "r").mkdir()
+    refused(tmp_path, "expand", out, "-o", tmp_path / "r" / "x.safetensors", match=match)
+    if case not in ("transposed shape", "shape of a copied tensor"):   # only expand reads them
+        refused(tmp_path, "info", out, match=match)
+
+
+def test_deeply_nested_metadata_is_refused(tmp_path):
+    out = weights_file(tmp_path)
+    edit_header(out, lambda h: h["__metadata__"].__setitem__(
+        weights.FORMAT_KEY, "[" * 100000 + "]" * 100000))
+    refused(tmp_path, "info", out, match="JSON")
+    refused(tmp_path, "expand", out, "-o", tmp_path / "x.safetensors", match="JSON")
+    edit_header(out, lambda h: h["__metadata__"].__setitem__(
+        "decompositions", "[" * 100000 + "]" * 100000))
+    refused(tmp_path, "info", out, match="JSON")
+
+
+def test_nan_coefficients_in_weights_are_refused(tmp_path):
+    out = weights_file(tmp_path)
+    with open(out, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(n))
+    name = next(k for k in header if k.endswith("/coef"))
+    width = header[name]["shape"][0]
+    edit_data(out, name, np.full(width, np.nan, "<f4"))
+    refused(tmp_path, "expand", out, "-o", tmp_path / "x.safetensors", match="finite")
+
+
+def test_terminal_escapes_in_names_are_not_printed_raw(tmp_path):
+    ckpt = tmp_path / "m.safetensors"
+    evil = "w\x1b]0;owned\x07\x1b[2J.weight"
+    stnp.save_file({evil: np.random.default_rng(0).standard_normal((24, 32), dtype=np.float32)},
+                   str(ckpt))
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        assert cli.main(["weights", str(ckpt), "-o", str(tmp_path / "m.sct")]) == 0
+        assert cli.main(["info", str(tmp_path / "m.sct")]) == 0
+    text = out.getvalue()
+    assert "\x1b" not in text and "\x07" not in text and "\\x1b" in text
