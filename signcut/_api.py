@@ -232,35 +232,6 @@ def _check_init(init, tensor, tensorize, norm):
                          f"the norm of A is {norm:.6g}")
 
 
-def _draws_before(cuts, tensor_shape, search):
-    """64-bit draws of the random stream by the first ``cuts`` cuts (when no start had to be
-    drawn again). The tensor engine draws every mode once per cut. The matrix engine draws t
-    (the second mode) for a random start (the first cut's, or every cut's without warm
-    starts) and _core.KICK_SHIFT words per t word for each further start (a kick)."""
-    if len(tensor_shape) != 2:
-        return cuts * sum(words(d) for d in tensor_shape)
-    random_starts = 1 if search["warm_start"] else cuts
-    kicks = cuts * (search["restarts"] - 1)
-    return (random_starts + _core.KICK_SHIFT * kicks) * words(tensor_shape[1])
-
-
-def _skip_draws(state, count):
-    """The xoshiro256** state ``count`` draws later (the engine's generator, in Python)."""
-    mask = (1 << 64) - 1
-    s0, s1, s2, s3 = (int(x) for x in state)
-    if not (s0 | s1 | s2 | s3):
-        s0 = 1
-    for _ in range(count):
-        t = (s1 << 17) & mask
-        s2 ^= s0
-        s3 ^= s1
-        s1 ^= s2
-        s0 ^= s3
-        s2 ^= t
-        s3 = ((s3 << 45) | (s3 >> 19)) & mask
-    return np.array([s0, s1, s2, s3], dtype=np.uint64)
-
-
 def _sumsq(R):
     """Sum of squares of a contiguous float32 array, accumulated in float64 (in C, without
     the float64 copies of chunks a NumPy dot needs)."""
@@ -362,7 +333,7 @@ def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_
         cuts approximate what they leave. Budgets count the total (``width=10`` adds cuts
         until there are 10 in all). Shape, tensorization and sparse part must agree with
         this call (shape=, axes= and outliers= may be left out to keep init's). The random
-        starts continue init's stream when ``seed`` is the seed init was made with, so
+        starts of cut k depend only on the seed and k, so with the seed init was made with
         ``decompose(A, init=r.truncate(k), width=w, seed=s)`` retraces ``r = decompose(A,
         width=w, seed=s)`` up to float32 rounding (see the README).
 
@@ -426,8 +397,6 @@ def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_
     state = _seed_state(seed)
     search = _search_options(effort, restarts, refine, arr.ndim)
     warm = None
-    if done and seed is not None:   # go on with the stream where init's starts left it
-        state = _skip_draws(state, _draws_before(done, arr.shape, search))
     if done and arr.ndim == 2 and search["warm_start"]:
         warm = (init.signs[0][done - 1], init.signs[1][done - 1])
 
@@ -475,7 +444,7 @@ def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_
     engine_rtol = None if rtol is None or left == 0 else rtol / left
     signs, coef, errors, norm, stopped_by = _run_engine(
         R, more, engine_rtol, max_seconds, block_size, n_threads, state, scaled_callback,
-        search, warm)
+        search, warm, first_cut=done)
     del R
     if more == 0:
         stopped_by = "rtol" if rtol is not None and left <= rtol else "width"
@@ -497,7 +466,7 @@ def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_
 
 
 def _run_engine(R, max_width, rtol, max_seconds, block_size, n_threads, state, callback,
-                search, warm=None):
+                search, warm=None, first_cut=0):
     """Cuts of the scaled float32 tensor R (overwritten): (signs, coef, errors, norm,
     stopped_by), coefficients and norm in R's scale."""
     if max_width == 0:
@@ -507,7 +476,8 @@ def _run_engine(R, max_width, rtol, max_seconds, block_size, n_threads, state, c
     if R.ndim == 2:
         s_bits, t_bits, coef, errors, norm, stopped_by = _core.matrix_decompose(
             R, max_width, rtol or 0.0, max_seconds or 0.0, block_size, MAX_SWEEPS, n_threads,
-            state, callback, warm_signs=warm, **search)
+            state, callback, warm_signs=warm, first_cut=first_cut, **search)
         return (s_bits, t_bits), coef, errors, norm, stopped_by
     return _core.tensor_decompose(R, max_width, rtol or 0.0, max_seconds or 0.0, MAX_SWEEPS,
-                                  n_threads, state, callback, block_size=block_size)
+                                  n_threads, state, callback, block_size=block_size,
+                                  first_cut=first_cut)

@@ -57,6 +57,7 @@ cdef extern from "signcut/signcut.h" nogil:
         int64_t max_sweeps
         int n_threads
         uint64_t seed[4]
+        int64_t first_cut
         sc_progress_fn progress
         void *progress_ctx
         int warm_start
@@ -81,7 +82,6 @@ cdef extern from "signcut/signcut.h" nogil:
     void sc_result_free(sc_result *res)
     enum:
         SC_MAX_NDIM
-        SC_KICK_SHIFT
 
     ctypedef struct sc_tensor_result:
         int64_t width

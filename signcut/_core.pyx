@@ -17,7 +17,6 @@ from signcut._core cimport *
 cnp.import_array()
 
 ISA_NAMES = ("scalar", "avx2", "avx512")
-KICK_SHIFT = SC_KICK_SHIFT   # random words a restart of the matrix search draws per word of t
 
 cdef const sc_kernels *_active = NULL
 
@@ -411,7 +410,7 @@ STOP_REASONS = ("width", "rtol", "max_seconds", "callback", "exhausted")
 
 cdef void _fill_params(sc_params *prm, progress_ctx *pctx, _Progress prog, int64_t max_width,
                        double rtol, double max_seconds, int64_t block_size, int64_t max_sweeps,
-                       int n_threads, seed_state) except *:
+                       int n_threads, seed_state, int64_t first_cut) except *:
     state = np.asarray(seed_state, dtype=np.uint64).ravel()
     if state.shape[0] != 4:
         raise ValueError("seed_state must hold 4 uint64 words")
@@ -423,6 +422,9 @@ cdef void _fill_params(sc_params *prm, progress_ctx *pctx, _Progress prog, int64
     prm.n_threads = n_threads
     for i in range(4):
         prm.seed[i] = <uint64_t>state[i]
+    if first_cut < 0:
+        raise ValueError(f"first_cut must be >= 0, got {first_cut}")
+    prm.first_cut = first_cut
     pctx.prog = <void *>prog
     pctx.has_callback = prog.callback is not None
     pctx.last_check = _now()
@@ -438,9 +440,10 @@ cdef void _fill_params(sc_params *prm, progress_ctx *pctx, _Progress prog, int64
 
 def tensor_decompose(cnp.ndarray R, int64_t max_width, double rtol, double max_seconds,
                      int64_t max_sweeps, int n_threads, seed_state, callback=None,
-                     int64_t block_size=64):
+                     int64_t block_size=64, int64_t first_cut=0):
     """Greedy signed cut decomposition of the C-contiguous float32 tensor R (overwritten);
-    block_size (1..64) cuts are kept pending before they are subtracted.
+    block_size (1..64) cuts are kept pending before they are subtracted; the random starts
+    are those of cuts first_cut, first_cut + 1, ... of a run with this seed.
 
     Returns (bits per mode, coef, errors, norm, stopped_by)."""
     if R.ndim < 1 or R.ndim > SC_MAX_NDIM or R.dtype != np.float32 or not R.flags.c_contiguous \
@@ -455,7 +458,7 @@ def tensor_decompose(cnp.ndarray R, int64_t max_width, double rtol, double max_s
         dims[a] = R.shape[a]
     prog = _Progress(callback)
     _fill_params(&prm, &pctx, prog, max_width, rtol, max_seconds, block_size, max_sweeps,
-                 n_threads, seed_state)
+                 n_threads, seed_state, first_cut)
     memset(&res, 0, sizeof(res))
     cdef const sc_kernels *K = _active
     cdef float *data = <float *>cnp.PyArray_DATA(R)
@@ -486,8 +489,10 @@ def tensor_decompose(cnp.ndarray R, int64_t max_width, double rtol, double max_s
 def matrix_decompose(cnp.ndarray R, int64_t max_width, double rtol, double max_seconds,
                      int64_t block_size, int64_t max_sweeps, int n_threads, seed_state,
                      callback=None, bint warm_start=False, int restarts=1,
-                     int refine=0, double growth_tol=0.0, warm_signs=None):
-    """Greedy signed cut decomposition of the C-contiguous float32 matrix R (overwritten).
+                     int refine=0, double growth_tol=0.0, warm_signs=None,
+                     int64_t first_cut=0):
+    """Greedy signed cut decomposition of the C-contiguous float32 matrix R (overwritten);
+    the random starts are those of cuts first_cut, first_cut + 1, ... of a run with this seed.
 
     Returns (s_bits, t_bits, coef, errors, norm, stopped_by)."""
     if restarts < 1:
@@ -504,7 +509,7 @@ def matrix_decompose(cnp.ndarray R, int64_t max_width, double rtol, double max_s
     cdef int status
     prog = _Progress(callback)
     _fill_params(&prm, &pctx, prog, max_width, rtol, max_seconds, block_size, max_sweeps,
-                 n_threads, seed_state)
+                 n_threads, seed_state, first_cut)
     prm.warm_start = warm_start
     prm.restarts = restarts
     prm.refine = refine

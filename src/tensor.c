@@ -425,8 +425,6 @@ int sc_tensor_decompose(const sc_kernels *K, float *R, int ndim, const int64_t *
     E.S.own = R;
     E.T.own = E.RT;
     sc_rng rng;
-    memcpy(rng.s, prm->seed, sizeof rng.s);
-    if (!(rng.s[0] | rng.s[1] | rng.s[2] | rng.s[3])) rng.s[0] = 1;
 
     double nrm2 = 0.0;
     for (int64_t t = 0; t < ntiles(P); t++) {
@@ -449,6 +447,7 @@ int sc_tensor_decompose(const sc_kernels *K, float *R, int ndim, const int64_t *
          * growth (the last improved mode is optimal for the others by construction). A start
          * orthogonal to what is left (value exactly 0) is drawn again. */
         double cur = 0.0;
+        sc_rng_for_cut(&rng, prm->seed, prm->first_cut + k);
         for (int attempt = 0; attempt < START_ATTEMPTS && !(cur > 0.0); attempt++) {
             for (int a = 0; a < ndim; a++) {
                 sc_rng_signs(&rng, E.bits[a], dims[a]);

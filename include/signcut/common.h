@@ -76,6 +76,26 @@ static inline uint64_t sc_rng_next(sc_rng *r) {
     return result;
 }
 
+/* splitmix64: one step of a 64-bit mixing sequence (Steele, Lea, Flood 2014). */
+static inline uint64_t sc_splitmix64(uint64_t *x) {
+    uint64_t z = (*x += UINT64_C(0x9E3779B97F4A7C15));
+    z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
+    return z ^ (z >> 31);
+}
+
+/* The generator of cut number `cut` of a decomposition seeded with `seed`: its state is
+ * splitmix64 of the four seed words and the cut's index, so the draws of a cut do not depend
+ * on how many numbers the earlier cuts drew (a continuation from cut k draws as the long run
+ * did). The all-zero state, which xoshiro256** never leaves, is replaced. */
+static inline void sc_rng_for_cut(sc_rng *r, const uint64_t seed[4], int64_t cut) {
+    uint64_t x = seed[0];
+    for (int i = 1; i < 4; i++) x = sc_splitmix64(&x) ^ seed[i];
+    x = sc_splitmix64(&x) ^ (uint64_t)cut;
+    for (int i = 0; i < 4; i++) r->s[i] = sc_splitmix64(&x);
+    if (!(r->s[0] | r->s[1] | r->s[2] | r->s[3])) r->s[0] = 1;
+}
+
 /* Fill a d-entry sign vector with random signs (tail bits zero). */
 static inline void sc_rng_signs(sc_rng *r, uint64_t *bits, int64_t d) {
     int64_t w = sc_words(d);

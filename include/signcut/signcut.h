@@ -130,7 +130,10 @@ typedef struct sc_params {
     int64_t block_size;     /* cuts kept pending before they are subtracted (1..64) */
     int64_t max_sweeps;     /* cap on half-sweeps of the alternation per cut */
     int n_threads;          /* OpenMP threads (ignored without OpenMP) */
-    uint64_t seed[4];       /* xoshiro256** state, not all zero */
+    uint64_t seed[4];       /* seed of the random starts: cut k draws from xoshiro256** seeded
+                               with splitmix64 of these words and first_cut + k */
+    int64_t first_cut;      /* index of the first cut made here (cuts already made before a
+                               continuation), so that a continuation draws as one long run */
     sc_progress_fn progress;
     void *progress_ctx;
     int warm_start;         /* matrices: start each cut from the previous cut's signs (0: random) */
@@ -163,10 +166,6 @@ int sc_matrix_decompose(const sc_kernels *K, float *R, int64_t m, int64_t n,
 void sc_result_free(sc_result *res);
 
 #define SC_MAX_NDIM 32
-
-/* A restart of the matrix search (a kick) flips 1 in 2^SC_KICK_SHIFT entries of the best t so
- * far, drawing SC_KICK_SHIFT random words per word of t. */
-#define SC_KICK_SHIFT 4
 
 /* Output of a tensor decomposition: bits[a] is (width, ceil(dims[a]/64)) for each mode a. */
 typedef struct sc_tensor_result {
