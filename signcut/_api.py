@@ -3,8 +3,8 @@ import operator
 
 import numpy as np
 
-from signcut import _core
-from signcut._result import Outliers, SignCut, index_dtype, signs_nbytes, words
+from signcut import _budget as budget, _core
+from signcut._result import Outliers, SignCut, index_dtype, words
 from signcut import _validate
 from signcut._validate import as_real_array, optional_float, optional_int
 
@@ -28,28 +28,22 @@ def _width_from_budgets(shape, itemsize, width, bits_per_entry, ratio, sparse_by
     """The largest width allowed by every budget given (None if none is given); the storage
     budgets also pay for ``sparse_bytes`` of outliers, ``width`` counts cuts only."""
     size = int(np.prod(shape, dtype=np.int64))
-    per_cut_bits = sum(shape) + 32
     sparse = f" besides the {sparse_bytes} bytes of outliers" if sparse_bytes else ""
     caps = []
     if width is not None:
-        caps.append(width)
+        caps.append(min(width, budget.MAX_WIDTH))
     if bits_per_entry is not None:
-        w = int(np.floor((bits_per_entry * size - 8 * sparse_bytes) / per_cut_bits
-                         * (1 + 1e-12)))
+        w = budget.width_for_bits(bits_per_entry * size - 8 * sparse_bytes, shape)
         if w < 1:
             raise ValueError(f"bits_per_entry={bits_per_entry} affords no cut{sparse} for shape "
-                             f"{shape}: one cut costs {per_cut_bits / size:.4g} bits per entry")
+                             f"{shape}: one cut costs {budget.cut_bits(shape) / size:.4g} bits "
+                             "per entry")
         caps.append(w)
     if ratio is not None:
-        budget = ratio * size * itemsize - sparse_bytes
-        w = max(0, int(8 * budget // per_cut_bits))
-        while w > 0 and signs_nbytes(w, shape) > budget:
-            w -= 1
-        while signs_nbytes(w + 1, shape) <= budget:
-            w += 1
+        w = budget.width_for_bytes(ratio * size * itemsize - sparse_bytes, shape)
         if w < 1:
             raise ValueError(f"ratio={ratio} affords no cut{sparse} for shape {shape}: one cut takes "
-                             f"{signs_nbytes(1, shape)} bytes of {size * itemsize}")
+                             f"{budget.signs_nbytes(1, shape)} bytes of {size * itemsize}")
         caps.append(w)
     return min(caps) if caps else None
 
@@ -339,9 +333,10 @@ def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_
 
     The decomposition stops at whichever budget is reached first; at least one of width,
     bits_per_entry, ratio, rtol and max_seconds must be given. Without a storage budget the
-    width is capped where the cuts would take 32 bits per entry. It also stops if the
-    remainder becomes exactly zero. Ctrl-C interrupts it (KeyboardInterrupt) within a
-    fraction of a second.
+    width is capped where the cuts would take 32 bits per entry (at least one cut). It also
+    stops, whatever the budget (``stopped_by`` "exhausted"), once the approximation is exact
+    to float32: a relative error of at most 2**-23, or a remainder of exactly zero. Ctrl-C
+    interrupts it (KeyboardInterrupt) within a fraction of a second.
 
     Returns
     -------
@@ -388,7 +383,7 @@ def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_
     max_width = _width_from_budgets(arr.shape, arr.dtype.itemsize, width, bits_per_entry, ratio,
                                     sparse_bytes)
     if max_width is None:
-        max_width = _width_from_budgets(arr.shape, 4, None, 32.0, None)
+        max_width = budget.width_32(arr.shape)
     done = 0 if init is None else init.width
     if max_width < done:
         raise ValueError(f"init already has {done} cuts, more than the budgets allow "
@@ -401,9 +396,11 @@ def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_
         warm = (init.signs[0][done - 1], init.signs[1][done - 1])
 
     # Working memory: a float32 copy (and, but for order 1, its transposed unfolding), plus
-    # the signs.
+    # the signs of up to 32 bits per entry (a run that is exact to float32 stops; the engine
+    # grows its arrays as it goes and reports MemoryError itself beyond that).
     copies = 1 if arr.ndim == 1 else 2
-    _validate.check_memory(4 * arr.size * copies + max_width * (sum(arr.shape) // 8 + 16),
+    likely = min(max_width, budget.width_32(arr.shape))
+    _validate.check_memory(4 * arr.size * copies + likely * (sum(arr.shape) // 8 + 16),
                            f"decomposing an array of shape {arr.shape}")
     # The engine works on A / 2**e with max|A| / 2**e in [0.5, 1): exact for normal numbers
     # (the same bits as without it), and no float32 sum can overflow or lose tiny inputs.

@@ -110,10 +110,10 @@ def _check_name(name):
         raise TypeError(f"decomposition names must be str, got {type(name).__name__}")
     if not 1 <= len(name) <= MAX_NAME_LENGTH:
         raise ValueError(f"decomposition names must have 1 to {MAX_NAME_LENGTH} characters, "
-                         f"got {_short(name)}")
+                         f"got {short_repr(name)}")
     if "/" in name or not name.isprintable():
         raise ValueError(f"decomposition names may not contain '/' or non-printable "
-                         f"characters, got {_short(name)}")
+                         f"characters, got {short_repr(name)}")
 
 
 def _dtype_name(dtype):
@@ -130,7 +130,7 @@ _EXTRA_DTYPES = ("bfloat16",)     # real dtypes from ml_dtypes, where it is inst
 _DTYPE_NAME = re.compile(r"[<>=|]?[A-Za-z][A-Za-z0-9]{0,31}")
 
 
-def _short(value, limit=80):
+def short_repr(value, limit=80):
     """repr of a value read from a file, cut to ``limit`` characters for messages."""
     text = repr(value)
     return text if len(text) <= limit else text[:limit - 3] + "..."
@@ -138,17 +138,17 @@ def _short(value, limit=80):
 
 def _parse_dtype(text):
     if not isinstance(text, str) or not _DTYPE_NAME.fullmatch(text):
-        raise TypeError(f"not the name of a scalar dtype: {_short(text)}")
+        raise TypeError(f"not the name of a scalar dtype: {short_repr(text)}")
     try:
         return np.dtype(text)
     except TypeError:
         try:                                   # bfloat16 and friends, when available
             import ml_dtypes
         except ImportError:
-            raise TypeError(f"unknown dtype {_short(text)}") from None
+            raise TypeError(f"unknown dtype {short_repr(text)}") from None
         kind = getattr(ml_dtypes, text, None)
         if kind is None:
-            raise TypeError(f"unknown dtype {_short(text)}") from None
+            raise TypeError(f"unknown dtype {short_repr(text)}") from None
         return np.dtype(kind)
 
 
@@ -206,7 +206,7 @@ def _check_extra(metadata):
     extra = dict(metadata or {})
     for key, value in extra.items():
         if not isinstance(key, str) or not isinstance(value, str):
-            raise TypeError(f"metadata must map str to str, got {_short(key)}: {type(value).__name__}")
+            raise TypeError(f"metadata must map str to str, got {short_repr(key)}: {type(value).__name__}")
         if key in _RESERVED_KEYS:
             raise ValueError(f"metadata key {key!r} is reserved by the signcut format")
     return extra
@@ -288,7 +288,7 @@ def _reject_duplicates(pairs):
     out = {}
     for key, value in pairs:
         if key in out:
-            raise FormatError(f"duplicate key {_short(key)} in the header")
+            raise FormatError(f"duplicate key {short_repr(key)} in the header")
         out[key] = value
     return out
 
@@ -330,14 +330,14 @@ def _parse_metadata(header):
     if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
         raise FormatError("missing or invalid __metadata__ (a map of strings is required)")
     if meta.get("format") != FORMAT_NAME:
-        raise FormatError(f"not a signcut file (format {_short(meta.get('format'))})")
+        raise FormatError(f"not a signcut file (format {short_repr(meta.get('format'))})")
     version = meta.get("format_version")
     if version not in READ_VERSIONS:
-        raise FormatError(f"unknown format version {_short(version)} "
+        raise FormatError(f"unknown format version {short_repr(version)} "
                           f"(this signcut reads versions {', '.join(READ_VERSIONS)})")
     container = meta.get("container")
     if container not in ("single", "mapping"):
-        raise FormatError(f"unknown container {_short(container)}")
+        raise FormatError(f"unknown container {short_repr(container)}")
     if "decompositions" not in meta:
         raise FormatError("metadata has no 'decompositions' entry")
     decomps = _json(meta["decompositions"], "metadata 'decompositions'")
@@ -345,7 +345,7 @@ def _parse_metadata(header):
         raise FormatError("metadata 'decompositions' is not a JSON object")
     if container == "single" and list(decomps) != [SINGLE_NAME]:
         raise FormatError(f"a single decomposition must be named {SINGLE_NAME!r}, "
-                          f"got {_short(list(decomps))}")
+                          f"got {short_repr(list(decomps))}")
     entries = {}
     for name, entry in decomps.items():
         try:
@@ -366,61 +366,61 @@ def _parse_entry(name, entry):
             raise FormatError(f"{name!r}: metadata has no {key!r}")
     shape, width = entry["shape"], entry["width"]
     if not isinstance(shape, list) or not shape:
-        raise FormatError(f"{name!r}: shape must be a non-empty list, got {_short(shape)}")
+        raise FormatError(f"{name!r}: shape must be a non-empty list, got {short_repr(shape)}")
     if len(shape) > MAX_NDIM:
         raise FormatError(f"{name!r}: too many dims ({len(shape)} > {MAX_NDIM})")
     if not all(_is_int(d) and d >= 1 for d in shape):
-        raise FormatError(f"{name!r}: shape must hold positive integers, got {_short(shape)}")
+        raise FormatError(f"{name!r}: shape must hold positive integers, got {short_repr(shape)}")
     if math.prod(shape) >= 2**62:      # a width-0 entry has no data to bound its dims
-        raise FormatError(f"{name!r}: shape {_short(shape)} has too many entries")
+        raise FormatError(f"{name!r}: shape {short_repr(shape)} has too many entries")
     if not _is_int(width) or width < 0:
-        raise FormatError(f"{name!r}: width must be a non-negative integer, got {_short(width)}")
+        raise FormatError(f"{name!r}: width must be a non-negative integer, got {short_repr(width)}")
     if not isinstance(entry["orig_dtype"], str):
         raise FormatError(f"{name!r}: orig_dtype must be a string")
     try:
         orig_dtype = _parse_dtype(entry["orig_dtype"])
     except Exception as exc:        # numpy parses the untrusted string: any failure is ours
-        raise FormatError(f"{name!r}: bad orig_dtype {_short(entry['orig_dtype'])}: {exc}") from None
+        raise FormatError(f"{name!r}: bad orig_dtype {short_repr(entry['orig_dtype'])}: {exc}") from None
     if orig_dtype.kind not in "biufc" and orig_dtype.name not in _EXTRA_DTYPES:
-        raise FormatError(f"{name!r}: orig_dtype {_short(entry['orig_dtype'])} is not a "
+        raise FormatError(f"{name!r}: orig_dtype {short_repr(entry['orig_dtype'])} is not a "
                           f"numeric dtype")
     norm = entry["norm"]
     if norm is not None and (isinstance(norm, bool) or not isinstance(norm, (int, float))):
-        raise FormatError(f"{name!r}: norm must be a number or null, got {_short(norm)}")
+        raise FormatError(f"{name!r}: norm must be a number or null, got {short_repr(norm)}")
     if _is_int(norm):
         try:
             norm = float(norm)
         except OverflowError:
-            raise FormatError(f"{name!r}: norm {_short(norm)} is out of range") from None
+            raise FormatError(f"{name!r}: norm {short_repr(norm)} is out of range") from None
     rel_error = entry.get("rel_error")
     if rel_error is not None and (isinstance(rel_error, bool) or not isinstance(rel_error, (int, float))):
-        raise FormatError(f"{name!r}: rel_error must be a number or null, got {_short(rel_error)}")
+        raise FormatError(f"{name!r}: rel_error must be a number or null, got {short_repr(rel_error)}")
     try:
         rel_error = None if rel_error is None else float(rel_error)
     except OverflowError:
-        raise FormatError(f"{name!r}: rel_error {_short(rel_error)} is out of range") from None
+        raise FormatError(f"{name!r}: rel_error {short_repr(rel_error)} is out of range") from None
     if rel_error is not None and not (math.isfinite(rel_error) and rel_error >= 0):
         raise FormatError(f"{name!r}: rel_error must be a finite non-negative number, got "
                           f"{rel_error}")
     history = entry.get("history", False)
     if not isinstance(history, bool):
-        raise FormatError(f"{name!r}: history must be true or false, got {_short(history)}")
+        raise FormatError(f"{name!r}: history must be true or false, got {short_repr(history)}")
     outliers = entry.get("outliers")
     if outliers is not None:
         if not isinstance(outliers, dict) or not {"count", "exponent"} <= set(outliers) \
                 or not set(outliers) <= {"count", "exponent", "error"}:
             raise FormatError(f"{name!r}: outliers must be null or {{\"count\": k, "
-                              f"\"exponent\": e, \"error\": x | null}}, got {_short(outliers)}")
+                              f"\"exponent\": e, \"error\": x | null}}, got {short_repr(outliers)}")
         error = outliers.get("error")
         if error is not None and (isinstance(error, bool) or not isinstance(error, (int, float))
                                   or not math.isfinite(error) or error < 0):
             raise FormatError(f"{name!r}: outlier error must be a non-negative number or "
-                              f"null, got {_short(error)}")
+                              f"null, got {short_repr(error)}")
         count, exponent = outliers["count"], outliers["exponent"]
         if not _is_int(count) or not 0 <= count <= math.prod(shape):
-            raise FormatError(f"{name!r}: outlier count {_short(count)} is not in [0, {math.prod(shape)}]")
+            raise FormatError(f"{name!r}: outlier count {short_repr(count)} is not in [0, {math.prod(shape)}]")
         if not _is_int(exponent) or not -200 <= exponent <= 200:
-            raise FormatError(f"{name!r}: outlier exponent {_short(exponent)} is not an integer in "
+            raise FormatError(f"{name!r}: outlier exponent {short_repr(exponent)} is not an integer in "
                               "[-200, 200]")
     return {"shape": tuple(shape), "width": width, "orig_dtype": orig_dtype, "norm": norm,
             "rel_error": rel_error, "history": history,
@@ -459,17 +459,17 @@ def _check_tensors(header, expected, data_size):
         if not isinstance(info, dict):
             raise FormatError(f"tensor {tname!r}: entry is not a JSON object")
         if info.get("dtype") != code:
-            raise FormatError(f"tensor {tname!r}: wrong dtype {_short(info.get('dtype'))}, "
+            raise FormatError(f"tensor {tname!r}: wrong dtype {short_repr(info.get('dtype'))}, "
                               f"expected {code!r}")
         tshape = info.get("shape")
         if not (isinstance(tshape, list) and len(tshape) == 1 and _is_int(tshape[0])
                 and tshape[0] == length):
-            raise FormatError(f"tensor {tname!r}: wrong shape {_short(tshape)}, expected "
+            raise FormatError(f"tensor {tname!r}: wrong shape {short_repr(tshape)}, expected "
                               f"[{length}] for the declared width and shape")
         offsets = info.get("data_offsets")
         if (not isinstance(offsets, list) or len(offsets) != 2
                 or not all(_is_int(x) for x in offsets)):
-            raise FormatError(f"tensor {tname!r}: bad data_offsets {_short(offsets)}")
+            raise FormatError(f"tensor {tname!r}: bad data_offsets {short_repr(offsets)}")
         begin, end = offsets
         if not 0 <= begin <= end <= data_size:
             raise FormatError(f"tensor {tname!r}: data_offsets {offsets} outside the "

@@ -4,6 +4,7 @@ import operator
 import numpy as np
 
 from signcut import _array, _core
+from signcut._budget import cut_bits, signs_nbytes
 from signcut._validate import thread_count
 
 
@@ -23,11 +24,6 @@ def _readonly(a):
     view = a.view()
     view.flags.writeable = False
     return view
-
-
-def signs_nbytes(width, shape):
-    """Bytes of a decomposition stored densely: ceil(width * sum(dims) / 8) + 4 * width."""
-    return -(-width * sum(shape) // 8) + 4 * width
 
 
 def index_dtype(size):
@@ -242,7 +238,7 @@ class SignCut:
     @property
     def bits_per_entry(self):
         """``(width * (sum(tensor_shape) + 32) + 8 * outliers_nbytes) / size``."""
-        return (self.width * (sum(self.tensor_shape) + 32) + 8 * self.outliers_nbytes) / self.size
+        return (self.width * cut_bits(self.tensor_shape) + 8 * self.outliers_nbytes) / self.size
 
     @property
     def ratio(self):

@@ -213,14 +213,10 @@ def cmd_image(args):
         return 0
 
     try:                                                   # encode
-        with open_regular(source) as f, Image.open(f) as im:
-            im.load()
-            picture = im.copy()
+        picture = image.open_picture(source)
     except UnidentifiedImageError:
         raise UsageError(f"cannot read {source!r}: neither a picture Pillow can open nor a "
                          f"signcut file") from None
-    except Image.DecompressionBombError as exc:
-        raise UsageError(f"cannot read {source!r}: {exc}") from None
     if _image_format(output) is not None:  # after reading: a broken .sct gets the right message
         raise UsageError(f"cannot write {output!r}: encoding writes a signcut file, not a "
                          f"picture; use an extension such as .sct")

@@ -51,14 +51,17 @@ import json
 import math
 import numbers
 import os
+import warnings
 
 import numpy as np
 from PIL import Image
 
 import signcut
+from signcut import _core
 from signcut._atomic import open_regular
-from signcut._format import read_metadata
-from signcut._result import signs_nbytes
+from signcut._format import read_metadata, short_repr
+from signcut._budget import signs_nbytes, width_for_bytes
+from signcut._validate import check_memory
 
 __all__ = ["compress", "decode", "ImageResult", "is_signcut_file", "DEFAULT_TILE",
            "DEFAULT_COLOR"]
@@ -131,11 +134,37 @@ def _from_pil(im):
         else tuple(pixels.shape)
 
 
+def _bomb_check(width, height, what):
+    """Refuse a picture a file declares above Pillow's decompression-bomb limit
+    (PIL.Image.MAX_IMAGE_PIXELS, which Pillow only warns about up to twice that)."""
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and width * height > limit:
+        raise ValueError(f"{what} is a {width} x {height} picture ({width * height} pixels), "
+                         f"above the decompression-bomb limit PIL.Image.MAX_IMAGE_PIXELS "
+                         f"({limit}); raise that limit to read it")
+
+
+def open_picture(path):
+    """A picture file as a loaded PIL image (a regular file only, at most
+    PIL.Image.MAX_IMAGE_PIXELS pixels: ValueError otherwise)."""
+    with open_regular(path) as f:
+        try:
+            with warnings.catch_warnings():     # refused below instead
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                im = Image.open(f)
+        except Image.DecompressionBombError as exc:     # beyond twice the limit
+            raise ValueError(f"{os.fspath(path)!r} is above the decompression-bomb limit "
+                             f"PIL.Image.MAX_IMAGE_PIXELS: {exc}") from None
+        with im:
+            _bomb_check(im.width, im.height, repr(os.fspath(path)))
+            im.load()
+            return im.copy()
+
+
 def _pixels(image):
     """(pixels uint8 (H, W, C), mode, shape to give back) of a path, PIL image or array."""
     if isinstance(image, (str, bytes, os.PathLike)):
-        with open_regular(image) as f, Image.open(f) as im:
-            im.load()
+        with open_picture(image) as im:
             pixels, mode, shape = _from_pil(im)
     elif isinstance(image, Image.Image):
         pixels, mode, shape = _from_pil(image)
@@ -159,33 +188,41 @@ def _pixels(image):
 
 # ------------------------------------------------------------------ planes and layouts
 def _groups(pixels, mode, color):
-    """[(name, float32 (H, W, c) array, share of the budget)] for the picture."""
-    x = pixels.astype(np.float32)
-    colour = x[..., :1] if mode == "L" else x[..., :3]
+    """[(name, channel transform, share of the budget)] for the picture: a group's float32
+    (H, W, c) values are ``pixels[..., :k] @ transform.T`` (see _group_values)."""
+    eye = np.eye(pixels.shape[2])
     if mode == "L":
-        groups = [("grey", colour, 1.0)]
+        groups = [("grey", eye[:1], 1.0)]
     elif color == "rgb":
-        groups = [("rgb", colour, 1.0)]
+        groups = [("rgb", eye[:3], 1.0)]
     else:
-        ycc = (colour.astype(np.float64) @ _RGB_TO_YCC.T).astype(np.float32)
-        groups = [("luma", ycc[..., :1], LUMA_SHARE), ("chroma", ycc[..., 1:], 1 - LUMA_SHARE)]
+        groups = [("luma", _RGB_TO_YCC[:1], LUMA_SHARE),
+                  ("chroma", _RGB_TO_YCC[1:], 1 - LUMA_SHARE)]
     if mode == "RGBA":
-        alpha = x[..., 3:]
+        alpha = pixels[..., 3]
         if (alpha == alpha.flat[0]).all():
             share = 0.0
         else:
             share = ALPHA_SHARE
             groups = [(n, g, s * (1 - share)) for n, g, s in groups]
-        groups.append(("alpha", alpha, share))
+        groups.append(("alpha", eye[3:], share))
     return groups
 
 
-def _padded(x, tile):
-    if tile is None:
-        return x
-    h, w = x.shape[:2]
-    bh, bw = tile
-    return np.pad(x, ((0, -h % bh), (0, -w % bw), (0, 0)), mode="edge")
+def _group_values(pixels, transform, tile):
+    """One group's channels, edge-padded to a multiple of the tile: float32 (Hp, Wp, c),
+    transformed a band of rows at a time in float64 (no float64 copy of the picture)."""
+    h, w = pixels.shape[:2]
+    k, c = transform.shape[1], transform.shape[0]
+    hp, wp, _ = _padded_shape((h, w), tile, c)
+    out = np.empty((hp, wp, c), np.float32)
+    band = max(1, (1 << 20) // max(1, w))
+    for i in range(0, h, band):
+        j = min(i + band, h)
+        out[i:j, :w] = pixels[i:j, :, :k] @ transform.T
+    out[h:, :w] = out[h - 1:h, :w]                # edge replication
+    out[:, w:] = out[:, w - 1:w]
+    return out
 
 
 def _to_layout(x, tile):
@@ -196,6 +233,15 @@ def _to_layout(x, tile):
     bh, bw = tile
     blocks = np.ascontiguousarray(x.reshape(h // bh, bh, w // bw, bw, c).transpose(0, 2, 1, 3, 4))
     return blocks, (h // bh * (w // bw), bh * bw * c)
+
+
+def _mode_dims(size, tile, channels):
+    """The modes of a group's decomposition (what its cuts' signs run over)."""
+    h, w = size
+    if tile is None:
+        return (h, w) if channels == 1 else (h, w, channels)
+    bh, bw = tile
+    return (-(-h // bh) * -(-w // bw), bh * bw * channels)
 
 
 def _from_layout(y, tile, padded_shape):
@@ -214,18 +260,6 @@ def _layout_shape(shape, tile, channels):
         return (h, w, channels)
     bh, bw = tile
     return (-(-h // bh), -(-w // bw), bh, bw, channels)
-
-
-def _width_for(budget, tensor_shape):
-    """The most cuts whose signs and coefficients fit in ``budget`` bytes."""
-    if budget <= 0:
-        return 0
-    w = int(8 * budget // (sum(tensor_shape) + 32))
-    while w > 0 and signs_nbytes(w, tensor_shape) > budget:
-        w -= 1
-    while signs_nbytes(w + 1, tensor_shape) <= budget:
-        w += 1
-    return w
 
 
 def _psnr(a, b):
@@ -297,45 +331,60 @@ def compress(image, *, ratio=None, bits_per_pixel=None, width=None, tile=DEFAULT
         raise ValueError(f"a budget of {budget:.4g} bytes does not even hold the {c} channel "
                          f"means ({4 * c} bytes) of a {w} x {h} picture")
 
-    # Plan: centred layouts and widths, before any cut is made.
+    # Working memory: the pixels as float32 for one group at a time (padded, then laid out),
+    # and decompose's float32 and float16 copies of it.
+    widest = max(g[1].shape[0] for g in groups)
+    hp, wp, _ = _padded_shape((h, w), tile, widest)
+    check_memory(20 * hp * wp * widest, f"compressing a {w} x {h} picture")
+
+    # Plan: widths from the shapes alone, before any cut is made.
     plans, spent, allotted = [], 0, 0.0
-    for name, x, share in groups:
-        x = _padded(x, tile)
-        mean = x.mean(axis=(0, 1), dtype=np.float64).astype(np.float32)
-        arr, tshape = _to_layout(x - mean, tile)
-        mode_dims = tshape if tshape is not None else arr.shape
+    for name, transform, share in groups:
+        channels = transform.shape[0]
+        mode_dims = _mode_dims((h, w), tile, channels)
         if budget is None:
             n = width
         else:
             allotted += share * (budget - 4 * c)
-            n = _width_for(allotted - spent, mode_dims)
+            n = width_for_bytes(allotted - spent, mode_dims)
             if width is not None:
                 n = min(n, width)
         if share == 0:
             n = 0           # a constant alpha: its mean is exact
         spent += signs_nbytes(n, mode_dims)
-        plans.append((name, x.shape, mean, arr, tshape, n))
+        plans.append((name, transform, n))
 
+    # A group stops once its picture is exact after rounding to 8 bits: every entry of the
+    # decoded pixels within 1/2, which an error of norm 1/2 / (the largest row sum of the
+    # inverse colour transform * sqrt(groups)) guarantees.
+    inverse = _YCC_TO_RGB if color == "ycbcr" and mode != "L" else np.eye(1)
+    lossless = 0.5 / (np.abs(inverse).sum(axis=1).max() * np.sqrt(len(plans)))
     total = sum(p[-1] for p in plans)
     planes, info_planes, done, stop = {}, [], 0, False
-    for name, padded_shape, mean, arr, tshape, n in plans:
+    for name, transform, n in plans:
         if stop:
             n = 0
 
         def progress(k, rel_error, _offset=done):
             return bool(callback(_offset + k, total)) if callback is not None else False
 
-        if n > 0:
+        x = _group_values(pixels, transform, tile)
+        mean = x.mean(axis=(0, 1), dtype=np.float64).astype(np.float32)
+        x -= mean
+        arr, tshape = _to_layout(x, tile)
+        del x
+        norm = float(np.sqrt(_core.sumsq(arr.reshape(-1))))
+        if n > 0 and norm > lossless:
             res = signcut.decompose(arr, width=n, seed=seed, n_threads=n_threads,
                                     callback=progress if callback is not None else None,
-                                    shape=tshape)
+                                    shape=tshape, rtol=lossless / norm)
             stop = res.stopped_by == "callback"
         else:
             res = _no_cuts(arr, tshape)
         res.orig_dtype = np.dtype(np.uint8)      # the ratio of a group is against 8-bit pixels
         done += res.width
         planes[name] = res
-        info_planes.append({"name": name, "channels": int(padded_shape[2]),
+        info_planes.append({"name": name, "channels": int(transform.shape[0]),
                             "mean": [float(m) for m in mean]})
     info = {"version": META_VERSION, "shape": list(shape), "mode": mode,
             "color": "grey" if mode == "L" else color,
@@ -412,26 +461,37 @@ class ImageResult:
 
     # ---------------------------------------------------------- pixels
     def to_float(self):
-        """The reconstruction as float32 (H, W, C), before rounding and clipping."""
+        """The reconstruction as float32 (H, W, C), before rounding and clipping.
+
+        Memory: the answer and one group's expanded planes at a time (about 4 C + 8 bytes per
+        pixel), checked against the memory available first (MemoryError)."""
         h, w = self.shape[:2]
-        parts = []
+        widest = max(p["channels"] for p in self.info["planes"])
+        hp, wp, _ = _padded_shape((h, w), self.tile, widest)
+        check_memory(4 * self.channels * h * w + 8 * widest * hp * wp,
+                     f"decoding a {w} x {h} picture")
+        x = np.empty((h, w, self.channels), np.float32)
+        first = 0
         for p in self.info["planes"]:
-            name = p["name"]
-            sc = self.planes[name]
-            padded = _padded_shape((h, w), self.tile, p["channels"])
-            y = _from_layout(sc.expand(), self.tile, padded)[:h, :w] + self.means[name]
-            parts.append(y)
-        x = np.concatenate(parts, axis=-1)
-        if self.color == "ycbcr":
-            rgb = (x[..., :3].astype(np.float64) @ _YCC_TO_RGB.T).astype(np.float32)
-            x = np.concatenate([rgb, x[..., 3:]], axis=-1)
+            name, c = p["name"], p["channels"]
+            padded = _padded_shape((h, w), self.tile, c)
+            x[..., first:first + c] = _from_layout(self.planes[name].expand(), self.tile,
+                                                   padded)[:h, :w]
+            x[..., first:first + c] += self.means[name]
+            first += c
+        if self.color == "ycbcr":                  # a band of rows at a time, in float64
+            band = max(1, (1 << 20) // w)
+            for i in range(0, h, band):
+                x[i:i + band, :, :3] = x[i:i + band, :, :3] @ _YCC_TO_RGB.T
         return x
 
     def to_array(self):
         """The reconstruction as uint8, of shape ``shape`` (rounded and clipped)."""
         if self._array is None:
-            x = np.clip(np.rint(self.to_float()), 0, 255).astype(np.uint8)
-            self._array = x.reshape(self.shape)
+            x = self.to_float()
+            np.rint(x, out=x)
+            np.clip(x, 0, 255, out=x)
+            self._array = x.astype(np.uint8).reshape(self.shape)
         return self._array.copy()
 
     def to_image(self):
@@ -532,22 +592,26 @@ def is_signcut_file(path):
 def _check_info(info, planes):
     bad = signcut.FormatError
     if not isinstance(info, dict):
-        raise bad(f"the image metadata is not a JSON object: {info!r}")
+        raise bad(f"the image metadata is not a JSON object: {short_repr(info)}")
     if info.get("version") != META_VERSION:
-        raise bad(f"unknown image metadata version {info.get('version')!r}")
+        raise bad(f"unknown image metadata version {short_repr(info.get('version'))}")
     shape, mode, color, tile = (info.get(k) for k in ("shape", "mode", "color", "tile"))
     if mode not in ("L", "RGB", "RGBA"):
-        raise bad(f"unknown image mode {mode!r}")
+        raise bad(f"unknown image mode {short_repr(mode)}")
     c = {"L": 1, "RGB": 3, "RGBA": 4}[mode]
     if (not isinstance(shape, list) or len(shape) not in (2, 3)
             or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape)
             or (len(shape) == 2 and c != 1) or (len(shape) == 3 and shape[2] != c)):
-        raise bad(f"bad image shape {shape!r} for mode {mode}")
+        raise bad(f"bad image shape {short_repr(shape)} for mode {mode}")
+    try:
+        _bomb_check(shape[1], shape[0], "the file")
+    except ValueError as exc:
+        raise bad(str(exc)) from None
     if color not in ("grey", "rgb", "ycbcr") or (color == "grey") != (mode == "L"):
-        raise bad(f"bad colour basis {color!r} for mode {mode}")
+        raise bad(f"bad colour basis {short_repr(color)} for mode {mode}")
     if tile is not None and not (isinstance(tile, list) and len(tile) == 2 and all(
             isinstance(b, int) and not isinstance(b, bool) and b >= 1 for b in tile)):
-        raise bad(f"bad tile {tile!r}")
+        raise bad(f"bad tile {short_repr(tile)}")
     expected = {"grey": [("grey", 1)], "rgb": [("rgb", 3)],
                 "ycbcr": [("luma", 1), ("chroma", 2)]}[color]
     if mode == "RGBA":
@@ -555,7 +619,7 @@ def _check_info(info, planes):
     entries = info.get("planes")
     if not isinstance(entries, list) or [(p.get("name"), p.get("channels")) if isinstance(p, dict)
                                          else None for p in entries] != expected:
-        raise bad(f"image planes {entries!r} do not match mode {mode} in basis {color}")
+        raise bad(f"image planes {short_repr(entries)} do not match mode {mode} in basis {color}")
     if not isinstance(planes, dict) or list(planes) != [n for n, _ in expected]:
         raise bad(f"the decompositions {list(planes) if isinstance(planes, dict) else planes!r} "
                   f"do not match the image planes {[n for n, _ in expected]}")
@@ -564,7 +628,7 @@ def _check_info(info, planes):
         if (not isinstance(mean, list) or len(mean) != p["channels"]
                 or not all(isinstance(m, (int, float)) and not isinstance(m, bool)
                            and math.isfinite(m) for m in mean)):
-            raise bad(f"bad means {mean!r} of plane {p['name']!r}")
+            raise bad(f"bad means {short_repr(mean)} of plane {p['name']!r}")
         sc = planes[p["name"]]
         want = _layout_shape(shape, None if tile is None else tuple(tile), p["channels"])
         if tuple(sc.shape) != want:
@@ -573,7 +637,7 @@ def _check_info(info, planes):
     psnr = info.get("psnr")
     if psnr is not None and psnr != "inf" and (isinstance(psnr, bool)
                                                or not isinstance(psnr, (int, float))):
-        raise bad(f"bad psnr {psnr!r}")
+        raise bad(f"bad psnr {short_repr(psnr)}")
     if psnr is not None:
         info["psnr"] = float(psnr)
 

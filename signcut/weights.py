@@ -60,6 +60,8 @@ import numpy as np
 log = logging.getLogger("signcut.weights")
 
 from signcut._atomic import PathError, atomic_write, check_output, open_regular
+from signcut._budget import width_for_bits
+from signcut._format import short_repr
 
 __all__ = ["compress", "expand", "info", "WeightsError", "OUTLIER_FACTOR"]
 
@@ -515,7 +517,7 @@ def compress(src, out, *, bits_per_entry=8.0, include=None, exclude=None, min_si
             reason = "excluded"
         elif size < min_size:
             reason = f"fewer than {min_size} entries"
-        elif math.floor(bits_per_entry * size / (sum(shape) + 32) * (1 + 1e-12)) < 1:
+        elif width_for_bits(bits_per_entry * size, shape) < 1:
             reason = "budget affords no cut"
         rec = {"name": name, "dtype": dtype, "shape": list(shape)}
         if reason is None:
@@ -717,33 +719,33 @@ def _check_meta(meta, path):
         bad("not a JSON object")
     if meta.get("version") != FORMAT_VERSION:
         raise WeightsError(f"{path!r}: unknown weights format version "
-                           f"{_short(meta.get('version'))}")
+                           f"{short_repr(meta.get('version'))}")
     if not is_number(meta.get("bits_per_entry")) or not is_int(meta.get("seed")):
         bad("bits_per_entry and seed must be numbers")
     side = meta.get("passthrough")
     if side is not None and (not isinstance(side, str) or not _plain_file_name(side)):
-        bad(f"passthrough must be a file name beside the file, got {_short(side)}")
+        bad(f"passthrough must be a file name beside the file, got {short_repr(side)}")
     tensors = meta.get("tensors")
     if not isinstance(tensors, list):
         bad("no list of tensors")
     names, keys = set(), {"signcut": set(), "passthrough": set()}
     for t in tensors:
         if not isinstance(t, dict):
-            bad(f"a tensor entry is not a JSON object: {_short(t)}")
+            bad(f"a tensor entry is not a JSON object: {short_repr(t)}")
         name, kind, key = t.get("name"), t.get("kind"), t.get("key")
         if not isinstance(name, str) or not name or name == "__metadata__" or name in names:
-            bad(f"tensor names must be distinct non-empty strings, got {_short(name)}")
+            bad(f"tensor names must be distinct non-empty strings, got {short_repr(name)}")
         names.add(name)
         if kind not in keys or not isinstance(key, str) or key in keys[kind]:
             bad(f"tensor {name!r}: kind and key must be 'signcut' or 'passthrough' and a "
                 f"distinct name")
         keys[kind].add(key)
         if t.get("dtype") not in (_FLOAT if kind == "signcut" else _ITEMSIZE):
-            bad(f"tensor {name!r}: dtype {_short(t.get('dtype'))}")
+            bad(f"tensor {name!r}: dtype {short_repr(t.get('dtype'))}")
         shape = t.get("shape")
         if (not isinstance(shape, list) or len(shape) > 64
                 or not all(is_int(d) and d >= 0 for d in shape)):
-            bad(f"tensor {name!r}: shape {_short(shape)}")
+            bad(f"tensor {name!r}: shape {short_repr(shape)}")
     if keys["passthrough"] and side is None:
         bad("tensors copied through but no passthrough file")
 
@@ -752,12 +754,6 @@ def _plain_file_name(name):
     """A name of a file in the same folder: no folder part, no '..', no NUL."""
     return (name not in ("", ".", "..") and "\0" not in name and "/" not in name
             and os.sep not in name and (os.altsep is None or os.altsep not in name))
-
-
-def _short(value, limit=80):
-    """repr of a value from a file, cut to ``limit`` characters for messages."""
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def printable(name):

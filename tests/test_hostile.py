@@ -465,3 +465,79 @@ def test_terminal_escapes_in_names_are_not_printed_raw(tmp_path):
         assert cli.main(["info", str(tmp_path / "m.sct")]) == 0
     text = out.getvalue()
     assert "\x1b" not in text and "\x07" not in text and "\\x1b" in text
+
+
+# ------------------------------------------------------------------ runaway work
+@pytest.mark.parametrize("budget", [dict(bits_per_entry=1e300), dict(ratio=1e300),
+                                    dict(width=10**12), dict(bits_per_entry=1.7e308),
+                                    dict(rtol=0.0)])
+def test_generous_budgets_stop_once_exact_to_float32(budget):
+    A = np.random.default_rng(0).standard_normal((50, 40))
+    r = signcut.decompose(A, seed=0, **budget)
+    if "rtol" in budget:        # no storage budget: the 32 bits per entry cap comes first
+        assert r.bits_per_entry <= 32
+    else:
+        assert r.stopped_by == "exhausted" and r.rel_error <= 2**-23
+    assert np.linalg.norm(r.expand() - A) <= 1e-6 * np.linalg.norm(A) or "rtol" in budget
+
+
+def test_tiny_arrays_take_any_budget():
+    r = signcut.decompose(np.array([[3.0]]), rtol=0.1)
+    assert r.width == 1 and r.rel_error == 0 and r.expand()[0, 0] == 3.0
+
+
+@pytest.mark.parametrize("budget", [dict(ratio=1000), dict(width=10**9),
+                                    dict(bits_per_pixel=1e300)])
+def test_pictures_stop_once_lossless(budget):
+    """A 60 x 80 picture at ratio=1000 made 512,751 cuts; it stops once every pixel rounds
+    back to its own value."""
+    x = np.random.default_rng(0).integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    r = signcut.image.compress(x, seed=0, **budget)
+    assert np.array_equal(r.to_array(), x) and r.psnr == np.inf
+    assert r.cuts < 10000
+
+
+# ------------------------------------------------------------------ decompression bombs
+def bomb(path, h, w):
+    """A signcut picture of a few hundred bytes that declares an h x w grey picture."""
+    words = [(h + 63) // 64, (w + 63) // 64]
+    plane = signcut.SignCut((h, w), [np.zeros((0, k), np.uint64) for k in words],
+                            np.zeros(0, np.float32), tensorize={"shape": [h, w, 1], "axes": [0, 1]})
+    info = {"version": 1, "shape": [h, w], "mode": "L", "color": "grey", "tile": None,
+            "planes": [{"name": "grey", "channels": 1, "mean": [128.0]}], "psnr": None}
+    signcut.save(path, {"grey": plane}, metadata={"signcut.image": json.dumps(info)})
+    return path
+
+
+def test_a_small_file_cannot_declare_a_huge_picture(tmp_path):
+    path = bomb(tmp_path / "bomb.sct", 60000, 60000)
+    assert os.path.getsize(path) < 2000
+    with pytest.raises(signcut.FormatError, match="decompression-bomb"):
+        signcut.image.decode(path)
+    refused(tmp_path, "image", path, "-o", tmp_path / "out.png", match="decompression-bomb")
+    small = signcut.image.decode(bomb(tmp_path / "fine.sct", 30, 40))     # the same, small
+    assert np.array_equal(small.to_array(), np.full((30, 40), 128, np.uint8))
+
+
+def test_pictures_above_the_pixel_limit_are_refused(tmp_path, monkeypatch):
+    png = tmp_path / "p.png"
+    Image.fromarray(np.zeros((200, 300, 3), np.uint8)).save(png)
+    for limit in (40000, 10000):        # Pillow warns, then refuses
+        monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", limit)
+        with pytest.raises(ValueError, match="decompression-bomb"):
+            signcut.image.compress(png, ratio=0.1)
+        refused(tmp_path, "image", png, "-o", tmp_path / "p.sct", match="decompression-bomb")
+    r = signcut.image.compress(np.zeros((200, 300, 3), np.uint8), ratio=0.1)  # pixels in hand
+    assert r.shape == (200, 300, 3)
+
+
+def test_out_of_memory_is_a_clean_error(tmp_path, monkeypatch):
+    from signcut import _validate
+    png = tmp_path / "p.png"
+    Image.fromarray(np.zeros((200, 300, 3), np.uint8)).save(png)
+    fine = bomb(tmp_path / "fine.sct", 300, 400)
+    monkeypatch.setattr(_validate, "available_memory", lambda: 100_000)
+    refused(tmp_path, "image", png, "-o", tmp_path / "p.sct", match="memory")
+    refused(tmp_path, "image", fine, "-o", tmp_path / "p.png", match="memory")
+    with pytest.raises(MemoryError):
+        signcut.decompose(np.ones((200, 300)), width=3)

@@ -36,6 +36,11 @@ static inline double sc_now_seconds(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* A relative error at which the float32 remainder is rounding noise: the approximation is
+ * exact to float32, and further cuts would fit the noise (a run of any budget stops here, as
+ * "exhausted"). */
+#define SC_EXACT_ERROR 0x1p-23
+
 /* After `width` cuts with relative error `err`: report progress, then check the budgets.
  * Returns 1 to stop (with *stopped_by set, and *status = SC_ERR_CALLBACK if the callback
  * failed), 0 to go on. */
@@ -49,6 +54,7 @@ static inline int sc_after_cut(const sc_params *p, int64_t width, double err, do
     if (width >= p->max_width) { *stopped_by = 0; return 1; }
     if (p->rtol > 0.0 && err <= p->rtol) { *stopped_by = 1; return 1; }
     if (p->max_seconds > 0.0 && sc_now_seconds() - t0 >= p->max_seconds) { *stopped_by = 2; return 1; }
+    if (err <= SC_EXACT_ERROR) { *stopped_by = 4; return 1; }
     return 0;
 }
 
