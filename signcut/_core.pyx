@@ -572,3 +572,5 @@ def _init():
     use_kernels(name)
 
 _init()
+
+include "_sparse.pxi"

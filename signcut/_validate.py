@@ -21,6 +21,10 @@ def as_real_array(A, name="A"):
     normal range (their coefficients would underflow)."""
     if isinstance(A, (str, bytes)):
         raise TypeError(f"{name} must be a numeric array, got {type(A).__name__}")
+    if type(A).__module__.startswith("scipy.sparse"):
+        raise TypeError(f"{name} is a {type(A).__name__} (scipy.sparse); this takes dense "
+                        "arrays: signcut.decompose takes sparse matrices and LinearOperators "
+                        "as they are, or densify it first (.toarray())")
     try:
         arr = np.asarray(A)
     except Exception as exc:  # ragged lists and the like

@@ -211,4 +211,56 @@ static inline void sc_lut3_rows(float *out, int64_t rows, const uint32_t *lanes,
     }
 }
 
+/* Sparse lines (see sparse_accum in signcut.h). The A part of the sparse engine's images
+ * scatters into or gathers from random entries: memory-bound, so every kernel table uses these
+ * forms, compiled with its own file's flags. */
+
+/* The first entry of [b, e) whose index is >= lo (indices increasing). */
+static inline int64_t sc_line_lower(const int32_t *idx, int64_t b, int64_t e, int64_t lo) {
+    while (b < e) {
+        int64_t mid = b + (e - b) / 2;
+        if (idx[mid] < lo) b = mid + 1; else e = mid;
+    }
+    return b;
+}
+
+static inline void sc_sparse_accum(float *y, int64_t lo, int64_t hi, const int64_t *ptr,
+                                   const int32_t *idx, const float *val, const int64_t *lines,
+                                   const float *w, int64_t k) {
+    for (int64_t q = 0; q < k; q++) {
+        int64_t b = ptr[lines[q]], e = ptr[lines[q] + 1];
+        if (lo > 0 && b < e && idx[b] < lo) b = sc_line_lower(idx, b, e, lo);
+        float wq = w[q];
+        for (; b < e && idx[b] < hi; b++) y[idx[b] - lo] += wq * val[b];
+    }
+}
+
+static inline void sc_sparse_sign_rows(float *y, const int64_t *ptr, const int32_t *idx,
+                                       const float *val, int64_t rows, const uint64_t *bits) {
+    for (int64_t r = 0; r < rows; r++) {
+        double acc = 0.0;
+        for (int64_t e = ptr[r]; e < ptr[r + 1]; e++) {
+            int32_t c = idx[e];
+            double v = (double)val[e];
+            acc += ((bits[c >> 6] >> (c & 63)) & 1) ? -v : v;
+        }
+        y[r] = (float)acc;
+    }
+}
+
+/* Scalar form of flip_dots (the AVX2 table uses it too: compiled with -mpopcnt there). */
+static inline void sc_flip_dots(int64_t *cnt, const uint64_t *bits, int64_t wpr,
+                                const uint64_t *old, const uint64_t *cur, const int64_t *qs,
+                                int64_t nq, int64_t k) {
+    for (int64_t j = 0; j < k; j++) {
+        const uint64_t *b = bits + j * wpr;
+        int64_t c = 0;
+        for (int64_t i = 0; i < nq; i++) {
+            int64_t q = qs[i];
+            c += sc_popcount64((old[q] ^ cur[q]) & (b[q] ^ cur[q]));
+        }
+        cnt[j] = c;
+    }
+}
+
 #endif
