@@ -34,6 +34,7 @@
 #define GROWTH_TOL 1e-6          /* as in matrix.c */
 #define START_ATTEMPTS 8
 #define FLIP_CHUNK 256           /* flipped lines listed at a time */
+#define FULL_DIV 8                /* A y from scratch when more than 1 / FULL_DIV of y flips */
 
 typedef struct {
     int64_t len, words;
@@ -109,7 +110,9 @@ static void step_tiles(engine_t *E, const side_t *Y, side_t *X, int64_t nb, int6
     const sc_kernels *K = E->K;
     if (t1 <= t0) return;
     int64_t a = t0 * TILE, end = (t1 * TILE < X->len) ? t1 * TILE : X->len;
-    if (!E->product && nf) {
+    if (negate > 1) {
+        K->sparse_sign_rows(X->imgA + a, X->ptr + a, X->idx, X->val, end - a, Y->cand);
+    } else if (!E->product && nf) {
         if (negate)
             for (int64_t i = a; i < end; i++) X->imgA[i] = -X->imgA[i];
         int64_t lines[FLIP_CHUNK], k = 0;
@@ -146,6 +149,9 @@ static double half_step(engine_t *E, side_t *Y, side_t *X) {
     /* More than half of Y flips (a new start): negate uA, the image of -y, and add the lines
      * that did not flip instead. */
     int negate = !E->product && 2 * nf > Y->len;
+    /* Many lines to add: A y from scratch (2 for negate) instead, X's own lines read in order
+     * against Y's signs (a gather from a small array against a scatter into a large one) */
+    if (!E->product && FULL_DIV * (negate ? Y->len - nf : nf) > Y->len) negate = 2;
     if (nf)
         for (int64_t q = 0; q < Y->words; q++)
             if (Y->cand[q] != Y->bits[q]) E->qs[nq++] = q;

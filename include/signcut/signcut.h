@@ -85,7 +85,8 @@ typedef struct sc_kernels {
     void (*sparse_accum)(float *y, int64_t lo, int64_t hi, const int64_t *ptr, const int32_t *idx,
                          const float *val, const int64_t *lines, const float *w, int64_t k);
     /* y[r] = sum over the entries e of line r of val[e] * sign(bits, idx[e]), summed in double
-     * in entry order, for r < rows (ptr points at line 0's pointer). */
+     * (the entries at even and at odd positions apart, then together), for r < rows (ptr
+     * points at line 0's pointer). */
     void (*sparse_sign_rows)(float *y, const int64_t *ptr, const int32_t *idx, const float *val,
                              int64_t rows, const uint64_t *bits);
     /* cnt[j] = sum over the nq words q = qs[i] of popcount((old[q] ^ cur[q]) & (sign_j[q] ^ cur[q]))
