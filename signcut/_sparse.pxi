@@ -145,7 +145,8 @@ cdef struct product_ctx:
     int64_t m, n
 
 
-cdef int _product_hook(void *ctx, int transposed, const uint64_t *bits, float *out) noexcept with gil:
+cdef int _product_hook(void *ctx, int transposed, const uint64_t *bits,
+                       float *out) noexcept with gil:
     cdef product_ctx *c = <product_ctx *>ctx
     cdef _Progress prog = <_Progress>c.prog
     cdef int64_t d = c.m if transposed else c.n, length = c.n if transposed else c.m

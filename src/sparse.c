@@ -255,8 +255,8 @@ static double best_cut(engine_t *E, const sc_params *prm, sc_rng *rng) {
 static int exact_imgA(engine_t *E, side_t *X) {
     side_t *Y = (X == &E->S) ? &E->T : &E->S;
     if (E->product) {
-        if (E->product(E->pctx, Y->transposed, Y->bits, X->imgA)) return E->status = SC_ERR_CALLBACK;
-        return SC_OK;
+        int st = E->product(E->pctx, Y->transposed, Y->bits, X->imgA) ? SC_ERR_CALLBACK : SC_OK;
+        return E->status = st;
     }
     /* X's own lines are the ones whose entries sum into X's image */
     int64_t nt_tiles = ntiles(X->len);

@@ -82,8 +82,8 @@ def test_flip_dots(isa, rng, length, k):
     for q in sub:
         mask[64 * q:64 * q + 64] = True
     expect = ((cuts != cur) & changed & mask).sum(axis=1)
-    np.testing.assert_array_equal(_core.kernel_flip_dots(isa, bits, pack(old)[0], pack(cur)[0], sub),
-                                  expect)
+    got = _core.kernel_flip_dots(isa, bits, pack(old)[0], pack(cur)[0], sub)
+    np.testing.assert_array_equal(got, expect)
 
 
 # ------------------------------------------------------------------ the engine
@@ -394,7 +394,8 @@ def test_operator_matches_the_sparse_engine():
                             dtype=np.float64)
     ops = [signcut.decompose(op, width=50, seed=s) for s in seeds]
     sparse = [signcut.decompose(A, width=50, seed=s) for s in seeds]
-    assert ops[0].norm == pytest.approx(np.linalg.norm(A.toarray()), rel=1e-6)   # exact: 130 products
+    # the norm is exact: 130 products
+    assert ops[0].norm == pytest.approx(np.linalg.norm(A.toarray()), rel=1e-6)
     for r in ops:
         assert r.rel_error == pytest.approx(expansion_error(A, r), rel=1e-5)
     mean_op = np.mean([r.errors for r in ops], axis=0)
