@@ -105,18 +105,18 @@ def spmv_time(A, repeat=7):
 
 def memory_child(path, width, threads):
     """In a fresh process: resident memory before loading the CSR, and the peak of the run."""
-    import resource
-
-    def resident():
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * resource.getpagesize()
+    def status(key):
+        # VmRSS now, VmHWM the peak of this program (ru_maxrss would keep the parent's from
+        # before the fork)
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key))
 
     signcut.decompose(sp.random(64, 64, density=0.1, format="csr", random_state=0), width=2)
-    base = resident()
+    base = status("VmRSS:")
     with np.load(path) as z:
         A = sp.csr_matrix((z["data"], z["indices"], z["indptr"]), shape=tuple(z["shape"]))
     r = signcut.decompose(A, width=width, seed=0, n_threads=threads)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = status("VmHWM:")
     print(json.dumps({"base": base, "peak": peak, "signs": r.nbytes, "width": r.width}))
 
 
