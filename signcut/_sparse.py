@@ -113,7 +113,6 @@ def prepare_sparse(A, name):
     A canonical CSR or CSC input is read in place (its indices too when int32); other formats
     are converted to CSR once. Besides A, this holds 12 bytes per stored entry (the float32
     values twice and the other layout's indices) and the pointers as int64."""
-    sparse = sys.modules["scipy.sparse"]
     shape = _check_shape(A, name)
     _check_dtype(A.dtype, name)
     nbytes = _input_nbytes(A)
