@@ -275,6 +275,8 @@ print(json.dumps({"before": before, "peak": peak, "input": A.data.nbytes + A.ind
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads /proc (Linux)")
+@pytest.mark.skipif("libasan" in os.environ.get("LD_PRELOAD", ""),
+                    reason="AddressSanitizer's shadow memory and redzones inflate the RSS")
 def test_memory_stays_near_the_input():
     # 10^6 x 10^6 with 10^6 nonzeros: 4 TB as float32, 16 MB as CSR. Peak RSS of the run (a
     # fresh process, Linux) above the resident memory before it, which holds the input: the
