@@ -20,7 +20,7 @@ IS_X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
 
 # Files compiled with the common flags, and files that need their own instruction set.
 COMMON_SOURCES = ["src/kernels_scalar.c", "src/dispatch.c", "src/matrix.c", "src/tensor.c",
-                  "src/matmul.c"]
+                  "src/matmul.c", "src/sparse.c"]
 ISA_SOURCES = {
     "avx2": (["src/kernels_avx2.c"], ["-mavx2", "-mfma", "-mpopcnt", "-mf16c"]),
     "avx512": (["src/kernels_avx512.c"],
@@ -91,7 +91,8 @@ core = Extension(
     include_dirs=["include", np.get_include()],
     # the instruction-set files are linked as extra objects: listed here so that editing one
     # relinks the extension
-    depends=["include/signcut/signcut.h", "include/signcut/common.h", "include/signcut/driver.h"]
+    depends=["include/signcut/signcut.h", "include/signcut/common.h", "include/signcut/driver.h",
+             "signcut/_sparse.pxi"]
     + [src for sources, _ in ISA_SOURCES.values() for src in sources],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
 )

@@ -24,10 +24,14 @@ EFFORTS = {
 }
 
 
-def _width_from_budgets(shape, itemsize, width, bits_per_entry, ratio, sparse_bytes=0):
+def _width_from_budgets(shape, itemsize, width, bits_per_entry, ratio, sparse_bytes=0,
+                        input_bytes=None):
     """The largest width allowed by every budget given (None if none is given); the storage
-    budgets also pay for ``sparse_bytes`` of outliers, ``width`` counts cuts only."""
+    budgets also pay for ``sparse_bytes`` of outliers, ``width`` counts cuts only. ``ratio``
+    counts against ``input_bytes`` (default: the dense input's, size * itemsize)."""
     size = int(np.prod(shape, dtype=np.int64))
+    if input_bytes is None:
+        input_bytes = size * itemsize
     sparse = f" besides the {sparse_bytes} bytes of outliers" if sparse_bytes else ""
     caps = []
     if width is not None:
@@ -40,10 +44,10 @@ def _width_from_budgets(shape, itemsize, width, bits_per_entry, ratio, sparse_by
                              "per entry")
         caps.append(w)
     if ratio is not None:
-        w = budget.width_for_bytes(ratio * size * itemsize - sparse_bytes, shape)
+        w = budget.width_for_bytes(ratio * input_bytes - sparse_bytes, shape)
         if w < 1:
             raise ValueError(f"ratio={ratio} affords no cut{sparse} for shape {shape}: one cut takes "
-                             f"{budget.signs_nbytes(1, shape)} bytes of {size * itemsize}")
+                             f"{budget.signs_nbytes(1, shape)} bytes of {input_bytes}")
         caps.append(w)
     return min(caps) if caps else None
 
@@ -338,10 +342,31 @@ def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_
     to float32: a relative error of at most 2**-23, or a remainder of exactly zero. Ctrl-C
     interrupts it (KeyboardInterrupt) within a fraction of a second.
 
+    Sparse matrices and operators: a ``scipy.sparse`` matrix or array (any format and real
+    dtype; duplicates summed as scipy does) or a ``scipy.sparse.linalg.LinearOperator`` is
+    decomposed without ever forming it densely (``signcut._sparse``): the remainder stays
+    implicit, memory is the input, the signs and O(m + n). Budgets, seeds, callback, threads
+    and ``effort``/``restarts`` work as for matrices; ``ratio`` counts against the sparse
+    input's own bytes (data, indices, pointers), and without a storage budget the width stops
+    where the cuts would take those bytes. ``block_size`` is the number of cuts between exact
+    recomputations of the search's images. ``shape``, ``axes``, ``outliers``, ``init`` and
+    ``refine`` are refused. An operator is read through ``matvec``/``rmatvec`` only, one
+    full product per half step (slower: many products per cut); its Frobenius norm is exact
+    when the smaller side is at most 4096 (that many products) or it wraps a matrix, else
+    estimated from random probes (Hutchinson, to 1% standard error), and errors and ``rtol``
+    are relative to that estimate; ``ratio`` is refused.
+
     Returns
     -------
     SignCut
     """
+    from signcut import _sparse
+    if _sparse.implicit_kind(A) is not None:
+        return _sparse.decompose_implicit(
+            A, width=width, bits_per_entry=bits_per_entry, ratio=ratio, rtol=rtol,
+            max_seconds=max_seconds, seed=seed, block_size=block_size, n_threads=n_threads,
+            callback=callback, shape=shape, axes=axes, outliers=outliers, init=init,
+            effort=effort, restarts=restarts, refine=refine)
     orig = as_real_array(A)
     if init is not None:
         shape, axes = _init_tensorize(init, orig, shape, axes)

@@ -1,5 +1,5 @@
 # Declarations of the C API (include/signcut/signcut.h); nothing else lives here.
-from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 
 cdef extern from "signcut/signcut.h" nogil:
     enum:
@@ -39,6 +39,13 @@ cdef extern from "signcut/signcut.h" nogil:
                           const float *tab, int64_t nwords)
         void (*lut_rows)(float *out, int64_t rows, const uint32_t *lanes, int64_t ldl,
                          const float *tab, int64_t nwords, int64_t pb)
+        void (*sparse_accum)(float *y, int64_t lo, int64_t hi, const int64_t *ptr,
+                             const int32_t *idx, const float *val, const int64_t *lines,
+                             const float *w, int64_t k)
+        void (*sparse_sign_rows)(float *y, const int64_t *ptr, const int32_t *idx,
+                                 const float *val, int64_t rows, const uint64_t *bits)
+        void (*flip_dots)(int64_t *cnt, const uint64_t *bits, int64_t wpr, const uint64_t *old,
+                          const uint64_t *cur, const int64_t *qs, int64_t nq, int64_t k)
 
     int sc_cpu_supported()
     const char *sc_cpu_features()
@@ -108,6 +115,24 @@ cdef extern from "signcut/signcut.h" nogil:
                          int64_t p, int64_t m, int64_t n, const uint32_t *t_lanes,
                          const uint32_t *st_lanes, const float *coef, int64_t width,
                          int n_threads)
+
+    ctypedef struct sc_sparse:
+        int64_t m
+        int64_t n
+        const int64_t *row_ptr
+        const int32_t *col_idx
+        const float *row_val
+        const int64_t *col_ptr
+        const int32_t *row_idx
+        const float *col_val
+
+    int sc_sparse_decompose(const sc_kernels *K, const sc_sparse *A, const sc_params *p,
+                            sc_result *res)
+    ctypedef int (*sc_product_fn)(void *ctx, int transposed, const uint64_t *bits,
+                                  float *out) noexcept
+    int sc_operator_decompose(const sc_kernels *K, int64_t m, int64_t n, double norm2,
+                              sc_product_fn product, void *ctx, const sc_params *p,
+                              sc_result *res)
 
 cdef extern from "signcut/common.h" nogil:
     enum:

@@ -583,3 +583,5 @@ def _init():
         use_kernels(None)
 
 _init()
+
+include "_sparse.pxi"

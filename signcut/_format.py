@@ -449,10 +449,10 @@ def _check_tensors(header, expected, data_size):
     infos = {k: v for k, v in header.items() if k != "__metadata__"}
     missing = [k for k in expected if k not in infos]
     if missing:
-        raise FormatError(f"missing tensors: {', '.join(map(_short, missing[:5]))}")
+        raise FormatError(f"missing tensors: {', '.join(map(short_repr, missing[:5]))}")
     extra = [k for k in infos if k not in expected]
     if extra:
-        raise FormatError(f"unexpected tensors: {', '.join(map(_short, extra[:5]))}")
+        raise FormatError(f"unexpected tensors: {', '.join(map(short_repr, extra[:5]))}")
     spans = []
     for tname, (code, length) in expected.items():
         info = infos[tname]

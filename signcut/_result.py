@@ -131,6 +131,9 @@ class SignCut:
         Frobenius norm of the decomposed array.
     orig_dtype : numpy.dtype
         dtype of the decomposed array (the reference of ``ratio``).
+    input_nbytes : int or None
+        Bytes of a sparse input (data, indices and pointers), the reference of ``ratio``
+        instead of ``size * orig_dtype.itemsize``; None for a dense one. Not kept in files.
     tensor_shape : tuple of int
         Dimensions of the modes (equal to ``shape`` unless the array was tensorized).
     tensorize : dict or None
@@ -148,7 +151,7 @@ class SignCut:
     """
 
     def __init__(self, shape, signs, coef, errors=None, *, norm=None, orig_dtype=np.float32,
-                 tensorize=None, outliers=None):
+                 tensorize=None, outliers=None, input_nbytes=None):
         self.tensor_shape = tuple(int(d) for d in shape)
         if not self.tensor_shape or min(self.tensor_shape) < 1:
             raise ValueError(f"invalid shape {shape}")
@@ -196,6 +199,7 @@ class SignCut:
         if outliers is not None and len(outliers) and int(outliers.index[-1]) >= self.size:
             raise ValueError(f"outlier index out of range for an array of {self.size} entries")
         self.outliers = outliers
+        self.input_nbytes = None if input_nbytes is None else int(input_nbytes)
         self.stopped_by = None
 
     # ------------------------------------------------------------ sizes
@@ -242,7 +246,10 @@ class SignCut:
 
     @property
     def ratio(self):
-        """Compressed bytes over the bytes of the input in its own dtype."""
+        """Compressed bytes over the bytes of the input in its own dtype (a sparse input's
+        own bytes, ``input_nbytes``, when it was one)."""
+        if self.input_nbytes is not None:
+            return self.nbytes / self.input_nbytes
         return self.nbytes / (self.size * self.orig_dtype.itemsize)
 
     @property
@@ -264,7 +271,7 @@ class SignCut:
             raise ValueError(f"k must be in [0, {self.width}], got {k}")
         return SignCut(self.tensor_shape, [b[:k].copy() for b in self.signs], self.coef[:k].copy(),
                        self.errors[:k].copy(), norm=self.norm, orig_dtype=self.orig_dtype,
-                       tensorize=self.tensorize,
+                       tensorize=self.tensorize, input_nbytes=self.input_nbytes,
                        outliers=None if self.outliers is None else self.outliers.copy())
 
     def expand(self, n_threads=None):
@@ -331,7 +338,8 @@ class SignCut:
             outliers.values = outliers.values[perm]
         out = SignCut([self.shape[a] for a in order], [self.signs[a].copy() for a in order],
                       self.coef.copy(), self.errors.copy(), norm=self.norm,
-                      orig_dtype=self.orig_dtype, outliers=outliers)
+                      orig_dtype=self.orig_dtype, outliers=outliers,
+                      input_nbytes=self.input_nbytes)
         out.stopped_by = self.stopped_by
         return out
 

@@ -25,6 +25,10 @@ def as_real_array(A, name="A"):
         raise TypeError(f"{name} is a masked array with {int(np.ma.getmaskarray(A).sum())} masked "
                         "entries; signcut has no missing values: fill them first "
                         "(A.filled(value)) or decompose A.data")
+    if type(A).__module__.startswith("scipy.sparse"):
+        raise TypeError(f"{name} is a {type(A).__name__} (scipy.sparse); this takes dense "
+                        "arrays: signcut.decompose takes sparse matrices and LinearOperators "
+                        "as they are, or densify it first (.toarray())")
     try:
         arr = np.asarray(A)
     except Exception as exc:  # ragged lists and the like

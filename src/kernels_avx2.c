@@ -509,4 +509,6 @@ const sc_kernels sc_kernels_avx2 = {
     pack_signs, unpack_signs, sign_dots, sumsq, group_apply, sc_avx2_nib_tables,
     sc_avx2_transpose, accum_rows_h, sc_avx2_to_half, sc_avx2_transpose16, sc_avx2_absmax,
     sc_avx2_lut3_rows, sc_avx2_lut_rows,
+    .sparse_accum = sc_sparse_accum, .sparse_sign_rows = sc_sparse_sign_rows,
+    .flip_dots = sc_flip_dots,
 };

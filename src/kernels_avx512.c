@@ -334,9 +334,31 @@ static void lut3_rows(float *out, int64_t rows, const uint32_t *lanes, int64_t l
     if (b0 < nb) sc_avx2_lut3_rows(out + 8 * b0, 8, lanes + b0 * ldl, ldl, tab, nwords);
 }
 
+/* Eight sign vectors at a time: one gather reads word q of each, vpopcntq counts. */
+static void flip_dots(int64_t *cnt, const uint64_t *bits, int64_t wpr, const uint64_t *old,
+                      const uint64_t *cur, const int64_t *qs, int64_t nq, int64_t k) {
+    const __m512i offs = _mm512_setr_epi64(0, wpr, 2 * wpr, 3 * wpr, 4 * wpr, 5 * wpr, 6 * wpr,
+                                           7 * wpr);
+    for (int64_t j0 = 0; j0 < k; j0 += 8) {
+        __mmask8 m = (__mmask8)((k - j0 >= 8) ? 0xFF : ((1u << (k - j0)) - 1));
+        const uint64_t *b = bits + j0 * wpr;
+        __m512i acc = _mm512_setzero_si512();
+        for (int64_t i = 0; i < nq; i++) {
+            int64_t q = qs[i];
+            __m512i g = _mm512_mask_i64gather_epi64(_mm512_setzero_si512(), m, offs, b + q, 8);
+            __m512i c = _mm512_set1_epi64((long long)cur[q]);
+            __m512i x = _mm512_set1_epi64((long long)(old[q] ^ cur[q]));
+            acc = _mm512_add_epi64(acc, _mm512_popcnt_epi64(_mm512_and_si512(x, _mm512_xor_si512(g, c))));
+        }
+        _mm512_mask_storeu_epi64(cnt + j0, m, acc);
+    }
+}
+
 const sc_kernels sc_kernels_avx512 = {
     "avx512", accum_rows, signs_matvec, signs_rmatvec, rank_update,
     pack_signs, unpack_signs, sign_dots, sumsq, group_apply, sc_avx2_nib_tables,
     sc_avx2_transpose,
     accum_rows_h, sc_avx2_to_half, sc_avx2_transpose16, sc_avx2_absmax, lut3_rows, lut_rows,
+    .sparse_accum = sc_sparse_accum, .sparse_sign_rows = sc_sparse_sign_rows,
+    .flip_dots = flip_dots,
 };

@@ -138,4 +138,6 @@ const sc_kernels sc_kernels_scalar = {
     "scalar", accum_rows, signs_matvec, signs_rmatvec, rank_update,
     pack_signs, unpack_signs, sign_dots, sumsq, group_apply, sc_nib_tables, transpose,
     accum_rows_h, to_half, transpose16, absmax, sc_lut3_rows, lut_rows,
+    .sparse_accum = sc_sparse_accum, .sparse_sign_rows = sc_sparse_sign_rows,
+    .flip_dots = sc_flip_dots,
 };

@@ -30,7 +30,6 @@
 #define MAX_BLOCK 64
 #define GROWTH_TOL 1e-6          /* default relative growth of |s^T R t| that counts as growth */
 #define START_ATTEMPTS 8         /* random starts tried before the remainder counts as exhausted */
-#define KICK_SHIFT 4             /* a kick flips 1 in 2^KICK_SHIFT entries of the best t so far */
 
 /* Where a cut's search starts. A warm start (the previous cut's signs on the longer side) costs
  * fewer flips than random signs and finds as good cuts on dense square-ish matrices, but on
@@ -588,12 +587,12 @@ static double best_cut(engine_t *E, const sc_params *prm, sc_rng *rng, int64_t k
             Y = E->m >= E->n ? &E->S : &E->T;
             memcpy(Y->cand, Y->bits, (size_t)Y->words * sizeof(uint64_t));
         } else if (kind == 2) {
-            /* A kick: the best t so far with 1 in 2^KICK_SHIFT entries flipped at random.
+            /* A kick: the best t so far with 1 in 2^SC_KICK_SHIFT entries flipped at random.
              * Measured (512 x 512, 8 bits per entry): 8 starts give 16% less error than one,
              * where 4 fully random starts give 6%. */
             for (int64_t q = 0; q < E->T.words; q++) {
                 uint64_t r = ~UINT64_C(0);
-                for (int b = 0; b < KICK_SHIFT; b++) r &= sc_rng_next(rng);
+                for (int b = 0; b < SC_KICK_SHIFT; b++) r &= sc_rng_next(rng);
                 E->T.cand[q] = E->best_t[q] ^ r;
             }
             E->T.cand[E->T.words - 1] &= sc_tail_mask(E->n);

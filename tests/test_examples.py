@@ -56,3 +56,16 @@ def test_compress_weights(tmp_path):
     assert mlp[2] == "signcut" and 0.0 < percent(mlp[3]) < 5.0
     assert {"model.safetensors", "model.sct", "restored.safetensors"} <= set(os.listdir(tmp_path))
     assert "W @ x from the signs" in out
+
+
+def test_graph_cuts(tmp_path):
+    out = run_example("graph_cuts.py", "--ratios", "0.25", "1", cwd=tmp_path)
+    rows = table_rows(out)
+    assert [r[0] for r in rows] == ["karate club"] * 2 + ["les miserables"] * 2 \
+        + ["southern women x events"] * 2
+    for small, large in zip(rows[::2], rows[1::2]):
+        sparse_bytes = int(small[3])
+        assert int(small[6]) <= 0.25 * sparse_bytes and int(large[6]) <= sparse_bytes
+        assert 0.0 <= percent(large[7]) < percent(small[7]) < 100.0   # more bytes, less error
+    ari = float(out.split("adjusted Rand index")[1].split()[0])
+    assert -1.0 <= ari <= 1.0

@@ -96,6 +96,10 @@ static inline void sc_rng_for_cut(sc_rng *r, const uint64_t seed[4], int64_t cut
     if (!(r->s[0] | r->s[1] | r->s[2] | r->s[3])) r->s[0] = 1;
 }
 
+/* A kick (a restart of a matrix search from the best signs so far) flips 1 in 2^SC_KICK_SHIFT
+ * entries of t, drawing SC_KICK_SHIFT random words per word. */
+#define SC_KICK_SHIFT 4
+
 /* Fill a d-entry sign vector with random signs (tail bits zero). */
 static inline void sc_rng_signs(sc_rng *r, uint64_t *bits, int64_t d) {
     int64_t w = sc_words(d);
@@ -228,6 +232,60 @@ static inline void sc_lut3_rows(float *out, int64_t rows, const uint32_t *lanes,
             for (int q = 0; q < SC_LUT3_GROUPS; q++)
                 acc += tab[8 * (SC_LUT3_GROUPS * k + q) + ((w[8 * k] >> (3 * q)) & 7)];
         out[r] = acc;
+    }
+}
+
+/* Sparse lines (see sparse_accum in signcut.h). The A part of the sparse engine's images
+ * scatters into or gathers from random entries: memory-bound, so every kernel table uses these
+ * forms, compiled with its own file's flags. */
+
+/* The first entry of [b, e) whose index is >= lo (indices increasing). */
+static inline int64_t sc_line_lower(const int32_t *idx, int64_t b, int64_t e, int64_t lo) {
+    while (b < e) {
+        int64_t mid = b + (e - b) / 2;
+        if (idx[mid] < lo) b = mid + 1; else e = mid;
+    }
+    return b;
+}
+
+static inline void sc_sparse_accum(float *y, int64_t lo, int64_t hi, const int64_t *ptr,
+                                   const int32_t *idx, const float *val, const int64_t *lines,
+                                   const float *w, int64_t k) {
+    for (int64_t q = 0; q < k; q++) {
+        int64_t b = ptr[lines[q]], e = ptr[lines[q] + 1];
+        if (lo > 0 && b < e && idx[b] < lo) b = sc_line_lower(idx, b, e, lo);
+        float wq = w[q];
+        for (; b < e && idx[b] < hi; b++) y[idx[b] - lo] += wq * val[b];
+    }
+}
+
+static inline void sc_sparse_sign_rows(float *y, const int64_t *ptr, const int32_t *idx,
+                                       const float *val, int64_t rows, const uint64_t *bits) {
+    /* no branch on the signs (as random as they are); two chains of adds, even and odd
+     * entries, summed at the end of the line */
+    for (int64_t r = 0; r < rows; r++) {
+        double acc[2] = {0.0, 0.0};
+        for (int64_t e = ptr[r]; e < ptr[r + 1]; e++) {
+            int32_t c = idx[e];
+            double sign = 1.0 - 2.0 * (double)((bits[c >> 6] >> (c & 63)) & 1);
+            acc[e & 1] += sign * (double)val[e];
+        }
+        y[r] = (float)(acc[0] + acc[1]);
+    }
+}
+
+/* Scalar form of flip_dots (the AVX2 table uses it too: compiled with -mpopcnt there). */
+static inline void sc_flip_dots(int64_t *cnt, const uint64_t *bits, int64_t wpr,
+                                const uint64_t *old, const uint64_t *cur, const int64_t *qs,
+                                int64_t nq, int64_t k) {
+    for (int64_t j = 0; j < k; j++) {
+        const uint64_t *b = bits + j * wpr;
+        int64_t c = 0;
+        for (int64_t i = 0; i < nq; i++) {
+            int64_t q = qs[i];
+            c += sc_popcount64((old[q] ^ cur[q]) & (b[q] ^ cur[q]));
+        }
+        cnt[j] = c;
     }
 }
 

@@ -78,6 +78,22 @@ typedef struct sc_kernels {
      * layout, pb a multiple of 8: sign rows times pb columns through 4-bit group tables. */
     void (*lut_rows)(float *out, int64_t rows, const uint32_t *lanes, int64_t ldl,
                      const float *tab, int64_t nwords, int64_t pb);
+    /* Sparse lines (rows of a CSR or columns of a CSC matrix): line r holds the entries
+     * ptr[r] .. ptr[r+1]-1, with indices idx[] strictly increasing within the line.
+     * y[i - lo] += w[q] * val[e] for the entries e of line lines[q] with index i = idx[e] in
+     * [lo, hi), for q = 0..k-1 in order (one product and one add per entry, no FMA). */
+    void (*sparse_accum)(float *y, int64_t lo, int64_t hi, const int64_t *ptr, const int32_t *idx,
+                         const float *val, const int64_t *lines, const float *w, int64_t k);
+    /* y[r] = sum over the entries e of line r of val[e] * sign(bits, idx[e]), summed in double
+     * (the entries at even and at odd positions apart, then together), for r < rows (ptr
+     * points at line 0's pointer). */
+    void (*sparse_sign_rows)(float *y, const int64_t *ptr, const int32_t *idx, const float *val,
+                             int64_t rows, const uint64_t *bits);
+    /* cnt[j] = sum over the nq words q = qs[i] of popcount((old[q] ^ cur[q]) & (sign_j[q] ^ cur[q]))
+     * for the k sign vectors bits + j*wpr: of the entries that changed from old to cur, how
+     * many sign j has opposite to cur. */
+    void (*flip_dots)(int64_t *cnt, const uint64_t *bits, int64_t wpr, const uint64_t *old,
+                      const uint64_t *cur, const int64_t *qs, int64_t nq, int64_t k);
 } sc_kernels;
 
 /* The kernel tables; NULL when not compiled in. */
@@ -216,6 +232,35 @@ void sc_bits_lanes(uint32_t *out, const uint64_t *bits, int64_t rows, int64_t wp
 int sc_matrix_matmul(const sc_kernels *K, float *y, int64_t ldy, const float *x, int64_t ldx,
                      int64_t p, int64_t m, int64_t n, const uint32_t *t_lanes,
                      const uint32_t *st_lanes, const float *coef, int64_t width, int n_threads);
+
+/* A sparse matrix in both layouts the sparse engine reads: CSR (rows, m + 1 pointers) and CSC
+ * (columns, n + 1 pointers), indices strictly increasing within each line, the same entries. */
+typedef struct sc_sparse {
+    int64_t m, n;
+    const int64_t *row_ptr;
+    const int32_t *col_idx;
+    const float *row_val;
+    const int64_t *col_ptr;
+    const int32_t *row_idx;
+    const float *col_val;
+} sc_sparse;
+
+/* Greedy signed cut decomposition of the sparse matrix A with the remainder kept implicit,
+ * R = A - sum_j c_j s_j t_j^T (src/sparse.c): the search updates A t and A^T s from the
+ * lines of A whose sign flipped and the cuts' part from their packed signs; memory is A, the
+ * signs and O(m + n). Same search, seeds and budgets as sc_matrix_decompose (not refine);
+ * p->block_size is the number of cuts between exact recomputations of the images. */
+int sc_sparse_decompose(const sc_kernels *K, const sc_sparse *A, const sc_params *p,
+                        sc_result *res);
+
+/* out = A y (transposed = 0: y has n signs, out m floats) or A^T y (transposed = 1) for the
+ * packed signs y; nonzero stops the decomposition (an error is pending in the caller). */
+typedef int (*sc_product_fn)(void *ctx, int transposed, const uint64_t *bits, float *out);
+
+/* The same for an m x n operator known by its products (one full product per half step) and
+ * its squared Frobenius norm norm2 (res->norm = sqrt(norm2); errors are relative to it). */
+int sc_operator_decompose(const sc_kernels *K, int64_t m, int64_t n, double norm2,
+                          sc_product_fn product, void *ctx, const sc_params *p, sc_result *res);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,517 @@
+/* signcut: the greedy driver for an implicit remainder R = A - sum_j c_j s_j t_j^T, where A
+ * is a sparse matrix (CSR and CSC) or an operator known only by its products. Written once
+ * against the kernel table, with the matrix engine's search (src/matrix.c): the same kicks,
+ * growth test and per-cut random generator, but every cut starts from random signs (the plain
+ * greedy of Frieze and Kannan): warm starts fall back into the previous cut's family on
+ * matrices that are mostly zeros (see ELONGATED in matrix.c).
+ *
+ * Each side keeps its image of the other side's signs in two parts, u = R t = uA - uC: the
+ * A part uA = A t and the cuts' part uC = sum_j c_j <t_j, t> s_j. When t flips on a set F,
+ * uA changes by 2 t_new[f] A[:, f] over the flipped columns (CSC; rows of the CSR for flips
+ * of s), or, for an operator, is one product A t. The dots <t_j, t> change by integers that
+ * popcounts of the changed words give (flip_dots), and uC by sum_j c_j d<t_j, t> s_j through
+ * 4-bit group tables in 16-bit fixed point (nib_tables / group_apply, blocks of 64 cuts:
+ * every cut so far, not only pending ones; the signs are also kept as nibbles, 2 bits per
+ * cut and entry). The rounding of the tables and of float32 flip updates only perturbs the
+ * search: every block_size cuts both parts are recomputed exactly, and uA = A t each cut.
+ *
+ * Values are exact: a cut's s^T R t = s^T A t - sum_j c_j <s_j, s> <t_j, t> from uA and the
+ * integer dots, and the squared error is ||A||^2 - 2 <A, X> + ||X||^2 with <A, X> = sum_j
+ * c_j s_j^T A t_j and ||X||^2 = sum_{i,j} c_i c_j <s_i, s_j> <t_i, t_j>, whose entries for a
+ * new cut are the dots the search keeps (popcounts, exact integers), summed in double.
+ *
+ * Parallel work is split into fixed tiles of TILE entries, each written by one thread, and
+ * per-tile partial sums are added in tile order: n_threads cannot change a bit. */
+#define _POSIX_C_SOURCE 200809L  /* clock_gettime under -std=c11 */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "signcut/signcut.h"
+#include "signcut/common.h"
+#include "signcut/driver.h"
+
+#define TILE 256                 /* entries per parallel tile, a multiple of 64 */
+#define BLOCK 64                 /* cuts per block of group tables (their int16 bound) */
+#define TAB (16 * SC_NIB_GROUPS) /* bytes of one block's low (or high) table bytes */
+#define GROWTH_TOL 1e-6          /* as in matrix.c */
+#define START_ATTEMPTS 8
+#define FLIP_CHUNK 256           /* flipped lines listed at a time */
+#define FULL_DIV 8                /* A y from scratch when more than 1 / FULL_DIV of y flips */
+/* Below this relative error the cuts' part of the images changes through signs_matvec (float32,
+ * exact to its rounding) instead of the group tables, whose rounding (up to ~2.4e-4 of the
+ * weights' magnitudes per half step) would swamp a remainder that small: with the tables,
+ * block-constant data stalled near 5e-5 where the dense engine reaches 1e-7. */
+#define PRECISE_BELOW 1e-2
+
+typedef struct {
+    int64_t len, words;
+    float *imgA;         /* A part of the image of the other side's signs: A t (s), A^T s (t) */
+    float *cut;          /* cuts' part: sum_j c_j <other sign j, other signs> sign_j */
+    uint64_t *bits, *cand;
+    uint8_t **nib;       /* per block of BLOCK cuts, (SC_NIB_GROUPS, len): bit j % 4 of
+                          * nib[b][(j % BLOCK / 4) * len + i] set if cut BLOCK b + j % BLOCK
+                          * has -1 at i */
+    int64_t *dots;       /* <this side's sign of cut j, bits>, j < width */
+    int64_t *delta;      /* their change in a half step */
+    /* A's lines along this side (rows of A for s, columns for t): a flip of entry f changes
+     * the other side's uA by +-2 times line f */
+    const int64_t *ptr;
+    const int32_t *idx;
+    const float *val;
+    int transposed;      /* operator: the product these signs enter (0: A t, 1: A^T s) */
+} side_t;
+
+typedef struct {
+    const sc_kernels *K;
+    sc_probe pr;
+    int64_t m, n, width, nblocks, cap, cap_blocks;
+    side_t S, T;
+    sc_result *res;           /* the cuts so far (signs, coefficients in the engine's scale) */
+    sc_product_fn product;    /* an operator's products (NULL: sparse A) */
+    void *pctx;
+    int status;               /* a failed product */
+    int precise;              /* the cuts' part changes through signs_matvec (PRECISE_BELOW) */
+    float *w;                 /* per cut: weight of its correction in a half step */
+    uint8_t *tlo, *thi;       /* per block: group tables */
+    float *tscale;
+    int64_t *tgroups, *cnt;
+    int64_t *qs;              /* words where the flipping side changes */
+    double *partial;          /* per-tile partial sums */
+    float *buf;               /* per thread: a tile of the image */
+    uint64_t *best_s, *best_t;
+} engine_t;
+
+static int64_t ntiles(int64_t len) { return (len + TILE - 1) / TILE; }
+
+/* Packed signs of every cut on side X (the result's arrays, which grow). */
+static const uint64_t *side_signs(const engine_t *E, const side_t *X) {
+    return X == &E->S ? E->res->s_bits : E->res->t_bits;
+}
+
+/* The mask of Y's flipped entries in word q (with negate, of those that did not flip). */
+static inline uint64_t flip_word(const side_t *Y, int64_t q, int negate) {
+    uint64_t x = Y->cand[q] ^ Y->bits[q];
+    return negate ? ~x & (q + 1 < Y->words ? ~UINT64_C(0) : sc_tail_mask(Y->len)) : x;
+}
+
+/* Block b of the cuts: how their dots with Y change (cand against bits, over the nq changed
+ * words, nf flips), and the group tables of the weights c_j * change. */
+static void block_tables(engine_t *E, const side_t *Y, int64_t b, int64_t nf, int64_t nq) {
+    const sc_kernels *K = E->K;
+    int64_t j0 = b * BLOCK, k = (E->width - j0 < BLOCK) ? E->width - j0 : BLOCK;
+    int64_t *cnt = E->cnt + j0;
+    K->flip_dots(cnt, side_signs(E, Y) + j0 * Y->words, Y->words, Y->bits, Y->cand, E->qs, nq, k);
+    for (int64_t j = 0; j < k; j++) {
+        /* <y_j, y_new> - <y_j, y_old> = 2 (flips where y_j agrees with y_new - the others) */
+        int64_t d = 2 * (nf - 2 * cnt[j]);
+        Y->delta[j0 + j] = d;
+        E->w[j0 + j] = (float)((double)E->res->coef[j0 + j] * (double)d);
+    }
+    E->tgroups[b] = E->precise ? 0 : K->nib_tables(E->tlo + b * TAB, E->thi + b * TAB,
+                                                   &E->tscale[b], E->w + j0, k);
+}
+
+/* One thread's tiles [t0, t1) of X: the flips of Y on uA (sparse A), the tables on uC, then
+ * the signs of uA - uC as X's candidate and |uA - uC| per tile into E->partial. */
+static void step_tiles(engine_t *E, const side_t *Y, side_t *X, int64_t nb, int64_t nf,
+                       int negate, int64_t t0, int64_t t1, float *buf) {
+    const sc_kernels *K = E->K;
+    if (t1 <= t0) return;
+    int64_t a = t0 * TILE, end = (t1 * TILE < X->len) ? t1 * TILE : X->len;
+    if (negate > 1) {
+        K->sparse_sign_rows(X->imgA + a, X->ptr + a, X->idx, X->val, end - a, Y->cand);
+    } else if (!E->product && nf) {
+        if (negate)
+            for (int64_t i = a; i < end; i++) X->imgA[i] = -X->imgA[i];
+        int64_t lines[FLIP_CHUNK], k = 0;
+        float w[FLIP_CHUNK];
+        for (int64_t q = 0; q < Y->words; q++)
+            for (uint64_t x = flip_word(Y, q, negate); x; x &= x - 1) {
+                int bit = sc_ctz64(x);
+                lines[k] = 64 * q + bit;
+                w[k] = ((Y->cand[q] >> bit) & 1) ? -2.0f : 2.0f;
+                if (++k == FLIP_CHUNK) {
+                    K->sparse_accum(X->imgA + a, a, end, Y->ptr, Y->idx, Y->val, lines, w, k);
+                    k = 0;
+                }
+            }
+        if (k) K->sparse_accum(X->imgA + a, a, end, Y->ptr, Y->idx, Y->val, lines, w, k);
+    }
+    for (int64_t t = t0; t < t1; t++) {
+        int64_t c = t * TILE, len = (X->len - c < TILE) ? X->len - c : TILE;
+        if (nb && E->precise)
+            K->signs_matvec(X->cut + c, len, side_signs(E, X) + c / 64, X->words, E->w,
+                            E->width);
+        for (int64_t b = 0; b < nb; b++)
+            if (E->tgroups[b])
+                K->group_apply(X->cut + c, len, X->nib[b] + c, X->len, E->tlo + b * TAB,
+                               E->thi + b * TAB, E->tgroups[b], E->tscale[b]);
+        for (int64_t i = 0; i < len; i++) buf[i] = X->imgA[c + i] - X->cut[c + i];
+        E->partial[t] = K->pack_signs(X->cand + c / 64, buf, len);
+    }
+}
+
+/* Apply the flips of side Y (candidate -> current) to X's image, then take the signs of X's
+ * image as X's candidate. Returns |img_X|_1, the value of (cand_X, bits_Y); -1 when an
+ * operator's product failed (E->status set). */
+static double half_step(engine_t *E, side_t *Y, side_t *X) {
+    const sc_kernels *K = E->K;
+    int64_t nf = sc_sign_diff(K, Y->cand, Y->bits, Y->words, Y->len), nq = 0;
+    /* More than half of Y flips (a new start): negate uA, the image of -y, and add the lines
+     * that did not flip instead. */
+    int negate = !E->product && 2 * nf > Y->len;
+    /* Many lines to add: A y from scratch (2 for negate) instead, X's own lines read in order
+     * against Y's signs (a gather from a small array against a scatter into a large one) */
+    if (!E->product && FULL_DIV * (negate ? Y->len - nf : nf) > Y->len) negate = 2;
+    if (nf)
+        for (int64_t q = 0; q < Y->words; q++)
+            if (Y->cand[q] != Y->bits[q]) E->qs[nq++] = q;
+    if (nf && E->product && E->product(E->pctx, Y->transposed, Y->cand, X->imgA)) {
+        E->status = SC_ERR_CALLBACK;
+        return -1.0;
+    }
+    int64_t nb = nf ? E->nblocks : 0, nt_tiles = ntiles(X->len);
+    int par = E->pr.nt > 1 && nt_tiles > 1;
+    (void)par;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(E->pr.nt) if (par)
+#endif
+    {
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+        for (int64_t b = 0; b < nb; b++) block_tables(E, Y, b, nf, nq);
+        int nth, me = sc_thread(&nth);
+        step_tiles(E, Y, X, nb, nf, negate, nt_tiles * me / nth, nt_tiles * (me + 1) / nth,
+                   E->buf + (int64_t)me * TILE);
+    }
+    if (nf) {
+        for (int64_t j = 0; j < E->width; j++) Y->dots[j] += Y->delta[j];
+        memcpy(Y->bits, Y->cand, (size_t)Y->words * sizeof(uint64_t));
+    }
+    double val = 0.0;
+    for (int64_t t = 0; t < nt_tiles; t++) val += E->partial[t];
+    return val;
+}
+
+/* Whether half step h (value val, the previous one's cur) ends the alternation (matrix.c). */
+static inline int alternation_ends(int64_t h, double val, double cur, double tol,
+                                   int64_t max_sweeps) {
+    return (h > 0 && !(val > cur * (1.0 + tol))) || h + 1 >= max_sweeps;
+}
+
+/* Alternate from the candidate signs of side Y0 while the value grows; returns the value of
+ * the signs left in S.bits and T.bits (the images match them), -1 on a failed product. */
+static double alternate(engine_t *E, const sc_params *prm, side_t *Y0) {
+    double tol = prm->growth_tol > 0.0 ? prm->growth_tol : GROWTH_TOL;
+    side_t *Y = Y0, *X = (Y0 == &E->T) ? &E->S : &E->T;
+    double cur = 0.0;
+    for (int64_t h = 0;; h++) {
+        double val = half_step(E, Y, X);
+        if (val < 0.0) return -1.0;
+        if (alternation_ends(h, val, cur, tol, prm->max_sweeps)) break;
+        cur = val;
+        side_t *tmp = X; X = Y; Y = tmp;
+    }
+    return cur;
+}
+
+/* Search a cut as matrix.c's best_cut does for random starts (same kicks and draws). */
+static double best_cut(engine_t *E, const sc_params *prm, sc_rng *rng) {
+    int restarts = prm->restarts > 1 ? prm->restarts : 1;
+    double best = 0.0;
+    int found = 0, last_is_best = 0;
+    for (int attempt = 0; attempt < START_ATTEMPTS + restarts && found < restarts; attempt++) {
+        side_t *Y = &E->T;
+        if (found > 0) {
+            for (int64_t q = 0; q < E->T.words; q++) {
+                uint64_t r = ~UINT64_C(0);
+                for (int b = 0; b < SC_KICK_SHIFT; b++) r &= sc_rng_next(rng);
+                E->T.cand[q] = E->best_t[q] ^ r;
+            }
+            E->T.cand[E->T.words - 1] &= sc_tail_mask(E->n);
+        } else {
+            sc_rng_signs(rng, E->T.cand, E->n);
+        }
+        double val = alternate(E, prm, Y);
+        if (val < 0.0) return -1.0;
+        if (!(val > 0.0)) {
+            last_is_best = 0;
+            continue;
+        }
+        found++;
+        last_is_best = val > best;
+        if (last_is_best) {
+            best = val;
+            if (restarts > 1) {
+                memcpy(E->best_s, E->S.bits, (size_t)E->S.words * sizeof(uint64_t));
+                memcpy(E->best_t, E->T.bits, (size_t)E->T.words * sizeof(uint64_t));
+            }
+        }
+    }
+    if (found && !last_is_best) {
+        memcpy(E->T.cand, E->best_t, (size_t)E->T.words * sizeof(uint64_t));
+        if (half_step(E, &E->T, &E->S) < 0.0) return -1.0;
+        memcpy(E->S.cand, E->best_s, (size_t)E->S.words * sizeof(uint64_t));
+        if (half_step(E, &E->S, &E->T) < 0.0) return -1.0;
+    }
+    return best;
+}
+
+/* uA of side X from scratch: A t for s (CSR rows), A^T s for t (CSC columns); an operator's
+ * product. Sparse: parallel over tiles. */
+static int exact_imgA(engine_t *E, side_t *X) {
+    side_t *Y = (X == &E->S) ? &E->T : &E->S;
+    if (E->product) {
+        int st = E->product(E->pctx, Y->transposed, Y->bits, X->imgA) ? SC_ERR_CALLBACK : SC_OK;
+        return E->status = st;
+    }
+    /* X's own lines are the ones whose entries sum into X's image */
+    int64_t nt_tiles = ntiles(X->len);
+    const sc_kernels *K = E->K;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(E->pr.nt) if (E->pr.nt > 1 && nt_tiles > 1)
+#endif
+    for (int64_t t = 0; t < nt_tiles; t++) {
+        int64_t c = t * TILE, len = (X->len - c < TILE) ? X->len - c : TILE;
+        K->sparse_sign_rows(X->imgA + c, X->ptr + c, X->idx, X->val, len, Y->bits);
+    }
+    return SC_OK;
+}
+
+/* uC of side X from scratch, sum_j (c_j <y_j, y>) x_j in float32 in cut order. */
+static void exact_cut(engine_t *E, side_t *X) {
+    side_t *Y = (X == &E->S) ? &E->T : &E->S;
+    const sc_kernels *K = E->K;
+    for (int64_t j = 0; j < E->width; j++)
+        E->w[j] = (float)((double)E->res->coef[j] * (double)Y->dots[j]);
+    const uint64_t *bits = side_signs(E, X);
+    int64_t nt_tiles = ntiles(X->len);
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(E->pr.nt) if (E->pr.nt > 1 && nt_tiles > 1)
+#endif
+    for (int64_t t = 0; t < nt_tiles; t++) {
+        int64_t c = t * TILE, len = (X->len - c < TILE) ? X->len - c : TILE;
+        memset(X->cut + c, 0, (size_t)len * sizeof(float));
+        if (E->width) K->signs_matvec(X->cut + c, len, bits + c / 64, X->words, E->w, E->width);
+    }
+}
+
+/* s^T A t for the current signs, in double (S.imgA = A t is made exact first for sparse A;
+ * an operator's is its last product). */
+static double value_A(engine_t *E) {
+    if (!E->product) exact_imgA(E, &E->S);
+    int64_t nt_tiles = ntiles(E->m);
+    for (int64_t t = 0; t < nt_tiles; t++) {
+        int64_t c = t * TILE, end = (E->m - c < TILE) ? E->m : c + TILE;
+        double acc = 0.0;
+        for (int64_t i = c; i < end; i++)
+            acc += sc_sign_at(E->S.bits, i) * (double)E->S.imgA[i];
+        E->partial[t] = acc;
+    }
+    double x = 0.0;
+    for (int64_t t = 0; t < nt_tiles; t++) x += E->partial[t];
+    return x;
+}
+
+static int side_alloc(side_t *X, int64_t len) {
+    X->len = len;
+    X->words = sc_words(len);
+    X->imgA = calloc((size_t)len, sizeof(float));
+    X->cut = calloc((size_t)len, sizeof(float));
+    X->bits = calloc((size_t)X->words, sizeof(uint64_t));
+    X->cand = calloc((size_t)X->words, sizeof(uint64_t));
+    return (X->imgA && X->cut && X->bits && X->cand) ? SC_OK : SC_ERR_NOMEM;
+}
+
+static void engine_free(engine_t *E) {
+    side_t *sides[2] = {&E->S, &E->T};
+    for (int i = 0; i < 2; i++) {
+        side_t *X = sides[i];
+        free(X->imgA); free(X->cut); free(X->bits); free(X->cand);
+        free(X->dots); free(X->delta);
+        if (X->nib)
+            for (int64_t b = 0; b < E->nblocks; b++) free(X->nib[b]);
+        free(X->nib);
+    }
+    free(E->w); free(E->tlo); free(E->thi); free(E->tscale); free(E->tgroups); free(E->cnt);
+    free(E->qs); free(E->partial); free(E->buf); free(E->best_s); free(E->best_t);
+}
+
+static void *grow_array(void *p, int64_t count, size_t size, int *st) {
+    void *q = realloc(p, (size_t)count * size);
+    if (!q) *st = SC_ERR_NOMEM;
+    return q ? q : p;
+}
+
+/* Room for cut number k (0-based) in the result and the engine's per-cut and per-block
+ * arrays. */
+static int make_room(engine_t *E, int64_t k) {
+    sc_result *res = E->res;
+    int st = SC_OK;
+    if (k >= res->capacity) {
+        int64_t cap = res->capacity ? 2 * res->capacity : 64;
+        res->s_bits = grow_array(res->s_bits, cap * E->S.words, sizeof(uint64_t), &st);
+        res->t_bits = grow_array(res->t_bits, cap * E->T.words, sizeof(uint64_t), &st);
+        res->coef = grow_array(res->coef, cap, sizeof(float), &st);
+        res->errors = grow_array(res->errors, cap, sizeof(double), &st);
+        if (st) return st;
+        res->capacity = cap;
+    }
+    if (k >= E->cap) {
+        int64_t cap = E->cap ? 2 * E->cap : 64;
+        E->S.dots = grow_array(E->S.dots, cap, sizeof(int64_t), &st);
+        E->T.dots = grow_array(E->T.dots, cap, sizeof(int64_t), &st);
+        E->S.delta = grow_array(E->S.delta, cap, sizeof(int64_t), &st);
+        E->T.delta = grow_array(E->T.delta, cap, sizeof(int64_t), &st);
+        E->w = grow_array(E->w, cap, sizeof(float), &st);
+        E->cnt = grow_array(E->cnt, cap, sizeof(int64_t), &st);
+        if (st) return st;
+        E->cap = cap;
+    }
+    if (k == E->nblocks * BLOCK) {           /* a new block of nibbles and tables */
+        if (E->nblocks == E->cap_blocks) {
+            int64_t cap = E->cap_blocks ? 2 * E->cap_blocks : 4;
+            E->S.nib = grow_array(E->S.nib, cap, sizeof(uint8_t *), &st);
+            E->T.nib = grow_array(E->T.nib, cap, sizeof(uint8_t *), &st);
+            E->tlo = grow_array(E->tlo, cap * TAB, 1, &st);
+            E->thi = grow_array(E->thi, cap * TAB, 1, &st);
+            E->tscale = grow_array(E->tscale, cap, sizeof(float), &st);
+            E->tgroups = grow_array(E->tgroups, cap, sizeof(int64_t), &st);
+            if (st) return st;
+            E->cap_blocks = cap;
+        }
+        uint8_t *ns = calloc((size_t)(SC_NIB_GROUPS * E->m), 1);
+        uint8_t *nt = calloc((size_t)(SC_NIB_GROUPS * E->n), 1);
+        if (!ns || !nt) { free(ns); free(nt); return SC_ERR_NOMEM; }
+        E->S.nib[E->nblocks] = ns;
+        E->T.nib[E->nblocks] = nt;
+        E->nblocks++;
+    }
+    return SC_OK;
+}
+
+/* Cut k = width with the current signs and coefficient c joins the cuts: its signs in the
+ * result and as nibbles, its dots with the current signs (all entries agree), and its part
+ * of both images: uC gains c n s (for s) and c m t (for t). */
+static void add_cut(engine_t *E, float c) {
+    int64_t k = E->width;
+    side_t *sides[2] = {&E->S, &E->T};
+    uint64_t *dst[2] = {E->res->s_bits + k * E->S.words, E->res->t_bits + k * E->T.words};
+    for (int a = 0; a < 2; a++) {
+        side_t *X = sides[a];
+        memcpy(dst[a], X->bits, (size_t)X->words * sizeof(uint64_t));
+        uint8_t *nib = X->nib[k / BLOCK] + (k % BLOCK / 4) * X->len;
+        for (int64_t q = 0; q < X->words; q++)
+            for (uint64_t x = X->bits[q]; x; x &= x - 1)
+                nib[64 * q + sc_ctz64(x)] |= (uint8_t)(1u << (k % 4));
+        X->dots[k] = X->len;
+    }
+    E->res->coef[k] = c;
+    float ws = (float)((double)c * (double)E->n), wt = (float)((double)c * (double)E->m);
+    E->K->signs_matvec(E->S.cut, E->m, E->S.bits, E->S.words, &ws, 1);
+    E->K->signs_matvec(E->T.cut, E->n, E->T.bits, E->T.words, &wt, 1);
+    E->width = k + 1;
+}
+
+static int decompose(engine_t *E, double nrmA2, const sc_params *prm, sc_result *res) {
+    int64_t m = E->m, n = E->n, mx = m > n ? m : n;
+    if (prm->block_size < 1 || prm->max_width < 0 || prm->max_sweeps < 2) return SC_ERR_ARG;
+    double t0 = sc_now_seconds();
+    E->res = res;
+    sc_probe_init(&E->pr, sc_clamp_threads(prm->n_threads));
+    int st = SC_OK;
+    if (side_alloc(&E->S, m) || side_alloc(&E->T, n)) st = SC_ERR_NOMEM;
+    E->qs = malloc((size_t)sc_words(mx) * sizeof(int64_t));
+    E->partial = calloc((size_t)ntiles(mx), sizeof(double));
+    E->buf = malloc((size_t)E->pr.nt_max * TILE * sizeof(float));
+    E->best_s = calloc((size_t)E->S.words, sizeof(uint64_t));
+    E->best_t = calloc((size_t)E->T.words, sizeof(uint64_t));
+    if (!E->qs || !E->partial || !E->buf || !E->best_s || !E->best_t) st = SC_ERR_NOMEM;
+    res->norm = sqrt(nrmA2);
+    res->width = 0;
+    res->stopped_by = prm->max_width == 0 ? 0 : 4;
+    if (st || nrmA2 == 0.0 || prm->max_width == 0) return st;
+
+    sc_rng rng;
+    /* the images of the all-plus signs */
+    if ((st = exact_imgA(E, &E->S)) || (st = exact_imgA(E, &E->T))) return st;
+    const double mn = (double)m * (double)n;
+    double ax = 0.0, xx = 0.0;        /* <A, X> and ||X||^2 */
+    double nrm2 = nrmA2, nrm2_exact = nrmA2;
+    int64_t since = 0;                /* cuts since the images were last made exact */
+    E->pr.win_t0 = sc_now_seconds();
+    for (int64_t k = 0;; k++) {
+        if (!(nrm2 > 0.0)) { res->stopped_by = 4; break; }   /* exactly recovered */
+        if ((st = make_room(E, k))) break;
+        sc_rng_for_cut(&rng, prm->seed, prm->first_cut + k);
+        double cur = best_cut(E, prm, &rng);
+        if (cur < 0.0) { st = E->status; break; }
+        if (!(cur > 0.0)) { res->stopped_by = 4; break; }
+        double xa = value_A(E), g = 0.0;
+        for (int64_t j = 0; j < k; j++)
+            g += (double)res->coef[j] * (double)E->S.dots[j] * (double)E->T.dots[j];
+        double x = xa - g;                           /* s^T R t */
+        float c = (float)(x / mn);
+        add_cut(E, c);
+        ax += (double)c * xa;
+        xx += (double)c * (2.0 * g + (double)c * mn);
+        double before = nrm2;
+        nrm2 = nrmA2 - 2.0 * ax + xx;
+        /* as in matrix.c: a cut that takes most of what is left, or a remainder that has
+         * halved, makes the images' rounding matter more: make them exact at once */
+        int block_end = ++since == prm->block_size || nrm2 < 0.5 * before ||
+                        nrm2 < 0.25 * nrm2_exact;
+        sc_probe_cut(&E->pr, block_end);
+        if (block_end) {
+            if (!E->product && (st = exact_imgA(E, &E->T))) break;
+            exact_cut(E, &E->S);
+            exact_cut(E, &E->T);
+            nrm2_exact = nrm2;
+            since = 0;
+            sc_probe_flushed(&E->pr);
+        }
+        double err = sqrt((nrm2 > 0.0 ? nrm2 : 0.0) / nrmA2);
+        E->precise = err < PRECISE_BELOW;
+        res->errors[k] = err;
+        res->width = k + 1;
+        if (sc_after_cut(prm, res->width, err, t0, &res->stopped_by, &st)) break;
+    }
+    return st;
+}
+
+int sc_sparse_decompose(const sc_kernels *K, const sc_sparse *A, const sc_params *p,
+                        sc_result *res) {
+    if (!K || !A || A->m <= 0 || A->n <= 0) return SC_ERR_ARG;
+    engine_t E;
+    memset(&E, 0, sizeof E);
+    E.K = K;
+    E.m = A->m;
+    E.n = A->n;
+    E.S.ptr = A->row_ptr; E.S.idx = A->col_idx; E.S.val = A->row_val;   /* flips of s: rows */
+    E.T.ptr = A->col_ptr; E.T.idx = A->row_idx; E.T.val = A->col_val;   /* flips of t: columns */
+    double nrm2 = 0.0;
+    int64_t nnz = A->row_ptr[A->m];
+    for (int64_t e0 = 0; e0 < nnz; e0 += 4096)
+        nrm2 += K->sumsq(A->row_val + e0, (nnz - e0 < 4096) ? nnz - e0 : 4096);
+    int st = decompose(&E, nrm2, p, res);
+    engine_free(&E);
+    return st;
+}
+
+int sc_operator_decompose(const sc_kernels *K, int64_t m, int64_t n, double norm2,
+                          sc_product_fn product, void *ctx, const sc_params *p, sc_result *res) {
+    if (!K || !product || m <= 0 || n <= 0 || !(norm2 >= 0.0)) return SC_ERR_ARG;
+    engine_t E;
+    memset(&E, 0, sizeof E);
+    E.K = K;
+    E.m = m;
+    E.n = n;
+    E.product = product;
+    E.pctx = ctx;
+    E.S.transposed = 1;    /* s enters A^T s, the image of t */
+    E.T.transposed = 0;
+    int st = decompose(&E, norm2, p, res);
+    engine_free(&E);
+    return st;
+}
