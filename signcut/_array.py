@@ -262,14 +262,15 @@ def reduce_sum(sc, axis=None, keepdims=False, mean=False):
 
 # ------------------------------------------------------------------ products (order 2)
 def _operand(x):
-    """``x`` as a float32 or float64 array of at least one dimension."""
+    """``x`` as a float32 array of at least one dimension, and the dtype of the product as
+    NumPy promotes it (``np.result_type(float32, x.dtype)``: float64 for float64 and int64)."""
     x = np.asarray(x)
     if x.dtype.kind not in "biuf":
         raise TypeError(f"unsupported operand dtype {x.dtype} for @ with a SignCut")
     if x.ndim == 0:
         raise ValueError("matmul: Input operand does not have enough dimensions "
                          "(has 0, gufunc core with signature (n?,k),(k,m?)->(n?,m?) requires 1)")
-    return x.astype(np.result_type(x.dtype, np.float32), copy=False)
+    return x.astype(np.float32, copy=False), np.result_type(x.dtype, np.float32)
 
 
 def _mismatch(size, expected):
@@ -309,10 +310,11 @@ def matmul(sc, x, n_threads=None):
     """``W @ x`` for an order-2 SignCut ``W = S diag(coef) T^T``: ``S (coef * (T^T x))``.
 
     Computed by the C engine through lookup tables over groups of sign bits, in float32:
-    float64 (and integer) operands are rounded to float32 first. The answer is float32.
+    float64 (and integer) operands are rounded to float32 first. The answer has NumPy's
+    promoted dtype (float64 for a float64 ``x``), its values those of the float32 product.
     """
     m, n = sc.shape
-    x = _operand(x)
+    x, dtype = _operand(x)
     x2 = x[:, None] if x.ndim == 1 else x              # (..., n, p)
     if x2.shape[-2] != n:
         raise _mismatch(x2.shape[-2], n)
@@ -320,23 +322,23 @@ def matmul(sc, x, n_threads=None):
     X = np.ascontiguousarray(np.moveaxis(x2, -2, 0).reshape(n, -1), dtype=np.float32)
     out = _lut_product(sc, "right", X, n_threads)      # (m, batch * p)
     out = np.moveaxis(out.reshape((m,) + batch + (p,)), 0, -2)
-    _sparse_product(sc, out, x2.astype(np.float32, copy=False), left=False)
-    return np.ascontiguousarray(out[..., 0] if x.ndim == 1 else out)
+    _sparse_product(sc, out, x2, left=False)
+    return np.ascontiguousarray(out[..., 0] if x.ndim == 1 else out, dtype=dtype)
 
 
 def rmatmul(sc, x, n_threads=None):
     """``x @ W`` for an order-2 SignCut ``W = S diag(coef) T^T``: ``(W^T x^T)^T`` with
-    ``W^T = T diag(coef) S^T``, computed as ``matmul`` (float32)."""
+    ``W^T = T diag(coef) S^T``, computed as ``matmul``."""
     m, n = sc.shape
-    x = _operand(x)
+    x, dtype = _operand(x)
     x2 = x[None, :] if x.ndim == 1 else x              # (..., p, m)
     if x2.shape[-1] != m:
         raise _mismatch(m, x2.shape[-1])
     X = np.ascontiguousarray(x2.reshape(-1, m).T, dtype=np.float32)
     out = _lut_product(sc, "left", X, n_threads)       # (n, batch * p)
     out = out.T.reshape(x2.shape[:-1] + (n,))
-    _sparse_product(sc, out, x2.astype(np.float32, copy=False), left=True)
-    return np.ascontiguousarray(out[..., 0, :] if x.ndim == 1 else out)
+    _sparse_product(sc, out, x2, left=True)
+    return np.ascontiguousarray(out[..., 0, :] if x.ndim == 1 else out, dtype=dtype)
 
 
 def _sparse_product(sc, out, x2, left):

@@ -572,3 +572,6 @@ def _init():
     use_kernels(name)
 
 _init()
+
+
+include "_algebra.pxi"

@@ -554,13 +554,13 @@ def load(path):
                 try:
                     outliers = Outliers(index.astype(index_dtype(size)),
                                         values.astype(np.float16), e["outliers"]["exponent"],
-                                        size, e["outliers"].get("error"))
+                                        size, e["outliers"].get("error"), copy=False)
                 except (TypeError, ValueError) as exc:
                     raise FormatError(f"{name!r}: bad sparse part: {exc}") from None
             try:
                 result = SignCut(shape, signs, coef, errors, norm=e["norm"],
                                  orig_dtype=e["orig_dtype"], tensorize=e["tensorize"],
-                                 outliers=outliers)
+                                 outliers=outliers, copy=False)
             except (TypeError, ValueError) as exc:
                 raise FormatError(f"{name!r}: inconsistent decomposition: {exc}") from None
             out[name] = result

@@ -17,10 +17,13 @@ def unpack_signs(bits, d):
     return (1.0 - 2.0 * flags).astype(np.float32)
 
 
-def _readonly(a):
-    view = a.view()
-    view.flags.writeable = False
-    return view
+def owned(a, dtype, copy=True):
+    """``a`` as a C-contiguous array of ``dtype`` that a SignCut (or Outliers) holds: read-only,
+    and no one can set it writeable again (``_core.frozen``). Copied unless ``copy`` is False
+    and ``a`` already has that dtype and layout; then the caller must not write to ``a``."""
+    a = np.array(a, dtype=dtype, order="C", copy=True) if copy \
+        else np.ascontiguousarray(a, dtype=dtype)
+    return _core.frozen(a)
 
 
 def signs_nbytes(width, shape):
@@ -47,9 +50,13 @@ class Outliers:
         Power of two that scales every value, so that large entries fit float16's range.
     error : float or None
         Relative Frobenius error of the sparse part alone (before any cut), when known.
+
+    The arrays are read-only and cannot be made writeable: they are copies of the arrays given
+    (``copy=False`` takes them over without a copy when they already have the right dtype; the
+    caller must then leave them alone).
     """
 
-    def __init__(self, index, values, exponent, size, error=None):
+    def __init__(self, index, values, exponent, size, error=None, *, copy=True):
         index = np.asarray(index)
         values = np.asarray(values)
         if index.ndim != 1 or values.ndim != 1 or len(index) != len(values):
@@ -69,8 +76,8 @@ class Outliers:
         if isinstance(exponent, (bool, np.bool_)) or not isinstance(exponent, (int, np.integer)) \
                 or not -200 <= int(exponent) <= 200:
             raise ValueError(f"outlier exponent must be an integer in [-200, 200], got {exponent!r}")
-        self.index = np.ascontiguousarray(index, dtype=index_dtype(size))
-        self.values = np.ascontiguousarray(values)
+        self.index = owned(index, index_dtype(size), copy)
+        self.values = owned(values, values.dtype, copy)
         self.exponent = int(exponent)
         self.error = None if error is None else float(error)
 
@@ -88,9 +95,15 @@ class Outliers:
 
     def copy(self):
         out = Outliers.__new__(Outliers)
-        out.index, out.values, out.exponent = self.index.copy(), self.values.copy(), self.exponent
-        out.error = self.error
+        out.index, out.values = owned(self.index, self.index.dtype), owned(self.values, self.values.dtype)
+        out.exponent, out.error = self.exponent, self.error
         return out
+
+    def __setstate__(self, state):
+        """Unpickled and deep-copied arrays come back writeable: held read-only again."""
+        self.__dict__.update(state)
+        self.index = owned(self.index, self.index.dtype, copy=False)
+        self.values = owned(self.values, self.values.dtype, copy=False)
 
     def equals(self, other):
         return (other is not None and self.exponent == other.exponent
@@ -147,14 +160,19 @@ class SignCut:
 
     The approximation is float32. ``np.asarray(result)`` and ``result.expand()`` give it as a
     dense array; ``result.truncate(k)`` keeps the first ``k`` cuts, a coarser approximation.
+
+    A SignCut is immutable: its arrays are read-only and cannot be made writeable, also after
+    pickling or copying. The constructor copies the arrays it is given; ``copy=False`` takes
+    them over without a copy where their dtype and layout allow (the caller must then not
+    write to them any more).
     """
 
     def __init__(self, shape, signs, coef, errors=None, *, norm=None, orig_dtype=np.float32,
-                 tensorize=None, outliers=None):
+                 tensorize=None, outliers=None, copy=True):
         self.tensor_shape = tuple(int(d) for d in shape)
         if not self.tensor_shape or min(self.tensor_shape) < 1:
             raise ValueError(f"invalid shape {shape}")
-        coef = np.ascontiguousarray(coef, dtype=np.float32)
+        coef = owned(coef, np.float32, copy)
         if coef.ndim != 1:
             raise ValueError("coef must be 1-D")
         width = coef.shape[0]
@@ -162,20 +180,21 @@ class SignCut:
             raise ValueError(f"{len(signs)} sign arrays for a {len(self.tensor_shape)}-D shape")
         packed = []
         for axis, (bits, d) in enumerate(zip(signs, self.tensor_shape)):
-            bits = np.ascontiguousarray(bits, dtype=np.uint64)
+            bits = owned(bits, np.uint64, copy)
             if bits.shape != (width, words(d)):
                 raise ValueError(f"signs of mode {axis} have shape {bits.shape}, "
                                  f"expected {(width, words(d))}")
             if d % 64 and width and (bits[:, -1] >> np.uint64(d % 64)).any():
                 raise ValueError(f"signs of mode {axis} have bits set beyond entry {d}")
             packed.append(bits)
-        # Read-only views: a SignCut is immutable (its products cache layouts of the signs),
-        # and the caller's own arrays keep their flags.
-        self.signs = tuple(_readonly(b) for b in packed)
-        self.coef = _readonly(coef)
+        # A SignCut is immutable (its products cache layouts of the signs): it holds its own
+        # arrays, read-only for good (see `owned`), and the caller's arrays keep their flags.
+        self.signs = tuple(packed)
+        self.coef = coef
         if errors is None:
             errors = np.full(width, np.nan)
-        self.errors = _readonly(np.ascontiguousarray(errors, dtype=np.float64))
+            copy = False
+        self.errors = owned(errors, np.float64, copy)
         if self.errors.shape != (width,):
             raise ValueError("errors must have one entry per cut")
         self.norm = None if norm is None else float(norm)
@@ -187,7 +206,9 @@ class SignCut:
             except (TypeError, ValueError):
                 raise TypeError("outliers must be an Outliers or a tuple (index, values, "
                                 "exponent)") from None
-            outliers = Outliers(index, values, exponent, self.size)
+            outliers = Outliers(index, values, exponent, self.size, copy=copy)
+        elif outliers is not None and copy:
+            outliers = outliers.copy()
         if outliers is not None and len(outliers) and int(outliers.index[-1]) >= self.size:
             raise ValueError(f"outlier index out of range for an array of {self.size} entries")
         self.outliers = outliers
@@ -257,10 +278,9 @@ class SignCut:
         k = int(k)
         if not 0 <= k <= self.width:
             raise ValueError(f"k must be in [0, {self.width}], got {k}")
-        return SignCut(self.tensor_shape, [b[:k].copy() for b in self.signs], self.coef[:k].copy(),
-                       self.errors[:k].copy(), norm=self.norm, orig_dtype=self.orig_dtype,
-                       tensorize=self.tensorize,
-                       outliers=None if self.outliers is None else self.outliers.copy())
+        return SignCut(self.tensor_shape, [b[:k] for b in self.signs], self.coef[:k],
+                       self.errors[:k], norm=self.norm, orig_dtype=self.orig_dtype,
+                       tensorize=self.tensorize, outliers=self.outliers)
 
     def expand(self, n_threads=None):
         """The approximation as a dense float32 array of ``shape`` (a tensorization is undone:
@@ -358,6 +378,34 @@ class SignCut:
         state = self.__dict__.copy()
         state.pop("_product_lanes", None)
         return state
+
+    def __setstate__(self, state):
+        """Unpickled and deep-copied arrays come back writeable: held read-only again."""
+        self.__dict__.update(state)
+        self.signs = tuple(owned(b, np.uint64, copy=False) for b in self.signs)
+        self.coef = owned(self.coef, np.float32, copy=False)
+        self.errors = owned(self.errors, np.float64, copy=False)
+
+    def _scalar(self, kind):
+        if self.size != 1:
+            if kind is bool:
+                raise ValueError("The truth value of an array with more than one element is "
+                                 "ambiguous. Use a.any() or a.all()")
+            raise TypeError("only arrays of one element can be converted to Python scalars")
+        return kind(self[(0,) * self.ndim])
+
+    def __bool__(self):
+        """As ``ndarray``: the truth of the one entry; ValueError for more than one."""
+        return self._scalar(bool)
+
+    def __float__(self):
+        return self._scalar(float)
+
+    def __int__(self):
+        return self._scalar(int)
+
+    def __complex__(self):
+        return self._scalar(complex)
 
     def _signs_are_matrix(self):
         return self.ndim == 2 and not self.tensorize

@@ -293,12 +293,12 @@ def test_matmul(shape, width, dtype):
               rng.standard_normal((2, n, 4))):
         x = x.astype(dtype)
         got = sc @ x
-        assert isinstance(got, np.ndarray) and got.dtype == np.float32
+        assert isinstance(got, np.ndarray) and got.dtype == dtype     # NumPy's promotion
         assert_close(got, X @ x, sc)
     for y in (rng.standard_normal(m), rng.standard_normal((5, m)), rng.standard_normal((2, 1, m))):
         y = y.astype(dtype)
         got = y @ sc
-        assert isinstance(got, np.ndarray) and got.dtype == np.float32
+        assert isinstance(got, np.ndarray) and got.dtype == dtype
         assert_close(got, y @ X, sc)
         assert_close(y.tolist() @ sc, y @ X, sc)
 
