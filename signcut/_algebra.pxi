@@ -22,3 +22,16 @@ def frozen(cnp.ndarray a not None):
     cnp.set_array_base(out, owner)
     cnp.PyArray_CLEARFLAGS(out, cnp.NPY_ARRAY_WRITEABLE)
     return out
+
+
+def sign_rows_dot(const uint64_t[:, ::1] bits, const float[::1] x):
+    """z[j] = <sign row j, x> for packed sign rows of len(x) entries, by the active kernels
+    (each summed in double, then rounded to float32)."""
+    _check_bits(bits, x.shape[0])
+    cdef int64_t k = bits.shape[0], n = x.shape[0]
+    z = np.zeros(k, np.float32)
+    cdef float[::1] zv = z
+    if k and n:
+        with nogil:
+            _active.signs_rmatvec(&zv[0], &x[0], n, &bits[0, 0], bits.shape[1], k)
+    return z

@@ -16,7 +16,7 @@ cdef extern from "signcut/signcut.h" nogil:
         void (*signs_matvec)(float *y, int64_t len, const uint64_t *bits, int64_t wpr,
                              const float *w, int64_t k)
         void (*signs_rmatvec)(float *z, const float *x, int64_t len, const uint64_t *bits,
-                              int64_t wpr, int64_t k)
+                              int64_t wpr, int64_t k) noexcept nogil
         void (*rank_update)(float *out, int64_t rows, int64_t cols, int64_t ld,
                             const float *a, int64_t lda, const float *panel, int64_t k)
         double (*pack_signs)(uint64_t *bits, const float *x, int64_t len)

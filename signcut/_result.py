@@ -44,8 +44,10 @@ class Outliers:
     index : ndarray of uint32 (uint64 for arrays of 2**32 entries or more), shape (count,)
         Flat C-order indices into the array's ``shape`` (the user's layout, before any
         tensorization), strictly increasing.
-    values : ndarray of float16, shape (count,)
-        The entries divided by ``2**exponent``, rounded to float16.
+    values : ndarray of float16 or float32, shape (count,)
+        The entries divided by ``2**exponent``: rounded to float16 by ``decompose``; float32
+        in a SignCut derived by arithmetic (sums, products, contractions), where float16
+        would round the results.
     exponent : int
         Power of two that scales every value, so that large entries fit float16's range.
     error : float or None
@@ -64,8 +66,8 @@ class Outliers:
                              f"{index.shape} and {values.shape}")
         if index.dtype.kind not in "iu":
             raise TypeError(f"outlier index must hold integers, got {index.dtype}")
-        if values.dtype != np.float16:
-            raise TypeError(f"outlier values must be float16, got {values.dtype}")
+        if values.dtype not in (np.float16, np.float32):
+            raise TypeError(f"outlier values must be float16 or float32, got {values.dtype}")
         if len(index):
             if int(index.min()) < 0 or int(index.max()) >= size:
                 raise ValueError(f"outlier index out of range for an array of {size} entries")
@@ -111,6 +113,11 @@ class Outliers:
                 and np.array_equal(self.values.view(np.uint16), other.values.view(np.uint16)))
 
 
+def _dispatch():
+    from signcut import _dispatch
+    return _dispatch
+
+
 def _check_tensorize(tensorize, tensor_shape):
     """Validate a tensorization record: {"shape": original shape, "axes": permutation}. The
     decomposed tensor is ``X.reshape(r).transpose(axes)`` with ``r[axes[i]] = tensor_shape[i]``."""
@@ -128,7 +135,7 @@ def _check_tensorize(tensorize, tensor_shape):
     return {"shape": shape, "axes": axes}
 
 
-class SignCut:
+class SignCut(np.lib.mixins.NDArrayOperatorsMixin):
     """A signed cut decomposition ``sum_j coef[j] * s1_j ⊗ s2_j ⊗ ... ⊗ sk_j``.
 
     Attributes
@@ -150,8 +157,10 @@ class SignCut:
         Dimensions of the modes (equal to ``shape`` unless the array was tensorized).
     tensorize : dict or None
         ``{"shape": original shape, "axes": permutation}`` when ``decompose(..., shape=,
-        axes=)`` reshaped and permuted the input; ``expand`` undoes it. Indexing, sums and
-        products of a tensorized result go through the expanded array.
+        axes=)`` reshaped and permuted the input, or ``reshape`` changed the shape;
+        ``expand`` undoes it. What works on the cuts alone (scaling, sums, products of
+        SignCuts tensorized alike, norms, inner products) stays compressed; indexing,
+        transposes and contractions along the user's axes go through the dense array.
     outliers : Outliers or None
         The sparse part (``decompose(..., outliers=q)``): entries kept apart from the cuts,
         indexed in ``shape`` (the user's layout, also for a tensorized result). The
@@ -160,6 +169,14 @@ class SignCut:
 
     The approximation is float32. ``np.asarray(result)`` and ``result.expand()`` give it as a
     dense array; ``result.truncate(k)`` keeps the first ``k`` cuts, a coarser approximation.
+
+    It computes as an array without expanding where the algebra of sign vectors allows:
+    ``2 * sc``, ``-sc``, ``sc + other``, ``sc * other`` (SignCuts), ``sc + 1``, basic indexing
+    (``sc[1:, ::2, 0, None]``), ``sc.contract(axis, v)``, ``transpose``, ``reshape``,
+    ``diagonal`` and ``trace`` give SignCuts; advanced indexing, sums, ``@`` with arrays,
+    norms and inner products are computed from the signs; NumPy functions and ufuncs without
+    such a form expand (``signcut.set_options`` says whether that warns or raises). The
+    README has the table.
 
     A SignCut is immutable: its arrays are read-only and cannot be made writeable, also after
     pickling or copying. The constructor copies the arrays it is given; ``copy=False`` takes
@@ -264,9 +281,12 @@ class SignCut:
     @property
     def rel_error(self):
         """Relative Frobenius error of the whole decomposition (0 for an all-zero input; for a
-        sparse part without cuts its own error, NaN if unknown)."""
+        sparse part without cuts its own error; NaN if unknown, as for most SignCuts derived
+        by arithmetic, which do not know the array they approximate)."""
         if self.width:
             return float(self.errors[-1])
+        if self.norm is None:
+            return float("nan")
         if self.outliers is not None and len(self.outliers) and self.norm != 0.0:
             return float("nan") if self.outliers.error is None else self.outliers.error
         return 0.0 if self.norm == 0.0 else 1.0
@@ -310,68 +330,116 @@ class SignCut:
 
     # ------------------------------------------------------------ array behaviour
     def __getitem__(self, key):
-        """Entries of the approximation, computed from the signs without expanding.
+        """``sc[key]`` by NumPy's rules, without expanding.
 
-        Follows NumPy's indexing: integers, slices, ``...``, ``None`` and at most one integer
-        array or 1-D boolean array. Gives a float32 array, or a float32 scalar for one entry.
+        Basic indexing (integers, slices with any step, ``...``, ``None``) gives a SignCut
+        over the selected entries of each mode's signs (an integer drops its mode; one entry
+        gives a float32 scalar). Integer and boolean arrays give a float32 array computed from
+        the signs of the selected entries. A tensorized SignCut goes through the dense array.
         """
         if self.tensorize:
-            return self.expand()[key]
-        return _array.getitem(self, key)
+            return _dispatch().dense(self, "indexing a tensorized SignCut")[key]
+        from signcut import _indexing
+        return _indexing.getitem(self, key)
 
     def transpose(self, *axes):
-        """The decomposition of the transposed array (axes as for ``ndarray.transpose``);
-        the signs are permuted, not expanded. Shares no memory with this one."""
-        if self.tensorize:
-            raise ValueError("transpose of a tensorized decomposition: expand it first")
+        """The decomposition of the transposed array (axes as for ``ndarray.transpose``):
+        the modes are permuted, exactly. A tensorized SignCut goes through the dense array."""
         order = _array.transpose_axes(axes, self.ndim)
-        outliers = None
-        if self.outliers is not None:
-            outliers = self.outliers.copy()
-            multi = np.unravel_index(outliers.index, self.shape)
-            index = np.ravel_multi_index([multi[a] for a in order], [self.shape[a] for a in order])
-            perm = np.argsort(index, kind="stable")
-            outliers.index = index[perm].astype(outliers.index.dtype)
-            outliers.values = outliers.values[perm]
-        out = SignCut([self.shape[a] for a in order], [self.signs[a].copy() for a in order],
-                      self.coef.copy(), self.errors.copy(), norm=self.norm,
-                      orig_dtype=self.orig_dtype, outliers=outliers)
-        out.stopped_by = self.stopped_by
-        return out
+        if self.tensorize:
+            return _dispatch().dense(self, "transposing a tensorized SignCut").transpose(order)
+        from signcut import _algebra
+        return _algebra.transpose(self, order)
 
     @property
     def T(self):
         """The decomposition with its axes reversed (``transpose()``)."""
         return self.transpose()
 
+    @property
+    def mT(self):
+        """The decomposition with its last two axes swapped (``ndarray.mT``)."""
+        if self.ndim < 2:
+            raise ValueError("matrix transpose with ndim < 2 is undefined")
+        return self.transpose(*range(self.ndim - 2), self.ndim - 1, self.ndim - 2)
+
     def sum(self, axis=None, keepdims=False):
         """Sum over ``axis`` (None, an int or a tuple) as ``ndarray.sum``, from the signs:
         a float32 array, or a float32 scalar when every axis is summed without keepdims."""
-        if self.tensorize:
-            return np.float32(self.expand().sum(axis=axis, keepdims=keepdims)) \
-                if axis is None and not keepdims else self.expand().sum(axis=axis, keepdims=keepdims)
         return _array.reduce_sum(self, axis, keepdims)
 
     def mean(self, axis=None, keepdims=False):
         """Mean over ``axis`` (None, an int or a tuple) as ``ndarray.mean``, from the signs."""
-        if self.tensorize:
-            out = self.expand().mean(axis=axis, keepdims=keepdims, dtype=np.float64)
-            return np.float32(out) if np.ndim(out) == 0 else out.astype(np.float32)
         return _array.reduce_sum(self, axis, keepdims, mean=True)
 
-    def __matmul__(self, x):
-        """``result @ x`` for an order-2 result and an array ``x`` (float32 answer), computed
-        from the signs without expanding. Other orders go through the dense array.
+    def contract(self, axis, v):
+        """Contract axis ``axis`` with the vector ``v`` (``np.tensordot(sc, v, ([axis], [0]))``):
+        a SignCut of one order less whose coefficients absorb ``<s_j, v>`` (for an order-1
+        SignCut, the scalar ``<sc, v>``). Costs ``width * len(v)`` sign entries. A tensorized
+        SignCut goes through the dense array."""
+        if self.tensorize:
+            return np.tensordot(_dispatch().dense(self, "contracting a tensorized SignCut"),
+                                v, axes=([axis], [0]))
+        from signcut import _algebra
+        return _algebra.contract(self, axis, v)
 
-        The C engine multiplies through lookup tables over groups of sign bits, in float32
-        (float64 operands are rounded to float32 first), on all default threads. The first
-        product caches the signs in the layout it reads: about the memory of the signs again
-        (``x @ result`` keeps its own copy)."""
-        return _array.matmul(self, x) if self._signs_are_matrix() else NotImplemented
+    def diagonal(self, offset=0, axis1=0, axis2=1):
+        """``np.diagonal`` as a SignCut: the two axes give way to a last axis, the diagonal,
+        whose signs are those of the two axes XORed (an empty diagonal: an empty array)."""
+        if self.tensorize:
+            return _dispatch().dense(self, "the diagonal of a tensorized SignCut").diagonal(
+                offset, axis1, axis2)
+        from signcut import _algebra
+        return _algebra.diagonal(self, offset, axis1, axis2)
 
-    def __rmatmul__(self, x):
-        """``x @ result`` for an order-2 result, computed from the signs without expanding."""
-        return _array.rmatmul(self, x) if self._signs_are_matrix() else NotImplemented
+    def trace(self, offset=0, axis1=0, axis2=1):
+        """``np.trace`` from the signs: ``sum_j c_j <s1_j, s2_j>`` over the diagonal's
+        entries (plus the sparse part there); for order k > 2 a SignCut of order k - 2."""
+        if self.tensorize:
+            return _dispatch().dense(self, "the trace of a tensorized SignCut").trace(
+                offset, axis1, axis2)
+        from signcut import _algebra
+        return _algebra.trace(self, offset, axis1, axis2)
+
+    def reshape(self, *shape, order="C"):
+        """The same cuts with another shape (C order): only the tensorization record
+        changes, so nothing is expanded. ``order="F"`` goes through the dense array."""
+        if len(shape) == 1 and not isinstance(shape[0], (int, np.integer)):
+            shape = shape[0]
+        if order not in ("C", "A"):
+            return np.reshape(_dispatch().dense(self, f"reshape(order={order!r})"), shape,
+                              order=order)
+        from signcut import _algebra
+        return _algebra.reshape(self, shape)
+
+    def astype(self, dtype, copy=True):
+        """float32 (the SignCut's dtype): the SignCut itself, or a copy (``copy=True``); any
+        other dtype: the dense array in that dtype (an expansion)."""
+        if np.dtype(dtype) == np.float32:
+            return self.copy() if copy else self
+        return _dispatch().dense(self, f"astype({np.dtype(dtype)})").astype(dtype)
+
+    def copy(self):
+        """A SignCut equal to this one sharing no memory with it."""
+        return SignCut(self.tensor_shape, self.signs, self.coef, self.errors, norm=self.norm,
+                       orig_dtype=self.orig_dtype, tensorize=self.tensorize,
+                       outliers=self.outliers)
+
+    def recompress(self, *, width=None, bits_per_entry=None, ratio=None, rtol=None,
+                   max_seconds=None, seed=None, n_threads=None, outliers=None, **options):
+        """Decompose again what this SignCut represents, at new budgets (as ``decompose``:
+        ``width``, ``bits_per_entry``, ``ratio`` in bytes of ``orig_dtype``, ``rtol``,
+        ``max_seconds``, ``seed``, ``n_threads``, ``outliers``, ``effort``, ``callback``...)
+        in the same tensorization. Sums and products grow the width; this brings it down.
+
+        It expands the SignCut (float32) and decomposes that: refused with ``MemoryError``
+        before anything is allocated when the expansion and decompose's two working copies
+        (12 bytes per entry) do not fit in the memory available. The answer's ``errors`` and
+        ``norm`` are relative to what this SignCut represents."""
+        from signcut import _algebra
+        return _algebra.recompress(self, width=width, bits_per_entry=bits_per_entry,
+                                   ratio=ratio, rtol=rtol, max_seconds=max_seconds, seed=seed,
+                                   n_threads=n_threads, outliers=outliers, **options)
 
     def __getstate__(self):
         """Pickles without the sign layouts cached by the products (rebuilt on first use)."""
@@ -407,26 +475,26 @@ class SignCut:
     def __complex__(self):
         return self._scalar(complex)
 
-    def _signs_are_matrix(self):
-        return self.ndim == 2 and not self.tensorize
-
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        """NumPy ufuncs see the expanded array, except ``np.matmul`` on an order-2 result,
-        which is what ``x @ result`` calls for an ndarray ``x``: that one is computed from
-        the signs."""
-        if ufunc is np.matmul and method == "__call__" and not kwargs and self._signs_are_matrix():
-            if inputs[0] is self:
-                return _array.matmul(self, inputs[1])
-            return _array.rmatmul(self, inputs[0])
-        if any(isinstance(x, SignCut) for x in kwargs.get("out", ())):
-            return NotImplemented
-        inputs = tuple(np.asarray(x) if isinstance(x, SignCut) else x for x in inputs)
-        return getattr(ufunc, method)(*inputs, **kwargs)
+        """NumPy ufuncs (and the operators, which call them): compressed where the algebra
+        allows (``*``, ``/`` by scalars; ``+``, ``-``, ``*`` of SignCuts; ``+`` of a scalar;
+        negation), ``@`` from the signs, otherwise on the dense arrays (see
+        ``signcut.set_options``)."""
+        return _dispatch().array_ufunc(ufunc, method, inputs, kwargs)
+
+    # A SignCut is immutable: `a += b` rebinds `a` to `a + b`.
+    def __iadd__(self, other):
+        return NotImplemented
+
+    __isub__ = __imul__ = __itruediv__ = __ifloordiv__ = __imod__ = __ipow__ = __imatmul__ = \
+        __iand__ = __ior__ = __ixor__ = __ilshift__ = __irshift__ = __iadd__
 
     def __array__(self, dtype=None, copy=None):
+        """The dense array (``np.asarray(sc)``): an implicit expansion, which warns or raises
+        above the threshold of ``signcut.set_options``."""
         if copy is False:
             raise ValueError("a SignCut cannot be viewed as an array without expanding it (copy=False)")
-        out = self.expand()
+        out = _dispatch().dense(self, "np.asarray")
         return out if dtype is None else out.astype(dtype, copy=False)
 
     def __repr__(self):

@@ -21,10 +21,10 @@ def dense(sc):
     return sc.expand().astype(np.float64)
 
 
-def assert_product(got, want):
+def assert_product(got, want, dtype=np.float32):
     """Equal up to float32 rounding: each entry within 2e-5 of the rms of the answer (a single
-    wrong sign bit moves an entry by far more)."""
-    assert got.shape == want.shape and got.dtype == np.float32
+    wrong sign bit moves an entry by far more); ``dtype`` the promoted one of the operand."""
+    assert got.shape == want.shape and got.dtype == dtype
     scale = float(np.sqrt(np.mean(np.square(want)))) if want.size else 0.0
     np.testing.assert_allclose(got.astype(np.float64), want, rtol=0, atol=2e-5 * scale + 1e-30)
 
@@ -150,14 +150,15 @@ def test_matmul_inputs(rng):
     views = [X[::2, 0], X[:90, ::3], np.asfortranarray(X[:90]), X[:90].astype(np.float32).T.copy().T,
              X[:90].astype(np.int64), X[:90] > 0]
     for v in views:                                   # float64, strided, Fortran, int, bool
-        assert_product(sc @ v, A @ v.astype(np.float32).astype(np.float64))
+        assert_product(sc @ v, A @ v.astype(np.float32).astype(np.float64),
+                       np.result_type(v.dtype, np.float32))
     Y = rng.standard_normal((4, 140))
     for v in [Y[:, ::2], Y[:, :70].T.copy().T, Y[0, ::2]]:
-        assert_product(v @ sc, v.astype(np.float32).astype(np.float64) @ A)
+        assert_product(v @ sc, v.astype(np.float32).astype(np.float64) @ A, np.float64)
     B = rng.standard_normal((3, 90, 4))               # stacked matrices
-    assert_product(sc @ B, A @ B.astype(np.float32).astype(np.float64))
+    assert_product(sc @ B, A @ B.astype(np.float32).astype(np.float64), np.float64)
     C = rng.standard_normal((2, 5, 70))
-    assert_product(C @ sc, C.astype(np.float32).astype(np.float64) @ A)
+    assert_product(C @ sc, C.astype(np.float32).astype(np.float64) @ A, np.float64)
 
 
 def test_float64_input_is_rounded_to_float32(rng):
