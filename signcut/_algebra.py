@@ -366,6 +366,78 @@ def trace(sc, offset=0, axis1=0, axis2=1):
     return contract(diag, -1, np.ones(diag.shape[-1], np.float32))
 
 
+# ------------------------------------------------------------------ exact numbers
+def inner(a, b, n_threads=None):
+    """``<a, b>`` (the sum of the elementwise product) of two SignCuts of one shape and
+    tensorization, in float64: ``sum_{i,j} c_i d_j prod_a <sa_i, ua_j>`` from popcounts of
+    the packed signs (``_core.cuts_inner``: tiles of cuts, never a width x width matrix),
+    plus the sparse parts ``<X, Q> + <P, Y> + <P, Q>`` read at their entries."""
+    if a.shape != b.shape:
+        raise ValueError(f"the inner product needs SignCuts of one shape, got {a.shape} and "
+                         f"{b.shape}")
+    check_layout(a, b, "the inner product of SignCuts")
+    total = _core.cuts_inner(a.signs, a.coef, b.signs, b.coef, a.tensor_shape,
+                             _validate.thread_count(n_threads))
+    if has_sparse(b):
+        total += float(cut_values(a, b.outliers.index) @ b.outliers.dense_values(np.float64))
+    if has_sparse(a):
+        total += float(cut_values(b, a.outliers.index) @ a.outliers.dense_values(np.float64))
+    if has_sparse(a) and has_sparse(b):
+        both, ia, ib = np.intersect1d(a.outliers.index, b.outliers.index, assume_unique=True,
+                                      return_indices=True)
+        total += float(a.outliers.dense_values(np.float64)[ia]
+                       @ b.outliers.dense_values(np.float64)[ib])
+    return total
+
+
+def frobenius_norm(sc, n_threads=None):
+    """``||sc||_F`` from the signs: ``sqrt(<sc, sc>)`` (half the pairs of cuts)."""
+    return float(np.sqrt(max(inner(sc, sc, n_threads), 0.0)))
+
+
+def tensor_view(sc, A):
+    """The array ``A`` of ``sc``'s shape laid out as ``sc``'s modes (a view where possible)."""
+    A = np.asarray(A).reshape(sc.shape)
+    if not sc.tensorize:
+        return A
+    axes = sc.tensorize["axes"]
+    reshaped = [0] * len(axes)
+    for i, a in enumerate(axes):
+        reshaped[a] = sc.tensor_shape[i]
+    return A.reshape(reshaped).transpose(axes)
+
+
+def inner_dense(sc, A):
+    """``<sc, A>`` for an array ``A`` of ``sc``'s size (read in C order), in float64:
+    ``sum_j c_j <A, s1_j ⊗ ... ⊗ sk_j>``, contracting ``A`` with a block of cuts' signs
+    mode after mode (a matrix product with the first mode's signs, then elementwise), plus
+    the sparse part ``<P, A>``. About ``2 width size`` flops; memory stays near a block."""
+    A = np.asarray(A)
+    if A.dtype.kind not in "biuf":
+        raise TypeError(f"the inner product of a SignCut with an array of dtype {A.dtype}")
+    if A.size != sc.size:
+        raise ValueError(f"the inner product needs {sc.size} entries, got an array of "
+                         f"shape {A.shape}")
+    dtype = np.float64 if A.dtype == np.float64 else np.float32
+    T = tensor_view(sc, A.astype(dtype, copy=False))
+    d0 = sc.tensor_shape[0]
+    flat = np.ascontiguousarray(T).reshape(d0, -1)
+    total = 0.0
+    rest = flat.shape[1]
+    for blk in _indexing.cut_blocks(sc.width, rest + d0):
+        S0 = _indexing.unpack_entries(sc.signs[0][blk], np.arange(d0), dtype)
+        M = S0 @ flat                                   # (cuts, the other modes' entries)
+        for a in range(1, len(sc.tensor_shape)):
+            d = sc.tensor_shape[a]
+            Sa = _indexing.unpack_entries(sc.signs[a][blk], np.arange(d), dtype)
+            M = np.einsum("bi,bij->bj", Sa, M.reshape(len(M), d, -1))
+        total += float(sc.coef[blk].astype(np.float64) @ M[:, 0].astype(np.float64))
+    if has_sparse(sc):
+        total += float(sc.outliers.dense_values(np.float64)
+                       @ A.reshape(-1)[sc.outliers.index].astype(np.float64))
+    return total
+
+
 # ------------------------------------------------------------------ shapes
 def reshape_target(shape, size):
     """``shape`` (an int or a sequence, one -1 allowed) for ``size`` entries, or ValueError."""

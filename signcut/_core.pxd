@@ -39,6 +39,9 @@ cdef extern from "signcut/signcut.h" nogil:
                           const float *tab, int64_t nwords)
         void (*lut_rows)(float *out, int64_t rows, const uint32_t *lanes, int64_t ldl,
                          const float *tab, int64_t nwords, int64_t pb)
+        void (*gram_mul)(double *p, int64_t ldp, const uint64_t *a, int64_t lda, int64_t na,
+                         const uint64_t *b, int64_t ldb, int64_t nb, int64_t words,
+                         int64_t len) noexcept nogil
 
     int sc_cpu_supported()
     const char *sc_cpu_features()
@@ -108,6 +111,14 @@ cdef extern from "signcut/signcut.h" nogil:
                          int64_t p, int64_t m, int64_t n, const uint32_t *t_lanes,
                          const uint32_t *st_lanes, const float *coef, int64_t width,
                          int n_threads)
+
+cdef extern from "signcut/signcut.h" nogil:
+    enum:
+        SC_GRAM_TILE
+    int sc_cuts_inner(const sc_kernels *K, int ndim, const int64_t *dims,
+                      const uint64_t *const *xbits, const float *xcoef, int64_t wx,
+                      const uint64_t *const *ybits, const float *ycoef, int64_t wy,
+                      int n_threads, double *out)
 
 cdef extern from "signcut/common.h" nogil:
     enum:

@@ -401,6 +401,23 @@ class SignCut(np.lib.mixins.NDArrayOperatorsMixin):
         from signcut import _algebra
         return _algebra.trace(self, offset, axis1, axis2)
 
+    def vdot(self, other, n_threads=None):
+        """``<self, other>``, the sum of the elementwise product, in float64, without
+        expanding: for a SignCut of the same shape and tensorization, exactly from popcounts
+        of the packed signs (``sum_{i,j} c_i d_j prod_a <sa_i, ua_j>``, in tiles of cuts:
+        ``width * other.width * sum(dims) / 64`` word operations); for an array of the same
+        size (read in C order), by contracting it with the signs (``2 width size`` flops)."""
+        from signcut import _algebra
+        if isinstance(other, SignCut):
+            return _algebra.inner(self, other, n_threads)
+        return _algebra.inner_dense(self, other)
+
+    def frobenius_norm(self, n_threads=None):
+        """``||self||_F`` of the approximation (not ``norm``, the decomposed array's), exactly
+        from popcounts of the packed signs (``vdot(self)``: half the pairs of cuts)."""
+        from signcut import _algebra
+        return _algebra.frobenius_norm(self, n_threads)
+
     def reshape(self, *shape, order="C"):
         """The same cuts with another shape (C order): only the tensorization record
         changes, so nothing is expanded. ``order="F"`` goes through the dense array."""

@@ -78,6 +78,12 @@ typedef struct sc_kernels {
      * layout, pb a multiple of 8: sign rows times pb columns through 4-bit group tables. */
     void (*lut_rows)(float *out, int64_t rows, const uint32_t *lanes, int64_t ldl,
                      const float *tab, int64_t nwords, int64_t pb);
+    /* p[i*ldp + j] *= <a_i, b_j> = len - 2 popcount(a_i XOR b_j) for i < na, j < nb: one
+     * mode's factor of the products of two blocks of cuts, a_i = a + i*lda and b_j = b + j*ldb
+     * packed sign rows of `words` words and len entries (tail bits zero). The factors are
+     * exact integers, so every instruction set gives the same bits. */
+    void (*gram_mul)(double *p, int64_t ldp, const uint64_t *a, int64_t lda, int64_t na,
+                     const uint64_t *b, int64_t ldb, int64_t nb, int64_t words, int64_t len);
 } sc_kernels;
 
 /* The kernel tables; NULL when not compiled in. */
@@ -217,6 +223,17 @@ void sc_bits_lanes(uint32_t *out, const uint64_t *bits, int64_t rows, int64_t wp
 int sc_matrix_matmul(const sc_kernels *K, float *y, int64_t ldy, const float *x, int64_t ldx,
                      int64_t p, int64_t m, int64_t n, const uint32_t *t_lanes,
                      const uint32_t *st_lanes, const float *coef, int64_t width, int n_threads);
+
+/* *out = <X, Y> = sum_{i,j} xcoef[i] ycoef[j] prod_a <x_a_i, y_a_j> for two decompositions
+ * with the same ndim modes of dims[a] entries: xbits[a] (wx rows) and ybits[a] (wy rows) the
+ * packed signs of mode a. Tiles of SC_GRAM_TILE x SC_GRAM_TILE cuts (no wx x wy matrix is
+ * held), accumulated in double in a fixed order: n_threads cannot change a bit. When x and y
+ * are the same arrays (a norm), only the tiles on and above the diagonal are computed. */
+#define SC_GRAM_TILE 128
+int sc_cuts_inner(const sc_kernels *K, int ndim, const int64_t *dims,
+                  const uint64_t *const *xbits, const float *xcoef, int64_t wx,
+                  const uint64_t *const *ybits, const float *ycoef, int64_t wy,
+                  int n_threads, double *out);
 
 #ifdef __cplusplus
 }
