@@ -499,6 +499,12 @@ class SignCut(np.lib.mixins.NDArrayOperatorsMixin):
         ``signcut.set_options``)."""
         return _dispatch().array_ufunc(ufunc, method, inputs, kwargs)
 
+    def __array_function__(self, func, types, args, kwargs):
+        """NumPy functions (NEP 18): one table (signcut/_dispatch.py, the README's table)
+        decides whether each returns a SignCut, a dense result computed from the signs, or
+        goes through the dense array (see ``signcut.set_options``)."""
+        return _dispatch().array_function(func, types, args, kwargs)
+
     # A SignCut is immutable: `a += b` rebinds `a` to `a + b`.
     def __iadd__(self, other):
         return NotImplemented
