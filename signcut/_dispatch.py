@@ -639,6 +639,13 @@ method("`sc[key]`: integer arrays, boolean arrays, boolean scalars", [
     ("tensorized (any key)", EXPANDS, "")])
 method("`sc.recompress(width=, bits_per_entry=, rtol=, ...)`", [
     ("", EXPANDS, "decomposes the expansion again (after the memory check decompose applies)")])
+method("`sc.aslinearoperator()`, `scipy.sparse.linalg.aslinearoperator(sc)`", [
+    ("matrices", SIGNS, "a LinearOperator whose matvec, rmatvec, matmat, rmatmat are the C "
+                        "products")])
+method("`sc.to_cp()`", [("", SIGNS, "TensorLy's CP `(weights, factors)`: factors of +-1, "
+                                    "`width * sum(dims)` floats")])
+method("`sc.outliers.to_sparse()`", [("", SIGNS, "a `scipy.sparse.coo_array` of the sparse "
+                                                 "part")])
 method("`np.asarray(sc)`, `sc.expand()`, any other NumPy function or ufunc", [
     ("", EXPANDS, "`4 size` bytes: warns (or raises) above the threshold, except `expand()`")])
 

@@ -52,6 +52,8 @@ class Outliers:
         Power of two that scales every value, so that large entries fit float16's range.
     error : float or None
         Relative Frobenius error of the sparse part alone (before any cut), when known.
+    shape : tuple of int or None
+        Shape of the array the indices are into: set for the sparse part of a SignCut.
 
     The arrays are read-only and cannot be made writeable: they are copies of the arrays given
     (``copy=False`` takes them over without a copy when they already have the right dtype; the
@@ -82,6 +84,7 @@ class Outliers:
         self.values = owned(values, values.dtype, copy)
         self.exponent = int(exponent)
         self.error = None if error is None else float(error)
+        self.shape = None
 
     def __len__(self):
         return len(self.index)
@@ -96,14 +99,38 @@ class Outliers:
         return np.ldexp(self.values.astype(dtype), self.exponent).astype(dtype, copy=False)
 
     def copy(self):
-        out = Outliers.__new__(Outliers)
+        out = self.of_shape(self.shape)
         out.index, out.values = owned(self.index, self.index.dtype), owned(self.values, self.values.dtype)
-        out.exponent, out.error = self.exponent, self.error
+        return out
+
+    def of_shape(self, shape):
+        """The same entries (the same read-only arrays) as the sparse part of an array of
+        ``shape``."""
+        out = Outliers.__new__(Outliers)
+        out.__dict__.update(self.__dict__)
+        out.shape = None if shape is None else tuple(int(d) for d in shape)
+        return out
+
+    def to_sparse(self, shape=None):
+        """The entries as a ``scipy.sparse.coo_array`` (float32, canonical: sorted, no
+        duplicates) of ``shape`` (default: the SignCut's shape; any number of dimensions)."""
+        import scipy.sparse
+        shape = self.shape if shape is None else tuple(int(d) for d in shape)
+        if shape is None:
+            raise ValueError("to_sparse needs the shape of the array (this sparse part "
+                             "belongs to no SignCut)")
+        size = int(np.prod(shape, dtype=np.int64))
+        if len(self) and int(self.index[-1]) >= size:
+            raise ValueError(f"outlier index out of range for shape {shape}")
+        coords = np.unravel_index(self.index.astype(np.int64), shape)
+        out = scipy.sparse.coo_array((self.dense_values(np.float32), coords), shape=shape)
+        out.has_canonical_format = True          # indices strictly increasing in C order
         return out
 
     def __setstate__(self, state):
         """Unpickled and deep-copied arrays come back writeable: held read-only again."""
         self.__dict__.update(state)
+        self.__dict__.setdefault("shape", None)
         self.index = owned(self.index, self.index.dtype, copy=False)
         self.values = owned(self.values, self.values.dtype, copy=False)
 
@@ -228,7 +255,7 @@ class SignCut(np.lib.mixins.NDArrayOperatorsMixin):
             outliers = outliers.copy()
         if outliers is not None and len(outliers) and int(outliers.index[-1]) >= self.size:
             raise ValueError(f"outlier index out of range for an array of {self.size} entries")
-        self.outliers = outliers
+        self.outliers = None if outliers is None else outliers.of_shape(self.shape)
         self.stopped_by = None
 
     # ------------------------------------------------------------ sizes
@@ -417,6 +444,43 @@ class SignCut(np.lib.mixins.NDArrayOperatorsMixin):
         from popcounts of the packed signs (``vdot(self)``: half the pairs of cuts)."""
         from signcut import _algebra
         return _algebra.frobenius_norm(self, n_threads)
+
+    # ------------------------------------------------------------ SciPy and TensorLy
+    def aslinearoperator(self, dtype=None):
+        """This matrix as a ``scipy.sparse.linalg.LinearOperator`` whose ``matvec``,
+        ``rmatvec``, ``matmat`` and ``rmatmat`` are the C products of the signs (float32
+        arithmetic; answers in ``dtype``, default float32; complex operands go through their
+        real and imaginary parts): for ``svds``, ``lsqr``, ``cg``... without expanding.
+        ``scipy.sparse.linalg.aslinearoperator(sc)`` works too (through ``matvec``,
+        ``rmatvec``, ``rmatmat``; its ``matmat`` is column by column)."""
+        from signcut._interop import SignCutOperator
+        return SignCutOperator(self, dtype)
+
+    def matvec(self, x):
+        """``self @ x`` for a vector (or one column) ``x``: the LinearOperator protocol."""
+        return self.aslinearoperator().matvec(x)
+
+    def rmatvec(self, x):
+        """``self.T @ x`` for a vector (or one column) ``x``."""
+        return self.aslinearoperator().rmatvec(x)
+
+    def matmat(self, X):
+        """``self @ X`` for a 2-D ``X``."""
+        return self.aslinearoperator().matmat(X)
+
+    def rmatmat(self, X):
+        """``self.T @ X`` for a 2-D ``X``."""
+        return self.aslinearoperator().rmatmat(X)
+
+    def to_cp(self, dtype=np.float32, ignore_sparse=False):
+        """The cuts as ``(weights, factors)`` in TensorLy's CP layout: ``weights`` the
+        coefficients, ``factors[a]`` of shape ``(tensor_shape[a], width)`` holding the signs
+        of mode ``a`` as +1/-1 floats, so ``tensorly.cp_to_tensor((weights, factors))`` is
+        the expansion in the modes' layout (for a tensorized SignCut, before ``expand``
+        undoes the tensorization). A sparse part has no CP form: ValueError, unless
+        ``ignore_sparse`` (then the cuts alone; ``outliers.to_sparse()`` has the rest)."""
+        from signcut._interop import to_cp
+        return to_cp(self, dtype, ignore_sparse)
 
     def reshape(self, *shape, order="C"):
         """The same cuts with another shape (C order): only the tensorization record

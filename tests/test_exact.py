@@ -141,8 +141,8 @@ def unpacked(bits, d):
 
 
 def test_big_signcut_computes_without_expanding(monkeypatch):
-    """Scale, add, slice, contract and norms of 2.8e9 entries (11 GB dense) stay far below
-    the dense size: under 64 MiB traced."""
+    """Scale, add, slice, contract, norms and the LinearOperator products of 2.8e9 entries
+    (11 GB dense) stay far below the dense size: under 64 MiB traced."""
     x, y = big_signcut(3, 1), big_signcut(2, 2)
     monkeypatch.setattr(SignCut, "expand", lambda *a, **k: pytest.fail("expanded"))
     v = np.random.default_rng(3).standard_normal(BIG[1])
@@ -154,6 +154,8 @@ def test_big_signcut_computes_without_expanding(monkeypatch):
         col = z.contract(1, v)
         norm = x.frobenius_norm()
         cross = x.vdot(y)
+        op = x.aslinearoperator()
+        mv, rmv = op.matvec(v), op.rmatvec(np.ones(BIG[0]))
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -186,6 +188,15 @@ def test_big_signcut_computes_without_expanding(monkeypatch):
         want[i] += val * v[j]
     np.testing.assert_allclose(col[[0, 12_345, BIG[0] - 1]], want[[0, 12_345, BIG[0] - 1]],
                                rtol=1e-4, atol=1e-3 * np.abs(want).max())
+    want_mv = (cx * (Tx @ v)) @ Sx
+    for f, val in zip(x.outliers.index, x.outliers.dense_values(np.float64)):
+        i, j = divmod(int(f), BIG[1])
+        want_mv[i] += val * v[j]
+    np.testing.assert_allclose(mv, want_mv, rtol=1e-4, atol=1e-4 * np.abs(want_mv).max())
+    want_rmv = (cx * Sx.sum(1)) @ Tx
+    for f, val in zip(x.outliers.index, x.outliers.dense_values(np.float64)):
+        want_rmv[int(f) % BIG[1]] += val
+    np.testing.assert_allclose(rmv, want_rmv, rtol=1e-5)
     cuts2 = float((np.outer(cx, cx) * (Sx @ Sx.T) * (Tx @ Tx.T)).sum())
     xv = [(cx * Sx[:, i] * Tx[:, j]).sum() for (i, j) in (divmod(int(f), BIG[1])
                                                           for f in x.outliers.index)]
