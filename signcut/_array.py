@@ -5,6 +5,7 @@ bit ``i`` of word ``q`` is entry ``64 q + i``, a set bit means -1) and unpack on
 they need, a block of cuts at a time, so memory stays near the size of the answer.
 """
 import operator
+import time
 from math import prod
 
 import numpy as np
@@ -139,13 +140,104 @@ def product_lanes(sc, side):
     return cache[side]
 
 
+class ThreadChoice:
+    """The thread count for one kind of product of one SignCut (a side and a number of
+    columns): all threads or one, whichever was faster when last measured.
+
+    A product is one call, so this is the engine's probe (include/signcut/driver.h) over
+    calls. A count's time is the least of its last ``WINDOW`` calls (one call can be unlucky:
+    another library's threads still spinning, a page fault). The first calls measure all
+    threads, then one; then the faster count is used, one thread only when clearly faster
+    (``MARGIN``). The slower count is measured again (``WINDOW`` calls) after ``EVERY``
+    calls, after twice as many each time it loses again (up to ``MAX_GAP``), and at once when
+    the count in use becomes ``SLOWDOWN`` times slower than when it was chosen (another
+    process took the cores). Results do not depend on it: the products give the same bits
+    for any thread count."""
+
+    WINDOW, EVERY, MAX_GAP, MARGIN, SLOWDOWN = 3, 32, 1024, 0.8, 2.0
+
+    def __init__(self, nt_max):
+        self.nt_max = nt_max
+        self.recent = {nt_max: [], 1: []}     # the last WINDOW times of each count
+        self.calls = 0
+        self.gap = self.EVERY
+        self.next_probe = 0                   # measure the slower count from this call on
+        self.probing = None                   # the count being measured, calls left
+        self.chosen_at = None                 # the time of the count in use when chosen
+
+    def seconds(self, nt):
+        return min(self.recent[nt]) if self.recent[nt] else None
+
+    def best(self):
+        one, full = self.seconds(1), self.seconds(self.nt_max)
+        return 1 if one is not None and full is not None and one < self.MARGIN * full \
+            else self.nt_max
+
+    def pick(self):
+        if self.nt_max <= 1:
+            return 1
+        for nt in (self.nt_max, 1):
+            if len(self.recent[nt]) < self.WINDOW:
+                return nt
+        if self.probing is None and self.calls >= self.next_probe:
+            self.probing = [1 if self.best() == self.nt_max else self.nt_max, self.WINDOW]
+            self.recent[self.probing[0]].clear()
+        return self.probing[0] if self.probing else self.best()
+
+    def record(self, nt, seconds):
+        self.calls += 1
+        if self.nt_max <= 1:
+            return
+        before = self.best()
+        times = self.recent[nt]
+        times.append(seconds)
+        del times[:-self.WINDOW]
+        if self.probing is not None:
+            self.probing[1] -= 1
+            if self.probing[1]:
+                return
+            lost = self.best() != nt
+            self.probing = None
+            self.gap = min(2 * self.gap, self.MAX_GAP) if lost else self.EVERY
+            self.next_probe = self.calls + self.gap
+            self.chosen_at = self.seconds(self.best())
+        elif self.chosen_at is None:
+            if all(len(t) == self.WINDOW for t in self.recent.values()):    # first measurements
+                self.next_probe = self.calls + self.gap
+                self.chosen_at = self.seconds(self.best())
+        elif self.best() != before:               # slowed down below the other count: switch
+            self.gap = self.EVERY
+            self.next_probe = self.calls + self.gap
+            self.chosen_at = self.seconds(self.best())
+        elif self.seconds(nt) > self.SLOWDOWN * self.chosen_at:
+            self.next_probe = self.calls          # slowed down: measure the other count now
+
+
+def _threads(sc, side, columns):
+    """The ThreadChoice of this SignCut's products on ``side`` with ``columns`` columns (1 to
+    6 each on their own, as the engine runs them one at a time; more by blocks of 64)."""
+    key = (side, columns) if columns <= 6 else (side, "blocks of 64", -(-columns // 64))
+    cache = sc.__dict__.setdefault("_product_threads", {})
+    if key not in cache:
+        cache[key] = ThreadChoice(_core.default_threads())
+    return cache[key]
+
+
 def _lut_product(sc, side, X, n_threads):
-    """``W @ X`` (side "right") or ``W^T @ X`` (side "left") for a float32 C-contiguous 2-D X."""
+    """``W @ X`` (side "right") or ``W^T @ X`` (side "left") for a float32 C-contiguous 2-D X,
+    on ``n_threads`` threads, or (None) on the count its ThreadChoice picks."""
     rows = sc.shape[0] if side == "right" else sc.shape[1]
     out = np.empty((rows, X.shape[1]), np.float32)
     lanes, lanes_t = product_lanes(sc, side)
-    return _core.matrix_matmul(out, X, lanes, lanes_t, np.ascontiguousarray(sc.coef, np.float32),
-                               thread_count(n_threads))
+    coef = np.ascontiguousarray(sc.coef, np.float32)
+    if n_threads is not None:
+        return _core.matrix_matmul(out, X, lanes, lanes_t, coef, thread_count(n_threads))
+    choice = _threads(sc, side, X.shape[1])
+    nt = choice.pick()
+    t0 = time.perf_counter()
+    _core.matrix_matmul(out, X, lanes, lanes_t, coef, nt)
+    choice.record(nt, time.perf_counter() - t0)
+    return out
 
 
 def matmul(sc, x, n_threads=None):

@@ -526,6 +526,7 @@ class SignCut(np.lib.mixins.NDArrayOperatorsMixin):
         """Pickles without the sign layouts cached by the products (rebuilt on first use)."""
         state = self.__dict__.copy()
         state.pop("_product_lanes", None)
+        state.pop("_product_threads", None)
         return state
 
     def __setstate__(self, state):

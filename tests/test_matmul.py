@@ -223,3 +223,53 @@ def test_cached_layouts(rng):
     np.testing.assert_array_equal(copy.deepcopy(sc) @ x, first)
     assert "_product_lanes" not in sc.truncate(10).__dict__      # a new result, its own cache
     assert_product(sc.truncate(10) @ x, dense(sc.truncate(10)) @ x)
+
+
+# ------------------------------------------------------------------ thread choice under load
+def simulate(choice, times, calls):
+    """Thread counts a ThreadChoice picks over ``calls`` products timed by ``times(k, nt)``."""
+    picked = []
+    for k in range(calls):
+        nt = choice.pick()
+        picked.append(nt)
+        choice.record(nt, times(k, nt))
+    return picked
+
+
+def test_thread_choice_measures_then_keeps_the_faster():
+    from signcut._array import ThreadChoice
+    w = ThreadChoice.WINDOW
+    # quiet cores: all threads faster; the single thread is measured again now and then,
+    # less and less often while it keeps losing
+    picked = simulate(ThreadChoice(4), lambda k, nt: 1.0 if nt == 4 else 1.5, 1000)
+    assert picked[:2 * w] == [4] * w + [1] * w
+    starts = [k for k in range(2 * w, 1000) if picked[k] == 1 and picked[k - 1] == 4]
+    assert np.diff(starts).tolist() == [ThreadChoice.EVERY * 2 ** i + w for i in range(1, len(starts))]
+    # one unlucky call changes nothing
+    spike = lambda k, nt: (50.0 if k == 300 else 1.0) if nt == 4 else 1.5
+    assert simulate(ThreadChoice(4), spike, 400)[301:320] == [4] * 19
+    # a busy process arrives at call 100: all threads get 8x slower, one thread barely; it
+    # leaves at call 200: back to all threads at the next measurement
+    busy = lambda k, nt: (8.0 if nt == 4 else 1.6) if 100 <= k < 200 else (1.0 if nt == 4 else 1.5)
+    picked = simulate(ThreadChoice(4), busy, 600)
+    assert picked[100:100 + w] == [4] * w                # the window fills with slow calls ...
+    assert picked[100 + w:100 + w + ThreadChoice.EVERY] == [1] * ThreadChoice.EVERY   # switch
+    assert picked[100:200].count(4) <= 2 * w            # and one measurement of all threads
+    assert picked[-200:].count(4) >= 200 - 2 * w
+    # one thread only when clearly faster (MARGIN)
+    assert simulate(ThreadChoice(2), lambda k, nt: 1.0 if nt == 2 else 0.9, 50)[-1] == 2
+    assert simulate(ThreadChoice(1), lambda k, nt: 1.0, 5) == [1] * 5
+
+
+def test_products_pick_their_threads_per_side_and_columns(rng):
+    sc = signcut_of(rng, 300, 200, 50)
+    x, y, X = rng.standard_normal(200), rng.standard_normal(300), rng.standard_normal((200, 9))
+    want = [sc @ x, y @ sc, sc @ X]
+    for _ in range(5):                                   # whatever count is picked: same bits
+        for got, w in zip([sc @ x, y @ sc, sc @ X], want):
+            np.testing.assert_array_equal(got, w)
+    choices = sc.__dict__["_product_threads"]
+    assert set(choices) == {("right", 1), ("left", 1), ("right", "blocks of 64", 1)}
+    assert all(c.calls == 6 for c in choices.values())
+    import pickle
+    assert "_product_threads" not in pickle.loads(pickle.dumps(sc)).__dict__
