@@ -410,3 +410,63 @@ def test_linear_combinations_random(shape, a, b, seed):
     scale = (abs(a) + abs(b) + 1) * coef_scale(x, y)
     assert_close(a * x + b * y - a, a * X + b * Y - a, scale)
     assert_close((x * a) * (y + b), (X * a) * (Y + b), scale * scale)
+
+
+# ------------------------------------------------------------------ advanced indexing
+@st.composite
+def signcut_and_advanced_key(draw):
+    """Several integer arrays (broadcast together), N-d boolean arrays, boolean scalars,
+    integers, slices, ``...`` and ``None`` in any order, as NumPy takes them."""
+    shape = draw(st.sampled_from(SHAPES))
+    sc = random_signcut(shape, draw(st.sampled_from([0, 1, 6])), draw(st.integers(0, 999)),
+                        outliers=draw(st.sampled_from([0, 3])))
+    group = draw(st.sampled_from([(), (2,), (3,), (2, 1), (1, 3), (2, 3)]))
+    items, axis = [], 0
+    used_bool = False
+    while axis < len(shape) and draw(st.integers(0, 4)):
+        d = shape[axis]
+        kind = draw(st.sampled_from(["int", "slice", "array", "array", "bool", "none",
+                                     "boolscalar", "ellipsis"]))
+        if kind == "int":
+            items.append(draw(st.integers(-d, d - 1)))
+        elif kind == "slice":
+            items.append(slice(draw(st.none() | st.integers(-d, d)), None,
+                               draw(st.sampled_from([None, 2, -1]))))
+        elif kind == "array":
+            items.append(np.array(draw(st.lists(st.integers(-d, d - 1), min_size=int(np.prod(group)),
+                                                max_size=int(np.prod(group))))).reshape(group))
+        elif kind == "bool" and not used_bool:
+            used_bool = True
+            n = draw(st.integers(1, min(2, len(shape) - axis)))
+            dims = shape[axis:axis + n]
+            items.append(np.array(draw(st.lists(st.booleans(), min_size=int(np.prod(dims)),
+                                                max_size=int(np.prod(dims))))).reshape(dims))
+            axis += n - 1
+        elif kind == "none":
+            items.append(None)
+            axis -= 1
+        elif kind == "boolscalar":
+            items.append(draw(st.booleans()))
+            axis -= 1
+        elif kind == "ellipsis" and not any(i is Ellipsis for i in items):
+            items.append(Ellipsis)
+            axis = len(shape) - (len(shape) - axis) // 2 - 1
+        else:
+            items.append(slice(None))
+        axis += 1
+    return sc, tuple(items)
+
+
+@settings(max_examples=400, deadline=None)
+@given(signcut_and_advanced_key())
+def test_advanced_indexing_random(args):
+    sc, key = args
+    X = ref(sc)
+    try:
+        want = X[key]
+    except IndexError:
+        with pytest.raises(IndexError):
+            sc[key]
+        return
+    got = sc[key]
+    assert_close(got, want, coef_scale(sc))
