@@ -61,6 +61,20 @@ def transpose_axes(axes, ndim):
     return normalize_axes(axes, ndim, "transpose")
 
 
+def _mode_sums(sc, modes):
+    """Each cut's coefficient times the sums of its signs over ``modes`` (float64)."""
+    weights = sc.coef.astype(np.float64)
+    for a in modes:
+        weights = weights * (sc.tensor_shape[a] - 2 * popcounts(sc.signs[a]))
+    return weights
+
+
+def total(sc):
+    """The sum of every entry, in float64, from popcounts (any tensorization)."""
+    extra = sc.outliers.dense_values(np.float64).sum() if sc.outliers is not None else 0.0
+    return float(_mode_sums(sc, range(len(sc.tensor_shape))).sum() + extra)
+
+
 def reduce_sum(sc, axis=None, keepdims=False, mean=False):
     """Sum (or mean) over ``axis`` from the signs: a sign vector sums to ``d - 2 popcount``,
     so the reduced modes only scale each cut's coefficient; the kept modes are contracted.
@@ -73,10 +87,10 @@ def reduce_sum(sc, axis=None, keepdims=False, mean=False):
         out = out.mean(axis=axes, keepdims=keepdims) if mean else out.sum(axis=axes,
                                                                           keepdims=keepdims)
         return out.astype(np.float32)
-    modes = range(len(sc.tensor_shape)) if sc.tensorize else axes
-    weights = sc.coef.astype(np.float64)
-    for a in modes:
-        weights = weights * (sc.tensor_shape[a] - 2 * popcounts(sc.signs[a]))
+    if len(axes) == sc.ndim:
+        value = np.float32(total(sc) / (sc.size if mean else 1))
+        return np.full((1,) * sc.ndim, value) if keepdims else value
+    weights = _mode_sums(sc, axes)
     if mean:
         weights = weights / prod(sc.shape[a] for a in axes)
     keep = [a for a in range(sc.ndim) if a not in axes]
@@ -85,10 +99,6 @@ def reduce_sum(sc, axis=None, keepdims=False, mean=False):
         values = sc.outliers.dense_values(np.float64)
         if mean:
             values = values / prod(sc.shape[a] for a in axes)
-    if not keep:
-        total = weights.sum() + (values.sum() if sparse else 0.0)
-        total = np.float32(total)
-        return np.full((1,) * sc.ndim, total) if keepdims else total
     out = contract_rows(sc.width, weights,
                         lambda i, blk: unpack_entries(sc.signs[keep[i]][blk],
                                                       np.arange(sc.shape[keep[i]]), np.float64),

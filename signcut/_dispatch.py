@@ -394,20 +394,11 @@ def _moments(a, axis, dtype, out, ddof, keepdims, where, mean, correction, root)
         return DENSE
     if correction is not _NV:
         ddof = correction
+    from signcut._array import total
     n = a.size
-    mu = _alg_sum64(a) / n
+    mu = total(a) / n
     var = max(_alg().inner(a, a) / n - mu * mu, 0.0) * n / (n - ddof) if n > ddof else np.nan
     return np.float32(np.sqrt(var) if root else var)
-
-
-def _alg_sum64(a):
-    """The sum of every entry, in float64."""
-    from signcut import _array
-    weights = a.coef.astype(np.float64)
-    for bits, d in zip(a.signs, a.tensor_shape):
-        weights = weights * (d - 2 * _array.popcounts(bits))
-    extra = a.outliers.dense_values(np.float64).sum() if a.outliers is not None else 0.0
-    return weights.sum() + extra
 
 
 @rule(np.var, np.std, name="`np.var`, `np.std`", cases=[

@@ -2,12 +2,8 @@
 import numpy as np
 
 from signcut import _array, _core
+from signcut._indexing import words  # noqa: F401  (uint64 words per packed sign vector)
 from signcut._validate import thread_count
-
-
-def words(d):
-    """uint64 words per packed sign vector of length d."""
-    return (int(d) + 63) // 64
 
 
 def unpack_signs(bits, d):
