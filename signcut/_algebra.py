@@ -61,8 +61,9 @@ def sparse_part(index, values, size):
                     copy=False)
 
 
-def real_scalar(a, what):
-    """``a`` (a Python or NumPy real number, or a 0-d array of one) as a float, else None."""
+def real_scalar(a):
+    """``a`` (a Python or NumPy real number, or a 0-d array of one) as a float, else None;
+    ValueError for NaN and infinities (a SignCut's coefficients are finite)."""
     if isinstance(a, np.ndarray):
         if a.ndim or a.dtype.kind not in "biuf":
             return None
@@ -70,7 +71,8 @@ def real_scalar(a, what):
     if isinstance(a, (numbers.Real, np.bool_)) and not isinstance(a, (str, bytes)):
         value = float(a)
         if not np.isfinite(value):
-            raise ValueError(f"{what} a SignCut by {value}: the coefficients would not be finite")
+            raise ValueError(f"cannot combine a SignCut with the scalar {value}: its "
+                             "coefficients would not be finite")
         return value
     return None
 
@@ -80,7 +82,8 @@ def check_float32(coef, what):
     with np.errstate(over="ignore"):
         out = coef.astype(np.float32)
     if not np.isfinite(out).all():
-        raise OverflowError(f"{what}: coefficients beyond float32's range")
+        raise OverflowError(f"{what}: coefficients not finite (beyond float32's range, or "
+                            "from non-finite operands)")
     return out
 
 

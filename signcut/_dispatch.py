@@ -167,7 +167,7 @@ def _alg():
 
 
 def _scalar(x):
-    return None if isinstance(x, SignCut) else _alg().real_scalar(x, "operating on")
+    return None if isinstance(x, SignCut) else _alg().real_scalar(x)
 
 
 def _plain(sc):
@@ -447,7 +447,7 @@ also(np.linalg.matrix_norm, np.linalg.norm, _matrix_norm)
 
 
 @rule(np.trace, name="`np.trace`, `sc.trace()`", cases=[
-    ("a matrix", SIGNS, f"popcounts on the diagonal: {W} x d / 64"),
+    ("a matrix", SIGNS, f"the diagonal's XORed signs summed: {W} x d"),
     ("order k > 2", SIGNCUT, "order k - 2"), ("tensorized", EXPANDS, "")])
 def _trace(a, offset=0, axis1=0, axis2=1, dtype=None, out=None):
     if not _plain(a) or out is not None:
