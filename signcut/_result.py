@@ -557,7 +557,12 @@ class SignCut(np.lib.mixins.NDArrayOperatorsMixin):
         """NumPy ufuncs (and the operators, which call them): compressed where the algebra
         allows (``*``, ``/`` by scalars; ``+``, ``-``, ``*`` of SignCuts; ``+`` of a scalar;
         negation), ``@`` from the signs, otherwise on the dense arrays (see
-        ``signcut.set_options``)."""
+        ``signcut.set_options``).
+
+        ``W @ x`` and ``x @ W`` for a matrix: the C engine multiplies through lookup tables
+        over groups of sign bits, in float32 (the answer in NumPy's promoted dtype). The
+        first product on a side caches the signs in the layout it reads (about the memory of
+        the signs again), and the products pick all threads or one by measuring them."""
         return _dispatch().array_ufunc(ufunc, method, inputs, kwargs)
 
     def __array_function__(self, func, types, args, kwargs):
