@@ -477,3 +477,34 @@ def test_advanced_indexing_random(args):
         return
     got = sc[key]
     assert_close(got, want, coef_scale(sc))
+
+
+@st.composite
+def random_shape_signcuts(draw):
+    """Two SignCuts of one hypothesis-drawn shape (orders 1 to 4, dims 1 to 70)."""
+    shape = tuple(draw(st.lists(st.integers(1, 70), min_size=1, max_size=4)))
+    if np.prod(shape) > 20_000:
+        shape = shape[:2]
+    seed = draw(st.integers(0, 2**16))
+    x = random_signcut(shape, draw(st.integers(0, 5)), seed, outliers=draw(st.integers(0, 3)))
+    y = random_signcut(shape, draw(st.integers(0, 4)), seed + 1, outliers=draw(st.integers(0, 3)))
+    return x, y
+
+
+@settings(max_examples=80, deadline=None)
+@given(random_shape_signcuts(), st.floats(-50, 50, allow_nan=False), st.data())
+def test_operations_on_drawn_shapes(pair, a, data):
+    x, y = pair
+    X, Y = ref(x), ref(y)
+    scale = (1 + abs(a)) * coef_scale(x, y)
+    assert_close(a * x - y, a * X - Y, scale)
+    assert_close(x * y + a, X * Y + a, scale * scale)
+    axis = data.draw(st.integers(0, x.ndim - 1))
+    v = np.linspace(-1, 1, x.shape[axis])
+    assert_close(x.contract(axis, v), np.tensordot(X, v, axes=([axis], [0])),
+                 scale * x.shape[axis])
+    key = tuple(data.draw(st.sampled_from([slice(None, None, -2), 0, -1, slice(1, None)]))
+                for _ in range(x.ndim))
+    assert_close(x[key], X[key], scale)
+    assert x.vdot(y) == pytest.approx(float((X * Y).sum()), rel=1e-5, abs=1e-5 * scale * X.size)
+    assert x.frobenius_norm() == pytest.approx(float(np.linalg.norm(X)), rel=1e-5, abs=1e-6)
