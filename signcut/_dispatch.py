@@ -14,6 +14,8 @@ every callable not in the table, run on the dense arrays: implicit expansions ab
 import contextlib
 import contextvars
 import operator
+import os
+import sys
 import warnings
 
 import numpy as np
@@ -106,8 +108,20 @@ def dense(sc, what=None):
                    f"signcut.set_options")
         if opts["expand"] == "error":
             raise ExpansionError(message)
-        warnings.warn(message, ExpansionWarning, stacklevel=4)
+        warnings.warn(message, ExpansionWarning, stacklevel=_caller_level())
     return sc.expand()
+
+
+_INSIDE = (os.path.dirname(os.path.abspath(__file__)), os.path.dirname(np.__file__))
+
+
+def _caller_level():
+    """The ``stacklevel`` of the first frame outside signcut and NumPy (the code that asked:
+    the operators come through NumPy's mixin)."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_INSIDE):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def densify(x, what):

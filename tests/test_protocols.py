@@ -267,8 +267,12 @@ def test_expansion_warns_and_raises_above_the_threshold():
     with signcut.options(expand_threshold=4800):
         np.exp(sc)                                               # at the threshold: quiet
     with signcut.options(expand_threshold=4799):
-        with pytest.warns(signcut.ExpansionWarning, match="np.exp expands .* 4800 bytes"):
+        with pytest.warns(signcut.ExpansionWarning, match="np.exp expands .* 4800 bytes") as w:
             np.exp(sc)
+        assert w[0].filename == __file__                         # points at the caller
+        with pytest.warns(signcut.ExpansionWarning) as w:
+            sc + np.ones(40)                                     # through NumPy's mixin
+        assert w[0].filename == __file__
         with pytest.warns(signcut.ExpansionWarning, match="np.asarray"):
             np.asarray(sc)
         with signcut.options(expand="error"):
