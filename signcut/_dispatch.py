@@ -20,6 +20,7 @@ import warnings
 
 import numpy as np
 
+from signcut import _algebra, _array
 from signcut._result import SignCut
 
 
@@ -175,13 +176,8 @@ def method(name, cases):
     ROWS.append(Entry(name, None, cases))
 
 
-def _alg():
-    from signcut import _algebra
-    return _algebra
-
-
 def _scalar(x):
-    return None if isinstance(x, SignCut) else _alg().real_scalar(x)
+    return None if isinstance(x, SignCut) else _algebra.real_scalar(x)
 
 
 def _plain(sc):
@@ -209,17 +205,17 @@ BITS = "the stored bits"
     ("x an array", EXPANDS, "")])
 def _multiply(x, y):
     if isinstance(x, SignCut) and isinstance(y, SignCut):
-        return _alg().multiply(x, y)
+        return _algebra.multiply(x, y)
     sc, other = (x, y) if isinstance(x, SignCut) else (y, x)
     a = _scalar(other)
-    return DENSE if a is None else _alg().scale(sc, a)
+    return DENSE if a is None else _algebra.scale(sc, a)
 
 
 @rule(np.divide, name="`sc / x`, `np.divide`", cases=[
     ("x a real scalar", SIGNCUT, f"O({W})"), ("otherwise", EXPANDS, "")])
 def _divide(x, y):
     a = _scalar(y)
-    return _alg().scale(x, a, divide=True) if isinstance(x, SignCut) and a is not None \
+    return _algebra.scale(x, a, divide=True) if isinstance(x, SignCut) and a is not None \
         else DENSE
 
 
@@ -230,14 +226,14 @@ def _divide(x, y):
     ("x an array", EXPANDS, "")])
 def _add(x, y, subtract=False):
     if isinstance(x, SignCut) and isinstance(y, SignCut):
-        return _alg().add(x, y, subtract)
+        return _algebra.add(x, y, subtract)
     if isinstance(x, SignCut):
         a = _scalar(y)
-        return DENSE if a is None else _alg().add_scalar(x, -a if subtract else a)
+        return DENSE if a is None else _algebra.add_scalar(x, -a if subtract else a)
     a = _scalar(x)
     if a is None:
         return DENSE
-    return _alg().add_scalar(_alg().negate(y) if subtract else y, a)
+    return _algebra.add_scalar(_algebra.negate(y) if subtract else y, a)
 
 
 also(np.subtract, np.add, lambda x, y: _add(x, y, subtract=True))
@@ -245,7 +241,7 @@ also(np.subtract, np.add, lambda x, y: _add(x, y, subtract=True))
 
 @rule(np.negative, name="`-sc`, `+sc`", cases=[("", SIGNCUT, f"O({W})")])
 def _sign(x):
-    return _alg().negate(x)
+    return _algebra.negate(x)
 
 
 also(np.positive, np.negative, lambda x: x.copy())
@@ -256,8 +252,7 @@ also(np.positive, np.negative, lambda x: x.copy())
 def _power(x, p=2):
     q = _scalar(p)
     if isinstance(x, SignCut) and q in (1.0, 2.0):
-        return _alg().multiply(x, x) if q == 2.0 else \
-            _alg().derive(x, x.signs, x.coef, errors=x.errors, norm=x.norm)
+        return _algebra.multiply(x, x) if q == 2.0 else x.copy()
     return DENSE
 
 
@@ -277,13 +272,12 @@ def _matmul(x, y):
     sc, other, left = (x, y, False) if isinstance(x, SignCut) else (y, x, True)
     if sc.tensorize:
         return DENSE
-    from signcut import _array
     if sc.ndim == 2:
         return _array.rmatmul(sc, other) if left else _array.matmul(sc, other)
     v = _vector(other)
     if v is None:
         return DENSE
-    return _alg().contract(sc, (-2 if sc.ndim > 1 else 0) if left else -1, v)
+    return _algebra.contract(sc, (-2 if sc.ndim > 1 else 0) if left else -1, v)
 
 
 also(np.linalg.matmul, np.matmul, _matmul)
@@ -315,12 +309,12 @@ def _vdot(a, b):
     if isinstance(a, SignCut) and isinstance(b, SignCut):
         if a.shape != b.shape or a.tensorize != b.tensorize or a.tensor_shape != b.tensor_shape:
             return DENSE
-        return np.float32(_alg().inner(a, b))
+        return np.float32(_algebra.inner(a, b))
     sc, other = (a, b) if isinstance(a, SignCut) else (b, a)
     other = np.asarray(other)
     if other.size != sc.size or other.dtype.kind not in "biuf":
         return DENSE
-    return np.result_type(np.float32, other.dtype).type(_alg().inner_dense(sc, other))
+    return np.result_type(np.float32, other.dtype).type(_algebra.inner_dense(sc, other))
 
 
 @rule(np.inner, name="`np.inner`", cases=[
@@ -334,7 +328,7 @@ def _inner(a, b):
     v = _vector(other)
     if not _plain(sc) or v is None:
         return DENSE
-    return _alg().contract(sc, -1, v)
+    return _algebra.contract(sc, -1, v)
 
 
 def _tensordot_axes(axes, ndim_a, ndim_b):
@@ -369,7 +363,7 @@ def _tensordot(a, b, axes=2):
     v = _vector(other)
     if v is None or len(mine) != 1 or theirs != [0] or not _plain(sc):
         return DENSE
-    out = _alg().contract(sc, mine[0], v)       # the vector has no free axis: sc's in order
+    out = _algebra.contract(sc, mine[0], v)       # the vector has no free axis: sc's in order
     return out if isinstance(out, SignCut) else np.asarray(out)
 
 
@@ -382,7 +376,6 @@ also(np.linalg.tensordot, np.tensordot, lambda x1, x2, *, axes=2: _tensordot(x1,
 def _reduce(a, axis, dtype, out, keepdims, where, mean):
     if out is not None or where is not _NV or not isinstance(a, SignCut):
         return DENSE
-    from signcut import _array
     res = _array.reduce_sum(a, axis, False if keepdims is _NV else keepdims, mean=mean)
     return res if dtype is None else np.asarray(res).astype(dtype)[()]
 
@@ -408,10 +401,9 @@ def _moments(a, axis, dtype, out, ddof, keepdims, where, mean, correction, root)
         return DENSE
     if correction is not _NV:
         ddof = correction
-    from signcut._array import total
     n = a.size
-    mu = total(a) / n
-    var = max(_alg().inner(a, a) / n - mu * mu, 0.0) * n / (n - ddof) if n > ddof else np.nan
+    mu = _array.total(a) / n
+    var = max(_algebra.inner(a, a) / n - mu * mu, 0.0) * n / (n - ddof) if n > ddof else np.nan
     return np.float32(np.sqrt(var) if root else var)
 
 
@@ -437,7 +429,7 @@ def _norm(x, ord=None, axis=None, keepdims=False):
         return DENSE
     if not (ord is None or (ord == "fro" and x.ndim == 2) or (ord == 2 and x.ndim == 1)):
         return DENSE
-    value = np.float32(_alg().frobenius_norm(x))
+    value = np.float32(_algebra.frobenius_norm(x))
     return np.full((1,) * x.ndim, value) if keepdims else value
 
 
@@ -503,7 +495,7 @@ def _swapaxes(a, axis1, axis2):
     if not _plain(a):
         return DENSE
     order = list(range(a.ndim))
-    i, j = _alg().axis_index(axis1, a.ndim), _alg().axis_index(axis2, a.ndim)
+    i, j = _algebra.axis_index(axis1, a.ndim), _algebra.axis_index(axis2, a.ndim)
     order[i], order[j] = order[j], order[i]
     return a.transpose(order)
 
@@ -511,8 +503,8 @@ def _swapaxes(a, axis1, axis2):
 def _moveaxis(a, source, destination):
     if not _plain(a):
         return DENSE
-    src = [_alg().axis_index(s, a.ndim) for s in np.atleast_1d(source)]
-    dst = [_alg().axis_index(d, a.ndim) for d in np.atleast_1d(destination)]
+    src = [_algebra.axis_index(s, a.ndim) for s in np.atleast_1d(source)]
+    dst = [_algebra.axis_index(d, a.ndim) for d in np.atleast_1d(destination)]
     if len(src) != len(dst):
         raise ValueError("`source` and `destination` arguments must have the same number "
                          "of elements")
@@ -544,7 +536,7 @@ def _squeeze(a, axis=None):
     if not isinstance(a, SignCut):
         return DENSE
     axes = range(a.ndim) if axis is None else \
-        [_alg().axis_index(x, a.ndim) for x in np.atleast_1d(axis)]
+        [_algebra.axis_index(x, a.ndim) for x in np.atleast_1d(axis)]
     if axis is not None and any(a.shape[x] != 1 for x in axes):
         raise ValueError("cannot select an axis to squeeze out which has size not equal to one")
     return a.reshape([d for i, d in enumerate(a.shape) if not (i in axes and d == 1)])
@@ -555,7 +547,7 @@ def _expand_dims(a, axis):
         return DENSE
     axes = np.atleast_1d(axis)
     ndim = a.ndim + len(axes)
-    where = sorted(_alg().axis_index(x, ndim) for x in axes)
+    where = sorted(_algebra.axis_index(x, ndim) for x in axes)
     if len(set(where)) != len(where):
         raise ValueError("repeated axis")
     shape = list(a.shape)
@@ -572,7 +564,7 @@ also(np.expand_dims, np.reshape, _expand_dims)
 @rule(np.broadcast_to, name="`np.broadcast_to`", cases=[
     ("", SIGNCUT, "a stretched mode is its one sign repeated: `width * d / 64` words")])
 def _broadcast_to(array, shape, subok=False):
-    return _alg().broadcast(array, shape) if isinstance(array, SignCut) else DENSE
+    return _algebra.broadcast(array, shape) if isinstance(array, SignCut) else DENSE
 
 
 @rule(np.copy, name="`np.copy` (`sc.copy()`), `np.astype` (`sc.astype`)", cases=[
