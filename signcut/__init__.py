@@ -17,9 +17,12 @@ from signcut import _core  # noqa: E402
 from signcut._api import auto_outlier_fraction, decompose  # noqa: E402
 from signcut._result import Outliers, SignCut  # noqa: E402
 from signcut._format import FormatError, load, read_metadata, save  # noqa: E402
+from signcut._dispatch import (ExpansionError, ExpansionWarning, get_options,  # noqa: E402
+                               options, set_options)
 
 __version__ = "0.1.0"
-__all__ = ["decompose", "auto_outlier_fraction", "SignCut", "Outliers", "save", "load", "read_metadata", "FormatError", "cpu_info"]
+__all__ = ["decompose", "auto_outlier_fraction", "SignCut", "Outliers", "save", "load", "read_metadata", "FormatError", "cpu_info",
+           "set_options", "get_options", "options", "ExpansionWarning", "ExpansionError"]
 
 
 def __getattr__(name):

@@ -188,7 +188,7 @@ def select_outliers(A, count):
     top = float(np.abs(values).max()) if len(values) else 0.0
     exponent = int(np.frexp(top)[1]) - 15 if top > 0 else 0   # the largest in [2**14, 2**15)
     values = np.ldexp(values, -exponent).astype(np.float16)
-    return Outliers(index.astype(index_dtype(size)), values, exponent, size)
+    return Outliers(index.astype(index_dtype(size)), values, exponent, size, copy=False)
 
 
 def _tensor_positions(index, tensorize, tensor_shape):
@@ -443,7 +443,7 @@ def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_
         coef = np.ldexp(coef, exponent).astype(np.float32)
         norm = float(np.ldexp(norm, exponent))
         result = SignCut(arr.shape, signs, coef, errors, norm=norm, orig_dtype=arr.dtype,
-                         tensorize=tensorize)
+                         tensorize=tensorize, copy=False)
         result.stopped_by = stopped_by
         return result
 
@@ -482,7 +482,7 @@ def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_
         if init is None:
             sparse.error = float(left)
     result = SignCut(arr.shape, signs, coef, errors, norm=float(np.ldexp(norm_a, exponent)),
-                     orig_dtype=arr.dtype, tensorize=tensorize, outliers=sparse)
+                     orig_dtype=arr.dtype, tensorize=tensorize, outliers=sparse, copy=False)
     result.stopped_by = stopped_by
     return result
 

@@ -1,35 +1,20 @@
-"""Array behaviour of a SignCut without expanding it: indexing, sums and products.
+"""Array behaviour of a SignCut without expanding it: axes, sums and products.
 
 The functions read the packed signs directly (``signs[a]`` of shape ``(width, ceil(d / 64))``,
 bit ``i`` of word ``q`` is entry ``64 q + i``, a set bit means -1) and unpack only the entries
 they need, a block of cuts at a time, so memory stays near the size of the answer.
 """
 import operator
+import time
 from math import prod
 
 import numpy as np
 
 from signcut import _core
+from signcut._indexing import BLOCK_ELEMENTS, contract_rows, unpack_entries
 from signcut._validate import thread_count
 
-BLOCK_ELEMENTS = 1 << 22        # about how many numbers one block of cuts may unpack at once
-LETTERS = "abcdefghijklmnopqrstuvwxyz"
 AxisError = np.exceptions.AxisError
-INDEX_TYPES = ("only integers, slices (`:`), ellipsis (`...`), numpy.newaxis (`None`) and "
-               "integer or boolean arrays are valid indices")
-
-
-def cut_blocks(width, per_cut):
-    """Slices of consecutive cuts, each holding about ``BLOCK_ELEMENTS / per_cut`` cuts."""
-    step = max(1, BLOCK_ELEMENTS // max(1, per_cut))
-    return [slice(j, min(j + step, width)) for j in range(0, width, step)]
-
-
-def unpack_entries(bits, idx, dtype=np.float32):
-    """Entries ``idx`` (intp, in range) of packed rows -> ``(width, len(idx))`` of +1/-1."""
-    idx = np.asarray(idx, dtype=np.intp)
-    flags = (bits[:, idx >> 6] >> (idx & 63).astype(np.uint64)) & np.uint64(1)
-    return 1 - 2 * flags.astype(dtype)
 
 
 def sign_lanes(bits, d):
@@ -45,159 +30,6 @@ def popcounts(bits):
         return np.bitwise_count(bits).sum(axis=1, dtype=np.int64)
     as_bytes = np.ascontiguousarray(bits, dtype="<u8").view(np.uint8).reshape(len(bits), -1)
     return np.unpackbits(as_bytes, axis=1).sum(axis=1, dtype=np.int64)
-
-
-def contract(signs, picks, weights, dtype=np.float32):
-    """``sum_j weights[j] * s1_j[p1] ⊗ ... ⊗ sk_j[pk]`` as a dense array of shape
-    ``(len(p1), ..., len(pk))``, where ``pa = picks[a]`` are entries of mode ``a``.
-
-    The mode with the most picked entries is contracted by a matrix product against the outer
-    product of the others, a block of cuts at a time: besides the answer, memory holds at most
-    about ``BLOCK_ELEMENTS`` numbers, or one cut's outer product of the other modes.
-    """
-    n = [len(p) for p in picks]
-    big = int(np.argmax(n))
-    rest = [a for a in range(len(n)) if a != big]
-    acc = np.zeros((prod(n[a] for a in rest), n[big]), dtype)
-    width = len(weights)
-    if acc.size and width:
-        weights = np.asarray(weights, dtype=dtype)
-        for blk in cut_blocks(width, acc.shape[0] + sum(n)):
-            outer = weights[blk, None]
-            for a in rest:
-                rows = unpack_entries(signs[a][blk], picks[a], dtype)
-                outer = (outer[:, :, None] * rows[:, None, :]).reshape(len(rows), -1)
-            acc += outer.T @ unpack_entries(signs[big][blk], picks[big], dtype)
-    return np.moveaxis(acc.reshape([n[a] for a in rest] + [n[big]]), -1, big)
-
-
-# ------------------------------------------------------------------ indexing
-def _parse_item(item):
-    """One entry of an index -> (kind, value): kind in new, ellipsis, slice, int, array, bool."""
-    if item is None:
-        return "new", None
-    if item is Ellipsis:
-        return "ellipsis", None
-    if isinstance(item, slice):
-        return "slice", item
-    if isinstance(item, (bool, np.bool_)):
-        raise IndexError("SignCut does not support boolean scalar indices")
-    try:
-        return "int", operator.index(item)
-    except TypeError:
-        pass
-    if isinstance(item, (str, bytes)):
-        raise IndexError(INDEX_TYPES)
-    try:
-        arr = np.asarray(item)
-    except (TypeError, ValueError):
-        raise IndexError(INDEX_TYPES) from None
-    if arr.dtype == np.bool_:
-        if arr.ndim != 1:
-            raise IndexError("SignCut supports boolean array indices of one dimension only")
-        return "bool", arr
-    if arr.dtype.kind in "iu" or (arr.size == 0 and not isinstance(item, np.ndarray)):
-        return "array", arr.astype(np.intp)
-    raise IndexError(INDEX_TYPES)
-
-
-def normalize_index(key, shape):
-    """Apply NumPy's indexing rules for ``key`` on an array of ``shape``.
-
-    Supported: integers, slices, ``...``, ``None`` and at most one integer array (any number
-    of dimensions) or 1-D boolean array. Returns ``(picks, out_shape, moved, scalar)``:
-    ``picks[a]`` are the entries of axis ``a`` to compute (intp); the dense block of shape
-    ``(len(picks[0]), ...)`` reshaped to ``out_shape`` is the answer after moving the axes
-    ``moved`` (a range, possibly empty) to the front; ``scalar`` says a 0-d answer is a scalar.
-    """
-    items = [_parse_item(item) for item in (key if isinstance(key, tuple) else (key,))]
-    kinds = [kind for kind, _ in items]
-    ndim = len(shape)
-    if kinds.count("ellipsis") > 1:
-        raise IndexError("an index can only have a single ellipsis ('...')")
-    used = sum(kind not in ("new", "ellipsis") for kind in kinds)
-    if used > ndim:
-        raise IndexError(f"too many indices for array: array is {ndim}-dimensional, "
-                         f"but {used} were indexed")
-    n_arrays = kinds.count("array") + kinds.count("bool")
-    if n_arrays > 1:
-        raise IndexError("SignCut supports at most one integer or boolean array in an index")
-    scalar = "ellipsis" not in kinds
-    if scalar:
-        items.append(("ellipsis", None))
-
-    picks, out_shape, advanced, moved = [], [], [], range(0)
-    for pos, (kind, value) in enumerate(items):
-        if kind == "new":
-            out_shape.append(1)
-            continue
-        if kind == "ellipsis":
-            for d in shape[len(picks):len(picks) + ndim - used]:
-                picks.append(np.arange(d))
-                out_shape.append(d)
-            continue
-        axis, d = len(picks), shape[len(picks)]
-        if kind == "slice":
-            picks.append(np.arange(*value.indices(d)))
-            out_shape.append(len(picks[-1]))
-            continue
-        advanced.append(pos)
-        if kind == "int":
-            if not -d <= value < d:
-                raise IndexError(f"index {value} is out of bounds for axis {axis} with size {d}")
-            picks.append(np.array([value % d]))
-            continue
-        if kind == "bool":
-            if len(value) != d:
-                raise IndexError(f"boolean index did not match indexed array along axis {axis}; "
-                                 f"size of axis is {d} but size of corresponding boolean axis "
-                                 f"is {len(value)}")
-            value = np.flatnonzero(value)
-        bad = (value < -d) | (value >= d)
-        if bad.any():
-            raise IndexError(f"index {value[bad].flat[0]} is out of bounds for axis {axis} "
-                             f"with size {d}")
-        picks.append((value % d).ravel())
-        moved = range(len(out_shape), len(out_shape) + value.ndim)
-        out_shape.extend(value.shape)
-    # integers join an array as advanced indices; apart (split by anything), they go first
-    if not n_arrays or advanced[-1] - advanced[0] == len(advanced) - 1:
-        moved = range(0)
-    return picks, out_shape, moved, scalar
-
-
-def add_outliers(block, picks, shape, outliers):
-    """Add the sparse part to ``block``, the dense entries ``picks[0] x ... x picks[k-1]`` of
-    an array of ``shape`` (picks may repeat entries): only the outliers it holds are read."""
-    if outliers is None or not len(outliers) or not block.size:
-        return block
-    block = np.ascontiguousarray(block)
-    multi = np.unravel_index(outliers.index, shape)
-    rows = np.arange(len(outliers))
-    flat = np.zeros(len(rows), np.intp)
-    for a, pick in enumerate(picks):
-        # every position of pick that equals the outlier's entry on this axis
-        order = np.argsort(pick, kind="stable")
-        entry = multi[a][rows]
-        lo = np.searchsorted(pick[order], entry, "left")
-        count = np.searchsorted(pick[order], entry, "right") - lo
-        which = np.repeat(np.arange(len(rows)), count)
-        offset = np.arange(len(which)) - np.repeat(np.cumsum(count) - count, count)
-        flat = flat[which] * len(pick) + order[lo[which] + offset]
-        rows = rows[which]
-    np.add.at(block.reshape(-1), flat, outliers.dense_values(block.dtype)[rows])
-    return block
-
-
-def getitem(sc, key):
-    """``sc[key]`` as NumPy would give it for the expanded array (float32)."""
-    picks, out_shape, moved, scalar = normalize_index(key, sc.shape)
-    block = add_outliers(contract(sc.signs, picks, sc.coef), picks, sc.shape, sc.outliers)
-    out = block.reshape(out_shape)
-    out = np.moveaxis(out, list(moved), list(range(len(moved))))
-    if out.ndim == 0:
-        return out[()] if scalar else out.copy()
-    return out if out.flags.c_contiguous else out.copy()
 
 
 # ------------------------------------------------------------------ axes
@@ -229,13 +61,36 @@ def transpose_axes(axes, ndim):
     return normalize_axes(axes, ndim, "transpose")
 
 
+def _mode_sums(sc, modes):
+    """Each cut's coefficient times the sums of its signs over ``modes`` (float64)."""
+    weights = sc.coef.astype(np.float64)
+    for a in modes:
+        weights = weights * (sc.tensor_shape[a] - 2 * popcounts(sc.signs[a]))
+    return weights
+
+
+def total(sc):
+    """The sum of every entry, in float64, from popcounts (any tensorization)."""
+    extra = sc.outliers.dense_values(np.float64).sum() if sc.outliers is not None else 0.0
+    return float(_mode_sums(sc, range(len(sc.tensor_shape))).sum() + extra)
+
+
 def reduce_sum(sc, axis=None, keepdims=False, mean=False):
     """Sum (or mean) over ``axis`` from the signs: a sign vector sums to ``d - 2 popcount``,
-    so the reduced modes only scale each cut's coefficient; the kept modes are contracted."""
+    so the reduced modes only scale each cut's coefficient; the kept modes are contracted.
+    A tensorized SignCut sums over every axis the same way (its modes are not the user's
+    axes); over some of them it goes through the dense array."""
     axes = normalize_axes(axis, sc.ndim)
-    weights = sc.coef.astype(np.float64)
-    for a in axes:
-        weights = weights * (sc.shape[a] - 2 * popcounts(sc.signs[a]))
+    if sc.tensorize and len(axes) < sc.ndim:
+        from signcut._dispatch import dense
+        out = dense(sc, "summing a tensorized SignCut over some axes").astype(np.float64)
+        out = out.mean(axis=axes, keepdims=keepdims) if mean else out.sum(axis=axes,
+                                                                          keepdims=keepdims)
+        return out.astype(np.float32)
+    if len(axes) == sc.ndim:
+        value = np.float32(total(sc) / (sc.size if mean else 1))
+        return np.full((1,) * sc.ndim, value) if keepdims else value
+    weights = _mode_sums(sc, axes)
     if mean:
         weights = weights / prod(sc.shape[a] for a in axes)
     keep = [a for a in range(sc.ndim) if a not in axes]
@@ -244,12 +99,10 @@ def reduce_sum(sc, axis=None, keepdims=False, mean=False):
         values = sc.outliers.dense_values(np.float64)
         if mean:
             values = values / prod(sc.shape[a] for a in axes)
-    if not keep:
-        total = weights.sum() + (values.sum() if sparse else 0.0)
-        total = np.float32(total)
-        return np.full((1,) * sc.ndim, total) if keepdims else total
-    out = contract([sc.signs[a] for a in keep], [np.arange(sc.shape[a]) for a in keep],
-                   weights, np.float64)
+    out = contract_rows(sc.width, weights,
+                        lambda i, blk: unpack_entries(sc.signs[keep[i]][blk],
+                                                      np.arange(sc.shape[keep[i]]), np.float64),
+                        [sc.shape[a] for a in keep], np.float64)
     if sparse:          # each outlier adds to the entry of its kept coordinates
         multi = np.unravel_index(sc.outliers.index, sc.shape)
         kept = np.ravel_multi_index([multi[a] for a in keep], out.shape)
@@ -262,14 +115,15 @@ def reduce_sum(sc, axis=None, keepdims=False, mean=False):
 
 # ------------------------------------------------------------------ products (order 2)
 def _operand(x):
-    """``x`` as a float32 or float64 array of at least one dimension."""
+    """``x`` as a float32 array of at least one dimension, and the dtype of the product as
+    NumPy promotes it (``np.result_type(float32, x.dtype)``: float64 for float64 and int64)."""
     x = np.asarray(x)
     if x.dtype.kind not in "biuf":
         raise TypeError(f"unsupported operand dtype {x.dtype} for @ with a SignCut")
     if x.ndim == 0:
         raise ValueError("matmul: Input operand does not have enough dimensions "
                          "(has 0, gufunc core with signature (n?,k),(k,m?)->(n?,m?) requires 1)")
-    return x.astype(np.result_type(x.dtype, np.float32), copy=False)
+    return x.astype(np.float32, copy=False), np.result_type(x.dtype, np.float32)
 
 
 def _mismatch(size, expected):
@@ -296,23 +150,115 @@ def product_lanes(sc, side):
     return cache[side]
 
 
+class ThreadChoice:
+    """The thread count for one kind of product of one SignCut (a side and a number of
+    columns): all threads or one, whichever was faster when last measured.
+
+    A product is one call, so this is the engine's probe (include/signcut/driver.h) over
+    calls. A count's time is the least of its last ``WINDOW`` calls (one call can be unlucky:
+    another library's threads still spinning, a page fault). The first calls measure all
+    threads, then one; then the faster count is used, one thread only when clearly faster
+    (``MARGIN``). The slower count is measured again (``WINDOW`` calls) after ``EVERY``
+    calls, after twice as many each time it loses again (up to ``MAX_GAP``), and at once when
+    the count in use becomes ``SLOWDOWN`` times slower than when it was chosen (another
+    process took the cores). Results do not depend on it: the products give the same bits
+    for any thread count."""
+
+    WINDOW, EVERY, MAX_GAP, MARGIN, SLOWDOWN = 3, 32, 1024, 0.8, 2.0
+
+    def __init__(self, nt_max):
+        self.nt_max = nt_max
+        self.recent = {nt_max: [], 1: []}     # the last WINDOW times of each count
+        self.calls = 0
+        self.gap = self.EVERY
+        self.next_probe = 0                   # measure the slower count from this call on
+        self.probing = None                   # the count being measured, calls left
+        self.chosen_at = None                 # the time of the count in use when chosen
+
+    def seconds(self, nt):
+        return min(self.recent[nt]) if self.recent[nt] else None
+
+    def best(self):
+        one, full = self.seconds(1), self.seconds(self.nt_max)
+        return 1 if one is not None and full is not None and one < self.MARGIN * full \
+            else self.nt_max
+
+    def pick(self):
+        if self.nt_max <= 1:
+            return 1
+        for nt in (self.nt_max, 1):
+            if len(self.recent[nt]) < self.WINDOW:
+                return nt
+        if self.probing is None and self.calls >= self.next_probe:
+            self.probing = [1 if self.best() == self.nt_max else self.nt_max, self.WINDOW]
+            self.recent[self.probing[0]].clear()
+        return self.probing[0] if self.probing else self.best()
+
+    def record(self, nt, seconds):
+        self.calls += 1
+        if self.nt_max <= 1:
+            return
+        before = self.best()
+        times = self.recent[nt]
+        times.append(seconds)
+        del times[:-self.WINDOW]
+        if self.probing is not None:
+            self.probing[1] -= 1
+            if self.probing[1]:
+                return
+            lost = self.best() != nt
+            self.probing = None
+            self.gap = min(2 * self.gap, self.MAX_GAP) if lost else self.EVERY
+            self.next_probe = self.calls + self.gap
+            self.chosen_at = self.seconds(self.best())
+        elif self.chosen_at is None:
+            if all(len(t) == self.WINDOW for t in self.recent.values()):    # first measurements
+                self.next_probe = self.calls + self.gap
+                self.chosen_at = self.seconds(self.best())
+        elif self.best() != before:               # slowed down below the other count: switch
+            self.gap = self.EVERY
+            self.next_probe = self.calls + self.gap
+            self.chosen_at = self.seconds(self.best())
+        elif self.seconds(nt) > self.SLOWDOWN * self.chosen_at:
+            self.next_probe = self.calls          # slowed down: measure the other count now
+
+
+def _threads(sc, side, columns):
+    """The ThreadChoice of this SignCut's products on ``side`` with ``columns`` columns (1 to
+    6 each on their own, as the engine runs them one at a time; more by blocks of 64)."""
+    key = (side, columns) if columns <= 6 else (side, "blocks of 64", -(-columns // 64))
+    cache = sc.__dict__.setdefault("_product_threads", {})
+    if key not in cache:
+        cache[key] = ThreadChoice(_core.default_threads())
+    return cache[key]
+
+
 def _lut_product(sc, side, X, n_threads):
-    """``W @ X`` (side "right") or ``W^T @ X`` (side "left") for a float32 C-contiguous 2-D X."""
+    """``W @ X`` (side "right") or ``W^T @ X`` (side "left") for a float32 C-contiguous 2-D X,
+    on ``n_threads`` threads, or (None) on the count its ThreadChoice picks."""
     rows = sc.shape[0] if side == "right" else sc.shape[1]
     out = np.empty((rows, X.shape[1]), np.float32)
     lanes, lanes_t = product_lanes(sc, side)
-    return _core.matrix_matmul(out, X, lanes, lanes_t, np.ascontiguousarray(sc.coef, np.float32),
-                               thread_count(n_threads))
+    coef = np.ascontiguousarray(sc.coef, np.float32)
+    if n_threads is not None:
+        return _core.matrix_matmul(out, X, lanes, lanes_t, coef, thread_count(n_threads))
+    choice = _threads(sc, side, X.shape[1])
+    nt = choice.pick()
+    t0 = time.perf_counter()
+    _core.matrix_matmul(out, X, lanes, lanes_t, coef, nt)
+    choice.record(nt, time.perf_counter() - t0)
+    return out
 
 
 def matmul(sc, x, n_threads=None):
     """``W @ x`` for an order-2 SignCut ``W = S diag(coef) T^T``: ``S (coef * (T^T x))``.
 
     Computed by the C engine through lookup tables over groups of sign bits, in float32:
-    float64 (and integer) operands are rounded to float32 first. The answer is float32.
+    float64 (and integer) operands are rounded to float32 first. The answer has NumPy's
+    promoted dtype (float64 for a float64 ``x``), its values those of the float32 product.
     """
     m, n = sc.shape
-    x = _operand(x)
+    x, dtype = _operand(x)
     x2 = x[:, None] if x.ndim == 1 else x              # (..., n, p)
     if x2.shape[-2] != n:
         raise _mismatch(x2.shape[-2], n)
@@ -320,23 +266,23 @@ def matmul(sc, x, n_threads=None):
     X = np.ascontiguousarray(np.moveaxis(x2, -2, 0).reshape(n, -1), dtype=np.float32)
     out = _lut_product(sc, "right", X, n_threads)      # (m, batch * p)
     out = np.moveaxis(out.reshape((m,) + batch + (p,)), 0, -2)
-    _sparse_product(sc, out, x2.astype(np.float32, copy=False), left=False)
-    return np.ascontiguousarray(out[..., 0] if x.ndim == 1 else out)
+    _sparse_product(sc, out, x2, left=False)
+    return np.ascontiguousarray(out[..., 0] if x.ndim == 1 else out, dtype=dtype)
 
 
 def rmatmul(sc, x, n_threads=None):
     """``x @ W`` for an order-2 SignCut ``W = S diag(coef) T^T``: ``(W^T x^T)^T`` with
-    ``W^T = T diag(coef) S^T``, computed as ``matmul`` (float32)."""
+    ``W^T = T diag(coef) S^T``, computed as ``matmul``."""
     m, n = sc.shape
-    x = _operand(x)
+    x, dtype = _operand(x)
     x2 = x[None, :] if x.ndim == 1 else x              # (..., p, m)
     if x2.shape[-1] != m:
         raise _mismatch(m, x2.shape[-1])
     X = np.ascontiguousarray(x2.reshape(-1, m).T, dtype=np.float32)
     out = _lut_product(sc, "left", X, n_threads)       # (n, batch * p)
     out = out.T.reshape(x2.shape[:-1] + (n,))
-    _sparse_product(sc, out, x2.astype(np.float32, copy=False), left=True)
-    return np.ascontiguousarray(out[..., 0, :] if x.ndim == 1 else out)
+    _sparse_product(sc, out, x2, left=True)
+    return np.ascontiguousarray(out[..., 0, :] if x.ndim == 1 else out, dtype=dtype)
 
 
 def _sparse_product(sc, out, x2, left):

@@ -16,7 +16,7 @@ cdef extern from "signcut/signcut.h" nogil:
         void (*signs_matvec)(float *y, int64_t len, const uint64_t *bits, int64_t wpr,
                              const float *w, int64_t k)
         void (*signs_rmatvec)(float *z, const float *x, int64_t len, const uint64_t *bits,
-                              int64_t wpr, int64_t k)
+                              int64_t wpr, int64_t k) noexcept nogil
         void (*rank_update)(float *out, int64_t rows, int64_t cols, int64_t ld,
                             const float *a, int64_t lda, const float *panel, int64_t k)
         double (*pack_signs)(uint64_t *bits, const float *x, int64_t len)
@@ -46,6 +46,9 @@ cdef extern from "signcut/signcut.h" nogil:
                                  const float *val, int64_t rows, const uint64_t *bits)
         void (*flip_dots)(int64_t *cnt, const uint64_t *bits, int64_t wpr, const uint64_t *old,
                           const uint64_t *cur, const int64_t *qs, int64_t nq, int64_t k)
+        void (*gram_mul)(double *p, int64_t ldp, const uint64_t *a, int64_t lda, int64_t na,
+                         const uint64_t *b, int64_t ldb, int64_t nb, int64_t words,
+                         int64_t len) noexcept nogil
 
     int sc_cpu_supported()
     const char *sc_cpu_features()
@@ -133,6 +136,13 @@ cdef extern from "signcut/signcut.h" nogil:
     int sc_operator_decompose(const sc_kernels *K, int64_t m, int64_t n, double norm2,
                               sc_product_fn product, void *ctx, const sc_params *p,
                               sc_result *res)
+cdef extern from "signcut/signcut.h" nogil:
+    enum:
+        SC_GRAM_TILE
+    int sc_cuts_inner(const sc_kernels *K, int ndim, const int64_t *dims,
+                      const uint64_t *const *xbits, const float *xcoef, int64_t wx,
+                      const uint64_t *const *ybits, const float *ycoef, int64_t wy,
+                      int n_threads, double *out)
 
 cdef extern from "signcut/common.h" nogil:
     enum:

@@ -585,3 +585,5 @@ def _init():
 _init()
 
 include "_sparse.pxi"
+
+include "_algebra.pxi"

@@ -19,17 +19,20 @@ shape ``(d_0, ..., d_{k-1})`` it has the tensors
     Only for a decomposition with a sparse part (``decompose(..., outliers=q)``) of
     ``count`` entries: uint32 (uint64 when the array has 2**32 entries or more),
     ``(count,)``, strictly increasing flat C-order indices into the array's shape (before
-    any tensorization); float16, ``(count,)``, the entries divided by ``2**exponent``.
+    any tensorization); float16, ``(count,)``, the entries divided by ``2**exponent``
+    (float32 in format version 3, ``"values": "F32"``: the sparse part of a SignCut derived
+    by arithmetic, whose entries float16 would round).
 
 Everything else lives in the header's ``__metadata__`` (string -> string):
 
 ``format``: ``"signcut"``; ``format_version``: ``"1"``, or ``"2"`` when a decomposition
-has a sparse part (version 1 files are read as before); ``container``: ``"single"`` (``load``
+has a sparse part, ``"3"`` when one has float32 values (older versions are read as before); ``container``: ``"single"`` (``load``
 returns a :class:`SignCut`) or ``"mapping"`` (``load`` returns a dict); ``decompositions``: a
 JSON object ``{NAME: {"shape": [...], "width": w, "orig_dtype": "float32", "norm": x | null,
 "rel_error": e | null, "history": false, "tensorize": null | {"shape": [...], "axes": [...]},
-"outliers": null | {"count": k, "exponent": e, "error": x | null}}}`` (``outliers`` only in
-version 2; ``error`` is the relative error of the sparse part alone)
+"outliers": null | {"count": k, "exponent": e, "error": x | null}}}`` (``outliers`` from
+version 2; ``error`` is the relative error of the sparse part alone; version 3 adds
+``"values": "F32"`` for float32 values)
 in the order of the mapping (``shape`` is the shape of the modes, ``rel_error`` the final
 relative error); ``signs``: a reminder of the bit layout (informative only). The payload is
 ``sum_a ceil(width * d_a / 8) + 4 * width`` bytes (plus ``8 * width`` with the history,
@@ -57,7 +60,7 @@ __all__ = ["save", "load", "read_metadata", "FormatError"]
 
 FORMAT_NAME = "signcut"
 FORMAT_VERSION = 2               # written only when needed: files without outliers stay version 1
-READ_VERSIONS = ("1", "2")
+READ_VERSIONS = ("1", "2", "3")   # 3: float32 outlier values
 SINGLE_NAME = "signcut"          # the NAME used in a file saved from one SignCut
 MAX_NDIM = 32
 MAX_NAME_LENGTH = 256
@@ -190,11 +193,14 @@ def _encode(name, obj, history):
     if outliers is not None:
         meta["outliers"] = {"count": len(outliers), "exponent": int(outliers.exponent),
                             "error": outliers.error}
+        values = "F32" if outliers.values.dtype == np.float32 else "F16"
+        if values == "F32":
+            meta["outliers"]["values"] = values
         code = "U32" if index_dtype(obj.size) == np.uint32 else "U64"
         sparse = [(f"{name}/outliers.index", code,
                    np.ascontiguousarray(outliers.index, dtype=_DTYPES[code][0])),
-                  (f"{name}/outliers.values", "F16",
-                   np.ascontiguousarray(outliers.values, dtype="<f2"))]
+                  (f"{name}/outliers.values", values,
+                   np.ascontiguousarray(outliers.values, dtype=_DTYPES[values][0]))]
     return meta, errors_tensor, (f"{name}/coef", "F32", coef), streams, sparse
 
 
@@ -227,7 +233,8 @@ def _build_header(obj, history=False, metadata=None):
         meta, errors, coef, streams, sparse = _encode(name, item, history)
         metas[name] = meta
         parts.extend(errors + [coef] + streams + sparse)
-    version = 2 if any("outliers" in m for m in metas.values()) else 1
+    sparse_parts = [m["outliers"] for m in metas.values() if "outliers" in m]
+    version = 3 if any("values" in o for o in sparse_parts) else 2 if sparse_parts else 1
     metadata = {"format": FORMAT_NAME, "format_version": str(version),
                 "container": container,
                 "decompositions": json.dumps(metas, separators=(",", ":")),
@@ -355,6 +362,9 @@ def _parse_metadata(header):
         entries[name] = _parse_entry(name, entry)
         if entries[name]["outliers"] is not None and version == "1":
             raise FormatError(f"{name!r}: outliers in a version 1 file")
+        if entries[name]["outliers"] is not None and version == "2" \
+                and "values" in entries[name]["outliers"]:
+            raise FormatError(f"{name!r}: outlier values of a version 3 file in a version 2 file")
     return container, entries
 
 
@@ -408,9 +418,12 @@ def _parse_entry(name, entry):
     outliers = entry.get("outliers")
     if outliers is not None:
         if not isinstance(outliers, dict) or not {"count", "exponent"} <= set(outliers) \
-                or not set(outliers) <= {"count", "exponent", "error"}:
+                or not set(outliers) <= {"count", "exponent", "error", "values"}:
             raise FormatError(f"{name!r}: outliers must be null or {{\"count\": k, "
                               f"\"exponent\": e, \"error\": x | null}}, got {short_repr(outliers)}")
+        if outliers.get("values", "F32") != "F32":
+            raise FormatError(f"{name!r}: outlier values must be \"F32\" when given, got "
+                              f"{short_repr(outliers['values'])}")
         error = outliers.get("error")
         if error is not None and (isinstance(error, bool) or not isinstance(error, (int, float))
                                   or not math.isfinite(error) or error < 0):
@@ -441,7 +454,7 @@ def _expected_tensors(entries):
             count = e["outliers"]["count"]
             code = "U32" if index_dtype(math.prod(e["shape"])) == np.uint32 else "U64"
             out[f"{name}/outliers.index"] = (code, count)
-            out[f"{name}/outliers.values"] = ("F16", count)
+            out[f"{name}/outliers.values"] = (e["outliers"].get("values", "F16"), count)
     return out
 
 
@@ -554,7 +567,8 @@ def load(path):
             if e["outliers"] is not None:
                 index = _read_array(f, start, infos[f"{name}/outliers.index"],
                                     infos[f"{name}/outliers.index"]["dtype"])
-                values = _read_array(f, start, infos[f"{name}/outliers.values"], "F16")
+                values = _read_array(f, start, infos[f"{name}/outliers.values"],
+                                     e["outliers"].get("values", "F16"))
                 size = math.prod(shape)
                 if len(index) and int(index.max()) >= size:
                     raise FormatError(f"{name!r}: outlier index {int(index.max())} out of range "
@@ -565,14 +579,15 @@ def load(path):
                     raise FormatError(f"{name!r}: outlier values are not all finite")
                 try:
                     outliers = Outliers(index.astype(index_dtype(size)),
-                                        values.astype(np.float16), e["outliers"]["exponent"],
-                                        size, e["outliers"].get("error"))
+                                        values.astype(values.dtype.newbyteorder("=")),
+                                        e["outliers"]["exponent"],
+                                        size, e["outliers"].get("error"), copy=False)
                 except (TypeError, ValueError) as exc:
                     raise FormatError(f"{name!r}: bad sparse part: {exc}") from None
             try:
                 result = SignCut(shape, signs, coef, errors, norm=e["norm"],
                                  orig_dtype=e["orig_dtype"], tensorize=e["tensorize"],
-                                 outliers=outliers)
+                                 outliers=outliers, copy=False)
             except (TypeError, ValueError) as exc:
                 raise FormatError(f"{name!r}: inconsistent decomposition: {exc}") from None
             out[name] = result

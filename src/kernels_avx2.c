@@ -504,6 +504,47 @@ void sc_avx2_lut3_rows(float *out, int64_t rows, const uint32_t *lanes, int64_t 
     for (; b0 < nb; b0++) lut3_blocks(out + 8 * b0, lanes + b0 * ldl, ldl, tab, nwords, 1);
 }
 
+/* gram_mul for ni x nj (<= 4 x 4) pairs of rows: 16 popcnt chains over 8 loads per word.
+ * Measured on this project's 2-core AMD EPYC (interleaved, best of 15): 0.41 / 0.50 / 0.85
+ * ns per pair and word for rows of 64 / 8 / 2 words, against 0.50 / 0.83 / 2.70 for nibble
+ * lookups (two vpshufb per 4 words) in 2 x 2 blocks of 8-bit counters. (On cores with a
+ * single popcnt port the byte lookups may win.) */
+static inline __attribute__((always_inline)) void gram_block(
+        double *p, int64_t ldp, const uint64_t *a, int64_t lda, const uint64_t *b, int64_t ldb,
+        int64_t words, int64_t len, int ni, int nj) {
+    int64_t acc[4][4] = {{0}};
+    for (int64_t q = 0; q < words; q++) {
+        uint64_t va[4], vb[4];
+        for (int r = 0; r < ni; r++) va[r] = a[r * lda + q];
+        for (int c = 0; c < nj; c++) vb[c] = b[c * ldb + q];
+        for (int r = 0; r < ni; r++)
+            for (int c = 0; c < nj; c++) acc[r][c] += (int64_t)_mm_popcnt_u64(va[r] ^ vb[c]);
+    }
+    for (int r = 0; r < ni; r++)
+        for (int c = 0; c < nj; c++) p[r * ldp + c] *= (double)(len - 2 * acc[r][c]);
+}
+
+/* The blocks at the edges (fewer than 4 rows or columns left). */
+static void gram_edge(double *p, int64_t ldp, const uint64_t *a, int64_t lda, const uint64_t *b,
+                      int64_t ldb, int64_t words, int64_t len, int ni, int nj) {
+    gram_block(p, ldp, a, lda, b, ldb, words, len, ni, nj);
+}
+
+static void gram_mul(double *p, int64_t ldp, const uint64_t *a, int64_t lda, int64_t na,
+                     const uint64_t *b, int64_t ldb, int64_t nb, int64_t words, int64_t len) {
+    for (int64_t i = 0; i < na; i += 4) {
+        int ni = (na - i < 4) ? (int)(na - i) : 4;
+        for (int64_t j = 0; j < nb; j += 4) {
+            int nj = (nb - j < 4) ? (int)(nb - j) : 4;
+            double *pp = p + i * ldp + j;
+            if (ni == 4 && nj == 4)
+                gram_block(pp, ldp, a + i * lda, lda, b + j * ldb, ldb, words, len, 4, 4);
+            else
+                gram_edge(pp, ldp, a + i * lda, lda, b + j * ldb, ldb, words, len, ni, nj);
+        }
+    }
+}
+
 const sc_kernels sc_kernels_avx2 = {
     "avx2", accum_rows, signs_matvec, signs_rmatvec, rank_update,
     pack_signs, unpack_signs, sign_dots, sumsq, group_apply, sc_avx2_nib_tables,
@@ -511,4 +552,5 @@ const sc_kernels sc_kernels_avx2 = {
     sc_avx2_lut3_rows, sc_avx2_lut_rows,
     .sparse_accum = sc_sparse_accum, .sparse_sign_rows = sc_sparse_sign_rows,
     .flip_dots = sc_flip_dots,
+    .gram_mul = gram_mul,
 };

@@ -354,6 +354,48 @@ static void flip_dots(int64_t *cnt, const uint64_t *bits, int64_t wpr, const uin
     }
 }
 
+/* gram_mul for ni x nj (<= 4 x 2) pairs of rows: vpopcntq on 8 words at a time, the last
+ * ones through a masked load (zeros past the row). */
+static inline __attribute__((always_inline)) void gram_block(
+        double *p, int64_t ldp, const uint64_t *a, int64_t lda, const uint64_t *b, int64_t ldb,
+        int64_t words, int64_t len, int ni, int nj) {
+    __m512i acc[4][2];
+    for (int r = 0; r < 4; r++)
+        for (int c = 0; c < 2; c++) acc[r][c] = _mm512_setzero_si512();
+    for (int64_t q = 0; q < words; q += 8) {
+        __mmask8 m = (__mmask8)((words - q >= 8) ? 0xFF : ((1u << (words - q)) - 1));
+        __m512i va[4], vb[2];
+        for (int r = 0; r < ni; r++) va[r] = _mm512_maskz_loadu_epi64(m, a + r * lda + q);
+        for (int c = 0; c < nj; c++) vb[c] = _mm512_maskz_loadu_epi64(m, b + c * ldb + q);
+        for (int r = 0; r < ni; r++)
+            for (int c = 0; c < nj; c++)
+                acc[r][c] = _mm512_add_epi64(acc[r][c],
+                                             _mm512_popcnt_epi64(_mm512_xor_si512(va[r], vb[c])));
+    }
+    for (int r = 0; r < ni; r++)
+        for (int c = 0; c < nj; c++)
+            p[r * ldp + c] *= (double)(len - 2 * (int64_t)_mm512_reduce_add_epi64(acc[r][c]));
+}
+
+static void gram_mul(double *p, int64_t ldp, const uint64_t *a, int64_t lda, int64_t na,
+                     const uint64_t *b, int64_t ldb, int64_t nb, int64_t words, int64_t len) {
+    int64_t i = 0;
+    for (; i + 4 <= na; i += 4) {
+        int64_t j = 0;
+        for (; j + 2 <= nb; j += 2)
+            gram_block(p + i * ldp + j, ldp, a + i * lda, lda, b + j * ldb, ldb, words, len, 4, 2);
+        if (j < nb)
+            gram_block(p + i * ldp + j, ldp, a + i * lda, lda, b + j * ldb, ldb, words, len, 4, 1);
+    }
+    for (; i < na; i++) {
+        int64_t j = 0;
+        for (; j + 2 <= nb; j += 2)
+            gram_block(p + i * ldp + j, ldp, a + i * lda, lda, b + j * ldb, ldb, words, len, 1, 2);
+        if (j < nb)
+            gram_block(p + i * ldp + j, ldp, a + i * lda, lda, b + j * ldb, ldb, words, len, 1, 1);
+    }
+}
+
 const sc_kernels sc_kernels_avx512 = {
     "avx512", accum_rows, signs_matvec, signs_rmatvec, rank_update,
     pack_signs, unpack_signs, sign_dots, sumsq, group_apply, sc_avx2_nib_tables,
@@ -361,4 +403,5 @@ const sc_kernels sc_kernels_avx512 = {
     accum_rows_h, sc_avx2_to_half, sc_avx2_transpose16, sc_avx2_absmax, lut3_rows, lut_rows,
     .sparse_accum = sc_sparse_accum, .sparse_sign_rows = sc_sparse_sign_rows,
     .flip_dots = flip_dots,
+    .gram_mul = gram_mul,
 };

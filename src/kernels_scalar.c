@@ -134,10 +134,22 @@ static void lut_rows(float *out, int64_t rows, const uint32_t *lanes, int64_t ld
     }
 }
 
+static void gram_mul(double *p, int64_t ldp, const uint64_t *a, int64_t lda, int64_t na,
+                     const uint64_t *b, int64_t ldb, int64_t nb, int64_t words, int64_t len) {
+    for (int64_t i = 0; i < na; i++)
+        for (int64_t j = 0; j < nb; j++) {
+            const uint64_t *x = a + i * lda, *y = b + j * ldb;
+            int64_t diff = 0;
+            for (int64_t q = 0; q < words; q++) diff += sc_popcount64(x[q] ^ y[q]);
+            p[i * ldp + j] *= (double)(len - 2 * diff);
+        }
+}
+
 const sc_kernels sc_kernels_scalar = {
     "scalar", accum_rows, signs_matvec, signs_rmatvec, rank_update,
     pack_signs, unpack_signs, sign_dots, sumsq, group_apply, sc_nib_tables, transpose,
     accum_rows_h, to_half, transpose16, absmax, sc_lut3_rows, lut_rows,
     .sparse_accum = sc_sparse_accum, .sparse_sign_rows = sc_sparse_sign_rows,
     .flip_dots = sc_flip_dots,
+    .gram_mul = gram_mul,
 };

@@ -6,6 +6,7 @@ from hypothesis import given, settings, strategies as st
 
 import signcut
 from signcut import SignCut
+from signcut._indexing import parse_index
 from reference import pack
 
 SHAPES = [(1,), (70,), (65,), (64, 65), (1, 70), (7, 3), (3, 65, 7), (70, 1, 3),
@@ -21,6 +22,8 @@ def random_signcut(shape, width, seed=0):
 
 def assert_close(got, want, sc):
     """Equal up to float32 rounding of sums over the cuts."""
+    if isinstance(got, SignCut):
+        got = got.expand()
     assert np.shape(got) == np.shape(want)
     atol = 1e-5 * max(1.0, float(np.abs(sc.coef).sum()))
     np.testing.assert_allclose(np.asarray(got, np.float64), np.asarray(want, np.float64),
@@ -88,11 +91,18 @@ def advanced_keys(shape):
     return keys
 
 
+def expected_type(want, basic):
+    """A basic index gives a SignCut unless the answer is a scalar, 0-d or empty."""
+    if basic and isinstance(want, np.ndarray) and want.ndim and want.size:
+        return SignCut
+    return type(want)
+
+
 def test_index_basic(case):
     sc, X = case
     for key in basic_keys(sc.shape):
         got, want = sc[key], X[key]
-        assert type(got) is type(want), key
+        assert type(got) is expected_type(want, True), key
         assert got.dtype == np.float32
         assert_close(got, want, sc)
 
@@ -114,6 +124,7 @@ def test_index_decomposed(decomposed):
 def test_index_does_not_expand(no_expand):
     sc = random_signcut((5, 6, 7), 37)
     assert sc[1:3, ::-2, [0, 6]].shape == (2, 3, 2)
+    assert sc[1:3, ::-2, None, 0].shape == (2, 3, 1)
     assert isinstance(sc[0, 0, 0], np.float32)
 
 
@@ -171,7 +182,7 @@ def test_index_random_basic(args):
     sc, key = args
     want = sc.expand()[key]
     got = sc[key]
-    assert type(got) is type(want)
+    assert type(got) is expected_type(want, True)
     assert_close(got, want, sc)
 
 
@@ -181,7 +192,7 @@ def test_index_random_advanced(args):
     sc, key = args
     want = sc.expand()[key]
     got = sc[key]
-    assert type(got) is type(want)
+    assert type(got) is expected_type(want, not parse_index(key, sc.shape).advanced)
     assert_close(got, want, sc)
 
 
@@ -194,8 +205,8 @@ def test_index_out_of_range(key):
 
 
 @pytest.mark.parametrize("key", [1.0, "a", [0.5], (0, 1.5), np.array([1.0]), [True, False],
-                                 np.ones((3, 5), bool), True, np.True_, ([0], [1]),
-                                 (np.zeros(3, bool), [0]), [[0, 1], [slice(None)]]])
+                                 np.ones((3, 4), bool), ([0, 1], [1, 2, 3]),
+                                 [[0, 1], [slice(None)]]])
 def test_index_unsupported(key):
     sc = random_signcut((3, 5), 4)
     with pytest.raises(IndexError):
@@ -216,12 +227,13 @@ def test_transpose(case):
     assert sc.T.T.shape == sc.shape and sc.T.width == sc.width
 
 
-def test_transpose_shares_nothing():
+def test_transpose_shares_only_read_only_arrays():
     sc = random_signcut((3, 4, 5), 6)
     t = sc.transpose(2, 0, 1)
     assert t.shape == (5, 3, 4)
-    assert not any(np.shares_memory(a, b) for a in t.signs for b in sc.signs)
-    assert not np.shares_memory(t.coef, sc.coef)
+    for a in t.signs + (t.coef,):
+        with pytest.raises(ValueError):
+            a.setflags(write=True)
 
 
 @pytest.mark.parametrize("axes,error", [((0, 0, 1), ValueError), ((0, 1), ValueError),
@@ -293,12 +305,12 @@ def test_matmul(shape, width, dtype):
               rng.standard_normal((2, n, 4))):
         x = x.astype(dtype)
         got = sc @ x
-        assert isinstance(got, np.ndarray) and got.dtype == np.float32
+        assert isinstance(got, np.ndarray) and got.dtype == dtype     # NumPy's promotion
         assert_close(got, X @ x, sc)
     for y in (rng.standard_normal(m), rng.standard_normal((5, m)), rng.standard_normal((2, 1, m))):
         y = y.astype(dtype)
         got = y @ sc
-        assert isinstance(got, np.ndarray) and got.dtype == np.float32
+        assert isinstance(got, np.ndarray) and got.dtype == dtype
         assert_close(got, y @ X, sc)
         assert_close(y.tolist() @ sc, y @ X, sc)
 

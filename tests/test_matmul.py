@@ -21,10 +21,10 @@ def dense(sc):
     return sc.expand().astype(np.float64)
 
 
-def assert_product(got, want):
+def assert_product(got, want, dtype=np.float32):
     """Equal up to float32 rounding: each entry within 2e-5 of the rms of the answer (a single
-    wrong sign bit moves an entry by far more)."""
-    assert got.shape == want.shape and got.dtype == np.float32
+    wrong sign bit moves an entry by far more); ``dtype`` the promoted one of the operand."""
+    assert got.shape == want.shape and got.dtype == dtype
     scale = float(np.sqrt(np.mean(np.square(want)))) if want.size else 0.0
     np.testing.assert_allclose(got.astype(np.float64), want, rtol=0, atol=2e-5 * scale + 1e-30)
 
@@ -150,14 +150,15 @@ def test_matmul_inputs(rng):
     views = [X[::2, 0], X[:90, ::3], np.asfortranarray(X[:90]), X[:90].astype(np.float32).T.copy().T,
              X[:90].astype(np.int64), X[:90] > 0]
     for v in views:                                   # float64, strided, Fortran, int, bool
-        assert_product(sc @ v, A @ v.astype(np.float32).astype(np.float64))
+        assert_product(sc @ v, A @ v.astype(np.float32).astype(np.float64),
+                       np.result_type(v.dtype, np.float32))
     Y = rng.standard_normal((4, 140))
     for v in [Y[:, ::2], Y[:, :70].T.copy().T, Y[0, ::2]]:
-        assert_product(v @ sc, v.astype(np.float32).astype(np.float64) @ A)
+        assert_product(v @ sc, v.astype(np.float32).astype(np.float64) @ A, np.float64)
     B = rng.standard_normal((3, 90, 4))               # stacked matrices
-    assert_product(sc @ B, A @ B.astype(np.float32).astype(np.float64))
+    assert_product(sc @ B, A @ B.astype(np.float32).astype(np.float64), np.float64)
     C = rng.standard_normal((2, 5, 70))
-    assert_product(C @ sc, C.astype(np.float32).astype(np.float64) @ A)
+    assert_product(C @ sc, C.astype(np.float32).astype(np.float64) @ A, np.float64)
 
 
 def test_float64_input_is_rounded_to_float32(rng):
@@ -222,3 +223,53 @@ def test_cached_layouts(rng):
     np.testing.assert_array_equal(copy.deepcopy(sc) @ x, first)
     assert "_product_lanes" not in sc.truncate(10).__dict__      # a new result, its own cache
     assert_product(sc.truncate(10) @ x, dense(sc.truncate(10)) @ x)
+
+
+# ------------------------------------------------------------------ thread choice under load
+def simulate(choice, times, calls):
+    """Thread counts a ThreadChoice picks over ``calls`` products timed by ``times(k, nt)``."""
+    picked = []
+    for k in range(calls):
+        nt = choice.pick()
+        picked.append(nt)
+        choice.record(nt, times(k, nt))
+    return picked
+
+
+def test_thread_choice_measures_then_keeps_the_faster():
+    from signcut._array import ThreadChoice
+    w = ThreadChoice.WINDOW
+    # quiet cores: all threads faster; the single thread is measured again now and then,
+    # less and less often while it keeps losing
+    picked = simulate(ThreadChoice(4), lambda k, nt: 1.0 if nt == 4 else 1.5, 1000)
+    assert picked[:2 * w] == [4] * w + [1] * w
+    starts = [k for k in range(2 * w, 1000) if picked[k] == 1 and picked[k - 1] == 4]
+    assert np.diff(starts).tolist() == [ThreadChoice.EVERY * 2 ** i + w for i in range(1, len(starts))]
+    # one unlucky call changes nothing
+    spike = lambda k, nt: (50.0 if k == 300 else 1.0) if nt == 4 else 1.5
+    assert simulate(ThreadChoice(4), spike, 400)[301:320] == [4] * 19
+    # a busy process arrives at call 100: all threads get 8x slower, one thread barely; it
+    # leaves at call 200: back to all threads at the next measurement
+    busy = lambda k, nt: (8.0 if nt == 4 else 1.6) if 100 <= k < 200 else (1.0 if nt == 4 else 1.5)
+    picked = simulate(ThreadChoice(4), busy, 600)
+    assert picked[100:100 + w] == [4] * w                # the window fills with slow calls ...
+    assert picked[100 + w:100 + w + ThreadChoice.EVERY] == [1] * ThreadChoice.EVERY   # switch
+    assert picked[100:200].count(4) <= 2 * w            # and one measurement of all threads
+    assert picked[-200:].count(4) >= 200 - 2 * w
+    # one thread only when clearly faster (MARGIN)
+    assert simulate(ThreadChoice(2), lambda k, nt: 1.0 if nt == 2 else 0.9, 50)[-1] == 2
+    assert simulate(ThreadChoice(1), lambda k, nt: 1.0, 5) == [1] * 5
+
+
+def test_products_pick_their_threads_per_side_and_columns(rng):
+    sc = signcut_of(rng, 300, 200, 50)
+    x, y, X = rng.standard_normal(200), rng.standard_normal(300), rng.standard_normal((200, 9))
+    want = [sc @ x, y @ sc, sc @ X]
+    for _ in range(5):                                   # whatever count is picked: same bits
+        for got, w in zip([sc @ x, y @ sc, sc @ X], want):
+            np.testing.assert_array_equal(got, w)
+    choices = sc.__dict__["_product_threads"]
+    assert set(choices) == {("right", 1), ("left", 1), ("right", "blocks of 64", 1)}
+    assert all(c.calls == 6 for c in choices.values())
+    import pickle
+    assert "_product_threads" not in pickle.loads(pickle.dumps(sc)).__dict__

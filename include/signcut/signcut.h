@@ -94,6 +94,12 @@ typedef struct sc_kernels {
      * many sign j has opposite to cur. */
     void (*flip_dots)(int64_t *cnt, const uint64_t *bits, int64_t wpr, const uint64_t *old,
                       const uint64_t *cur, const int64_t *qs, int64_t nq, int64_t k);
+    /* p[i*ldp + j] *= <a_i, b_j> = len - 2 popcount(a_i XOR b_j) for i < na, j < nb: one
+     * mode's factor of the products of two blocks of cuts, a_i = a + i*lda and b_j = b + j*ldb
+     * packed sign rows of `words` words and len entries (tail bits zero). The factors are
+     * exact integers, so every instruction set gives the same bits. */
+    void (*gram_mul)(double *p, int64_t ldp, const uint64_t *a, int64_t lda, int64_t na,
+                     const uint64_t *b, int64_t ldb, int64_t nb, int64_t words, int64_t len);
 } sc_kernels;
 
 /* The kernel tables; NULL when not compiled in. */
@@ -261,6 +267,16 @@ typedef int (*sc_product_fn)(void *ctx, int transposed, const uint64_t *bits, fl
  * its squared Frobenius norm norm2 (res->norm = sqrt(norm2); errors are relative to it). */
 int sc_operator_decompose(const sc_kernels *K, int64_t m, int64_t n, double norm2,
                           sc_product_fn product, void *ctx, const sc_params *p, sc_result *res);
+/* *out = <X, Y> = sum_{i,j} xcoef[i] ycoef[j] prod_a <x_a_i, y_a_j> for two decompositions
+ * with the same ndim modes of dims[a] entries: xbits[a] (wx rows) and ybits[a] (wy rows) the
+ * packed signs of mode a. Tiles of SC_GRAM_TILE x SC_GRAM_TILE cuts (no wx x wy matrix is
+ * held), accumulated in double in a fixed order: n_threads cannot change a bit. When x and y
+ * are the same arrays (a norm), only the tiles on and above the diagonal are computed. */
+#define SC_GRAM_TILE 128
+int sc_cuts_inner(const sc_kernels *K, int ndim, const int64_t *dims,
+                  const uint64_t *const *xbits, const float *xcoef, int64_t wx,
+                  const uint64_t *const *ybits, const float *ycoef, int64_t wy,
+                  int n_threads, double *out);
 
 #ifdef __cplusplus
 }
