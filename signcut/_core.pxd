@@ -49,6 +49,8 @@ cdef extern from "signcut/signcut.h" nogil:
         void (*gram_mul)(double *p, int64_t ldp, const uint64_t *a, int64_t lda, int64_t na,
                          const uint64_t *b, int64_t ldb, int64_t nb, int64_t words,
                          int64_t len) noexcept nogil
+        void (*chunk_apply)(float *y, int64_t len, const uint8_t *chunks, const uint8_t *tab,
+                            int64_t nplanes, float scale)
 
     int sc_cpu_supported()
     const char *sc_cpu_features()
@@ -150,3 +152,4 @@ cdef extern from "signcut/common.h" nogil:
     enum:
         SC_LUT3_GROUPS
     void sc_lut3_tables(float *tab, const float *x, int64_t len)
+    void sc_chunk_tables(uint8_t *tab, const uint8_t *tlo, const uint8_t *thi, int64_t ngroups)

@@ -152,4 +152,5 @@ const sc_kernels sc_kernels_scalar = {
     .sparse_accum = sc_sparse_accum, .sparse_sign_rows = sc_sparse_sign_rows,
     .flip_dots = sc_flip_dots,
     .gram_mul = gram_mul,
+    .chunk_apply = sc_chunk_apply,
 };

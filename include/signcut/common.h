@@ -169,6 +169,45 @@ static inline void sc_nib_apply(float *y, int64_t len, const uint8_t *nib, int64
     }
 }
 
+/* The sparse engine's signs of every cut in chunk layout, per block of 64 cuts: chunks of
+ * SC_CHUNK entries, each 8 planes of SC_CHUNK bytes, byte sc_chunk_at(i, p) holding the signs
+ * of cuts 8p..8p+7 of the block at entry i (bit l set if cut 8p + l has -1 there): group 2p
+ * of the nibble tables in its low nibble, group 2p + 1 in its high one. One bit per cut and
+ * entry, and a chunk's 128 bytes are all that a lookup of its entries reads. */
+#define SC_CHUNK 16
+
+static inline int64_t sc_chunk_at(int64_t i, int64_t plane) {
+    return 8 * SC_CHUNK * (i / SC_CHUNK) + SC_CHUNK * plane + i % SC_CHUNK;
+}
+
+/* The tables of chunk_apply: the nibble tables of ngroups groups (tlo/thi[16g + x], from
+ * nib_tables) reordered by nibble, then plane, so that consecutive planes' tables are side
+ * by side: tab[16 (8n + p) + x] is the low byte of entry x of group 2p + n, tab[256 + ...]
+ * its high byte; groups from ngroups on are zero. */
+static inline void sc_chunk_tables(uint8_t tab[512], const uint8_t *tlo, const uint8_t *thi,
+                                   int64_t ngroups) {
+    memset(tab, 0, 512);
+    for (int64_t g = 0; g < ngroups; g++) {
+        memcpy(tab + 16 * (8 * (g % 2) + g / 2), tlo + 16 * g, 16);
+        memcpy(tab + 256 + 16 * (8 * (g % 2) + g / 2), thi + 16 * g, 16);
+    }
+}
+
+/* Scalar form of chunk_apply (signcut.h) for entries [0, len). */
+static inline void sc_chunk_apply(float *y, int64_t len, const uint8_t *chunks,
+                                  const uint8_t *tab, int64_t nplanes, float scale) {
+    for (int64_t i = 0; i < len; i++) {
+        int acc = 0;
+        for (int64_t p = 0; p < nplanes; p++)
+            for (int n = 0; n < 2; n++) {
+                int64_t e = 16 * (8 * n + p) + ((chunks[sc_chunk_at(i, p)] >> (4 * n)) & 15);
+                int v = tab[e] | (tab[256 + e] << 8);
+                acc += v - ((v & 0x8000) << 1);
+            }
+        y[i] = fmaf(scale, (float)acc, y[i]);
+    }
+}
+
 /* Row kernel of a rank update: rows [0, nr) (nr <= 4) of out, columns [0, cols), panel with
  * leading dimension pld, k terms. */
 typedef void (*sc_rank_rows_fn)(float *out, int nr, int64_t cols, int64_t ld, const float *a,

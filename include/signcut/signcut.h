@@ -100,6 +100,12 @@ typedef struct sc_kernels {
      * exact integers, so every instruction set gives the same bits. */
     void (*gram_mul)(double *p, int64_t ldp, const uint64_t *a, int64_t lda, int64_t na,
                      const uint64_t *b, int64_t ldb, int64_t nb, int64_t words, int64_t len);
+    /* y[i] = fma(scale, sum of the table entries of entry i's nibbles in planes p < nplanes,
+     * y[i]) for the signs in chunk layout and the tables of sc_chunk_tables (common.h): the
+     * group_apply of signs stored 1 bit per cut and entry. Same bits on every instruction set
+     * (sc_chunk_apply). */
+    void (*chunk_apply)(float *y, int64_t len, const uint8_t *chunks, const uint8_t *tab,
+                        int64_t nplanes, float scale);
 } sc_kernels;
 
 /* The kernel tables; NULL when not compiled in. */
