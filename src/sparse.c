@@ -1,9 +1,9 @@
 /* signcut: the greedy driver for an implicit remainder R = A - sum_j c_j s_j t_j^T, where A
  * is a sparse matrix (CSR and CSC) or an operator known only by its products. Written once
- * against the kernel table, with the matrix engine's search (src/matrix.c): the same kicks,
- * growth test and per-cut random generator, but every cut starts from random signs (the plain
- * greedy of Frieze and Kannan): warm starts fall back into the previous cut's family on
- * matrices that are mostly zeros (see ELONGATED in matrix.c).
+ * against the kernel table, with the matrix engine's search rules (driver.h: growth test,
+ * start attempts; common.h: kicks, per-cut random generator), but every cut starts from
+ * random signs (the plain greedy of Frieze and Kannan): warm starts fall back into the
+ * previous cut's family on matrices that are mostly zeros (see ELONGATED in matrix.c).
  *
  * Each side keeps its image of the other side's signs in two parts, u = R t = uA - uC: the
  * A part uA = A t and the cuts' part uC = sum_j c_j <t_j, t> s_j. When t flips on a set F,
@@ -33,8 +33,6 @@
 #define TILE 256                 /* entries per parallel tile, a multiple of 64 */
 #define BLOCK 64                 /* cuts per block of group tables (their int16 bound) */
 #define TAB (16 * SC_NIB_GROUPS) /* bytes of one block's low (or high) table bytes */
-#define GROWTH_TOL 1e-6          /* as in matrix.c */
-#define START_ATTEMPTS 8
 #define FLIP_CHUNK 256           /* flipped lines listed at a time */
 #define FULL_DIV 8                /* A y from scratch when more than 1 / FULL_DIV of y flips */
 /* Below this relative error the cuts' part of the images changes through signs_matvec (float32,
@@ -194,22 +192,15 @@ static double half_step(engine_t *E, side_t *Y, side_t *X) {
     return val;
 }
 
-/* Whether half step h (value val, the previous one's cur) ends the alternation (matrix.c). */
-static inline int alternation_ends(int64_t h, double val, double cur, double tol,
-                                   int64_t max_sweeps) {
-    return (h > 0 && !(val > cur * (1.0 + tol))) || h + 1 >= max_sweeps;
-}
-
 /* Alternate from the candidate signs of side Y0 while the value grows; returns the value of
  * the signs left in S.bits and T.bits (the images match them), -1 on a failed product. */
 static double alternate(engine_t *E, const sc_params *prm, side_t *Y0) {
-    double tol = prm->growth_tol > 0.0 ? prm->growth_tol : GROWTH_TOL;
     side_t *Y = Y0, *X = (Y0 == &E->T) ? &E->S : &E->T;
     double cur = 0.0;
     for (int64_t h = 0;; h++) {
         double val = half_step(E, Y, X);
         if (val < 0.0) return -1.0;
-        if (alternation_ends(h, val, cur, tol, prm->max_sweeps)) break;
+        if (sc_alternation_ends(prm, h, val, cur)) break;
         cur = val;
         side_t *tmp = X; X = Y; Y = tmp;
     }
@@ -221,18 +212,12 @@ static double best_cut(engine_t *E, const sc_params *prm, sc_rng *rng) {
     int restarts = prm->restarts > 1 ? prm->restarts : 1;
     double best = 0.0;
     int found = 0, last_is_best = 0;
-    for (int attempt = 0; attempt < START_ATTEMPTS + restarts && found < restarts; attempt++) {
+    for (int attempt = 0; attempt < SC_START_ATTEMPTS + restarts && found < restarts; attempt++) {
         side_t *Y = &E->T;
-        if (found > 0) {
-            for (int64_t q = 0; q < E->T.words; q++) {
-                uint64_t r = ~UINT64_C(0);
-                for (int b = 0; b < SC_KICK_SHIFT; b++) r &= sc_rng_next(rng);
-                E->T.cand[q] = E->best_t[q] ^ r;
-            }
-            E->T.cand[E->T.words - 1] &= sc_tail_mask(E->n);
-        } else {
+        if (found > 0)
+            sc_kick_signs(rng, E->T.cand, E->best_t, E->n);
+        else
             sc_rng_signs(rng, E->T.cand, E->n);
-        }
         double val = alternate(E, prm, Y);
         if (val < 0.0) return -1.0;
         if (!(val > 0.0)) {

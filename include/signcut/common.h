@@ -107,6 +107,18 @@ static inline void sc_rng_signs(sc_rng *r, uint64_t *bits, int64_t d) {
     if (w) bits[w - 1] &= sc_tail_mask(d);
 }
 
+/* A kick of the d-entry signs `best` into `bits`: each entry flipped with probability
+ * 2^-SC_KICK_SHIFT (tail bits zero). */
+static inline void sc_kick_signs(sc_rng *r, uint64_t *bits, const uint64_t *best, int64_t d) {
+    int64_t w = sc_words(d);
+    for (int64_t k = 0; k < w; k++) {
+        uint64_t x = ~UINT64_C(0);
+        for (int b = 0; b < SC_KICK_SHIFT; b++) x &= sc_rng_next(r);
+        bits[k] = best[k] ^ x;
+    }
+    if (w) bits[w - 1] &= sc_tail_mask(d);
+}
+
 /* Pending cuts (up to 64) are also stored as nibbles: byte nib[g * ldn + i] holds bits
  * 4g..4g+3 of entry i's pending signs (bit l set if pending cut 4g + l has -1 at i). Adding
  * sum_j w_j * sign_j[i] goes through one 16-entry table per group of 4 cuts, in 16-bit fixed

@@ -41,6 +41,21 @@ static inline double sc_now_seconds(void) {
  * "exhausted"). */
 #define SC_EXACT_ERROR 0x1p-23
 
+/* The rules of a matrix search (the sparse engine uses these; matrix.c has its own copy of
+ * the same): an alternation goes on while |s^T R t| grows by more than a relative tolerance
+ * (p->growth_tol, SC_GROWTH_TOL when <= 0) and for at most p->max_sweeps half steps; growth
+ * below it is rounding noise in the images, not progress, and counting it could cycle through
+ * flips without end. A start whose value is 0 does not count and is drawn again, up to
+ * SC_START_ATTEMPTS times. */
+#define SC_GROWTH_TOL 1e-6
+#define SC_START_ATTEMPTS 8
+
+/* Whether half step h (value val, the previous one's cur) ends the alternation. */
+static inline int sc_alternation_ends(const sc_params *p, int64_t h, double val, double cur) {
+    double tol = p->growth_tol > 0.0 ? p->growth_tol : SC_GROWTH_TOL;
+    return (h > 0 && !(val > cur * (1.0 + tol))) || h + 1 >= p->max_sweeps;
+}
+
 /* After `width` cuts with relative error `err`: report progress, then check the budgets.
  * Returns 1 to stop (with *stopped_by set, and *status = SC_ERR_CALLBACK if the callback
  * failed), 0 to go on. */
