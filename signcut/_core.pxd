@@ -49,8 +49,8 @@ cdef extern from "signcut/signcut.h" nogil:
         void (*gram_mul)(double *p, int64_t ldp, const uint64_t *a, int64_t lda, int64_t na,
                          const uint64_t *b, int64_t ldb, int64_t nb, int64_t words,
                          int64_t len) noexcept nogil
-        void (*chunk_apply)(float *y, int64_t len, const uint8_t *chunks, const uint8_t *tab,
-                            int64_t nplanes, float scale)
+        void (*chunk_apply)(float *y, int64_t len, const uint8_t *chunks, int64_t planes,
+                            const uint8_t *tab, float scale)
 
     int sc_cpu_supported()
     const char *sc_cpu_features()

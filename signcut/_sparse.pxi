@@ -56,27 +56,29 @@ def kernel_flip_dots(str isa, const uint64_t[:, ::1] bits, const uint64_t[::1] o
     return cnt
 
 
-def kernel_chunk_apply(str isa, float[::1] y, const uint64_t[::1] signs, const float[::1] w):
-    """y[i] += sum_j w[j] * (-1 if bit j of signs[i] else 1) for up to 64 weights, through the
-    nibble tables in 16-bit fixed point, the signs in chunk layout (common.h)."""
+def kernel_chunk_apply(str isa, float[::1] y, const uint64_t[::1] signs, const float[::1] w,
+                       int64_t planes):
+    """y[i] += sum_j w[j] * (-1 if bit j of signs[i] else 1) for up to 8 * planes weights,
+    through the nibble tables in 16-bit fixed point, the signs in chunk layout of `planes`
+    planes (common.h)."""
     cdef const sc_kernels *K = _get(isa)
     cdef uint8_t tlo[16 * SC_NIB_GROUPS]
     cdef uint8_t thi[16 * SC_NIB_GROUPS]
+    cdef uint8_t tab[512]
     cdef float scale = 0
     cdef int64_t k = w.shape[0], n = y.shape[0], ng
-    if k > 64 or signs.shape[0] != n:
+    if planes not in (2, 4, 8) or k > 8 * planes or signs.shape[0] != n:
         raise ValueError("shape mismatch")
     # byte p of entry i's word (little-endian) at plane p of its chunk
     nchunks = (n + 15) // 16
     padded = np.zeros(16 * nchunks, "<u8")
     padded[:n] = signs
     cdef uint8_t[::1] chunks = np.ascontiguousarray(
-        padded.view(np.uint8).reshape(nchunks, 16, 8).transpose(0, 2, 1)).ravel()
-    cdef uint8_t tab[512]
+        padded.view(np.uint8).reshape(nchunks, 16, 8)[:, :, :planes].transpose(0, 2, 1)).ravel()
     ng = K.nib_tables(tlo, thi, &scale, &w[0] if k else NULL, k)
     sc_chunk_tables(tab, tlo, thi, ng)
     if n and ng:
-        K.chunk_apply(&y[0], n, &chunks[0], tab, (ng + 1) // 2, scale)
+        K.chunk_apply(&y[0], n, &chunks[0], planes, tab, scale)
 
 
 cdef _check_lines(const int64_t[::1] ptr, const int32_t[::1] idx, const float[::1] val, length):

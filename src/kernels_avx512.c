@@ -204,16 +204,20 @@ static void group_apply(float *y, int64_t len, const uint8_t *nib, int64_t ldn,
 /* A chunk of 16 entries at a time: each 64-byte load holds four planes of the chunk, one per
  * 128-bit lane, and the matching 64 bytes of the tables hold those planes' tables, so each
  * lane's byte shuffle reads its own group; the four lanes' int16 sums (the same entries) add
- * up at the end. */
-static void chunk_apply(float *y, int64_t len, const uint8_t *chunks, const uint8_t *tab,
-                        int64_t nplanes, float scale) {
+ * up at the end. Chunks of 2 planes go through the AVX2 kernel. */
+static void chunk_apply(float *y, int64_t len, const uint8_t *chunks, int64_t planes,
+                        const uint8_t *tab, float scale) {
+    if (planes < 4) {
+        sc_avx2_chunk_apply(y, len, chunks, planes, tab, scale);
+        return;
+    }
     const __m512i m4 = _mm512_set1_epi8(0x0F);
     const __m512 sc = _mm512_set1_ps(scale);
-    int64_t nh = (nplanes + 3) / 4, i = 0;
+    int64_t i = 0;
     for (; i + 16 <= len; i += 16) {
-        const uint8_t *ch = chunks + 8 * i;
+        const uint8_t *ch = chunks + planes * i;
         __m512i a0 = _mm512_setzero_si512(), a1 = _mm512_setzero_si512();
-        for (int64_t h = 0; h < nh; h++) {
+        for (int64_t h = 0; 4 * h < planes; h++) {
             __m512i x = _mm512_loadu_si512((const void *)(ch + 64 * h));
             __m512i xn[2] = {_mm512_and_si512(x, m4), _mm512_and_si512(_mm512_srli_epi16(x, 4), m4)};
             for (int n = 0; n < 2; n++) {
@@ -233,7 +237,7 @@ static void chunk_apply(float *y, int64_t len, const uint8_t *chunks, const uint
         __m512 f = _mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(e));
         _mm512_storeu_ps(y + i, _mm512_fmadd_ps(sc, f, _mm512_loadu_ps(y + i)));
     }
-    sc_chunk_apply(y + i, len - i, chunks + 8 * i, tab, nplanes, scale);
+    sc_chunk_apply(y + i, len - i, chunks + planes * i, planes, tab, scale);
 }
 
 /* R rows of accum_rows_h in one pass over y (full vectors, then a masked tail). */

@@ -87,24 +87,28 @@ def test_flip_dots(isa, rng, length, k):
 
 
 @pytest.mark.parametrize("length", [0, 1, 15, 16, 17, 63, 64, 65, 130, 257])
-@pytest.mark.parametrize("k", [1, 3, 4, 5, 31, 32, 33, 64])
+@pytest.mark.parametrize("k", [1, 3, 4, 5, 16, 17, 31, 32, 33, 64])
 def test_chunk_apply(isa, rng, length, k):
     signs = random_signs(rng, k, length)               # (k, length)
     words = pack(signs.T)[:, 0] if length else np.zeros(0, np.uint64)   # bit j of word i
     w = (rng.standard_normal(k) * 10.0 ** rng.integers(-2, 2, size=k)).astype(np.float32)
     y0 = rng.standard_normal(length).astype(np.float32)
-    y, ys, yg = y0.copy(), y0.copy(), y0.copy()
-    _core.kernel_chunk_apply(isa, y, words, w)
     # 16-bit fixed point: each group's entry is off by at most half a unit, unit = sum|w| / 32752
     unit = np.abs(w.astype(np.float64)).sum() / 32752
     exact = y0 + w.astype(np.float64) @ signs
     bound = 0.5 * unit * ((k + 3) // 4) + 1e-6 * (np.abs(exact) + unit)
-    assert np.all(np.abs(y - exact) <= bound)
-    _core.kernel_chunk_apply("scalar", ys, words, w)
-    np.testing.assert_array_equal(y, ys)
-    # the same tables as group_apply over one nibble per byte: the same bits
+    yg = y0.copy()
     _core.kernel_group_apply("scalar", yg, words, w)
-    np.testing.assert_array_equal(y, yg)
+    for planes in (2, 4, 8):
+        if k > 8 * planes:
+            continue
+        y, ys = y0.copy(), y0.copy()
+        _core.kernel_chunk_apply(isa, y, words, w, planes)
+        assert np.all(np.abs(y - exact) <= bound)
+        _core.kernel_chunk_apply("scalar", ys, words, w, planes)
+        np.testing.assert_array_equal(y, ys)
+        # the same tables as group_apply over one nibble per byte: the same bits
+        np.testing.assert_array_equal(y, yg)
 
 
 # ------------------------------------------------------------------ the engine

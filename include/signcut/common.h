@@ -181,15 +181,16 @@ static inline void sc_nib_apply(float *y, int64_t len, const uint8_t *nib, int64
     }
 }
 
-/* The sparse engine's signs of every cut in chunk layout, per block of 64 cuts: chunks of
- * SC_CHUNK entries, each 8 planes of SC_CHUNK bytes, byte sc_chunk_at(i, p) holding the signs
- * of cuts 8p..8p+7 of the block at entry i (bit l set if cut 8p + l has -1 there): group 2p
- * of the nibble tables in its low nibble, group 2p + 1 in its high one. One bit per cut and
- * entry, and a chunk's 128 bytes are all that a lookup of its entries reads. */
+/* The sparse engine's signs of every cut in chunk layout, per block of up to 64 cuts: chunks
+ * of SC_CHUNK entries, each `planes` planes (2, 4 or 8: as many as the block's cuts need) of
+ * SC_CHUNK bytes, byte sc_chunk_at(i, p, planes) holding the signs of cuts 8p..8p+7 of the
+ * block at entry i (bit l set if cut 8p + l has -1 there): group 2p of the nibble tables in its
+ * low nibble, group 2p + 1 in its high one. One bit per cut and entry, and a chunk's bytes are
+ * all that a lookup of its entries reads. */
 #define SC_CHUNK 16
 
-static inline int64_t sc_chunk_at(int64_t i, int64_t plane) {
-    return 8 * SC_CHUNK * (i / SC_CHUNK) + SC_CHUNK * plane + i % SC_CHUNK;
+static inline int64_t sc_chunk_at(int64_t i, int64_t plane, int64_t planes) {
+    return SC_CHUNK * (planes * (i / SC_CHUNK) + plane) + i % SC_CHUNK;
 }
 
 /* The tables of chunk_apply: the nibble tables of ngroups groups (tlo/thi[16g + x], from
@@ -206,13 +207,13 @@ static inline void sc_chunk_tables(uint8_t tab[512], const uint8_t *tlo, const u
 }
 
 /* Scalar form of chunk_apply (signcut.h) for entries [0, len). */
-static inline void sc_chunk_apply(float *y, int64_t len, const uint8_t *chunks,
-                                  const uint8_t *tab, int64_t nplanes, float scale) {
+static inline void sc_chunk_apply(float *y, int64_t len, const uint8_t *chunks, int64_t planes,
+                                  const uint8_t *tab, float scale) {
     for (int64_t i = 0; i < len; i++) {
         int acc = 0;
-        for (int64_t p = 0; p < nplanes; p++)
+        for (int64_t p = 0; p < planes; p++)
             for (int n = 0; n < 2; n++) {
-                int64_t e = 16 * (8 * n + p) + ((chunks[sc_chunk_at(i, p)] >> (4 * n)) & 15);
+                int64_t e = 16 * (8 * n + p) + ((chunks[sc_chunk_at(i, p, planes)] >> (4 * n)) & 15);
                 int v = tab[e] | (tab[256 + e] << 8);
                 acc += v - ((v & 0x8000) << 1);
             }

@@ -100,12 +100,12 @@ typedef struct sc_kernels {
      * exact integers, so every instruction set gives the same bits. */
     void (*gram_mul)(double *p, int64_t ldp, const uint64_t *a, int64_t lda, int64_t na,
                      const uint64_t *b, int64_t ldb, int64_t nb, int64_t words, int64_t len);
-    /* y[i] = fma(scale, sum of the table entries of entry i's nibbles in planes p < nplanes,
-     * y[i]) for the signs in chunk layout and the tables of sc_chunk_tables (common.h): the
-     * group_apply of signs stored 1 bit per cut and entry. Same bits on every instruction set
-     * (sc_chunk_apply). */
-    void (*chunk_apply)(float *y, int64_t len, const uint8_t *chunks, const uint8_t *tab,
-                        int64_t nplanes, float scale);
+    /* y[i] = fma(scale, sum of the table entries of entry i's nibbles, y[i]) for the signs in
+     * chunk layout of `planes` planes (2, 4 or 8) and the tables of sc_chunk_tables (common.h,
+     * zero for groups without cuts): the group_apply of signs stored 1 bit per cut and entry.
+     * Same bits on every instruction set (sc_chunk_apply). */
+    void (*chunk_apply)(float *y, int64_t len, const uint8_t *chunks, int64_t planes,
+                        const uint8_t *tab, float scale);
 } sc_kernels;
 
 /* The kernel tables; NULL when not compiled in. */
@@ -123,6 +123,9 @@ void sc_avx2_transpose16(uint16_t *dst, int64_t ldd, const uint16_t *src, int64_
                          int64_t rows, int64_t cols);
 float sc_avx2_absmax(const float *x, int64_t len);
 int64_t sc_avx2_nib_tables(uint8_t *tlo, uint8_t *thi, float *scale, const float *w, int64_t k);
+/* The AVX2 chunk_apply, which the AVX-512 table uses for chunks of 2 planes. */
+void sc_avx2_chunk_apply(float *y, int64_t len, const uint8_t *chunks, int64_t planes,
+                         const uint8_t *tab, float scale);
 /* The AVX2 lut3_rows and lut_rows, which the AVX-512 kernels use for a last odd block of 8
  * rows and for rows of tables not a multiple of 16 floats wide. */
 void sc_avx2_lut3_rows(float *out, int64_t rows, const uint32_t *lanes, int64_t ldl,
