@@ -372,9 +372,24 @@ def _make_executor(jobs, executor, scheduler):
         return executor, None
     if jobs > 1:
         import multiprocessing
-        pool = cf.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
+        pool = cf.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                                      initializer=_exit_with_parent, initargs=(os.getpid(),))
         return pool, lambda: pool.shutdown(cancel_futures=True)
     return None, None
+
+
+def _exit_with_parent(parent):
+    """In a pool worker: end this process when ``parent`` is gone (a SIGKILLed command left its
+    workers decomposing on). A daemon thread polls the parent's pid; the engine releases the
+    GIL while it works."""
+    import threading
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="signcut-parent-watch").start()
 
 
 def _check_output(path, inputs, folder=False):

@@ -9,7 +9,10 @@ import json
 import os
 import re
 import stat
+import subprocess
+import sys
 import threading
+import time
 import tracemalloc
 
 import numpy as np
@@ -17,6 +20,7 @@ import pytest
 import safetensors.numpy as stnp
 from PIL import Image
 
+import conftest
 import signcut
 from signcut import _array, cli, weights
 
@@ -541,3 +545,93 @@ def test_out_of_memory_is_a_clean_error(tmp_path, monkeypatch):
     refused(tmp_path, "image", fine, "-o", tmp_path / "p.png", match="memory")
     with pytest.raises(MemoryError):
         signcut.decompose(np.ones((200, 300)), width=3)
+
+
+# ------------------------------------------------------------------ memory limits
+LIMITED = r"""
+import resource, sys
+import numpy as np
+import scipy.sparse
+import signcut, signcut.image, signcut._sparse       # imported before the limit
+A = np.random.default_rng(0).standard_normal((1024, 1024)).astype(np.float32)
+T = np.random.default_rng(0).standard_normal((64, 64, 64))
+X = (np.random.default_rng(0).random((300, 400, 3)) * 255).astype(np.uint8)
+S = scipy.sparse.random(2000, 2000, density=0.01, random_state=0, format="csr")
+used = 1024 * int(next(l.split()[1] for l in open("/proc/self/status") if l.startswith("VmSize")))
+resource.setrlimit(resource.RLIMIT_AS, (used + int(sys.argv[1]), resource.RLIM_INFINITY))
+for name, call in (("matrix", lambda: signcut.decompose(A, width=20, seed=0)),
+                   ("tensor", lambda: signcut.decompose(T, width=5, seed=0)),
+                   ("picture", lambda: signcut.image.compress(X, ratio=0.05, seed=0)),
+                   ("sparse", lambda: signcut.decompose(S, width=10))):
+    try:
+        call()
+        print(name, "ok", flush=True)
+    except MemoryError:
+        print(name, "MemoryError", flush=True)
+"""
+
+
+@pytest.mark.parametrize("headroom_mib", [0, 8, 16, 24, 32, 48, 64, 96, 160])
+def test_address_space_limits_give_memory_errors_not_crashes(headroom_mib):
+    """Under prlimit --as, the OpenMP runtime ended the process when it could not start a
+    thread, and NumPy crashed in a casting loop; every entry point now either works or raises
+    MemoryError."""
+    out = subprocess.run([sys.executable, "-c", LIMITED, str(headroom_mib << 20)],
+                         capture_output=True, text=True, timeout=300,
+                         env=conftest.subprocess_env())
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.split("\n")
+    assert [line.split()[0] for line in lines if line] == ["matrix", "tensor", "picture",
+                                                           "sparse"], out.stdout + out.stderr
+
+
+# ------------------------------------------------------------------ orphaned workers
+def children(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="needs Linux's /proc")
+def test_workers_end_when_the_command_is_killed(tmp_path):
+    """After SIGKILL of `signcut weights --jobs 2`, its workers kept decomposing."""
+    rng = np.random.default_rng(0)
+    stnp.save_file({f"layer{i}.weight": rng.standard_normal((1500, 1500), dtype=np.float32)
+                    for i in range(8)}, str(tmp_path / "m.safetensors"))
+    proc = subprocess.Popen([sys.executable, "-m", "signcut", "weights", str(tmp_path / "m.safetensors"),
+                             "-o", str(tmp_path / "m.sct"), "--jobs", "2",
+                             "--bits-per-entry", "16", "-q"],
+                            env=conftest.subprocess_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        workers = []
+        for _ in range(600):                     # until both workers have started working
+            workers = [p for p in children(proc.pid) if len(children(p)) == 0]
+            if len(workers) >= 2 and (tmp_path / "m.sct.parts").exists():
+                break
+            time.sleep(0.1)
+        assert len(workers) >= 2, "the workers did not start"
+        proc.kill()
+        proc.wait()
+        for _ in range(100):
+            if not any(alive(p) for p in workers):
+                break
+            time.sleep(0.1)
+        assert not any(alive(p) for p in workers)
+    finally:
+        proc.kill()
+        for p in children(proc.pid):
+            try:
+                os.kill(p, 9)
+            except OSError:
+                pass
