@@ -421,6 +421,9 @@ TAMPERED = {
     "bad kind": (lambda m: first("signcut")(m).__setitem__("kind", "rm -rf"), "kind"),
     "unknown dtype": (lambda m: first("signcut")(m).__setitem__("dtype", "I8"), "dtype"),
     "version": (lambda m: m.__setitem__("version", 99), "version"),
+    "width not a number": (lambda m: first("signcut")(m).__setitem__("width", "many"), "width"),
+    "error not a number": (lambda m: first("signcut")(m).__setitem__("rel_error", None),
+                           "rel_error"),
     "not an object": (lambda m: m.clear() or m.__setitem__("x", []), "version"),
 }
 
