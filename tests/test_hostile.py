@@ -638,3 +638,31 @@ def test_workers_end_when_the_command_is_killed(tmp_path):
                 os.kill(p, 9)
             except OSError:
                 pass
+
+
+# ------------------------------------------------------------------ clear errors
+@pytest.mark.parametrize("value,match", [("1e4000", "values up to 1e\\+4000"),
+                                         ("-1e4000", "values up to 1e\\+4000"),
+                                         ("1e-4000", "at most 1e-4000")])
+def test_long_doubles_beyond_float32_are_refused(value, match):
+    if np.finfo(np.longdouble).max < np.longdouble("1e400"):
+        pytest.skip("long double is float64 here")
+    A = np.array([[np.longdouble(value), 0], [0, 0]])
+    with pytest.raises(ValueError, match=match):
+        signcut.decompose(A, width=1)
+
+
+def test_a_masked_array_is_not_silently_unmasked():
+    A = np.ma.masked_array(np.ones((4, 5)), mask=np.eye(4, 5, dtype=bool))
+    with pytest.raises(TypeError, match="masked"):
+        signcut.decompose(A, width=2)
+    r = signcut.decompose(np.ma.masked_array(np.ones((4, 5))), width=2)   # nothing masked
+    assert r.width >= 1
+
+
+@pytest.mark.parametrize("k", [2.7, "2", None, 1.0])
+def test_truncate_takes_integers_only(k):
+    r = signcut.decompose(np.random.default_rng(0).standard_normal((6, 7)), width=3)
+    with pytest.raises(TypeError):
+        r.truncate(k)
+    assert r.truncate(np.int64(2)).width == 2
