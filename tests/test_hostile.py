@@ -140,22 +140,26 @@ def test_expand_never_overwrites_its_own_side_file(tmp_path):
     refused(tmp_path, "expand", tmp_path / "m.sct", "-o", link, match="input")
 
 
-def test_a_finished_run_removes_only_its_own_work_files(tmp_path):
-    ckpt = small_checkpoint(tmp_path / "m.safetensors")
-    parts = tmp_path / ("m.sct" + weights.PARTS_SUFFIX)
-    real = signcut.decompose
-    calls = []
+def interrupted_after(ckpt, out, tensors):
+    """Run weights.compress and interrupt it (Ctrl-C) once ``tensors`` tensors are done."""
+    real, calls = signcut.decompose, []
 
-    def interrupted(x, **kw):
-        if calls:
+    def decompose(x, **kw):
+        if len(calls) == tensors:
             raise KeyboardInterrupt
         calls.append(1)
         return real(x, **kw)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(signcut, "decompose", interrupted)
+        mp.setattr(signcut, "decompose", decompose)
         with pytest.raises(KeyboardInterrupt):
-            weights.compress(ckpt, tmp_path / "m.sct", progress=False)
+            weights.compress(ckpt, out)
+
+
+def test_a_finished_run_removes_only_its_own_work_files(tmp_path):
+    ckpt = small_checkpoint(tmp_path / "m.safetensors")
+    parts = tmp_path / ("m.sct" + weights.PARTS_SUFFIX)
+    interrupted_after(ckpt, tmp_path / "m.sct", 1)
     (parts / "notes.txt").write_text("mine")     # a user's file put there meanwhile
     weights.compress(ckpt, tmp_path / "m.sct", progress=False)
     assert sorted(os.listdir(parts)) == ["notes.txt"]
@@ -163,19 +167,7 @@ def test_a_finished_run_removes_only_its_own_work_files(tmp_path):
 
 def test_resume_redoes_a_tensor_whose_bytes_changed(tmp_path):
     ckpt = small_checkpoint(tmp_path / "m.safetensors", seed=0)
-    real = signcut.decompose
-    calls = []
-
-    def interrupted(x, **kw):
-        if len(calls) == 1:
-            raise KeyboardInterrupt
-        calls.append(1)
-        return real(x, **kw)
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(signcut, "decompose", interrupted)
-        with pytest.raises(KeyboardInterrupt):
-            weights.compress(ckpt, tmp_path / "m.sct", progress=False)
+    interrupted_after(ckpt, tmp_path / "m.sct", 1)
     small_checkpoint(ckpt, seed=1)        # same names, shapes and dtypes, other values
     weights.compress(ckpt, tmp_path / "m.sct", progress=False)
     (tmp_path / "fresh").mkdir()
