@@ -1,5 +1,6 @@
 """signcut.decompose on matrices: quality against a NumPy reference, exactness of the
 bookkeeping, determinism, budgets, layouts and bad input."""
+import os
 import subprocess
 import sys
 
@@ -299,6 +300,18 @@ def test_cpu_override():
         r = run_python(show, {"SIGNCUT_CPU": "avx512"})
         assert r.returncode == 0 and r.stdout.strip() == best
         assert "not available on this CPU" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_spin_count_is_set_for_libgomp_only():
+    """GOMP_SPINCOUNT is set while the core loads libgomp, not for the process's children;
+    a user's own value wins."""
+    show = "import os, signcut; print(os.environ.get('GOMP_SPINCOUNT'))"
+    env = {k: v for k, v in os.environ.items() if k != "GOMP_SPINCOUNT"}
+    r = subprocess.run([sys.executable, "-P", "-c", show], capture_output=True, text=True,
+                       env=env)
+    assert r.returncode == 0 and r.stdout.strip() == "None", r.stderr
+    r = run_python(show, {"GOMP_SPINCOUNT": "123"})
+    assert r.returncode == 0 and r.stdout.strip() == "123"
 
 
 def test_every_kernel_set_decomposes_alike(rng):

@@ -499,6 +499,7 @@ def _check_loaded(out):
 FUZZ_CASES = 10_000
 
 
+@pytest.mark.fuzz
 def test_fuzz_loader(seed_files, tmp_path):
     """10,000 corrupted files (random truncations, byte flips anywhere or in the header,
     header length fields, appended garbage, edited header JSON values: shapes, widths, dtypes,
