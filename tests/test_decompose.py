@@ -11,7 +11,7 @@ from hypothesis.extra.numpy import arrays
 
 import signcut
 from signcut import _core
-from conftest import on_every_kernel_set
+from conftest import ISAS, on_every_kernel_set
 from reference import greedy, pack, unpack
 
 
@@ -234,8 +234,16 @@ def test_seed_kinds():
     a = signcut.decompose(A, width=5, seed=np.random.SeedSequence(3))
     b = signcut.decompose(A, width=5, seed=3)
     np.testing.assert_array_equal(a.coef, b.coef)
+    # a Generator: its state decides the bits, and it advances (two calls differ)
     c = signcut.decompose(A, width=5, seed=np.random.default_rng(3))
+    d = signcut.decompose(A, width=5, seed=np.random.default_rng(3))
     assert c.width == 5
+    np.testing.assert_array_equal(c.coef, d.coef)
+    for x, y in zip(c.signs, d.signs):
+        np.testing.assert_array_equal(x, y)
+    g = np.random.default_rng(3)
+    e, f = (signcut.decompose(A, width=5, seed=g) for _ in range(2))
+    assert any(not np.array_equal(x, y) for x, y in zip(e.signs, f.signs))
 
 
 @settings(max_examples=40, deadline=None)
@@ -315,10 +323,19 @@ def test_spin_count_is_set_for_libgomp_only():
 
 
 def test_every_kernel_set_decomposes_alike(rng):
+    """Kernel sets add in different orders, so their bits are only promised to agree within
+    a tolerance; measured on scalar against AVX2 they agree exactly but for double-precision
+    sums (the errors), which this asserts (AVX-512 has not run here: the README's promise)."""
     A = gaussian((150, 170), seed=13)
     results = on_every_kernel_set(lambda: signcut.decompose(A, width=40, seed=2))
-    for r in results[1:]:
-        assert r.rel_error == pytest.approx(results[0].rel_error, rel=0.02)
+    for name, r in zip(ISAS[1:], results[1:]):
+        if name == "avx2":
+            np.testing.assert_array_equal(r.coef, results[0].coef)
+            for x, y in zip(r.signs, results[0].signs):
+                np.testing.assert_array_equal(x, y)
+            np.testing.assert_allclose(r.errors, results[0].errors, rtol=1e-12)
+        else:
+            assert r.rel_error == pytest.approx(results[0].rel_error, rel=0.02)
 
 
 def test_refuses_what_cannot_fit(monkeypatch):
