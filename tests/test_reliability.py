@@ -1,4 +1,4 @@
-"""Reliability (issue 7): extreme inputs, determinism and threads, resources, and a fuzzer for
+"""Reliability: extreme inputs, determinism and threads, resources, and a fuzzer for
 the file reader.
 
 Each test states the behaviour it pins down. The tests after "bugs found and fixed" pin bugs
