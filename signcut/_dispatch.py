@@ -635,7 +635,10 @@ method("`sc[key]`: integer arrays, boolean arrays, boolean scalars", [
     ("", SIGNS, f"{W} x (answer size + selected entries), a block of cuts at a time"),
     ("tensorized (any key)", EXPANDS, "")])
 method("`sc.recompress(width=, bits_per_entry=, rtol=, ...)`", [
-    ("", EXPANDS, "decomposes the expansion again (after the memory check decompose applies)")])
+    ("when the expansion fits", EXPANDS, "decomposes the expansion again (after the memory "
+                                         "check decompose applies)"),
+    ("matrices that do not fit", SIGNS, "decomposes `aslinearoperator()`: a product per half "
+                                        "step, nothing expanded")])
 method("`sc.aslinearoperator()`, `scipy.sparse.linalg.aslinearoperator(sc)`", [
     ("matrices", SIGNS, "a LinearOperator whose matvec, rmatvec, matmat, rmatmat are the C "
                         "products")])

@@ -533,10 +533,13 @@ class SignCut(np.lib.mixins.NDArrayOperatorsMixin):
         ``max_seconds``, ``seed``, ``n_threads``, ``outliers``, ``effort``, ``callback``...)
         in the same tensorization. Sums and products grow the width; this brings it down.
 
-        It expands the SignCut (float32) and decomposes that: refused with ``MemoryError``
-        before anything is allocated when the expansion and decompose's two working copies
-        (12 bytes per entry) do not fit in the memory available. The answer's ``errors`` and
-        ``norm`` are relative to what this SignCut represents."""
+        It expands the SignCut (float32) and decomposes that when the expansion and
+        decompose's two working copies (12 bytes per entry) fit in the memory available; a
+        matrix that does not fit is decomposed through its products instead
+        (``aslinearoperator()``: a product per half step, slower, nothing expanded; its
+        Frobenius norm exact from the signs), and another SignCut that does not fit raises
+        ``MemoryError`` before anything is allocated. The answer's ``errors`` and ``norm`` are
+        relative to what this SignCut represents."""
         from signcut import _algebra
         return _algebra.recompress(self, width=width, bits_per_entry=bits_per_entry,
                                    ratio=ratio, rtol=rtol, max_seconds=max_seconds, seed=seed,
