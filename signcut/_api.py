@@ -8,8 +8,8 @@ from signcut._result import Outliers, SignCut, index_dtype, words
 from signcut import _validate
 from signcut._validate import as_real_array, optional_float, optional_int
 
-DEFAULT_BLOCK_SIZE = 64
-MAX_NDIM = 32
+DEFAULT_BLOCK_SIZE = _core.MAX_BLOCK
+MAX_NDIM = _core.MAX_NDIM
 MAX_SWEEPS = 1000
 
 # Search presets of the matrix engine (benchmarks/bench_effort.py measures them):
@@ -405,8 +405,8 @@ def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_
     block_size = optional_int(block_size, "block_size", minimum=1)
     if block_size is None:
         block_size = DEFAULT_BLOCK_SIZE
-    if block_size > 64:
-        raise ValueError(f"block_size must be at most 64, got {block_size}")
+    if block_size > _core.MAX_BLOCK:
+        raise ValueError(f"block_size must be at most {_core.MAX_BLOCK}, got {block_size}")
     if callback is not None and not callable(callback):
         raise TypeError("callback must be callable")
     if all(b is None for b in (width, bits_per_entry, ratio, rtol, max_seconds)):

@@ -92,6 +92,15 @@ cdef extern from "signcut/signcut.h" nogil:
     void sc_result_free(sc_result *res)
     enum:
         SC_MAX_NDIM
+        SC_MAX_BLOCK
+        SC_STOP_WIDTH
+        SC_STOP_RTOL
+        SC_STOP_TIME
+        SC_STOP_CALLBACK
+        SC_STOP_EXHAUSTED
+        SC_PROGRESS_GO_ON
+        SC_PROGRESS_STOP
+        SC_PROGRESS_FAILED
 
     ctypedef struct sc_tensor_result:
         int64_t width

@@ -17,6 +17,8 @@ from signcut._core cimport *
 cnp.import_array()
 
 ISA_NAMES = ("scalar", "avx2", "avx512")
+MAX_NDIM = SC_MAX_NDIM       # orders the engines take
+MAX_BLOCK = SC_MAX_BLOCK     # cuts kept pending at most (decompose's block_size)
 
 cdef const sc_kernels *_active = NULL
 
@@ -193,11 +195,11 @@ cdef int _progress_call(progress_ctx *c, int64_t cuts, double rel_error) noexcep
     try:
         PyErr_CheckSignals()
         if cuts >= 0 and prog.callback is not None and prog.callback(int(cuts), float(rel_error)):
-            return 1
+            return SC_PROGRESS_STOP
     except BaseException as e:
         prog.error = e
-        return 2
-    return 0
+        return SC_PROGRESS_FAILED
+    return SC_PROGRESS_GO_ON
 
 
 cdef int _progress_hook(void *ctx, int64_t cuts, double rel_error) noexcept nogil:
@@ -206,12 +208,13 @@ cdef int _progress_hook(void *ctx, int64_t cuts, double rel_error) noexcept nogi
     cdef progress_ctx *c = <progress_ctx *>ctx
     cdef double t = _now()
     if (not c.has_callback or cuts < 0) and t - c.last_check < 0.2:
-        return 0
+        return SC_PROGRESS_GO_ON
     c.last_check = t
     return _progress_call(c, cuts, rel_error)
 
 
-STOP_REASONS = ("width", "rtol", "max_seconds", "callback", "exhausted")
+STOP_REASONS = {SC_STOP_WIDTH: "width", SC_STOP_RTOL: "rtol", SC_STOP_TIME: "max_seconds",
+                SC_STOP_CALLBACK: "callback", SC_STOP_EXHAUSTED: "exhausted"}
 
 
 cdef void _fill_params(sc_params *prm, progress_ctx *pctx, _Progress prog, int64_t max_width,

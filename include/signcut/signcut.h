@@ -139,17 +139,37 @@ int sc_default_threads(void);
  * cores only wait on each other (every entry point of the engine clamps through this). */
 int sc_clamp_threads(int n_threads);
 
-/* Called after each cut with the number of cuts and the relative error; nonzero stops
- * (1: stop and keep the cuts, 2: an error is pending in the caller). During refinement
- * passes it is called with cuts = -1 only to notice an interruption. */
+/* What a progress callback returns. */
+enum {
+    SC_PROGRESS_GO_ON = 0,
+    SC_PROGRESS_STOP = 1,      /* stop and keep the cuts */
+    SC_PROGRESS_FAILED = 2     /* an error is pending in the caller */
+};
+
+/* Why a decomposition stopped (sc_result.stopped_by). */
+enum {
+    SC_STOP_WIDTH = 0,         /* max_width cuts */
+    SC_STOP_RTOL = 1,          /* relative error at most rtol */
+    SC_STOP_TIME = 2,          /* max_seconds */
+    SC_STOP_CALLBACK = 3,      /* the progress callback asked */
+    SC_STOP_EXHAUSTED = 4      /* exact to float32: nothing left to fit */
+};
+
+/* Called after each cut with the number of cuts and the relative error; returns one of
+ * SC_PROGRESS_*. During refinement passes it is called with cuts = -1 only to notice an
+ * interruption. */
 typedef int (*sc_progress_fn)(void *ctx, int64_t cuts, double rel_error);
+
+/* The most cuts kept pending between subtractions (sc_params.block_size): their int16 group
+ * tables hold the sums of at most this many weights. */
+#define SC_MAX_BLOCK 64
 
 /* Parameters of one greedy decomposition. */
 typedef struct sc_params {
     int64_t max_width;      /* stop after this many cuts */
     double rtol;            /* stop once the relative error is <= rtol (0: never) */
     double max_seconds;     /* stop after this much wall time (<= 0: never) */
-    int64_t block_size;     /* cuts kept pending before they are subtracted (1..64) */
+    int64_t block_size;     /* cuts kept pending before they are subtracted (1..SC_MAX_BLOCK) */
     int64_t max_sweeps;     /* cap on half-sweeps of the alternation per cut */
     int n_threads;          /* OpenMP threads (ignored without OpenMP) */
     uint64_t seed[4];       /* seed of the random starts: cut k draws from xoshiro256** seeded
@@ -177,7 +197,7 @@ typedef struct sc_result {
     double *errors;         /* (width,) relative Frobenius error after each cut: tracked in O(1)
                                per cut, exact at each block flush and for the last cut */
     double norm;            /* Frobenius norm of the input */
-    int stopped_by;         /* 0 width, 1 rtol, 2 time, 3 callback, 4 exhausted (remainder 0) */
+    int stopped_by;         /* SC_STOP_* */
 } sc_result;
 
 /* Greedy signed cut decomposition of the m x n row-major matrix R; R is overwritten with the
