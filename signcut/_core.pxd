@@ -50,6 +50,7 @@ cdef extern from "signcut/signcut.h" nogil:
                          const uint64_t *b, int64_t ldb, int64_t nb, int64_t words,
                          int64_t len) noexcept nogil
 
+    const char *sc_kernels_missing(const char *name)
     int sc_cpu_supported()
     const char *sc_cpu_features()
     const sc_kernels *sc_kernels_get(const char *name)

@@ -41,6 +41,13 @@ cdef const sc_kernels *_get(str name) except NULL:
     return k
 
 
+def missing_kernel(str name):
+    """The first kernel the table compiled for instruction set `name` leaves unset (whether or
+    not this CPU can run it), or None."""
+    cdef const char *missing = sc_kernels_missing(name.encode())
+    return None if missing == NULL else (<bytes>missing).decode()
+
+
 def use_kernels(name=None):
     """Select the kernel table by name ("scalar", "avx2", "avx512"); None picks the best.
     Returns the name of the previous selection."""

@@ -130,6 +130,10 @@ int sc_cpu_supported(void);
 const char *sc_cpu_features(void);
 /* The kernel table for "scalar", "avx2" or "avx512"; NULL if unknown or unsupported. */
 const sc_kernels *sc_kernels_get(const char *name);
+/* The first kernel the table compiled for `name` leaves NULL (NULL when it has them all, "the
+ * whole table" when it is not compiled in), whether or not this CPU can run it: the tables are
+ * filled by field name, so a new kernel missed in one file would be NULL (a test checks). */
+const char *sc_kernels_missing(const char *name);
 /* The best kernel table this CPU supports. */
 const sc_kernels *sc_kernels_best(void);
 /* Whether the library was built with OpenMP, and its default thread count (1 without). */
