@@ -266,10 +266,7 @@ def _subtract(R, scale_exponent, init, sparse, tensorize, n_threads):
                                        -scale_exponent).astype(np.float32)
     if init is not None and init.width:
         coef = np.ldexp(init.coef.astype(np.float64), -scale_exponent).astype(np.float32)
-        if R.ndim == 2:
-            _core.matrix_expand(R, init.signs[0], init.signs[1], coef, -1.0, n_threads)
-        else:
-            R -= SignCut(R.shape, init.signs, coef)._expand_tensor()
+        _core.expand(R, init.signs, coef, -1.0, n_threads)
 
 
 def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_seconds=None,

@@ -117,6 +117,9 @@ cdef extern from "signcut/signcut.h" nogil:
                             const sc_params *p, sc_tensor_result *res)
     void sc_tensor_result_free(sc_tensor_result *res)
 
+    int sc_tensor_expand(const sc_kernels *K, float *out, int ndim, const int64_t *dims,
+                         const uint64_t *const *bits, const float *coef, int64_t width,
+                         float sign, int n_threads)
     int sc_matrix_expand(const sc_kernels *K, float *out, int64_t m, int64_t n, int64_t ld,
                          const uint64_t *s_bits, const uint64_t *t_bits, const float *coef,
                          int64_t width, float sign, int n_threads)

@@ -363,25 +363,33 @@ def matrix_decompose(cnp.ndarray R, int64_t max_width, double rtol, double max_s
     return s_bits, t_bits, coef, errors, res.norm, STOP_REASONS[res.stopped_by]
 
 
-def matrix_expand(cnp.ndarray out, const uint64_t[:, ::1] s_bits, const uint64_t[:, ::1] t_bits,
-                  const float[::1] coef, float sign=1.0, int n_threads=1):
-    """out (m x n float32, contiguous rows) += sign * sum_j coef[j] s_j t_j^T."""
-    cdef int64_t ld = _ld(out)
-    cdef int64_t m = out.shape[0], n = out.shape[1], w = coef.shape[0]
-    if not out.flags.writeable:
-        raise ValueError("out is read-only")
-    if s_bits.shape[0] != w or t_bits.shape[0] != w:
-        raise ValueError("signs and coefficients disagree on the width")
-    _check_bits(s_bits, m)
-    _check_bits(t_bits, n)
-    if w == 0 or m == 0 or n == 0:
+def expand(cnp.ndarray out, signs, const float[::1] coef, float sign=1.0, int n_threads=1):
+    """out (a C-contiguous float32 tensor, one mode per sign array) += sign * sum_j coef[j]
+    s1_j x ... x sk_j, for signs[a] of shape (width, ceil(out.shape[a] / 64))."""
+    if out.dtype != np.float32 or not out.flags.c_contiguous or not out.flags.writeable:
+        raise ValueError("out must be a writable C-contiguous float32 array")
+    cdef int ndim = out.ndim, a
+    cdef int64_t w = coef.shape[0]
+    if ndim < 1 or ndim > SC_MAX_NDIM or len(signs) != ndim:
+        raise ValueError("one sign array per mode of out (1 to 32 modes)")
+    cdef int64_t dims[SC_MAX_NDIM]
+    cdef const uint64_t *bits[SC_MAX_NDIM]
+    held = []
+    for a in range(ndim):
+        dims[a] = out.shape[a]
+        b = np.ascontiguousarray(signs[a], dtype=np.uint64)
+        if b.ndim != 2 or b.shape[0] != w or b.shape[1] != (dims[a] + 63) // 64:
+            raise ValueError(f"signs of mode {a} do not match the width and the mode's size")
+        held.append(b)
+        bits[a] = <const uint64_t *>cnp.PyArray_DATA(b)
+    if w == 0 or out.size == 0:
         return out
     cdef const sc_kernels *K = _active
     cdef float *data = <float *>cnp.PyArray_DATA(out)
+    cdef const float *c = &coef[0]
     cdef int status
     with nogil:
-        status = sc_matrix_expand(K, data, m, n, ld, &s_bits[0, 0], &t_bits[0, 0], &coef[0],
-                                  w, sign, n_threads)
+        status = sc_tensor_expand(K, data, ndim, dims, bits, c, w, sign, n_threads)
     _check(status)
     return out
 

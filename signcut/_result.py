@@ -361,19 +361,8 @@ class SignCut(np.lib.mixins.NDArrayOperatorsMixin):
         return not bound < 0.5 * float(np.finfo(np.float32).max)
 
     def _expand_tensor(self, n_threads=None):
-        if len(self.tensor_shape) == 2:
-            m, n = self.tensor_shape
-            out = np.zeros((m, n), np.float32)
-            return _core.matrix_expand(out, self.signs[0], self.signs[1], self.coef, 1.0,
-                                       thread_count(n_threads))
-        out = np.zeros(self.tensor_shape, np.float32)
-        k = len(self.tensor_shape)     # einsum's sublist form: axes 0..k-1, cuts k (k <= 32)
-        for j0 in range(0, self.width, 64):
-            factors = [unpack_signs(b[j0:j0 + 64], d) for b, d in zip(self.signs, self.tensor_shape)]
-            factors[0] = factors[0] * self.coef[j0:j0 + 64, None]
-            operands = [x for a, f in enumerate(factors) for x in (f, [k, a])]
-            out += np.einsum(*operands, list(range(k)), optimize=True).astype(np.float32)
-        return out
+        return _core.expand(np.zeros(self.tensor_shape, np.float32), self.signs, self.coef,
+                            1.0, thread_count(n_threads))
 
     # ------------------------------------------------------------ array behaviour
     def __getitem__(self, key):

@@ -90,19 +90,36 @@ static void put_bits(uint64_t *out, int64_t off, const uint64_t *src, int64_t n,
     }
 }
 
-/* out = bits of the Kronecker product of the current signs of modes [m0, m1), the last mode
- * varying fastest. */
-static void kron_into(tengine_t *E, uint64_t *out, int m0, int m1) {
+/* out = bits of the Kronecker product of the sign vectors bits[m0..m1-1] (of dims[m0..m1-1]
+ * entries), the last mode varying fastest; tmp holds the product's words but the last mode's. */
+static void kron_bits(uint64_t *out, uint64_t *tmp, const uint64_t *const *bits,
+                      const int64_t *dims, int m0, int m1) {
     int64_t len = 1;
     out[0] = 0;
     for (int b = m0; b < m1; b++) {
-        int64_t d = E->dims[b];
-        memcpy(E->tmp, out, (size_t)sc_words(len) * sizeof(uint64_t));
+        int64_t d = dims[b];
+        memcpy(tmp, out, (size_t)sc_words(len) * sizeof(uint64_t));
         memset(out, 0, (size_t)sc_words(len * d) * sizeof(uint64_t));
         for (int64_t i = 0; i < len; i++)
-            put_bits(out, i * d, E->bits[b], d, ((E->tmp[i >> 6] >> (i & 63)) & 1) ? ~UINT64_C(0) : 0);
+            put_bits(out, i * d, bits[b], d, ((tmp[i >> 6] >> (i & 63)) & 1) ? ~UINT64_C(0) : 0);
         len *= d;
     }
+}
+
+/* out = bits of the Kronecker product of the current signs of modes [m0, m1). */
+static void kron_into(tengine_t *E, uint64_t *out, int m0, int m1) {
+    kron_bits(out, E->tmp, (const uint64_t *const *)E->bits, E->dims, m0, m1);
+}
+
+/* The split [0, p) x [p, ndim) whose unfolding is closest to square (ndim >= 2). */
+static int square_split(int ndim, const int64_t *dims) {
+    int split = 1;
+    double best = INFINITY;
+    for (int q = 1; q < ndim; q++) {
+        double lp = log((double)prod(dims, 0, q)), ld = log((double)prod(dims, q, ndim));
+        if (fabs(lp - ld) < best) { best = fabs(lp - ld); split = q; }
+    }
+    return split;
 }
 
 static void side_kron(tengine_t *E, tside_t *X) {
@@ -369,13 +386,7 @@ int sc_tensor_decompose(const sc_kernels *K, float *R, int ndim, const int64_t *
     res->ndim = ndim;
     if (ndim == 1) return vector_decompose(K, R, dims[0], prm, res, t0);
 
-    /* The split [0, p) x [p, ndim) whose unfolding is closest to square. */
-    int split = 1;
-    double best = INFINITY;
-    for (int q = 1; q < ndim; q++) {
-        double lp = log((double)prod(dims, 0, q)), ld = log((double)prod(dims, q, ndim));
-        if (fabs(lp - ld) < best) { best = fabs(lp - ld); split = q; }
-    }
+    int split = square_split(ndim, dims);
     tengine_t E;
     memset(&E, 0, sizeof E);
     E.K = K; E.ndim = ndim; E.dims = dims; E.N = N; E.R = R; E.res = res;
@@ -481,5 +492,42 @@ int sc_tensor_decompose(const sc_kernels *K, float *R, int ndim, const int64_t *
     if (st == SC_OK && res->width > 0 && E.p > 0)
         res->errors[res->width - 1] = sqrt(subtract_pending(&E) / nrmA2);
     tengine_free(&E);
+    return st;
+}
+
+int sc_tensor_expand(const sc_kernels *K, float *out, int ndim, const int64_t *dims,
+                     const uint64_t *const *bits, const float *coef, int64_t width, float sign,
+                     int n_threads) {
+    if (ndim < 1 || ndim > SC_MAX_NDIM) return SC_ERR_ARG;
+    for (int a = 0; a < ndim; a++)
+        if (dims[a] < 1) return SC_ERR_ARG;
+    if (width <= 0) return SC_OK;
+    if (ndim == 1) {                 /* a vector: sum_j (sign c_j) s_j, in cut order */
+        float *w = malloc((size_t)width * sizeof(float));
+        if (!w) return SC_ERR_NOMEM;
+        for (int64_t j = 0; j < width; j++) w[j] = sign * coef[j];
+        K->signs_matvec(out, dims[0], bits[0], sc_words(dims[0]), w, width);
+        free(w);
+        return SC_OK;
+    }
+    /* The unfolding P x D nearest a square, its cuts' Kronecker signs a block at a time. */
+    int split = square_split(ndim, dims);
+    int64_t P = prod(dims, 0, split), D = prod(dims, split, ndim);
+    int64_t wp = sc_words(P), wd = sc_words(D), wmax = wp > wd ? wp : wd;
+    uint64_t *sb = malloc((size_t)(SC_MAX_BLOCK * wp) * sizeof(uint64_t));
+    uint64_t *tb = malloc((size_t)(SC_MAX_BLOCK * wd) * sizeof(uint64_t));
+    uint64_t *tmp = malloc((size_t)wmax * sizeof(uint64_t));
+    int st = (sb && tb && tmp) ? SC_OK : SC_ERR_NOMEM;
+    const uint64_t *cut[SC_MAX_NDIM];
+    for (int64_t j0 = 0; st == SC_OK && j0 < width; j0 += SC_MAX_BLOCK) {
+        int64_t k = (width - j0 < SC_MAX_BLOCK) ? width - j0 : SC_MAX_BLOCK;
+        for (int64_t j = 0; j < k; j++) {
+            for (int a = 0; a < ndim; a++) cut[a] = bits[a] + (j0 + j) * sc_words(dims[a]);
+            kron_bits(sb + j * wp, tmp, cut, dims, 0, split);
+            kron_bits(tb + j * wd, tmp, cut, dims, split, ndim);
+        }
+        st = sc_matrix_expand(K, out, P, D, D, sb, tb, coef + j0, k, sign, n_threads);
+    }
+    free(sb); free(tb); free(tmp);
     return st;
 }

@@ -235,6 +235,13 @@ int sc_tensor_decompose(const sc_kernels *K, float *R, int ndim, const int64_t *
 /* Frees the arrays of a tensor result. */
 void sc_tensor_result_free(sc_tensor_result *res);
 
+/* out (the C-ordered tensor of dims, ndim >= 1) += sign * sum_j coef[j] s1_j x ... x sk_j over
+ * `width` cuts, bits[a] holding mode a's (width, ceil(dims[a]/64)) signs: through the unfolding
+ * nearest a square and sc_matrix_expand (a vector: signs_matvec). */
+int sc_tensor_expand(const sc_kernels *K, float *out, int ndim, const int64_t *dims,
+                     const uint64_t *const *bits, const float *coef, int64_t width, float sign,
+                     int n_threads);
+
 /* out (m x n, leading dimension ld) += sign * sum_j coef[j] s_j t_j^T over `width` cuts. */
 int sc_matrix_expand(const sc_kernels *K, float *out, int64_t m, int64_t n, int64_t ld,
                      const uint64_t *s_bits, const uint64_t *t_bits, const float *coef,
