@@ -11,7 +11,8 @@ from signcut._validate import thread_count
 
 def unpack_signs(bits, d):
     """(width, words) packed signs -> (width, d) float32 array of +1/-1."""
-    as_bytes = np.ascontiguousarray(bits, dtype="<u8").view(np.uint8).reshape(len(bits), -1)
+    rows, nwords = bits.shape         # (explicit: reshape cannot infer a length for 0 rows)
+    as_bytes = np.ascontiguousarray(bits, dtype="<u8").view(np.uint8).reshape(rows, 8 * nwords)
     flags = np.unpackbits(as_bytes, axis=1, count=d, bitorder="little")
     return (1.0 - 2.0 * flags).astype(np.float32)
 
