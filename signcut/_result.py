@@ -605,7 +605,9 @@ class SignCut(np.lib.mixins.NDArrayOperatorsMixin):
 
     def __array__(self, dtype=None, copy=None):
         """The dense array (``np.asarray(sc)``): an implicit expansion, which warns or raises
-        above the threshold of ``signcut.set_options``."""
+        above the threshold of ``signcut.set_options``. NumPy 2's ``copy=False`` (never
+        copy) raises ``ValueError``; NumPy 1.x does not pass ``copy`` here, and its
+        ``np.array(sc, copy=False)`` means "copy if needed": the expansion."""
         if copy is False:
             raise ValueError("a SignCut cannot be viewed as an array without expanding it (copy=False)")
         out = _dispatch().dense(self, "np.asarray")

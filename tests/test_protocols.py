@@ -100,6 +100,19 @@ def test_truth_value_and_scalars_as_ndarray():
     assert not SignCut((1,), [np.zeros((0, 1), np.uint64)], [])       # no cut: zero
 
 
+def test_an_array_without_a_copy_is_refused_where_numpy_can_ask_for_one():
+    sc = random_signcut((3, 4), 2)
+    np.testing.assert_array_equal(np.asarray(sc), sc.expand())
+    np.testing.assert_array_equal(np.asarray(sc, dtype=np.float64), sc.expand())
+    assert np.asarray(sc, dtype=np.float64).dtype == np.float64
+    if int(np.__version__.split(".")[0]) >= 2:
+        for make in (lambda: np.asarray(sc, copy=False), lambda: np.array(sc, copy=False)):
+            with pytest.raises(ValueError, match="copy=False"):
+                make()
+    else:               # NumPy 1.x: copy=False is "copy if needed", __array__ is not told
+        np.testing.assert_array_equal(np.array(sc, copy=False), sc.expand())
+
+
 # ------------------------------------------------------------------ type promotion
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64, np.int8, np.bool_,
                                    np.float16, np.uint32])
