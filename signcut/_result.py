@@ -11,7 +11,8 @@ from signcut._validate import thread_count
 
 def unpack_signs(bits, d):
     """(width, words) packed signs -> (width, d) float32 array of +1/-1."""
-    as_bytes = np.ascontiguousarray(bits, dtype="<u8").view(np.uint8).reshape(len(bits), -1)
+    rows, nwords = bits.shape         # (explicit: reshape cannot infer a length for 0 rows)
+    as_bytes = np.ascontiguousarray(bits, dtype="<u8").view(np.uint8).reshape(rows, 8 * nwords)
     flags = np.unpackbits(as_bytes, axis=1, count=d, bitorder="little")
     return (1.0 - 2.0 * flags).astype(np.float32)
 
@@ -596,7 +597,9 @@ class SignCut(np.lib.mixins.NDArrayOperatorsMixin):
 
     def __array__(self, dtype=None, copy=None):
         """The dense array (``np.asarray(sc)``): an implicit expansion, which warns or raises
-        above the threshold of ``signcut.set_options``."""
+        above the threshold of ``signcut.set_options``. NumPy 2's ``copy=False`` (never
+        copy) raises ``ValueError``; NumPy 1.x does not pass ``copy`` here, and its
+        ``np.array(sc, copy=False)`` means "copy if needed": the expansion."""
         if copy is False:
             raise ValueError("a SignCut cannot be viewed as an array without expanding it (copy=False)")
         out = _dispatch().dense(self, "np.asarray")

@@ -571,7 +571,7 @@ def test_address_space_limits_give_memory_errors_not_crashes(headroom_mib):
     """Under prlimit --as, the OpenMP runtime ended the process when it could not start a
     thread, and NumPy crashed in a casting loop; every entry point now either works or raises
     MemoryError."""
-    out = subprocess.run([sys.executable, "-c", LIMITED, str(headroom_mib << 20)],
+    out = subprocess.run([sys.executable, "-P", "-c", LIMITED, str(headroom_mib << 20)],
                          capture_output=True, text=True, timeout=300,
                          env=conftest.subprocess_env())
     assert out.returncode == 0, out.stderr[-2000:]
@@ -603,8 +603,8 @@ def test_workers_end_when_the_command_is_killed(tmp_path):
     rng = np.random.default_rng(0)
     stnp.save_file({f"layer{i}.weight": rng.standard_normal((1500, 1500), dtype=np.float32)
                     for i in range(8)}, str(tmp_path / "m.safetensors"))
-    proc = subprocess.Popen([sys.executable, "-m", "signcut", "weights", str(tmp_path / "m.safetensors"),
-                             "-o", str(tmp_path / "m.sct"), "--jobs", "2",
+    proc = subprocess.Popen([sys.executable, "-P", "-m", "signcut", "weights",
+                             str(tmp_path / "m.safetensors"), "-o", str(tmp_path / "m.sct"), "--jobs", "2",
                              "--bits-per-entry", "16", "-q"],
                             env=conftest.subprocess_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
