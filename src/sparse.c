@@ -20,7 +20,7 @@
  * c_j s_j^T A t_j and ||X||^2 = sum_{i,j} c_i c_j <s_i, s_j> <t_i, t_j>, whose entries for a
  * new cut are the dots the search keeps (popcounts, exact integers), summed in double.
  *
- * Parallel work is split into fixed tiles of TILE entries, each written by one thread, and
+ * Parallel work is split into fixed tiles of SC_TILE entries, each written by one thread, and
  * per-tile partial sums are added in tile order: n_threads cannot change a bit. */
 #define _POSIX_C_SOURCE 200809L  /* clock_gettime under -std=c11 */
 #include <math.h>
@@ -30,7 +30,6 @@
 #include "signcut/common.h"
 #include "signcut/driver.h"
 
-#define TILE 256                 /* entries per parallel tile, a multiple of 64 */
 #define BLOCK 64                 /* cuts per block of group tables (their int16 bound) */
 #define TAB (16 * SC_NIB_GROUPS) /* bytes of one block's low (or high) table bytes */
 #define FLIP_CHUNK 256           /* flipped lines listed at a time */
@@ -79,8 +78,6 @@ typedef struct {
     uint64_t *best_s, *best_t;
 } engine_t;
 
-static int64_t ntiles(int64_t len) { return (len + TILE - 1) / TILE; }
-
 /* Packed signs of every cut on side X (the result's arrays, which grow). */
 static const uint64_t *side_signs(const engine_t *E, const side_t *X) {
     return X == &E->S ? E->res->s_bits : E->res->t_bits;
@@ -115,7 +112,7 @@ static void step_tiles(engine_t *E, const side_t *Y, side_t *X, int64_t nb, int6
                        int negate, int64_t t0, int64_t t1, float *buf) {
     const sc_kernels *K = E->K;
     if (t1 <= t0) return;
-    int64_t a = t0 * TILE, end = (t1 * TILE < X->len) ? t1 * TILE : X->len;
+    int64_t a = t0 * SC_TILE, end = (t1 * SC_TILE < X->len) ? t1 * SC_TILE : X->len;
     if (negate > 1) {
         K->sparse_sign_rows(X->imgA + a, X->ptr + a, X->idx, X->val, end - a, Y->cand);
     } else if (!E->product && nf) {
@@ -136,7 +133,7 @@ static void step_tiles(engine_t *E, const side_t *Y, side_t *X, int64_t nb, int6
         if (k) K->sparse_accum(X->imgA + a, a, end, Y->ptr, Y->idx, Y->val, lines, w, k);
     }
     for (int64_t t = t0; t < t1; t++) {
-        int64_t c = t * TILE, len = (X->len - c < TILE) ? X->len - c : TILE;
+        int64_t c = t * SC_TILE, len = (X->len - c < SC_TILE) ? X->len - c : SC_TILE;
         if (nb && E->precise)
             K->signs_matvec(X->cut + c, len, side_signs(E, X) + c / 64, X->words, E->w,
                             E->width);
@@ -168,20 +165,14 @@ static double half_step(engine_t *E, side_t *Y, side_t *X) {
         E->status = SC_ERR_CALLBACK;
         return -1.0;
     }
-    int64_t nb = nf ? E->nblocks : 0, nt_tiles = ntiles(X->len);
-    int par = E->pr.nt > 1 && nt_tiles > 1;
-    (void)par;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(E->pr.nt) if (par)
-#endif
+    int64_t nb = nf ? E->nblocks : 0, nt_tiles = sc_ntiles(X->len);
+    SC_OMP(parallel num_threads(E->pr.nt) if (E->pr.nt > 1 && nt_tiles > 1))
     {
-#ifdef _OPENMP
-#pragma omp for schedule(static)
-#endif
+        SC_OMP(for schedule(static))
         for (int64_t b = 0; b < nb; b++) block_tables(E, Y, b, nf, nq);
         int nth, me = sc_thread(&nth);
         step_tiles(E, Y, X, nb, nf, negate, nt_tiles * me / nth, nt_tiles * (me + 1) / nth,
-                   E->buf + (int64_t)me * TILE);
+                   E->buf + (int64_t)me * SC_TILE);
     }
     if (nf) {
         for (int64_t j = 0; j < E->width; j++) Y->dots[j] += Y->delta[j];
@@ -252,13 +243,11 @@ static int exact_imgA(engine_t *E, side_t *X) {
         return E->status = st;
     }
     /* X's own lines are the ones whose entries sum into X's image */
-    int64_t nt_tiles = ntiles(X->len);
+    int64_t nt_tiles = sc_ntiles(X->len);
     const sc_kernels *K = E->K;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(E->pr.nt) if (E->pr.nt > 1 && nt_tiles > 1)
-#endif
+    SC_OMP(parallel for schedule(static) num_threads(E->pr.nt) if (E->pr.nt > 1 && nt_tiles > 1))
     for (int64_t t = 0; t < nt_tiles; t++) {
-        int64_t c = t * TILE, len = (X->len - c < TILE) ? X->len - c : TILE;
+        int64_t c = t * SC_TILE, len = (X->len - c < SC_TILE) ? X->len - c : SC_TILE;
         K->sparse_sign_rows(X->imgA + c, X->ptr + c, X->idx, X->val, len, Y->bits);
     }
     return SC_OK;
@@ -271,12 +260,10 @@ static void exact_cut(engine_t *E, side_t *X) {
     for (int64_t j = 0; j < E->width; j++)
         E->w[j] = (float)((double)E->res->coef[j] * (double)Y->dots[j]);
     const uint64_t *bits = side_signs(E, X);
-    int64_t nt_tiles = ntiles(X->len);
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(E->pr.nt) if (E->pr.nt > 1 && nt_tiles > 1)
-#endif
+    int64_t nt_tiles = sc_ntiles(X->len);
+    SC_OMP(parallel for schedule(static) num_threads(E->pr.nt) if (E->pr.nt > 1 && nt_tiles > 1))
     for (int64_t t = 0; t < nt_tiles; t++) {
-        int64_t c = t * TILE, len = (X->len - c < TILE) ? X->len - c : TILE;
+        int64_t c = t * SC_TILE, len = (X->len - c < SC_TILE) ? X->len - c : SC_TILE;
         memset(X->cut + c, 0, (size_t)len * sizeof(float));
         if (E->width) K->signs_matvec(X->cut + c, len, bits + c / 64, X->words, E->w, E->width);
     }
@@ -286,9 +273,9 @@ static void exact_cut(engine_t *E, side_t *X) {
  * an operator's is its last product). */
 static double value_A(engine_t *E) {
     if (!E->product) exact_imgA(E, &E->S);
-    int64_t nt_tiles = ntiles(E->m);
+    int64_t nt_tiles = sc_ntiles(E->m);
     for (int64_t t = 0; t < nt_tiles; t++) {
-        int64_t c = t * TILE, end = (E->m - c < TILE) ? E->m : c + TILE;
+        int64_t c = t * SC_TILE, end = (E->m - c < SC_TILE) ? E->m : c + SC_TILE;
         double acc = 0.0;
         for (int64_t i = c; i < end; i++)
             acc += sc_sign_at(E->S.bits, i) * (double)E->S.imgA[i];
@@ -408,14 +395,14 @@ static int decompose(engine_t *E, double nrmA2, const sc_params *prm, sc_result 
     int st = SC_OK;
     if (side_alloc(&E->S, m) || side_alloc(&E->T, n)) st = SC_ERR_NOMEM;
     E->qs = malloc((size_t)sc_words(mx) * sizeof(int64_t));
-    E->partial = calloc((size_t)ntiles(mx), sizeof(double));
-    E->buf = malloc((size_t)E->pr.nt_max * TILE * sizeof(float));
+    E->partial = calloc((size_t)sc_ntiles(mx), sizeof(double));
+    E->buf = malloc((size_t)E->pr.nt_max * SC_TILE * sizeof(float));
     E->best_s = calloc((size_t)E->S.words, sizeof(uint64_t));
     E->best_t = calloc((size_t)E->T.words, sizeof(uint64_t));
     if (!E->qs || !E->partial || !E->buf || !E->best_s || !E->best_t) st = SC_ERR_NOMEM;
     res->norm = sqrt(nrmA2);
     res->width = 0;
-    res->stopped_by = prm->max_width == 0 ? 0 : 4;
+    res->stopped_by = prm->max_width == 0 ? SC_STOP_WIDTH : SC_STOP_EXHAUSTED;
     if (st || nrmA2 == 0.0 || prm->max_width == 0) return st;
 
     sc_rng rng;
@@ -427,12 +414,12 @@ static int decompose(engine_t *E, double nrmA2, const sc_params *prm, sc_result 
     int64_t since = 0;                /* cuts since the images were last made exact */
     E->pr.win_t0 = sc_now_seconds();
     for (int64_t k = 0;; k++) {
-        if (!(nrm2 > 0.0)) { res->stopped_by = 4; break; }   /* exactly recovered */
+        if (!(nrm2 > 0.0)) { res->stopped_by = SC_STOP_EXHAUSTED; break; }   /* exactly recovered */
         if ((st = make_room(E, k))) break;
         sc_rng_for_cut(&rng, prm->seed, prm->first_cut + k);
         double cur = best_cut(E, prm, &rng);
         if (cur < 0.0) { st = E->status; break; }
-        if (!(cur > 0.0)) { res->stopped_by = 4; break; }
+        if (!(cur > 0.0)) { res->stopped_by = SC_STOP_EXHAUSTED; break; }
         double xa = value_A(E), g = 0.0;
         for (int64_t j = 0; j < k; j++)
             g += (double)res->coef[j] * (double)E->S.dots[j] * (double)E->T.dots[j];
