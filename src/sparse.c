@@ -10,9 +10,10 @@
  * uA changes by 2 t_new[f] A[:, f] over the flipped columns (CSC; rows of the CSR for flips
  * of s), or, for an operator, is one product A t. The dots <t_j, t> change by integers that
  * popcounts of the changed words give (flip_dots), and uC by sum_j c_j d<t_j, t> s_j through
- * 4-bit group tables in 16-bit fixed point (nib_tables / group_apply, blocks of 64 cuts:
- * every cut so far, not only pending ones; the signs are also kept as nibbles, 2 bits per
- * cut and entry). The rounding of the tables and of float32 flip updates only perturbs the
+ * 4-bit group tables in 16-bit fixed point (nib_tables / chunk_apply, blocks of 64 cuts:
+ * every cut so far, not only pending ones; the signs are also kept in chunk layout, common.h,
+ * 1 bit per cut and entry, so that a tile's lookups read only its own entries' bytes). The
+ * rounding of the tables and of float32 flip updates only perturbs the
  * search: every block_size cuts both parts are recomputed exactly, and uA = A t each cut.
  *
  * Values are exact: a cut's s^T R t = s^T A t - sum_j c_j <s_j, s> <t_j, t> from uA and the
@@ -31,7 +32,7 @@
 #include "signcut/driver.h"
 
 #define BLOCK 64                 /* cuts per block of group tables (their int16 bound) */
-#define TAB (16 * SC_NIB_GROUPS) /* bytes of one block's low (or high) table bytes */
+#define TAB 512                  /* bytes of one block's tables (sc_chunk_tables) */
 #define FLIP_CHUNK 256           /* flipped lines listed at a time */
 #define FULL_DIV 8                /* A y from scratch when more than 1 / FULL_DIV of y flips */
 /* Below this relative error the cuts' part of the images changes through signs_matvec (float32,
@@ -45,9 +46,8 @@ typedef struct {
     float *imgA;         /* A part of the image of the other side's signs: A t (s), A^T s (t) */
     float *cut;          /* cuts' part: sum_j c_j <other sign j, other signs> sign_j */
     uint64_t *bits, *cand;
-    uint8_t **nib;       /* per block of BLOCK cuts, (SC_NIB_GROUPS, len): bit j % 4 of
-                          * nib[b][(j % BLOCK / 4) * len + i] set if cut BLOCK b + j % BLOCK
-                          * has -1 at i */
+    uint8_t **chunks;    /* per block of BLOCK cuts, its signs in chunk layout (common.h) of
+                          * E->planes[b] planes */
     int64_t *dots;       /* <this side's sign of cut j, bits>, j < width */
     int64_t *delta;      /* their change in a half step */
     /* A's lines along this side (rows of A for s, columns for t): a flip of entry f changes
@@ -57,6 +57,9 @@ typedef struct {
     const float *val;
     int transposed;      /* operator: the product these signs enter (0: A t, 1: A^T s) */
 } side_t;
+
+/* Planes of chunk layout that k cuts of a block fill (chunk_apply reads 2, 4 or 8). */
+static int64_t block_planes(int64_t k) { return k <= 16 ? 2 : k <= 32 ? 4 : 8; }
 
 typedef struct {
     const sc_kernels *K;
@@ -69,9 +72,9 @@ typedef struct {
     int status;               /* a failed product */
     int precise;              /* the cuts' part changes through signs_matvec (PRECISE_BELOW) */
     float *w;                 /* per cut: weight of its correction in a half step */
-    uint8_t *tlo, *thi;       /* per block: group tables */
+    uint8_t *tab;             /* per block: the tables of chunk_apply */
     float *tscale;
-    int64_t *tgroups, *cnt;
+    int64_t *tgroups, *planes, *cnt;
     int64_t *qs;              /* words where the flipping side changes */
     double *partial;          /* per-tile partial sums */
     float *buf;               /* per thread: a tile of the image */
@@ -102,9 +105,11 @@ static void block_tables(engine_t *E, const side_t *Y, int64_t b, int64_t nf, in
         Y->delta[j0 + j] = d;
         E->w[j0 + j] = (float)((double)E->res->coef[j0 + j] * (double)d);
     }
-    E->tgroups[b] = E->precise ? 0 : K->nib_tables(E->tlo + b * TAB, E->thi + b * TAB,
-                                                   &E->tscale[b], E->w + j0, k);
+    uint8_t tlo[16 * SC_NIB_GROUPS], thi[16 * SC_NIB_GROUPS];
+    E->tgroups[b] = E->precise ? 0 : K->nib_tables(tlo, thi, &E->tscale[b], E->w + j0, k);
+    if (E->tgroups[b]) sc_chunk_tables(E->tab + b * TAB, tlo, thi, E->tgroups[b]);
 }
+
 
 /* One thread's tiles [t0, t1) of X: the flips of Y on uA (sparse A), the tables on uC, then
  * the signs of uA - uC as X's candidate and |uA - uC| per tile into E->partial. */
@@ -138,9 +143,10 @@ static void step_tiles(engine_t *E, const side_t *Y, side_t *X, int64_t nb, int6
             K->signs_matvec(X->cut + c, len, side_signs(E, X) + c / 64, X->words, E->w,
                             E->width);
         for (int64_t b = 0; b < nb; b++)
-            if (E->tgroups[b])
-                K->group_apply(X->cut + c, len, X->nib[b] + c, X->len, E->tlo + b * TAB,
-                               E->thi + b * TAB, E->tgroups[b], E->tscale[b]);
+            if (E->tgroups[b]) {
+                K->chunk_apply(X->cut + c, len, X->chunks[b] + E->planes[b] * c, E->planes[b],
+                               E->tab + b * TAB, E->tscale[b]);
+            }
         for (int64_t i = 0; i < len; i++) buf[i] = X->imgA[c + i] - X->cut[c + i];
         E->partial[t] = K->pack_signs(X->cand + c / 64, buf, len);
     }
@@ -302,11 +308,11 @@ static void engine_free(engine_t *E) {
         side_t *X = sides[i];
         free(X->imgA); free(X->cut); free(X->bits); free(X->cand);
         free(X->dots); free(X->delta);
-        if (X->nib)
-            for (int64_t b = 0; b < E->nblocks; b++) free(X->nib[b]);
-        free(X->nib);
+        if (X->chunks)
+            for (int64_t b = 0; b < E->nblocks; b++) free(X->chunks[b]);
+        free(X->chunks);
     }
-    free(E->w); free(E->tlo); free(E->thi); free(E->tscale); free(E->tgroups); free(E->cnt);
+    free(E->w); free(E->tab); free(E->tscale); free(E->tgroups); free(E->planes); free(E->cnt);
     free(E->qs); free(E->partial); free(E->buf); free(E->best_s); free(E->best_t);
 }
 
@@ -341,30 +347,42 @@ static int make_room(engine_t *E, int64_t k) {
         if (st) return st;
         E->cap = cap;
     }
-    if (k == E->nblocks * BLOCK) {           /* a new block of nibbles and tables */
+    if (k == E->nblocks * BLOCK) {           /* a new block of signs and tables */
         if (E->nblocks == E->cap_blocks) {
             int64_t cap = E->cap_blocks ? 2 * E->cap_blocks : 4;
-            E->S.nib = grow_array(E->S.nib, cap, sizeof(uint8_t *), &st);
-            E->T.nib = grow_array(E->T.nib, cap, sizeof(uint8_t *), &st);
-            E->tlo = grow_array(E->tlo, cap * TAB, 1, &st);
-            E->thi = grow_array(E->thi, cap * TAB, 1, &st);
+            E->S.chunks = grow_array(E->S.chunks, cap, sizeof(uint8_t *), &st);
+            E->T.chunks = grow_array(E->T.chunks, cap, sizeof(uint8_t *), &st);
+            E->tab = grow_array(E->tab, cap * TAB, 1, &st);
             E->tscale = grow_array(E->tscale, cap, sizeof(float), &st);
             E->tgroups = grow_array(E->tgroups, cap, sizeof(int64_t), &st);
+            E->planes = grow_array(E->planes, cap, sizeof(int64_t), &st);
             if (st) return st;
             E->cap_blocks = cap;
         }
-        uint8_t *ns = calloc((size_t)(SC_NIB_GROUPS * E->m), 1);
-        uint8_t *nt = calloc((size_t)(SC_NIB_GROUPS * E->n), 1);
-        if (!ns || !nt) { free(ns); free(nt); return SC_ERR_NOMEM; }
-        E->S.nib[E->nblocks] = ns;
-        E->T.nib[E->nblocks] = nt;
+        E->S.chunks[E->nblocks] = E->T.chunks[E->nblocks] = NULL;
+        E->planes[E->nblocks] = 0;
         E->nblocks++;
     }
+    /* the block's signs in as many planes as its cuts so far and cut k need */
+    int64_t b = k / BLOCK, had = E->planes[b], planes = block_planes(k % BLOCK + 1);
+    side_t *sides[2] = {&E->S, &E->T};
+    for (int a = 0; a < 2 && planes != had; a++) {
+        side_t *X = sides[a];
+        int64_t nch = (X->len + SC_CHUNK - 1) / SC_CHUNK;
+        uint8_t *to = calloc((size_t)(nch * planes * SC_CHUNK), 1), *from = X->chunks[b];
+        if (!to) return SC_ERR_NOMEM;
+        for (int64_t q = 0; q < nch && had; q++)
+            memcpy(to + q * planes * SC_CHUNK, from + q * had * SC_CHUNK,
+                   (size_t)(had * SC_CHUNK));
+        free(from);
+        X->chunks[b] = to;
+    }
+    E->planes[b] = planes;
     return SC_OK;
 }
 
 /* Cut k = width with the current signs and coefficient c joins the cuts: its signs in the
- * result and as nibbles, its dots with the current signs (all entries agree), and its part
+ * result and in chunk layout, its dots with the current signs (all entries agree), and its part
  * of both images: uC gains c n s (for s) and c m t (for t). */
 static void add_cut(engine_t *E, float c) {
     int64_t k = E->width;
@@ -373,10 +391,11 @@ static void add_cut(engine_t *E, float c) {
     for (int a = 0; a < 2; a++) {
         side_t *X = sides[a];
         memcpy(dst[a], X->bits, (size_t)X->words * sizeof(uint64_t));
-        uint8_t *nib = X->nib[k / BLOCK] + (k % BLOCK / 4) * X->len;
+        uint8_t *chunks = X->chunks[k / BLOCK];
+        int64_t plane = k % BLOCK / 8, planes = E->planes[k / BLOCK];
         for (int64_t q = 0; q < X->words; q++)
             for (uint64_t x = X->bits[q]; x; x &= x - 1)
-                nib[64 * q + sc_ctz64(x)] |= (uint8_t)(1u << (k % 4));
+                chunks[sc_chunk_at(64 * q + sc_ctz64(x), plane, planes)] |= (uint8_t)(1u << (k % 8));
         X->dots[k] = X->len;
     }
     E->res->coef[k] = c;
