@@ -230,6 +230,13 @@ def _check_init(init, tensor, tensorize, norm):
                          f"the norm of A is {norm:.6g}")
 
 
+def _check_done(done, max_width):
+    """init's cuts must fit in the budgets, which count them."""
+    if max_width < done:
+        raise ValueError(f"init already has {done} cuts, more than the budgets allow "
+                         f"({max_width}); use init.truncate({max_width})")
+
+
 def _scaled_float32(arr, exponent):
     """``arr / 2**exponent`` as a new float32 array, rounded once. Computed in float32 for
     float32 input and in float64 slices of about a million entries otherwise: NumPy's own
@@ -367,9 +374,10 @@ def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_
     implicit, memory is the input, the signs and O(m + n). Budgets, seeds, callback, threads
     and ``effort``/``restarts`` work as for matrices; ``ratio`` counts against the sparse
     input's own bytes (data, indices, pointers), and without a storage budget the width stops
-    where the cuts would take those bytes. ``block_size`` is the number of cuts between exact
-    recomputations of the search's images. ``shape``, ``axes``, ``outliers``, ``init`` and
-    ``refine`` are refused. An operator is read through ``matvec``/``rmatvec`` only, one
+    where the cuts would take those bytes. ``init`` continues a decomposition of the same
+    matrix (made from it with either kind of input: sparse, operator or dense) as for
+    matrices, and with the seed it was made with gives the same cuts as one long run.
+    ``shape``, ``axes``, ``outliers`` and ``refine`` are refused. An operator is read through ``matvec``/``rmatvec`` only, one
     full product per half step (slower: many products per cut); its Frobenius norm is exact
     when the smaller side is at most 4096 (that many products) or it wraps a matrix, else
     estimated from random probes (Hutchinson, to 1% standard error), and errors and ``rtol``
@@ -429,9 +437,7 @@ def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_
     if max_width is None:
         max_width = budget.width_32(arr.shape)
     done = 0 if init is None else init.width
-    if max_width < done:
-        raise ValueError(f"init already has {done} cuts, more than the budgets allow "
-                         f"({max_width}); use init.truncate({max_width})")
+    _check_done(done, max_width)
     n_threads = _validate.thread_count(n_threads)
     state = _seed_state(seed)
     search = _search_options(effort, restarts, refine, arr.ndim)

@@ -144,13 +144,17 @@ cdef extern from "signcut/signcut.h" nogil:
         const int32_t *row_idx
         const float *col_val
 
-    int sc_sparse_decompose(const sc_kernels *K, const sc_sparse *A, const sc_params *p,
-                            sc_result *res)
+    ctypedef struct sc_cuts:
+        int64_t width
+        const uint64_t *bits[2]
+        const float *coef
+    int sc_sparse_decompose(const sc_kernels *K, const sc_sparse *A, const sc_cuts *init,
+                            const sc_params *p, sc_result *res)
     ctypedef int (*sc_product_fn)(void *ctx, int transposed, const uint64_t *bits,
                                   float *out) noexcept
     int sc_operator_decompose(const sc_kernels *K, int64_t m, int64_t n, double norm2,
-                              sc_product_fn product, void *ctx, const sc_params *p,
-                              sc_result *res)
+                              sc_product_fn product, void *ctx, const sc_cuts *init,
+                              const sc_params *p, sc_result *res)
 cdef extern from "signcut/signcut.h" nogil:
     enum:
         SC_GRAM_TILE

@@ -14,7 +14,11 @@
  * every cut so far, not only pending ones; the signs are also kept in chunk layout, common.h,
  * 1 bit per cut and entry, so that a tile's lookups read only its own entries' bytes). The
  * rounding of the tables and of float32 flip updates only perturbs the
- * search: every block_size cuts both parts are recomputed exactly, and uA = A t each cut.
+ * search: the first two half steps of every cut's search compute both images from scratch
+ * (uA from A's lines against the new signs, uC through the tables of the full weights
+ * c_j <y_j, y>), so a cut's search depends only on the cuts before it and its random draws,
+ * not on how the images got there: a run continued from its first k cuts (init) makes the
+ * same cuts as one long run.
  *
  * Values are exact: a cut's s^T R t = s^T A t - sum_j c_j <s_j, s> <t_j, t> from uA and the
  * integer dots, and the squared error is ||A||^2 - 2 <A, X> + ||X||^2 with <A, X> = sum_j
@@ -94,7 +98,8 @@ static inline uint64_t flip_word(const side_t *Y, int64_t q, int negate) {
 
 /* Block b of the cuts: how their dots with Y change (cand against bits, over the nq changed
  * words, nf flips), and the group tables of the weights c_j * change. */
-static void block_tables(engine_t *E, const side_t *Y, int64_t b, int64_t nf, int64_t nq) {
+static void block_tables(engine_t *E, const side_t *Y, int64_t b, int64_t nf, int64_t nq,
+                         int fresh) {
     const sc_kernels *K = E->K;
     int64_t j0 = b * BLOCK, k = (E->width - j0 < BLOCK) ? E->width - j0 : BLOCK;
     int64_t *cnt = E->cnt + j0;
@@ -103,6 +108,7 @@ static void block_tables(engine_t *E, const side_t *Y, int64_t b, int64_t nf, in
         /* <y_j, y_new> - <y_j, y_old> = 2 (flips where y_j agrees with y_new - the others) */
         int64_t d = 2 * (nf - 2 * cnt[j]);
         Y->delta[j0 + j] = d;
+        if (fresh) d += Y->dots[j0 + j];      /* the full weight: uC from scratch */
         E->w[j0 + j] = (float)((double)E->res->coef[j0 + j] * (double)d);
     }
     uint8_t tlo[16 * SC_NIB_GROUPS], thi[16 * SC_NIB_GROUPS];
@@ -111,10 +117,11 @@ static void block_tables(engine_t *E, const side_t *Y, int64_t b, int64_t nf, in
 }
 
 
-/* One thread's tiles [t0, t1) of X: the flips of Y on uA (sparse A), the tables on uC, then
- * the signs of uA - uC as X's candidate and |uA - uC| per tile into E->partial. */
+/* One thread's tiles [t0, t1) of X: the flips of Y on uA (sparse A), the tables on uC (from
+ * zero when fresh), then the signs of uA - uC as X's candidate and |uA - uC| per tile into
+ * E->partial. */
 static void step_tiles(engine_t *E, const side_t *Y, side_t *X, int64_t nb, int64_t nf,
-                       int negate, int64_t t0, int64_t t1, float *buf) {
+                       int negate, int fresh, int64_t t0, int64_t t1, float *buf) {
     const sc_kernels *K = E->K;
     if (t1 <= t0) return;
     int64_t a = t0 * SC_TILE, end = (t1 * SC_TILE < X->len) ? t1 * SC_TILE : X->len;
@@ -139,6 +146,7 @@ static void step_tiles(engine_t *E, const side_t *Y, side_t *X, int64_t nb, int6
     }
     for (int64_t t = t0; t < t1; t++) {
         int64_t c = t * SC_TILE, len = (X->len - c < SC_TILE) ? X->len - c : SC_TILE;
+        if (fresh) memset(X->cut + c, 0, (size_t)len * sizeof(float));
         if (nb && E->precise)
             K->signs_matvec(X->cut + c, len, side_signs(E, X) + c / 64, X->words, E->w,
                             E->width);
@@ -153,9 +161,9 @@ static void step_tiles(engine_t *E, const side_t *Y, side_t *X, int64_t nb, int6
 }
 
 /* Apply the flips of side Y (candidate -> current) to X's image, then take the signs of X's
- * image as X's candidate. Returns |img_X|_1, the value of (cand_X, bits_Y); -1 when an
- * operator's product failed (E->status set). */
-static double half_step(engine_t *E, side_t *Y, side_t *X) {
+ * image as X's candidate; fresh: make X's image from scratch instead. Returns |img_X|_1, the
+ * value of (cand_X, bits_Y); -1 when an operator's product failed (E->status set). */
+static double half_step(engine_t *E, side_t *Y, side_t *X, int fresh) {
     const sc_kernels *K = E->K;
     int64_t nf = sc_sign_diff(K, Y->cand, Y->bits, Y->words, Y->len), nq = 0;
     /* More than half of Y flips (a new start): negate uA, the image of -y, and add the lines
@@ -163,22 +171,22 @@ static double half_step(engine_t *E, side_t *Y, side_t *X) {
     int negate = !E->product && 2 * nf > Y->len;
     /* Many lines to add: A y from scratch (2 for negate) instead, X's own lines read in order
      * against Y's signs (a gather from a small array against a scatter into a large one) */
-    if (!E->product && FULL_DIV * (negate ? Y->len - nf : nf) > Y->len) negate = 2;
+    if (!E->product && (fresh || FULL_DIV * (negate ? Y->len - nf : nf) > Y->len)) negate = 2;
     if (nf)
         for (int64_t q = 0; q < Y->words; q++)
             if (Y->cand[q] != Y->bits[q]) E->qs[nq++] = q;
-    if (nf && E->product && E->product(E->pctx, Y->transposed, Y->cand, X->imgA)) {
+    if ((nf || fresh) && E->product && E->product(E->pctx, Y->transposed, Y->cand, X->imgA)) {
         E->status = SC_ERR_CALLBACK;
         return -1.0;
     }
-    int64_t nb = nf ? E->nblocks : 0, nt_tiles = sc_ntiles(X->len);
+    int64_t nb = (nf || fresh) ? E->nblocks : 0, nt_tiles = sc_ntiles(X->len);
     SC_OMP(parallel num_threads(E->pr.nt) if (E->pr.nt > 1 && nt_tiles > 1))
     {
         SC_OMP(for schedule(static))
-        for (int64_t b = 0; b < nb; b++) block_tables(E, Y, b, nf, nq);
+        for (int64_t b = 0; b < nb; b++) block_tables(E, Y, b, nf, nq, fresh);
         int nth, me = sc_thread(&nth);
-        step_tiles(E, Y, X, nb, nf, negate, nt_tiles * me / nth, nt_tiles * (me + 1) / nth,
-                   E->buf + (int64_t)me * SC_TILE);
+        step_tiles(E, Y, X, nb, nf, negate, fresh, nt_tiles * me / nth,
+                   nt_tiles * (me + 1) / nth, E->buf + (int64_t)me * SC_TILE);
     }
     if (nf) {
         for (int64_t j = 0; j < E->width; j++) Y->dots[j] += Y->delta[j];
@@ -189,13 +197,14 @@ static double half_step(engine_t *E, side_t *Y, side_t *X) {
     return val;
 }
 
-/* Alternate from the candidate signs of side Y0 while the value grows; returns the value of
- * the signs left in S.bits and T.bits (the images match them), -1 on a failed product. */
-static double alternate(engine_t *E, const sc_params *prm, side_t *Y0) {
+/* Alternate from the candidate signs of side Y0 while the value grows, the first `fresh`
+ * half steps from scratch; returns the value of the signs left in S.bits and T.bits (the
+ * images match them), -1 on a failed product. */
+static double alternate(engine_t *E, const sc_params *prm, side_t *Y0, int fresh) {
     side_t *Y = Y0, *X = (Y0 == &E->T) ? &E->S : &E->T;
     double cur = 0.0;
     for (int64_t h = 0;; h++) {
-        double val = half_step(E, Y, X);
+        double val = half_step(E, Y, X, h < fresh);
         if (val < 0.0) return -1.0;
         if (sc_alternation_ends(prm, h, val, cur)) break;
         cur = val;
@@ -215,7 +224,7 @@ static double best_cut(engine_t *E, const sc_params *prm, sc_rng *rng) {
             sc_kick_signs(rng, E->T.cand, E->best_t, E->n);
         else
             sc_rng_signs(rng, E->T.cand, E->n);
-        double val = alternate(E, prm, Y);
+        double val = alternate(E, prm, Y, attempt == 0 ? 2 : 0);
         if (val < 0.0) return -1.0;
         if (!(val > 0.0)) {
             last_is_best = 0;
@@ -233,9 +242,9 @@ static double best_cut(engine_t *E, const sc_params *prm, sc_rng *rng) {
     }
     if (found && !last_is_best) {
         memcpy(E->T.cand, E->best_t, (size_t)E->T.words * sizeof(uint64_t));
-        if (half_step(E, &E->T, &E->S) < 0.0) return -1.0;
+        if (half_step(E, &E->T, &E->S, 0) < 0.0) return -1.0;
         memcpy(E->S.cand, E->best_s, (size_t)E->S.words * sizeof(uint64_t));
-        if (half_step(E, &E->S, &E->T) < 0.0) return -1.0;
+        if (half_step(E, &E->S, &E->T, 0) < 0.0) return -1.0;
     }
     return best;
 }
@@ -257,22 +266,6 @@ static int exact_imgA(engine_t *E, side_t *X) {
         K->sparse_sign_rows(X->imgA + c, X->ptr + c, X->idx, X->val, len, Y->bits);
     }
     return SC_OK;
-}
-
-/* uC of side X from scratch, sum_j (c_j <y_j, y>) x_j in float32 in cut order. */
-static void exact_cut(engine_t *E, side_t *X) {
-    side_t *Y = (X == &E->S) ? &E->T : &E->S;
-    const sc_kernels *K = E->K;
-    for (int64_t j = 0; j < E->width; j++)
-        E->w[j] = (float)((double)E->res->coef[j] * (double)Y->dots[j]);
-    const uint64_t *bits = side_signs(E, X);
-    int64_t nt_tiles = sc_ntiles(X->len);
-    SC_OMP(parallel for schedule(static) num_threads(E->pr.nt) if (E->pr.nt > 1 && nt_tiles > 1))
-    for (int64_t t = 0; t < nt_tiles; t++) {
-        int64_t c = t * SC_TILE, len = (X->len - c < SC_TILE) ? X->len - c : SC_TILE;
-        memset(X->cut + c, 0, (size_t)len * sizeof(float));
-        if (E->width) K->signs_matvec(X->cut + c, len, bits + c / 64, X->words, E->w, E->width);
-    }
 }
 
 /* s^T A t for the current signs, in double (S.imgA = A t is made exact first for sparse A;
@@ -405,9 +398,15 @@ static void add_cut(engine_t *E, float c) {
     E->width = k + 1;
 }
 
-static int decompose(engine_t *E, double nrmA2, const sc_params *prm, sc_result *res) {
-    int64_t m = E->m, n = E->n, mx = m > n ? m : n;
-    if (prm->block_size < 1 || prm->max_width < 0 || prm->max_sweeps < 2) return SC_ERR_ARG;
+/* The engine's run: init's cuts (if any) become the first cuts of the result, then cuts are
+ * searched until a budget stops. */
+static int decompose(engine_t *E, double nrmA2, const sc_cuts *init, const sc_params *prm,
+                     sc_result *res) {
+    int64_t m = E->m, n = E->n, mx = m > n ? m : n, given = init ? init->width : 0;
+    if (prm->block_size < 1 || prm->max_width < 0 || prm->max_sweeps < 2 || given < 0 ||
+        (given && (given > prm->max_width || !(nrmA2 > 0.0) || !init->bits[0] ||
+                   !init->bits[1] || !init->coef)))
+        return SC_ERR_ARG;
     double t0 = sc_now_seconds();
     E->res = res;
     sc_probe_init(&E->pr, sc_clamp_threads(prm->n_threads));
@@ -422,43 +421,49 @@ static int decompose(engine_t *E, double nrmA2, const sc_params *prm, sc_result 
     res->norm = sqrt(nrmA2);
     res->width = 0;
     res->stopped_by = prm->max_width == 0 ? SC_STOP_WIDTH : SC_STOP_EXHAUSTED;
-    if (st || nrmA2 == 0.0 || prm->max_width == 0) return st;
+    if (st || nrmA2 == 0.0 || prm->max_width == 0) return st;   /* no cut (given is 0) */
 
     sc_rng rng;
-    /* the images of the all-plus signs */
-    if ((st = exact_imgA(E, &E->S)) || (st = exact_imgA(E, &E->T))) return st;
+    sc_params quiet = *prm;           /* init's cuts are not reported to the callback */
+    quiet.progress = NULL;
     const double mn = (double)m * (double)n;
     double ax = 0.0, xx = 0.0;        /* <A, X> and ||X||^2 */
-    double nrm2 = nrmA2, nrm2_exact = nrmA2;
-    int64_t since = 0;                /* cuts since the images were last made exact */
+    double nrm2 = nrmA2;
+    int64_t since = 0;                /* cuts in the thread-count probe's window */
     E->pr.win_t0 = sc_now_seconds();
     for (int64_t k = 0;; k++) {
-        if (!(nrm2 > 0.0)) { res->stopped_by = SC_STOP_EXHAUSTED; break; }   /* exactly recovered */
+        if (k >= given && !(nrm2 > 0.0)) {               /* exactly recovered */
+            res->stopped_by = SC_STOP_EXHAUSTED;
+            break;
+        }
         if ((st = make_room(E, k))) break;
-        sc_rng_for_cut(&rng, prm->seed, prm->first_cut + k);
-        double cur = best_cut(E, prm, &rng);
-        if (cur < 0.0) { st = E->status; break; }
-        if (!(cur > 0.0)) { res->stopped_by = SC_STOP_EXHAUSTED; break; }
+        if (k < given) {              /* init's cut k, taken as if the search had found it */
+            side_t *sides[2] = {&E->S, &E->T};
+            for (int a = 0; a < 2; a++) {
+                side_t *X = sides[a];
+                memcpy(X->bits, init->bits[a] + k * X->words, (size_t)X->words * sizeof(uint64_t));
+                X->bits[X->words - 1] &= sc_tail_mask(X->len);
+                E->K->sign_dots(X->dots, side_signs(E, X), X->words, X->bits, X->words, X->len, k);
+            }
+            if (E->product && (st = exact_imgA(E, &E->S))) break;
+        } else {
+            sc_rng_for_cut(&rng, prm->seed, prm->first_cut + k);
+            double cur = best_cut(E, prm, &rng);
+            if (cur < 0.0) { st = E->status; break; }
+            if (!(cur > 0.0)) { res->stopped_by = SC_STOP_EXHAUSTED; break; }
+        }
         double xa = value_A(E), g = 0.0;
         for (int64_t j = 0; j < k; j++)
             g += (double)res->coef[j] * (double)E->S.dots[j] * (double)E->T.dots[j];
         double x = xa - g;                           /* s^T R t */
-        float c = (float)(x / mn);
+        float c = k < given ? init->coef[k] : (float)(x / mn);
         add_cut(E, c);
         ax += (double)c * xa;
         xx += (double)c * (2.0 * g + (double)c * mn);
-        double before = nrm2;
         nrm2 = nrmA2 - 2.0 * ax + xx;
-        /* as in matrix.c: a cut that takes most of what is left, or a remainder that has
-         * halved, makes the images' rounding matter more: make them exact at once */
-        int block_end = ++since == prm->block_size || nrm2 < 0.5 * before ||
-                        nrm2 < 0.25 * nrm2_exact;
-        sc_probe_cut(&E->pr, block_end);
-        if (block_end) {
-            if (!E->product && (st = exact_imgA(E, &E->T))) break;
-            exact_cut(E, &E->S);
-            exact_cut(E, &E->T);
-            nrm2_exact = nrm2;
+        int window_end = ++since == prm->block_size;
+        sc_probe_cut(&E->pr, window_end);
+        if (window_end) {
             since = 0;
             sc_probe_flushed(&E->pr);
         }
@@ -466,13 +471,15 @@ static int decompose(engine_t *E, double nrmA2, const sc_params *prm, sc_result 
         E->precise = err < PRECISE_BELOW;
         res->errors[k] = err;
         res->width = k + 1;
-        if (sc_after_cut(prm, res->width, err, t0, &res->stopped_by, &st)) break;
+        if (k + 1 >= given && sc_after_cut(k < given ? &quiet : prm, res->width, err, t0,
+                                           &res->stopped_by, &st))
+            break;
     }
     return st;
 }
 
-int sc_sparse_decompose(const sc_kernels *K, const sc_sparse *A, const sc_params *p,
-                        sc_result *res) {
+int sc_sparse_decompose(const sc_kernels *K, const sc_sparse *A, const sc_cuts *init,
+                        const sc_params *p, sc_result *res) {
     if (!K || !A || A->m <= 0 || A->n <= 0) return SC_ERR_ARG;
     engine_t E;
     memset(&E, 0, sizeof E);
@@ -485,13 +492,14 @@ int sc_sparse_decompose(const sc_kernels *K, const sc_sparse *A, const sc_params
     int64_t nnz = A->row_ptr[A->m];
     for (int64_t e0 = 0; e0 < nnz; e0 += 4096)
         nrm2 += K->sumsq(A->row_val + e0, (nnz - e0 < 4096) ? nnz - e0 : 4096);
-    int st = decompose(&E, nrm2, p, res);
+    int st = decompose(&E, nrm2, init, p, res);
     engine_free(&E);
     return st;
 }
 
 int sc_operator_decompose(const sc_kernels *K, int64_t m, int64_t n, double norm2,
-                          sc_product_fn product, void *ctx, const sc_params *p, sc_result *res) {
+                          sc_product_fn product, void *ctx, const sc_cuts *init,
+                          const sc_params *p, sc_result *res) {
     if (!K || !product || m <= 0 || n <= 0 || !(norm2 >= 0.0)) return SC_ERR_ARG;
     engine_t E;
     memset(&E, 0, sizeof E);
@@ -502,7 +510,7 @@ int sc_operator_decompose(const sc_kernels *K, int64_t m, int64_t n, double norm
     E.pctx = ctx;
     E.S.transposed = 1;    /* s enters A^T s, the image of t */
     E.T.transposed = 0;
-    int st = decompose(&E, norm2, p, res);
+    int st = decompose(&E, norm2, init, p, res);
     engine_free(&E);
     return st;
 }

@@ -295,9 +295,17 @@ typedef struct sc_sparse {
  * R = A - sum_j c_j s_j t_j^T (src/sparse.c): the search updates A t and A^T s from the
  * lines of A whose sign flipped and the cuts' part from their packed signs; memory is A, the
  * signs and O(m + n). Same search, seeds and budgets as sc_matrix_decompose (not refine);
- * p->block_size is the number of cuts between exact recomputations of the images. */
-int sc_sparse_decompose(const sc_kernels *K, const sc_sparse *A, const sc_params *p,
-                        sc_result *res);
+ * p->block_size is the thread-count probe's window. init (NULL: none) holds cuts of A made
+ * before, in the engine's scale: they become the result's first cuts (p->max_width counts
+ * them; cut k's random draws are those of cut p->first_cut + k), and the run goes on as one
+ * run that had made them would. */
+typedef struct sc_cuts {
+    int64_t width;
+    const uint64_t *bits[2];  /* s (width rows of ceil(m/64) words), t (ceil(n/64) words) */
+    const float *coef;
+} sc_cuts;
+int sc_sparse_decompose(const sc_kernels *K, const sc_sparse *A, const sc_cuts *init,
+                        const sc_params *p, sc_result *res);
 
 /* out = A y (transposed = 0: y has n signs, out m floats) or A^T y (transposed = 1) for the
  * packed signs y; nonzero stops the decomposition (an error is pending in the caller). */
@@ -306,7 +314,8 @@ typedef int (*sc_product_fn)(void *ctx, int transposed, const uint64_t *bits, fl
 /* The same for an m x n operator known by its products (one full product per half step) and
  * its squared Frobenius norm norm2 (res->norm = sqrt(norm2); errors are relative to it). */
 int sc_operator_decompose(const sc_kernels *K, int64_t m, int64_t n, double norm2,
-                          sc_product_fn product, void *ctx, const sc_params *p, sc_result *res);
+                          sc_product_fn product, void *ctx, const sc_cuts *init,
+                          const sc_params *p, sc_result *res);
 /* *out = <X, Y> = sum_{i,j} xcoef[i] ycoef[j] prod_a <x_a_i, y_a_j> for two decompositions
  * with the same ndim modes of dims[a] entries: xbits[a] (wx rows) and ybits[a] (wy rows) the
  * packed signs of mode a. Tiles of SC_GRAM_TILE x SC_GRAM_TILE cuts (no wx x wy matrix is
