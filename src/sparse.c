@@ -13,12 +13,11 @@
  * 4-bit group tables in 16-bit fixed point (nib_tables / chunk_apply, blocks of 64 cuts:
  * every cut so far, not only pending ones; the signs are also kept in chunk layout, common.h,
  * 1 bit per cut and entry, so that a tile's lookups read only its own entries' bytes). The
- * rounding of the tables and of float32 flip updates only perturbs the
- * search: the first two half steps of every cut's search compute both images from scratch
- * (uA from A's lines against the new signs, uC through the tables of the full weights
- * c_j <y_j, y>), so a cut's search depends only on the cuts before it and its random draws,
- * not on how the images got there: a run continued from its first k cuts (init) makes the
- * same cuts as one long run.
+ * rounding of the tables and of float32 flip updates only perturbs the search: the first two
+ * half steps of every cut's search compute both images from scratch (uA from A's lines
+ * against the new signs, uC through the tables of the full weights c_j <y_j, y>), so a cut's
+ * search depends only on the cuts before it and its random draws, not on how the images got
+ * there: a run continued from its first k cuts (init) makes the same cuts as one long run.
  *
  * Values are exact: a cut's s^T R t = s^T A t - sum_j c_j <s_j, s> <t_j, t> from uA and the
  * integer dots, and the squared error is ||A||^2 - 2 <A, X> + ||X||^2 with <A, X> = sum_j
@@ -151,10 +150,9 @@ static void step_tiles(engine_t *E, const side_t *Y, side_t *X, int64_t nb, int6
             K->signs_matvec(X->cut + c, len, side_signs(E, X) + c / 64, X->words, E->w,
                             E->width);
         for (int64_t b = 0; b < nb; b++)
-            if (E->tgroups[b]) {
+            if (E->tgroups[b])
                 K->chunk_apply(X->cut + c, len, X->chunks[b] + E->planes[b] * c, E->planes[b],
                                E->tab + b * TAB, E->tscale[b]);
-            }
         for (int64_t i = 0; i < len; i++) buf[i] = X->imgA[c + i] - X->cut[c + i];
         E->partial[t] = K->pack_signs(X->cand + c / 64, buf, len);
     }
