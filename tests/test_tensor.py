@@ -3,12 +3,8 @@ import numpy as np
 import pytest
 
 import signcut
-from conftest import on_every_kernel_set
+from conftest import gaussian, on_every_kernel_set
 from reference import greedy_tensor
-
-
-def gaussian(shape, seed=0):
-    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
 
 
 def expansion_error(X, r):
