@@ -4,7 +4,7 @@ import operator
 import numpy as np
 
 from signcut import _budget as budget, _core
-from signcut._result import Outliers, SignCut, index_dtype, words
+from signcut._result import Outliers, SignCut, index_dtype
 from signcut import _validate
 from signcut._validate import as_real_array, optional_float, optional_int
 
@@ -456,47 +456,27 @@ def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_
     # (the same bits as without it), and no float32 sum can overflow or lose tiny inputs.
     exponent = np.frexp(_validate.max_abs(arr))[1]
     R = _scaled_float32(arr, exponent)
-    if sparse is None and init is None:
-        # rtol >= 1 is met by no cut at all (the error of the zero approximation is 1)
-        met = rtol is not None and rtol >= 1.0
-        signs, coef, errors, norm, stopped_by = _run_engine(
-            R, 0 if met else max_width, rtol, max_seconds, block_size, n_threads, state,
-            callback, search)
-        stopped_by = "rtol" if met else stopped_by
-        del R
-        coef = np.ldexp(coef, exponent).astype(np.float32)
-        norm = float(np.ldexp(norm, exponent))
-        result = SignCut(arr.shape, signs, coef, errors, norm=norm, orig_dtype=arr.dtype,
-                         tensorize=tensorize, copy=False)
-        result.stopped_by = stopped_by
-        return result
-
-    # What the sparse part and init's cuts leave, scaled again so its largest entry is in
-    # [0.5, 1); errors and rtol convert between its norm and the norm of A.
-    norm_a = np.sqrt(_sumsq(R))
-    if init is not None:
-        _check_init(init, arr, tensorize, float(np.ldexp(norm_a, exponent)))
-    _subtract(R, exponent, init, sparse, tensorize, n_threads)
-    shift = int(np.frexp(_validate.max_abs(R))[1])
-    R *= np.float32(np.ldexp(1.0, -shift))
-    left = np.ldexp(np.sqrt(_sumsq(R)), shift) / norm_a if norm_a > 0 else 0.0
-    more = max_width - done
-    if rtol is not None and left <= rtol:
-        more = 0
-    scaled_callback = None
-    if callback is not None:
-        def scaled_callback(k, rel_error):
-            return callback(done + k, rel_error * left)
-    engine_rtol = None if rtol is None or left == 0 else rtol / left
-    signs, coef, errors, norm, stopped_by = _run_engine(
-        R, more, engine_rtol, max_seconds, block_size, n_threads, state, scaled_callback,
-        search, warm, first_cut=done)
+    shift, ref_norm2, norm_a = 0, 0.0, None
+    if sparse is not None or init is not None:
+        # The cuts fit what the sparse part and init's cuts leave, scaled again so that its
+        # largest entry is in [0.5, 1); the engine's errors stay relative to A (ref_norm2).
+        norm_a = np.sqrt(_sumsq(R))
+        if init is not None:
+            _check_init(init, arr, tensorize, float(np.ldexp(norm_a, exponent)))
+        _subtract(R, exponent, init, sparse, tensorize, n_threads)
+        shift = int(np.frexp(_validate.max_abs(R))[1])
+        R *= np.float32(np.ldexp(1.0, -shift))
+        ref_norm2 = float(np.ldexp(norm_a * norm_a, -2 * shift))
+    signs, coef, errors, norm, stopped_by = _core.decompose(
+        R, max_width - done, rtol or 0.0, max_seconds or 0.0, block_size, MAX_SWEEPS,
+        n_threads, state, callback, warm_signs=warm, first_cut=done, ref_norm2=ref_norm2,
+        **search)
     del R
-    if more == 0:
-        stopped_by = "rtol" if rtol is not None and left <= rtol else "width"
     coef = np.ldexp(coef, exponent + shift).astype(np.float32)
-    if norm_a > 0:      # the engine's errors are relative to the norm of what was left
-        errors = errors * (np.ldexp(norm, shift) / norm_a)
+    norm = float(np.ldexp(norm, exponent + shift))          # what the engine was given
+    if norm_a is not None:
+        norm_a, left = float(np.ldexp(norm_a, exponent)), norm
+        norm = norm_a
     if init is not None:
         signs = [np.concatenate([a, b]) for a, b in zip(init.signs, signs)]
         coef = np.concatenate([init.coef, coef])
@@ -504,26 +484,8 @@ def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_
     if sparse is not None:
         sparse = sparse.copy()
         if init is None:
-            sparse.error = float(left)
-    result = SignCut(arr.shape, signs, coef, errors, norm=float(np.ldexp(norm_a, exponent)),
-                     orig_dtype=arr.dtype, tensorize=tensorize, outliers=sparse, copy=False)
+            sparse.error = left / norm_a if norm_a > 0 else 0.0
+    result = SignCut(arr.shape, signs, coef, errors, norm=norm, orig_dtype=arr.dtype,
+                     tensorize=tensorize, outliers=sparse, copy=False)
     result.stopped_by = stopped_by
     return result
-
-
-def _run_engine(R, max_width, rtol, max_seconds, block_size, n_threads, state, callback,
-                search, warm=None, first_cut=0):
-    """Cuts of the scaled float32 tensor R (overwritten): (signs, coef, errors, norm,
-    stopped_by), coefficients and norm in R's scale."""
-    if max_width == 0:
-        words_ = [words(d) for d in R.shape]
-        return ([np.empty((0, w), np.uint64) for w in words_], np.empty(0, np.float32),
-                np.empty(0), np.sqrt(_sumsq(R)), "width")
-    if R.ndim == 2:
-        s_bits, t_bits, coef, errors, norm, stopped_by = _core.matrix_decompose(
-            R, max_width, rtol or 0.0, max_seconds or 0.0, block_size, MAX_SWEEPS, n_threads,
-            state, callback, warm_signs=warm, first_cut=first_cut, **search)
-        return (s_bits, t_bits), coef, errors, norm, stopped_by
-    return _core.tensor_decompose(R, max_width, rtol or 0.0, max_seconds or 0.0, MAX_SWEEPS,
-                                  n_threads, state, callback, block_size=block_size,
-                                  first_cut=first_cut)

@@ -86,7 +86,7 @@ typedef struct {
 
 /* Packed signs of every cut on side X (the result's arrays, which grow). */
 static const uint64_t *side_signs(const engine_t *E, const side_t *X) {
-    return X == &E->S ? E->res->s_bits : E->res->t_bits;
+    return E->res->bits[X == &E->S ? 0 : 1];
 }
 
 /* The mask of Y's flipped entries in word q (with negate, of those that did not flip). */
@@ -318,15 +318,8 @@ static void *grow_array(void *p, int64_t count, size_t size, int *st) {
 static int make_room(engine_t *E, int64_t k) {
     sc_result *res = E->res;
     int st = SC_OK;
-    if (k >= res->capacity) {
-        int64_t cap = res->capacity ? 2 * res->capacity : 64;
-        res->s_bits = grow_array(res->s_bits, cap * E->S.words, sizeof(uint64_t), &st);
-        res->t_bits = grow_array(res->t_bits, cap * E->T.words, sizeof(uint64_t), &st);
-        res->coef = grow_array(res->coef, cap, sizeof(float), &st);
-        res->errors = grow_array(res->errors, cap, sizeof(double), &st);
-        if (st) return st;
-        res->capacity = cap;
-    }
+    int64_t dims[2] = {E->m, E->n};
+    if ((st = sc_result_grow(res, k + 1, dims))) return st;
     if (k >= E->cap) {
         int64_t cap = E->cap ? 2 * E->cap : 64;
         E->S.dots = grow_array(E->S.dots, cap, sizeof(int64_t), &st);
@@ -378,7 +371,7 @@ static int make_room(engine_t *E, int64_t k) {
 static void add_cut(engine_t *E, float c) {
     int64_t k = E->width;
     side_t *sides[2] = {&E->S, &E->T};
-    uint64_t *dst[2] = {E->res->s_bits + k * E->S.words, E->res->t_bits + k * E->T.words};
+    uint64_t *dst[2] = {E->res->bits[0] + k * E->S.words, E->res->bits[1] + k * E->T.words};
     for (int a = 0; a < 2; a++) {
         side_t *X = sides[a];
         memcpy(dst[a], X->bits, (size_t)X->words * sizeof(uint64_t));
@@ -416,10 +409,10 @@ static int decompose(engine_t *E, double nrmA2, const sc_cuts *init, const sc_pa
     E->best_s = calloc((size_t)E->S.words, sizeof(uint64_t));
     E->best_t = calloc((size_t)E->T.words, sizeof(uint64_t));
     if (!E->qs || !E->partial || !E->buf || !E->best_s || !E->best_t) st = SC_ERR_NOMEM;
-    res->norm = sqrt(nrmA2);
-    res->width = 0;
-    res->stopped_by = prm->max_width == 0 ? SC_STOP_WIDTH : SC_STOP_EXHAUSTED;
-    if (st || nrmA2 == 0.0 || prm->max_width == 0) return st;   /* no cut (given is 0) */
+    res->ndim = 2;
+    double ref2;
+    int none = sc_run_start(prm, nrmA2, &ref2, res);
+    if (st || (none && !given)) return st;   /* init's cuts are kept whatever the budgets */
 
     sc_rng rng;
     sc_params quiet = *prm;           /* init's cuts are not reported to the callback */
@@ -465,7 +458,7 @@ static int decompose(engine_t *E, double nrmA2, const sc_cuts *init, const sc_pa
             since = 0;
             sc_probe_flushed(&E->pr);
         }
-        double err = sqrt((nrm2 > 0.0 ? nrm2 : 0.0) / nrmA2);
+        double err = sqrt((nrm2 > 0.0 ? nrm2 : 0.0) / ref2);
         E->precise = err < PRECISE_BELOW;
         res->errors[k] = err;
         res->width = k + 1;
