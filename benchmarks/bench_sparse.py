@@ -149,7 +149,8 @@ def graph_figures(n, width, threads, records):
                                   f"{effort!r}", 1e3 * windows[-1], "ms",
                                   "scipy A @ x (float64 CSR)", 1e3 * product))
             records.append(record(f"error after {r.width} cuts, SBM {n}, effort {effort!r}",
-                                  r.rel_error, "", "effort 'default'", runs["default"][0].rel_error))
+                                  r.rel_error, "", "effort 'default'",
+                                  runs["default"][0].rel_error))
     rows = [[f"{j * WINDOW + 1}-{min((j + 1) * WINDOW, width)}"]
             + [f"{1e3 * windows[j]:.1f} ms, {windows[j] / product:.1f}x, "
                f"{r.errors[min((j + 1) * WINDOW, r.width) - 1]:.6f}"

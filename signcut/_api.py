@@ -377,8 +377,8 @@ def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_
     where the cuts would take those bytes. ``init`` continues a decomposition of the same
     matrix (made from it with either kind of input: sparse, operator or dense) as for
     matrices, and with the seed it was made with gives the same cuts as one long run.
-    ``shape``, ``axes``, ``outliers`` and ``refine`` are refused. An operator is read through ``matvec``/``rmatvec`` only, one
-    full product per half step (slower: many products per cut); its Frobenius norm is exact
+    ``shape``, ``axes``, ``outliers`` and ``refine`` are refused. An operator is read through
+    ``matvec``/``rmatvec`` only, one full product per half step (slower: many products per cut); its Frobenius norm is exact
     when the smaller side is at most 4096 (that many products) or it wraps a matrix, else
     estimated from random probes (Hutchinson, to 1% standard error), and errors and ``rtol``
     are relative to that estimate; ``ratio`` is refused.

@@ -446,7 +446,8 @@ static double exact_value(engine_t *E) {
 }
 
 /* Alternate from the candidate signs of side Y (Y->cand) while the value |s^T R t| grows
- * (sc_alternation_ends, driver.h). Returns the value of the signs left in S.bits and T.bits (the images match them).
+ * (sc_alternation_ends, driver.h). Returns the value of the signs left in S.bits and T.bits
+ * (the images match them).
  *
  * With several threads and both sides of two tiles or more, the whole alternation is one
  * parallel region with one barrier per half step (a region per half step costs a fork and a

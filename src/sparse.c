@@ -379,7 +379,8 @@ static void add_cut(engine_t *E, float c) {
         int64_t plane = k % BLOCK / 8, planes = E->planes[k / BLOCK];
         for (int64_t q = 0; q < X->words; q++)
             for (uint64_t x = X->bits[q]; x; x &= x - 1)
-                chunks[sc_chunk_at(64 * q + sc_ctz64(x), plane, planes)] |= (uint8_t)(1u << (k % 8));
+                chunks[sc_chunk_at(64 * q + sc_ctz64(x), plane, planes)] |=
+                    (uint8_t)(1u << (k % 8));
         X->dots[k] = X->len;
     }
     E->res->coef[k] = c;
@@ -432,9 +433,10 @@ static int decompose(engine_t *E, double nrmA2, const sc_cuts *init, const sc_pa
             side_t *sides[2] = {&E->S, &E->T};
             for (int a = 0; a < 2; a++) {
                 side_t *X = sides[a];
-                memcpy(X->bits, init->bits[a] + k * X->words, (size_t)X->words * sizeof(uint64_t));
-                X->bits[X->words - 1] &= sc_tail_mask(X->len);
-                E->K->sign_dots(X->dots, side_signs(E, X), X->words, X->bits, X->words, X->len, k);
+                int64_t w = X->words;
+                memcpy(X->bits, init->bits[a] + k * w, (size_t)w * sizeof(uint64_t));
+                X->bits[w - 1] &= sc_tail_mask(X->len);
+                E->K->sign_dots(X->dots, side_signs(E, X), w, X->bits, w, X->len, k);
             }
             if (E->product && (st = exact_imgA(E, &E->S))) break;
         } else {

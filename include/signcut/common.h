@@ -213,7 +213,8 @@ static inline void sc_chunk_apply(float *y, int64_t len, const uint8_t *chunks, 
         int acc = 0;
         for (int64_t p = 0; p < planes; p++)
             for (int n = 0; n < 2; n++) {
-                int64_t e = 16 * (8 * n + p) + ((chunks[sc_chunk_at(i, p, planes)] >> (4 * n)) & 15);
+                int x = (chunks[sc_chunk_at(i, p, planes)] >> (4 * n)) & 15;
+                int64_t e = 16 * (8 * n + p) + x;
                 int v = tab[e] | (tab[256 + e] << 8);
                 acc += v - ((v & 0x8000) << 1);
             }
