@@ -305,6 +305,9 @@ def decompose_implicit(A, *, width, bits_per_entry, ratio, rtol, max_seconds, se
     cuts = None
     if init is not None:
         _api._check_init(init, A, None, float(np.sqrt(norm2)))
+        if init.width and not norm2 > 0:
+            raise ValueError(f"{name} is all zeros and init has {init.width} cuts: init was "
+                             "not made from it")
         cuts = (init.signs[0], init.signs[1], np.ldexp(init.coef, -exponent).astype(np.float32))
     met = rtol is not None and rtol >= 1.0    # met by no cut at all
     args = (done if met else max_width, rtol or 0.0, max_seconds or 0.0, block_size,

@@ -498,6 +498,13 @@ def test_init_checks(init, match):
         signcut.decompose(A, width=5, init=init(A))
 
 
+def test_init_without_a_norm_on_a_zero_matrix():
+    r = signcut.decompose(random_sparse((60, 40), 0.1, seed=24), width=2)
+    bare = signcut.SignCut(r.shape, r.signs, r.coef, r.errors)      # norm unknown
+    with pytest.raises(ValueError, match="all zeros and init has 2 cuts"):
+        signcut.decompose(sp.csr_matrix((60, 40)), width=5, init=bare)
+
+
 # ------------------------------------------------------------------ operators
 def test_operator_matches_the_sparse_engine():
     A = random_sparse((160, 130), 0.08, seed=15)
