@@ -5,6 +5,7 @@
     signcut image OUT.sct -o back.png [--preview N]
     signcut weights IN.safetensors|FOLDER -o OUT.sct [--bits-per-entry 8] [--include RE]
                     [--exclude RE] [--min-size N] [--jobs N] [--scheduler ADDR] [--seed S] [-q]
+                    [--scales none|rows|cols|both|auto] [--calibration STATS.safetensors]
     signcut expand OUT.sct -o restored.safetensors [--dtype bf16|f16|f32|orig]
     signcut info FILE
 
@@ -326,7 +327,9 @@ def cmd_weights(args):
                               include=args.include, exclude=args.exclude,
                               min_size=args.min_size, jobs=args.jobs, scheduler=args.scheduler,
                               seed=args.seed, progress=not args.quiet,
-                              outliers=args.outliers)
+                              outliers=args.outliers,
+                              scales=None if args.scales == "none" else args.scales,
+                              calibration=args.calibration)
     if args.quiet:
         print(result["summary"]["line"])
     print(f"wrote {args.output} and {args.output}{weights.REPORT_SUFFIX}")
@@ -448,6 +451,14 @@ def build_parser():
                      help="keep outliers apart as a sparse part, paid from the budget: 'auto' "
                      "(entries beyond 8 robust standard deviations), 'off', or a fraction "
                      "Q of the entries (default: %(default)s)")
+    wts.add_argument("--scales", choices=("none", "rows", "cols", "both", "auto"),
+                     default="none", help="row and column scale vectors per tensor, paid from "
+                     "the budget; 'both' measured most faithful on a sentence embedder "
+                     "(default: %(default)s)")
+    wts.add_argument("--calibration", default=None, metavar="STATS.safetensors",
+                     help="per weight name, the RMS of each input feature of that layer "
+                     "(signcut.weights.calibration_stats): the tensors it names are fitted in "
+                     "that weighted norm")
     wts.add_argument("-q", "--quiet", action="store_true", help="no per-tensor lines")
     wts.set_defaults(func=cmd_weights)
 

@@ -62,8 +62,10 @@ log = logging.getLogger("signcut.weights")
 from signcut._atomic import PathError, atomic_write, check_output, open_regular
 from signcut._budget import width_for_bits
 from signcut._format import short_repr
+from signcut.calibration import calibration_stats, read_calibration  # noqa: F401
+from signcut.calibration import fingerprint as calibration_fingerprint
 
-__all__ = ["compress", "expand", "info", "WeightsError", "OUTLIER_FACTOR"]
+__all__ = ["compress", "expand", "info", "WeightsError", "OUTLIER_FACTOR", "calibration_stats"]
 
 FORMAT_KEY = "signcut_weights"
 FORMAT_VERSION = 1
@@ -316,11 +318,12 @@ def _compress_part(task):
     del raw
     kw = dict(bits_per_entry=task["bits_per_entry"], seed=task["seed"],
               n_threads=task["n_threads"])
+    fit = task.get("fit") or {}           # scales= and col_weights=, when asked for
     try:
         try:
-            result = signcut.decompose(x, outliers=task["outliers"] or None, **kw)
-        except ValueError:      # the sparse part left too little for one cut: none then
-            if not task["outliers"]:
+            result = signcut.decompose(x, outliers=task["outliers"] or None, **fit, **kw)
+        except ValueError:      # the sparse part or scales left too little for one cut: none
+            if not task["outliers"] and not fit:
                 raise
             result = signcut.decompose(x, **kw)
     except (ValueError, TypeError) as exc:
@@ -438,7 +441,8 @@ def _fmt_shape(shape):
 
 
 def compress(src, out, *, bits_per_entry=8.0, include=None, exclude=None, min_size=0, jobs=1,
-             executor=None, scheduler=None, seed=0, progress=True, outliers="auto"):
+             executor=None, scheduler=None, seed=0, progress=True, outliers="auto", scales=None,
+             calibration=None):
     """Compress a safetensors checkpoint into a signcut file (see the module docstring).
 
     Parameters
@@ -471,6 +475,19 @@ def compress(src, out, *, bits_per_entry=8.0, include=None, exclude=None, min_si
         standard deviations, none in a Gaussian tensor: measured by
         ``benchmarks/bench_outliers.py`` to cut the error about 3x on heavy-tailed synthetic
         weights at 8 bits per entry and to change nothing on Gaussian ones. 0 or None: off.
+    scales : None, "rows", "cols", "both" or "auto"
+        Scale vectors per tensor (``signcut.decompose(scales=...)``), paid from the same
+        budget. Measured on a sentence embedder (``benchmarks/bench_model.py``), "both" gave
+        the most faithful outputs at 2 to 8 bits per entry; "auto" keeps scales only where
+        they lower a tensor's own error. Default None: no scales.
+    calibration : path, optional
+        A file of :func:`calibration_stats` (per weight name, the root mean square of each
+        input feature): each tensor it names is fitted with those ``col_weights``
+        (``signcut.decompose``), so its error, the report's included, is in that weighted
+        norm; tensors it does not name are compressed as without it. A vector of another
+        length than the tensor's last axis is an error. Default None: nothing changes.
+    A tensor whose budget affords no cut beside its sparse part or scales is compressed
+    without them.
 
     Returns
     -------
@@ -478,8 +495,11 @@ def compress(src, out, *, bits_per_entry=8.0, include=None, exclude=None, min_si
         ``{"path", "passthrough", "report", "tensors": [record, ...], "summary": {...}}``.
     """
     from signcut._api import _outlier_fraction
+    from signcut._scales import check_scales
     src, out = os.fspath(src), os.fspath(out)
     outliers = _outlier_fraction(outliers) or 0.0
+    check_scales(scales, 2)
+    stats = None if calibration is None else read_calibration(calibration)
     bits_per_entry = float(bits_per_entry)
     if not bits_per_entry > 0 or not math.isfinite(bits_per_entry):
         raise ValueError(f"bits_per_entry must be positive, got {bits_per_entry}")
@@ -493,6 +513,8 @@ def compress(src, out, *, bits_per_entry=8.0, include=None, exclude=None, min_si
     except re.error as e:
         raise WeightsError(f"bad regular expression: {e}") from None
     entries, inputs = _scan(src)
+    if calibration is not None:
+        inputs = inputs + [os.fspath(calibration)]      # never written over
     parts, side, report = out + PARTS_SUFFIX, out + PASSTHROUGH_SUFFIX, out + REPORT_SUFFIX
     for path in (out, side, report):
         _check_output(path, inputs)
@@ -530,6 +552,7 @@ def compress(src, out, *, bits_per_entry=8.0, include=None, exclude=None, min_si
 
     todo = [(rec, path, start, info) for rec, path, start, info in plan
             if rec["kind"] == "signcut"]
+    fits = _fit_options([rec for rec, *_ in todo], scales, stats, calibration)
     parallel, close = _make_executor(jobs, executor, scheduler)
     try:
         made_parts = bool(todo) and _open_parts(parts, out)
@@ -547,6 +570,8 @@ def compress(src, out, *, bits_per_entry=8.0, include=None, exclude=None, min_si
                       "outliers": outliers,
                       "n_threads": n_threads, "part": os.path.abspath(_part_path(parts, rec["name"])),
                       "expected": expected})
+        if fits.get(rec["name"]):          # tasks without scales or weights stay as they were
+            tasks[-1]["fit"], expected["fit"] = fits[rec["name"]]
     by_name = {rec["name"]: rec for rec, *_ in plan}
     t_start = time.perf_counter()
     todo = {task["name"]: math.prod(by_name[task["name"]]["shape"]) for task in tasks}
@@ -606,6 +631,8 @@ def compress(src, out, *, bits_per_entry=8.0, include=None, exclude=None, min_si
             for rec, path, start, info in passthrough],
             metadata={SIDE_KEY: os.path.basename(out)})
     meta = {"version": FORMAT_VERSION, "bits_per_entry": bits_per_entry, "seed": seed,
+            **({"scales": scales} if scales is not None else {}),
+            **({"calibration": os.path.basename(os.fspath(calibration))} if stats else {}),
             "outliers": outliers,
             "passthrough": os.path.basename(side) if passthrough else None,
             "tensors": [{k: rec.get(k) for k in ("name", "dtype", "shape", "kind", "key",
@@ -624,6 +651,33 @@ def compress(src, out, *, bits_per_entry=8.0, include=None, exclude=None, min_si
         print(summary["line"], flush=True)
     return {"path": out, "passthrough": side if passthrough else None, "report": report,
             "tensors": records, "summary": summary}
+
+
+def _fit_options(records, scales, stats, calibration):
+    """Per tensor to compress, its ``scales=`` and ``col_weights=`` (and what its part
+    record keeps of them), when asked for; checked before anything is written."""
+    names = {rec["name"] for rec in records}
+    if stats is not None and records and not names & set(stats):
+        raise WeightsError(f"calibration file {os.fspath(calibration)!r} names none of the "
+                           f"{len(names)} tensors to compress")
+    unknown = sorted(set(stats or ()) - names)
+    if unknown:
+        log.warning("calibration names %d tensor(s) not compressed here, e.g. %s",
+                    len(unknown), printable(unknown[0]))
+    fits = {}
+    for rec in records:
+        fit = {} if scales is None else {"scales": scales}
+        weights = None if stats is None else stats.get(rec["name"])
+        if weights is not None:
+            if rec["shape"][-1] != len(weights):
+                raise WeightsError(f"calibration for {rec['name']!r} has {len(weights)} "
+                                   f"entries but the tensor's last axis has "
+                                   f"{rec['shape'][-1]} (shape {_fmt_shape(rec['shape'])})")
+            fit["col_weights"] = weights
+        if fit:
+            fits[rec["name"]] = (fit, {"scales": scales, "col_weights": None if weights is None
+                                       else calibration_fingerprint(weights)})
+    return fits
 
 
 def _summary(records, seconds):
