@@ -389,7 +389,7 @@ def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_
         in ``nbytes``, ``bits_per_entry``, ``ratio`` and every storage budget (not in
         ``width``). Errors stay in the norm of ``A`` (see ``col_weights``), computed after
         the run. ``"auto"`` tries the modes whose slices' root mean squares vary by 5% or
-        more beyond what independent entries give on a random sub-array of 2**16 entries
+        more beyond what independent entries give on a random sub-array of 2**14 entries
         (with and without their scales, at the bits per entry the full array leaves the
         cuts) and keeps scales that lower its error by 1% or more; an array without such
         modes (Gaussian, Student-t...) gets none: the plain run, bit for bit. Default None.

@@ -577,3 +577,14 @@ def test_transpose_of_a_weighted_result_forgets_its_history():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert (2 * r).error_norm == "col_weights"
+
+
+def test_same_bits_for_any_thread_count():
+    A = heterogeneous(90, 130, seed=6)
+    d = np.random.default_rng(2).uniform(0.5, 2.0, 130)
+    runs = [signcut.decompose(A, rtol=0.2, seed=1, scales="auto", col_weights=d, n_threads=t)
+            for t in (1, 2, 1)]
+    for r in runs[1:]:
+        assert np.array_equal(r.coef, runs[0].coef) and np.array_equal(r.errors, runs[0].errors)
+        assert all(np.array_equal(a, b) for a, b in zip(r.signs, runs[0].signs))
+        assert all(np.array_equal(a, b) for a, b in zip(r.scales, runs[0].scales))
