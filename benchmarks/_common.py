@@ -86,10 +86,22 @@ def print_table(headers, rows):
     print()
 
 
+def blas_name():
+    """The BLAS NumPy was built with: NumPy >= 1.26 (Meson builds) describe their build as a
+    dict; 1.25 (the oldest NumPy signcut supports, a distutils build) as the libraries found."""
+    try:
+        config = np.show_config(mode="dicts")
+    except TypeError:
+        info = getattr(np.__config__, "blas_ilp64_opt_info", None) \
+            or getattr(np.__config__, "blas_opt_info", None) or {}
+        return ",".join(dict.fromkeys(info.get("libraries", []))) or "?"
+    return config.get("Build Dependencies", {}).get("blas", {}).get("name", "?")
+
+
 def header(title):
     """Print the title and one line describing the machine and the build."""
     info = signcut.cpu_info()
-    blas = np.show_config(mode="dicts").get("Build Dependencies", {}).get("blas", {}).get("name", "?")
+    blas = blas_name()
     print(f"## {title}\n")
     print(f"signcut {signcut.__version__}, kernel {info['active']} (best {info['best']}, "
           f"supported {', '.join(info['supported'])}), OpenMP {'on' if info['openmp'] else 'off'}, "

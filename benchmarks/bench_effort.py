@@ -4,7 +4,7 @@ The plain greedy is the paper's: every cut from random signs (the engine with wa
 restarts and refinement off). Presets (signcut.decompose's ``effort``): "fast", "default"
 (starts each cut from the previous cut's t), "best" (best of 3 starts per cut and one
 backfitting pass). Float32 Gaussian matrices at 8 bits per entry, seed 0, one thread (CPU
-time of the engine, so other load on the machine matters less). Goal (issue 6): "best" at
+time of the engine, so other load on the machine matters less). Goal: "best" at
 least 10% lower error than the plain greedy on 512 x 512, in at most 3x its time.
 
 Run from the repository root:

@@ -8,7 +8,7 @@ a dense Gaussian matrix of the same shape, timed in the same process, interleave
 lookup-table product, minimum over rounds. Each thread count runs in its own process with
 OPENBLAS_NUM_THREADS / OMP_NUM_THREADS set to it, so NumPy's BLAS gets the same threads.
 
-Goals (issue 6): ``W @ x`` at 8 bits/entry at least as fast as ``A @ x``; at 2 bits/entry at
+Goals: ``W @ x`` at 8 bits/entry at least as fast as ``A @ x``; at 2 bits/entry at
 least 3x faster; ``W @ X`` with 64 columns at 8 bits/entry at least as fast as ``A @ X``.
 Also printed: ``x @ W``, the one-time cost and memory of the cached sign layouts, and the
 relative difference between the lookup-table product and ``expand() @ x`` (NumPy float32),

@@ -9,9 +9,9 @@ and 2 bits per entry, the relative Frobenius error of signcut against, at the sa
 signcut gets b bits against round-to-nearest (a little less than the baseline, whose scales
 count) and exactly the SVD's bits against the SVD: greedy cuts are a prefix of
 one another, so one decomposition at 16 bits per entry (seed 0) gives every budget as the
-error after the largest width within it. Goals (issue 2): at 16 bits the error is at most
+error after the largest width within it. Goals: at 16 bits the error is at most
 bf16 rounding's; at 8 bits at most 3.0 %.
-Also (issue 2) the engine against the NumPy reference greedy of the tests (float64) on a small
+Also the engine against the NumPy reference greedy of the tests (float64) on a small
 Gaussian matrix (128 x 128 at 8 bits per entry, ``--quick``: 96 x 96): error after the same
 number of cuts, goal within 3 %.
 Prints a Markdown table; exits 0 whatever the figures.

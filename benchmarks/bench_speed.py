@@ -10,7 +10,7 @@ Goal: time per cut <= 4 x the matvec. Prints a Markdown table; exits 0 whatever 
 Against the NumPy reference greedy of the tests (tests/reference.py, float64, recomputing both
 products every sweep) on a small case (256 x 256 Gaussian, its first 300 cuts at 8 bits per
 entry, ``--quick``: 100 cuts): the engine's time per cut over the same cuts divided by the
-reference's. Goal (issue 2: "30x faster or more"): ratio <= 1/30.
+reference's. Goal ("30x faster or more"): ratio <= 1/30.
 
 A full 4096 x 4096 run at 8 bits/entry has ~16,000 cuts and takes minutes; ``--width W``
 caps the width to measure the steady-state time per cut over the first W cuts instead.

@@ -9,11 +9,28 @@ import os
 
 # libgomp threads spin between parallel regions before they sleep. The engine runs many short
 # regions, so a short spin keeps them cheap; the default (about a millisecond) makes every
-# region crawl when the cores are shared with other busy processes or threads. Read once, when
-# the extension loads libgomp; a value set by the user wins.
-os.environ.setdefault("GOMP_SPINCOUNT", "10000")
-
-from signcut import _core  # noqa: E402
+# region crawl when the cores are shared with other busy processes or threads. libgomp reads
+# it once, when the extension loads it: it is set for that moment only (the process's other
+# code and its children do not see it), and a value set by the user wins.
+_SPIN = "GOMP_SPINCOUNT" not in os.environ
+if _SPIN:
+    os.environ["GOMP_SPINCOUNT"] = "10000"
+try:
+    from signcut import _core  # noqa: E402
+except ImportError as exc:
+    import importlib.machinery
+    _here = os.path.dirname(os.path.abspath(__file__))
+    if any(os.path.exists(os.path.join(_here, "_core" + suffix))
+           for suffix in importlib.machinery.EXTENSION_SUFFIXES):
+        raise                       # built, but broken: the original error says why
+    raise ImportError(
+        f"signcut is imported from {_here}, a source folder whose compiled core "
+        "(signcut/_core) is not built: run Python from another folder so that the installed "
+        "signcut is imported (`pytest` rather than `python -m pytest`), or build the "
+        "checkout in place with `python setup.py build_ext --inplace`") from exc
+finally:
+    if _SPIN:
+        del os.environ["GOMP_SPINCOUNT"]
 from signcut._api import auto_outlier_fraction, decompose  # noqa: E402
 from signcut._result import Outliers, SignCut  # noqa: E402
 from signcut._format import FormatError, load, read_metadata, save  # noqa: E402

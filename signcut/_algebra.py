@@ -600,21 +600,34 @@ def reshape(sc, shape):
 
 
 # ------------------------------------------------------------------ recompress
-def dense_source(sc):
+def source(sc):
     """What :func:`recompress` decomposes: the array ``sc`` represents, expanded (float32),
-    refused with MemoryError when it and decompose's two working copies do not fit. (The
-    one place that expands: a path through products with ``sc`` could replace it.)"""
-    _validate.check_memory(3 * 4 * sc.size, f"recompressing a SignCut of shape {sc.shape} "
-                                            "(its expansion and two working copies)")
+    when it and decompose's two working copies fit in the memory available; else, for a
+    matrix, ``sc`` as a LinearOperator (decomposed through its products: slower, nothing
+    expanded); else MemoryError, before anything is allocated."""
+    need = 3 * 4 * sc.size
+    try:
+        _validate.check_memory(need, f"recompressing a SignCut of shape {sc.shape} (its "
+                                     "expansion and two working copies)")
+    except MemoryError:
+        if sc.ndim == 2 and not sc.tensorize:
+            return sc.aslinearoperator()
+        raise
     return sc.expand()
 
 
 def recompress(sc, **budgets):
     """Decompose again what ``sc`` represents, at new budgets (see ``SignCut.recompress``)."""
     from signcut._api import decompose
+    A = source(sc)
     ratio = budgets.pop("ratio", None)
-    if ratio is not None:      # the budget in bytes of the original dtype, not of float32
+    if ratio is not None and isinstance(A, np.ndarray):  # in bytes of orig_dtype, not float32
         budgets["ratio"] = _validate.optional_float(ratio, "ratio") * sc.orig_dtype.itemsize / 4
+    elif ratio is not None:         # an operator has no bytes: the same storage in bits
+        budgets["bits_per_entry"] = min(
+            b for b in (budgets.get("bits_per_entry"),
+                        8 * _validate.optional_float(ratio, "ratio") * sc.orig_dtype.itemsize)
+            if b is not None)
     if sc.tensorize:
         axes = sc.tensorize["axes"]
         shape = [0] * len(axes)
@@ -622,6 +635,6 @@ def recompress(sc, **budgets):
             shape[a] = sc.tensor_shape[i]
         budgets.setdefault("shape", shape)
         budgets.setdefault("axes", axes)
-    out = decompose(dense_source(sc), **budgets)
+    out = decompose(A, **budgets)
     out.orig_dtype = sc.orig_dtype
     return out

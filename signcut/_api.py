@@ -8,8 +8,8 @@ from signcut._result import Outliers, SignCut, index_dtype, words
 from signcut import _validate
 from signcut._validate import as_real_array, optional_float, optional_int
 
-DEFAULT_BLOCK_SIZE = 64
-MAX_NDIM = 32
+DEFAULT_BLOCK_SIZE = _core.MAX_BLOCK
+MAX_NDIM = _core.MAX_NDIM
 MAX_SWEEPS = 1000
 
 # Search presets of the matrix engine (benchmarks/bench_effort.py measures them):
@@ -264,6 +264,28 @@ def _check_init(init, tensor, tensorize, norm):
                          f"the norm of A is {norm:.6g}")
 
 
+def _scaled_float32(arr, exponent):
+    """``arr / 2**exponent`` as a new float32 array, rounded once. Computed in float32 for
+    float32 input and in float64 slices of about a million entries otherwise: NumPy's own
+    casting loop allocates its buffer without holding the GIL, and under an address-space
+    limit its MemoryError crashed the process instead of raising."""
+    R = np.empty(arr.shape, dtype=np.float32)
+    if arr.dtype == np.float32:
+        np.multiply(arr, np.float32(np.ldexp(1.0, -exponent)), out=R)
+        return R
+    scale = np.ldexp(1.0, -exponent)
+    flat = arr.reshape(-1) if arr.flags.c_contiguous else None
+    if flat is not None:
+        out, step = R.reshape(-1), 1 << 20
+        for i in range(0, flat.size, step):
+            out[i:i + step] = flat[i:i + step] * scale
+    else:
+        step = max(1, (1 << 20) // max(1, arr[0].size))
+        for i in range(0, arr.shape[0], step):
+            R[i:i + step] = arr[i:i + step] * scale
+    return R
+
+
 def _sumsq(R):
     """Sum of squares of a contiguous float32 array, accumulated in float64 (in C, without
     the float64 copies of chunks a NumPy dot needs)."""
@@ -281,8 +303,8 @@ def _subtract(R, scale_exponent, init, sparse, tensorize, n_threads, weights=Non
         R.reshape(-1)[pos] -= values.astype(np.float32)
     if init is not None and init.width:
         coef = np.ldexp(init.coef.astype(np.float64), -scale_exponent).astype(np.float32)
-        if R.ndim == 2 and weights is None and not init.has_scales:
-            _core.matrix_expand(R, init.signs[0], init.signs[1], coef, -1.0, n_threads)
+        if weights is None and not init.has_scales:
+            _core.expand(R, init.signs, coef, -1.0, n_threads)
         else:
             cuts = SignCut(R.shape, init.signs, coef, scales=init.scales)._expand_modes(n_threads)
             if weights is not None:
@@ -460,8 +482,8 @@ def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_
     block_size = optional_int(block_size, "block_size", minimum=1)
     if block_size is None:
         block_size = DEFAULT_BLOCK_SIZE
-    if block_size > 64:
-        raise ValueError(f"block_size must be at most 64, got {block_size}")
+    if block_size > _core.MAX_BLOCK:
+        raise ValueError(f"block_size must be at most {_core.MAX_BLOCK}, got {block_size}")
     if callback is not None and not callable(callback):
         raise TypeError("callback must be callable")
     if all(b is None for b in (width, bits_per_entry, ratio, rtol, max_seconds)):
@@ -533,8 +555,7 @@ def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_
     # The engine works on A / 2**e with max|A| / 2**e in [0.5, 1): exact for normal numbers
     # (the same bits as without it), and no float32 sum can overflow or lose tiny inputs.
     exponent = np.frexp(_validate.max_abs(arr))[1]
-    R = np.empty(arr.shape, dtype=np.float32)
-    np.multiply(arr, np.ldexp(1.0, -exponent), out=R, casting="unsafe")
+    R = _scaled_float32(arr, exponent)
     if sparse is None and init is None and not fitting:
         # rtol >= 1 is met by no cut at all (the error of the zero approximation is 1)
         met = rtol is not None and rtol >= 1.0

@@ -28,7 +28,8 @@ def popcounts(bits):
     """Number of set bits (entries -1) in each packed row, as int64."""
     if hasattr(np, "bitwise_count"):                      # NumPy >= 2.0
         return np.bitwise_count(bits).sum(axis=1, dtype=np.int64)
-    as_bytes = np.ascontiguousarray(bits, dtype="<u8").view(np.uint8).reshape(len(bits), -1)
+    rows, nwords = bits.shape         # (explicit: reshape cannot infer a length for 0 rows)
+    as_bytes = np.ascontiguousarray(bits, dtype="<u8").view(np.uint8).reshape(rows, 8 * nwords)
     return np.unpackbits(as_bytes, axis=1).sum(axis=1, dtype=np.int64)
 
 

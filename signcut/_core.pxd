@@ -50,6 +50,7 @@ cdef extern from "signcut/signcut.h" nogil:
                          const uint64_t *b, int64_t ldb, int64_t nb, int64_t words,
                          int64_t len) noexcept nogil
 
+    const char *sc_kernels_missing(const char *name)
     int sc_cpu_supported()
     const char *sc_cpu_features()
     const sc_kernels *sc_kernels_get(const char *name)
@@ -92,6 +93,15 @@ cdef extern from "signcut/signcut.h" nogil:
     void sc_result_free(sc_result *res)
     enum:
         SC_MAX_NDIM
+        SC_MAX_BLOCK
+        SC_STOP_WIDTH
+        SC_STOP_RTOL
+        SC_STOP_TIME
+        SC_STOP_CALLBACK
+        SC_STOP_EXHAUSTED
+        SC_PROGRESS_GO_ON
+        SC_PROGRESS_STOP
+        SC_PROGRESS_FAILED
 
     ctypedef struct sc_tensor_result:
         int64_t width
@@ -107,6 +117,9 @@ cdef extern from "signcut/signcut.h" nogil:
                             const sc_params *p, sc_tensor_result *res)
     void sc_tensor_result_free(sc_tensor_result *res)
 
+    int sc_tensor_expand(const sc_kernels *K, float *out, int ndim, const int64_t *dims,
+                         const uint64_t *const *bits, const float *coef, int64_t width,
+                         float sign, int n_threads)
     int sc_matrix_expand(const sc_kernels *K, float *out, int64_t m, int64_t n, int64_t ld,
                          const uint64_t *s_bits, const uint64_t *t_bits, const float *coef,
                          int64_t width, float sign, int n_threads)

@@ -17,6 +17,8 @@ from signcut._core cimport *
 cnp.import_array()
 
 ISA_NAMES = ("scalar", "avx2", "avx512")
+MAX_NDIM = SC_MAX_NDIM       # orders the engines take
+MAX_BLOCK = SC_MAX_BLOCK     # cuts kept pending at most (decompose's block_size)
 
 cdef const sc_kernels *_active = NULL
 
@@ -37,6 +39,13 @@ cdef const sc_kernels *_get(str name) except NULL:
             f"instruction set {name!r} is not available on this CPU (it supports: "
             f"{', '.join(supported_kernels())}; features found: {sc_cpu_features().decode() or 'none'})")
     return k
+
+
+def missing_kernel(str name):
+    """The first kernel the table compiled for instruction set `name` leaves unset (whether or
+    not this CPU can run it), or None."""
+    cdef const char *missing = sc_kernels_missing(name.encode())
+    return None if missing == NULL else (<bytes>missing).decode()
 
 
 def use_kernels(name=None):
@@ -81,7 +90,7 @@ cdef _check(int status):
     raise RuntimeError(f"signcut: C engine failed with status {status}")
 
 
-# ---------------------------------------------------------------- kernels, for tests
+# ---------------------------------------------------------------- helpers of the wrappers
 
 cdef int64_t _ld(cnp.ndarray a) except -1:
     if a.ndim == 2 and a.dtype == np.float32 and a.size == 0:
@@ -91,209 +100,17 @@ cdef int64_t _ld(cnp.ndarray a) except -1:
     return a.strides[0] // 4
 
 
-def kernel_accum_rows(str isa, float[::1] y, cnp.ndarray rows, const int64_t[::1] idx, const float[::1] w):
-    """y += sum_q w[q] * rows[idx[q], :len(y)]."""
-    cdef const sc_kernels *K = _get(isa)
-    cdef int64_t ld = _ld(rows)
-    if idx.shape[0] != w.shape[0] or y.shape[0] > rows.shape[1]:
-        raise ValueError("shape mismatch")
-    if idx.shape[0] and (np.min(idx) < 0 or np.max(idx) >= rows.shape[0]):
-        raise IndexError("row index out of range")
-    cdef const float *base = <const float *>cnp.PyArray_DATA(rows)
-    K.accum_rows(&y[0] if y.shape[0] else NULL, y.shape[0], base, ld,
-                 &idx[0] if idx.shape[0] else NULL, &w[0] if w.shape[0] else NULL, idx.shape[0])
-
-
 cdef void _check_bits(const uint64_t[:, ::1] bits, int64_t length) except *:
     if bits.shape[1] != (length + 63) // 64:
         raise ValueError("packed signs have the wrong number of words")
 
 
-def kernel_signs_matvec(str isa, float[::1] y, const uint64_t[:, ::1] bits, const float[::1] w):
-    """y += sum_j w[j] * sign_j."""
-    cdef const sc_kernels *K = _get(isa)
-    _check_bits(bits, y.shape[0])
-    if w.shape[0] != bits.shape[0]:
-        raise ValueError("shape mismatch")
-    if y.shape[0] and w.shape[0]:
-        K.signs_matvec(&y[0], y.shape[0], &bits[0, 0], bits.shape[1], &w[0], w.shape[0])
-
-
-def kernel_signs_rmatvec(str isa, const float[::1] x, const uint64_t[:, ::1] bits):
-    """z[j] = <sign_j, x>."""
-    cdef const sc_kernels *K = _get(isa)
-    _check_bits(bits, x.shape[0])
-    cdef float[::1] z = np.zeros(bits.shape[0], np.float32)
-    if x.shape[0] and bits.shape[0]:
-        K.signs_rmatvec(&z[0], &x[0], x.shape[0], &bits[0, 0], bits.shape[1], bits.shape[0])
-    return np.asarray(z)
-
-
-def kernel_rank_update(str isa, cnp.ndarray out, const float[:, ::1] a, const float[:, ::1] panel):
-    """out += a @ panel."""
-    cdef const sc_kernels *K = _get(isa)
-    cdef int64_t ld = _ld(out)
-    if not out.flags.writeable:
-        raise ValueError("out is read-only")
-    if a.shape[0] != out.shape[0] or panel.shape[1] != out.shape[1] or a.shape[1] != panel.shape[0]:
-        raise ValueError("shape mismatch")
-    if out.shape[0] and out.shape[1] and a.shape[1]:
-        K.rank_update(<float *>cnp.PyArray_DATA(out), out.shape[0], out.shape[1], ld,
-                      &a[0, 0], a.shape[1], &panel[0, 0], a.shape[1])
-
-
-def kernel_pack_signs(str isa, const float[::1] x):
-    """(bits, sum |x|)."""
-    cdef const sc_kernels *K = _get(isa)
-    cdef uint64_t[::1] bits = np.full((x.shape[0] + 63) // 64, 0xFFFFFFFFFFFFFFFF, np.uint64)
-    cdef double s = 0.0
-    if x.shape[0]:
-        s = K.pack_signs(&bits[0], &x[0], x.shape[0])
-    return np.asarray(bits), s
-
-
-def kernel_unpack_signs(str isa, const uint64_t[::1] bits, int64_t length, float scale):
-    cdef const sc_kernels *K = _get(isa)
-    if bits.shape[0] != (length + 63) // 64:
-        raise ValueError("packed signs have the wrong number of words")
-    cdef float[::1] out = np.zeros(length, np.float32)
-    if length:
-        K.unpack_signs(&out[0], &bits[0], length, scale)
-    return np.asarray(out)
-
-
-def kernel_sign_dots(str isa, const uint64_t[:, ::1] bits, const uint64_t[::1] x, int64_t length):
-    cdef const sc_kernels *K = _get(isa)
-    _check_bits(bits, length)
-    if x.shape[0] != bits.shape[1]:
-        raise ValueError("shape mismatch")
-    cdef int64_t[::1] dots = np.zeros(bits.shape[0], np.int64)
-    if bits.shape[0] and x.shape[0]:
-        K.sign_dots(&dots[0], &bits[0, 0], bits.shape[1], &x[0], x.shape[0], length, bits.shape[0])
-    return np.asarray(dots)
-
-
-def kernel_group_apply(str isa, float[::1] y, const uint64_t[::1] pend, const float[::1] w):
-    """y[i] += sum_j w[j] * (-1 if bit j of pend[i] else 1), for up to 64 weights, through the
-    engine's 4-bit tables in 16-bit fixed point (pend stored as nibbles first)."""
-    cdef const sc_kernels *K = _get(isa)
-    cdef uint8_t tlo[16 * SC_NIB_GROUPS]
-    cdef uint8_t thi[16 * SC_NIB_GROUPS]
-    cdef float wbuf[64]
-    cdef float scale = 0
-    cdef int64_t k = w.shape[0], n = y.shape[0], j, i, ng
-    if k > 64 or pend.shape[0] != n:
-        raise ValueError("shape mismatch")
-    cdef uint8_t[::1] nib = np.zeros(SC_NIB_GROUPS * n, np.uint8)
-    for i in range(n):
-        for j in range(SC_NIB_GROUPS):
-            nib[j * n + i] = (pend[i] >> (4 * j)) & 15
-    for j in range(k):
-        wbuf[j] = w[j]
-    ng = K.nib_tables(tlo, thi, &scale, wbuf, k)
-    if n and ng:
-        K.group_apply(&y[0], n, &nib[0], n, tlo, thi, ng, scale)
-
-
-def kernel_nib_tables(str isa, const float[::1] w):
-    """The group tables of weights w (up to 64): (int16 entries (groups, 16), unit)."""
-    cdef const sc_kernels *K = _get(isa)
-    cdef uint8_t tlo[16 * SC_NIB_GROUPS]
-    cdef uint8_t thi[16 * SC_NIB_GROUPS]
-    cdef float scale = 0
-    cdef int64_t k = w.shape[0], ng, i
-    if k > 64:
-        raise ValueError("shape mismatch")
-    ng = K.nib_tables(tlo, thi, &scale, &w[0] if k else NULL, k)
-    cdef uint16_t[::1] out = np.zeros(16 * ng, np.uint16)
-    for i in range(16 * ng):
-        out[i] = tlo[i] | (thi[i] << 8)
-    return np.asarray(out).view(np.int16).reshape(ng, 16), scale
-
-
-def kernel_transpose(str isa, cnp.ndarray src):
-    """src.T as a new C-contiguous array."""
-    cdef const sc_kernels *K = _get(isa)
-    cdef int64_t lds = _ld(src)
-    cdef int64_t rows = src.shape[0], cols = src.shape[1]
-    out = np.empty((cols, rows), np.float32)
-    if rows and cols:
-        K.transpose(<float *>cnp.PyArray_DATA(out), rows, <const float *>cnp.PyArray_DATA(src),
-                    lds, rows, cols)
-    return out
-
-
-def kernel_accum_rows_h(str isa, float[::1] y, const uint16_t[:, ::1] rows, const int64_t[::1] idx,
-                        const float[::1] w):
-    """y += sum_q w[q] * float32(rows[idx[q], :len(y)]) for float16 rows (given as their uint16 bits).
-    Releases the GIL while it works (benchmarks/bench_threads.py runs it on several threads)."""
-    cdef const sc_kernels *K = _get(isa)
-    if idx.shape[0] != w.shape[0] or y.shape[0] > rows.shape[1]:
-        raise ValueError("shape mismatch")
-    if idx.shape[0] and (np.min(idx) < 0 or np.max(idx) >= rows.shape[0]):
-        raise IndexError("row index out of range")
-    if y.shape[0] == 0 or idx.shape[0] == 0:
-        return
-    with nogil:
-        K.accum_rows_h(&y[0], y.shape[0], &rows[0, 0], rows.shape[1], &idx[0], &w[0], idx.shape[0])
-
-
-def kernel_to_half(str isa, const float[::1] x, float scale):
-    """float16(scale * x) as uint16 bits, rounded to nearest even."""
-    cdef const sc_kernels *K = _get(isa)
-    cdef uint16_t[::1] out = np.zeros(x.shape[0], np.uint16)
-    if x.shape[0]:
-        K.to_half(&out[0], &x[0], x.shape[0], scale)
-    return np.asarray(out)
-
-
-def kernel_transpose16(str isa, const uint16_t[:, :] src):
-    """src.T (16-bit entries, rows of src contiguous) as a C-contiguous array."""
-    cdef const sc_kernels *K = _get(isa)
-    cdef int64_t rows = src.shape[0], cols = src.shape[1]
-    if cols > 1 and src.strides[1] != 2 or src.strides[0] % 2 or src.strides[0] < 0:
-        raise ValueError("expected a 2-D uint16 array with contiguous rows")
-    out = np.zeros((cols, rows), np.uint16)
-    cdef uint16_t[:, ::1] o = out
-    if rows and cols:
-        K.transpose16(&o[0, 0], rows, &src[0, 0], src.strides[0] // 2, rows, cols)
-    return out
-
-
-def kernel_absmax(str isa, const float[::1] x):
-    cdef const sc_kernels *K = _get(isa)
-    return K.absmax(&x[0], x.shape[0]) if x.shape[0] else 0.0
 cdef int64_t _lane_words(const uint32_t[:, :, ::1] lanes, int64_t rows, int64_t length) except -1:
     """Checks a lane layout (rows/8, words, 8) for `rows` sign rows of `length` entries."""
     if rows % 8 or lanes.shape[0] != rows // 8 or lanes.shape[2] != 8 \
             or lanes.shape[1] != (length + 31) // 32:
         raise ValueError("sign rows in lane layout have the wrong shape")
     return lanes.shape[1]
-
-
-def kernel_lut3_rows(str isa, float[::1] out, const uint32_t[:, :, ::1] lanes, const float[::1] x):
-    """out[r] += <sign row r, x>, sign rows in lane layout (len(out) a multiple of 8), through
-    3-bit group tables of x."""
-    cdef const sc_kernels *K = _get(isa)
-    cdef int64_t nwords = _lane_words(lanes, out.shape[0], x.shape[0])
-    tab = np.zeros(max(1, nwords) * 8 * SC_LUT3_GROUPS, np.float32)
-    cdef float[::1] t = tab
-    if x.shape[0]:
-        sc_lut3_tables(&t[0], &x[0], x.shape[0])
-    if out.shape[0] and nwords:
-        K.lut3_rows(&out[0], out.shape[0], &lanes[0, 0, 0], 8 * nwords, &t[0], nwords)
-
-
-def kernel_lut_rows(str isa, float[:, ::1] out, const uint32_t[:, :, ::1] lanes, const float[:, ::1] tab):
-    """out[r] += sum over 4-bit groups g of sign row r (lane layout) of tab[16 g + group], table
-    rows a multiple of 8 floats wide."""
-    cdef const sc_kernels *K = _get(isa)
-    cdef int64_t pb = tab.shape[1], nwords = lanes.shape[1]
-    _lane_words(lanes, out.shape[0], 32 * nwords)
-    if out.shape[1] != pb or tab.shape[0] != 128 * nwords or pb % 8:
-        raise ValueError("shape mismatch")
-    if out.shape[0] and nwords and pb:
-        K.lut_rows(&out[0, 0], out.shape[0], &lanes[0, 0, 0], 8 * nwords, &tab[0, 0], nwords, pb)
 
 
 def bits_transpose(const uint64_t[:, ::1] bits, int64_t length):
@@ -348,14 +165,12 @@ def matrix_matmul(float[:, ::1] y, const float[:, ::1] x, const uint32_t[:, :, :
     return np.asarray(y)
 
 
-def kernel_sumsq(str isa, const float[::1] x):
-    cdef const sc_kernels *K = _get(isa)
-    return K.sumsq(&x[0], x.shape[0]) if x.shape[0] else 0.0
-
-
 def sumsq(const float[::1] x):
     """Sum of squares of x, accumulated in float64 by the active kernels."""
     return _active.sumsq(&x[0], x.shape[0]) if x.shape[0] else 0.0
+
+
+include "_kernels.pxi"
 
 
 # ---------------------------------------------------------------- decomposition
@@ -387,11 +202,11 @@ cdef int _progress_call(progress_ctx *c, int64_t cuts, double rel_error) noexcep
     try:
         PyErr_CheckSignals()
         if cuts >= 0 and prog.callback is not None and prog.callback(int(cuts), float(rel_error)):
-            return 1
+            return SC_PROGRESS_STOP
     except BaseException as e:
         prog.error = e
-        return 2
-    return 0
+        return SC_PROGRESS_FAILED
+    return SC_PROGRESS_GO_ON
 
 
 cdef int _progress_hook(void *ctx, int64_t cuts, double rel_error) noexcept nogil:
@@ -400,12 +215,13 @@ cdef int _progress_hook(void *ctx, int64_t cuts, double rel_error) noexcept nogi
     cdef progress_ctx *c = <progress_ctx *>ctx
     cdef double t = _now()
     if (not c.has_callback or cuts < 0) and t - c.last_check < 0.2:
-        return 0
+        return SC_PROGRESS_GO_ON
     c.last_check = t
     return _progress_call(c, cuts, rel_error)
 
 
-STOP_REASONS = ("width", "rtol", "max_seconds", "callback", "exhausted")
+STOP_REASONS = {SC_STOP_WIDTH: "width", SC_STOP_RTOL: "rtol", SC_STOP_TIME: "max_seconds",
+                SC_STOP_CALLBACK: "callback", SC_STOP_EXHAUSTED: "exhausted"}
 
 
 cdef void _fill_params(sc_params *prm, progress_ctx *pctx, _Progress prog, int64_t max_width,
@@ -547,25 +363,33 @@ def matrix_decompose(cnp.ndarray R, int64_t max_width, double rtol, double max_s
     return s_bits, t_bits, coef, errors, res.norm, STOP_REASONS[res.stopped_by]
 
 
-def matrix_expand(cnp.ndarray out, const uint64_t[:, ::1] s_bits, const uint64_t[:, ::1] t_bits,
-                  const float[::1] coef, float sign=1.0, int n_threads=1):
-    """out (m x n float32, contiguous rows) += sign * sum_j coef[j] s_j t_j^T."""
-    cdef int64_t ld = _ld(out)
-    cdef int64_t m = out.shape[0], n = out.shape[1], w = coef.shape[0]
-    if not out.flags.writeable:
-        raise ValueError("out is read-only")
-    if s_bits.shape[0] != w or t_bits.shape[0] != w:
-        raise ValueError("signs and coefficients disagree on the width")
-    _check_bits(s_bits, m)
-    _check_bits(t_bits, n)
-    if w == 0 or m == 0 or n == 0:
+def expand(cnp.ndarray out, signs, const float[::1] coef, float sign=1.0, int n_threads=1):
+    """out (a C-contiguous float32 tensor, one mode per sign array) += sign * sum_j coef[j]
+    s1_j x ... x sk_j, for signs[a] of shape (width, ceil(out.shape[a] / 64))."""
+    if out.dtype != np.float32 or not out.flags.c_contiguous or not out.flags.writeable:
+        raise ValueError("out must be a writable C-contiguous float32 array")
+    cdef int ndim = out.ndim, a
+    cdef int64_t w = coef.shape[0]
+    if ndim < 1 or ndim > SC_MAX_NDIM or len(signs) != ndim:
+        raise ValueError("one sign array per mode of out (1 to 32 modes)")
+    cdef int64_t dims[SC_MAX_NDIM]
+    cdef const uint64_t *bits[SC_MAX_NDIM]
+    held = []
+    for a in range(ndim):
+        dims[a] = out.shape[a]
+        b = np.ascontiguousarray(signs[a], dtype=np.uint64)
+        if b.ndim != 2 or b.shape[0] != w or b.shape[1] != (dims[a] + 63) // 64:
+            raise ValueError(f"signs of mode {a} do not match the width and the mode's size")
+        held.append(b)
+        bits[a] = <const uint64_t *>cnp.PyArray_DATA(b)
+    if w == 0 or out.size == 0:
         return out
     cdef const sc_kernels *K = _active
     cdef float *data = <float *>cnp.PyArray_DATA(out)
+    cdef const float *c = &coef[0]
     cdef int status
     with nogil:
-        status = sc_matrix_expand(K, data, m, n, ld, &s_bits[0, 0], &t_bits[0, 0], &coef[0],
-                                  w, sign, n_threads)
+        status = sc_tensor_expand(K, data, ndim, dims, bits, c, w, sign, n_threads)
     _check(status)
     return out
 

@@ -167,8 +167,22 @@ def rule(*keys, name, cases):
 
 
 def also(key, like, impl):
-    """``key`` handled by ``impl`` under the row of ``like`` (one README row for both)."""
+    """``key`` handled by ``impl`` under the row of ``like`` (one README row for both); a
+    ``key`` given by name (``"linalg.matmul"``) is skipped where this NumPy lacks it."""
+    if isinstance(key, str):
+        key = _numpy_function(key)
+        if key is None:
+            return
     TABLE[key] = Entry(TABLE[like].name, impl, TABLE[like].cases)
+
+
+def _numpy_function(name):
+    """``np.<name>`` (a dotted name), or None: the array API aliases (``np.linalg.matmul``,
+    ``np.astype``, ``np.matrix_transpose``...) came with NumPy 2.0, and the floor is 1.25."""
+    obj = np
+    for part in name.split("."):
+        obj = getattr(obj, part, None)
+    return obj
 
 
 def method(name, cases):
@@ -285,7 +299,7 @@ def _matmul(x, y):
     return _algebra.contract(sc, (-2 if sc.ndim > 1 else 0) if left else -1, v)
 
 
-also(np.linalg.matmul, np.matmul, _matmul)
+also("linalg.matmul", np.matmul, _matmul)
 
 
 @rule(np.dot, name="`np.dot`", cases=[
@@ -373,7 +387,7 @@ def _tensordot(a, b, axes=2):
     return out if isinstance(out, SignCut) else np.asarray(out)
 
 
-also(np.linalg.tensordot, np.tensordot, lambda x1, x2, *, axes=2: _tensordot(x1, x2, axes))
+also("linalg.tensordot", np.tensordot, lambda x1, x2, *, axes=2: _tensordot(x1, x2, axes))
 
 
 # ---- reductions and numbers
@@ -455,8 +469,8 @@ def _matrix_norm(x, keepdims=False, ord="fro"):
     return _norm(x, None, None, keepdims)
 
 
-also(np.linalg.vector_norm, np.linalg.norm, _vector_norm)
-also(np.linalg.matrix_norm, np.linalg.norm, _matrix_norm)
+also("linalg.vector_norm", np.linalg.norm, _vector_norm)
+also("linalg.matrix_norm", np.linalg.norm, _matrix_norm)
 
 
 @rule(np.trace, name="`np.trace`, `sc.trace()`", cases=[
@@ -475,7 +489,7 @@ def _linalg_trace(x, *, offset=0, dtype=None):
     return _trace(x, offset, -2, -1, dtype)
 
 
-also(np.linalg.trace, np.trace, _linalg_trace)
+also("linalg.trace", np.trace, _linalg_trace)
 
 
 @rule(np.diagonal, name="`np.diagonal`, `sc.diagonal()`", cases=[
@@ -485,7 +499,7 @@ def _diagonal(a, offset=0, axis1=0, axis2=1):
     return a.diagonal(offset, axis1, axis2) if _plain(a) else DENSE
 
 
-also(np.linalg.diagonal, np.diagonal, lambda x, *, offset=0: _diagonal(x, offset, -2, -1))
+also("linalg.diagonal", np.diagonal, lambda x, *, offset=0: _diagonal(x, offset, -2, -1))
 
 # ---- axes and shapes
 
@@ -523,7 +537,7 @@ def _moveaxis(a, source, destination):
 
 also(np.swapaxes, np.transpose, _swapaxes)
 also(np.moveaxis, np.transpose, _moveaxis)
-also(np.matrix_transpose, np.transpose, lambda x: x.mT if _plain(x) else DENSE)
+also("matrix_transpose", np.transpose, lambda x: x.mT if _plain(x) else DENSE)
 
 
 @rule(np.reshape, name="`np.reshape` (`sc.reshape`), `np.ravel`, `np.squeeze`, `np.expand_dims`", cases=[
@@ -580,7 +594,7 @@ def _copy(a, order="K", subok=False):
     return a.copy() if isinstance(a, SignCut) else DENSE
 
 
-also(np.astype, np.copy, lambda x, dtype, *, copy=True, device=None: x.astype(dtype, copy=copy))
+also("astype", np.copy, lambda x, dtype, *, copy=True, device=None: x.astype(dtype, copy=copy))
 
 # ---- what needs no computation
 
@@ -642,7 +656,10 @@ method("`sc[key]`: integer arrays, boolean arrays, boolean scalars", [
     ("", SIGNS, f"{W} x (answer size + selected entries), a block of cuts at a time"),
     ("tensorized (any key)", EXPANDS, "")])
 method("`sc.recompress(width=, bits_per_entry=, rtol=, ...)`", [
-    ("", EXPANDS, "decomposes the expansion again (after the memory check decompose applies)")])
+    ("when the expansion fits", EXPANDS, "decomposes the expansion again (after the memory "
+                                         "check decompose applies)"),
+    ("matrices that do not fit", SIGNS, "decomposes `aslinearoperator()`: a product per half "
+                                        "step, nothing expanded")])
 method("`sc.aslinearoperator()`, `scipy.sparse.linalg.aslinearoperator(sc)`", [
     ("matrices", SIGNS, "a LinearOperator whose matvec, rmatvec, matmat, rmatmat are the C "
                         "products")])

@@ -11,7 +11,8 @@ from signcut._validate import thread_count
 
 def unpack_signs(bits, d):
     """(width, words) packed signs -> (width, d) float32 array of +1/-1."""
-    as_bytes = np.ascontiguousarray(bits, dtype="<u8").view(np.uint8).reshape(len(bits), -1)
+    rows, nwords = bits.shape         # (explicit: reshape cannot infer a length for 0 rows)
+    as_bytes = np.ascontiguousarray(bits, dtype="<u8").view(np.uint8).reshape(rows, 8 * nwords)
     flags = np.unpackbits(as_bytes, axis=1, count=d, bitorder="little")
     return (1.0 - 2.0 * flags).astype(np.float32)
 
@@ -437,19 +438,8 @@ class SignCut(np.lib.mixins.NDArrayOperatorsMixin):
 
     def _expand_tensor(self, n_threads=None):
         """The cuts alone (no scales, no sparse part), dense in the modes' layout."""
-        if len(self.tensor_shape) == 2:
-            m, n = self.tensor_shape
-            out = np.zeros((m, n), np.float32)
-            return _core.matrix_expand(out, self.signs[0], self.signs[1], self.coef, 1.0,
-                                       thread_count(n_threads))
-        out = np.zeros(self.tensor_shape, np.float32)
-        k = len(self.tensor_shape)     # einsum's sublist form: axes 0..k-1, cuts k (k <= 32)
-        for j0 in range(0, self.width, 64):
-            factors = [unpack_signs(b[j0:j0 + 64], d) for b, d in zip(self.signs, self.tensor_shape)]
-            factors[0] = factors[0] * self.coef[j0:j0 + 64, None]
-            operands = [x for a, f in enumerate(factors) for x in (f, [k, a])]
-            out += np.einsum(*operands, list(range(k)), optimize=True).astype(np.float32)
-        return out
+        return _core.expand(np.zeros(self.tensor_shape, np.float32), self.signs, self.coef,
+                            1.0, thread_count(n_threads))
 
     # ------------------------------------------------------------ array behaviour
     def __getitem__(self, key):
@@ -609,10 +599,13 @@ class SignCut(np.lib.mixins.NDArrayOperatorsMixin):
         ``max_seconds``, ``seed``, ``n_threads``, ``outliers``, ``effort``, ``callback``...)
         in the same tensorization. Sums and products grow the width; this brings it down.
 
-        It expands the SignCut (float32) and decomposes that: refused with ``MemoryError``
-        before anything is allocated when the expansion and decompose's two working copies
-        (12 bytes per entry) do not fit in the memory available. The answer's ``errors`` and
-        ``norm`` are relative to what this SignCut represents."""
+        It expands the SignCut (float32) and decomposes that when the expansion and
+        decompose's two working copies (12 bytes per entry) fit in the memory available; a
+        matrix that does not fit is decomposed through its products instead
+        (``aslinearoperator()``: a product per half step, slower, nothing expanded; its
+        Frobenius norm exact from the signs), and another SignCut that does not fit raises
+        ``MemoryError`` before anything is allocated. The answer's ``errors`` and ``norm`` are
+        relative to what this SignCut represents."""
         from signcut import _algebra
         return _algebra.recompress(self, width=width, bits_per_entry=bits_per_entry,
                                    ratio=ratio, rtol=rtol, max_seconds=max_seconds, seed=seed,
@@ -684,7 +677,9 @@ class SignCut(np.lib.mixins.NDArrayOperatorsMixin):
 
     def __array__(self, dtype=None, copy=None):
         """The dense array (``np.asarray(sc)``): an implicit expansion, which warns or raises
-        above the threshold of ``signcut.set_options``."""
+        above the threshold of ``signcut.set_options``. NumPy 2's ``copy=False`` (never
+        copy) raises ``ValueError``; NumPy 1.x does not pass ``copy`` here, and its
+        ``np.array(sc, copy=False)`` means "copy if needed": the expansion."""
         if copy is False:
             raise ValueError("a SignCut cannot be viewed as an array without expanding it (copy=False)")
         out = _dispatch().dense(self, "np.asarray")

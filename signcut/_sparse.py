@@ -173,6 +173,9 @@ def operator_norm2(op, name):
     blocks); otherwise Hutchinson's estimate E ||A z||^2 over Rademacher z, PROBE_BLOCK probes
     at a time until the standard error is below NORM_RSE of it (or MAX_PROBES probes)."""
     m, n = op.shape
+    sc = getattr(op, "signcut", None)          # a SignCut's operator: exact from its signs
+    if sc is not None and tuple(sc.shape) == (m, n):
+        return float(sc.frobenius_norm()) ** 2, 0.0
     inner = getattr(op, "A", None)
     if inner is not None and tuple(getattr(inner, "shape", ())) == (m, n):
         if implicit_kind(inner) == "sparse":

@@ -101,18 +101,46 @@ def thread_count(n_threads, name="n_threads"):
     """A thread count for the engine: None or -1 mean all the default threads (OpenMP's,
     ``OMP_NUM_THREADS`` where set); otherwise an integer in [1, MAX_THREADS]. The engine
     runs at most as many threads as the process has cores (``sc_clamp_threads``), so a
-    larger request is not an error up to MAX_THREADS."""
-    if n_threads is None:
-        return _core.default_threads()
-    if not isinstance(n_threads, (bool, np.bool_)) and isinstance(n_threads, numbers.Integral) \
-            and int(n_threads) == -1:
-        return _core.default_threads()
+    larger request is not an error up to MAX_THREADS; under an address-space limit it runs
+    no more than the thread stacks that fit."""
+    if n_threads is None or (not isinstance(n_threads, (bool, np.bool_))
+                             and isinstance(n_threads, numbers.Integral) and int(n_threads) == -1):
+        return _stacks_fit(_core.default_threads())
     value = optional_int(n_threads, name, minimum=1)
     if value > MAX_THREADS:
         raise ValueError(f"{name}={value} is more threads than signcut runs (at most "
                          f"{MAX_THREADS}; the engine uses at most one per core, "
                          f"{_core.default_threads()} by default here)")
-    return value
+    return _stacks_fit(value)
+
+
+def _stacks_fit(n_threads):
+    """n_threads, or fewer when their stacks would not fit in the address space left: the
+    OpenMP runtime ends the process when it cannot start a thread (results do not depend on
+    the thread count)."""
+    space = address_space_left()
+    if space is None or n_threads <= 1:
+        return n_threads
+    import resource
+    stack = resource.getrlimit(resource.RLIMIT_STACK)[0]
+    if stack == resource.RLIM_INFINITY or stack <= 0:
+        stack = 8 << 20
+    stack = max(stack, _omp_stacksize() or 0) + (1 << 20)       # and a guard, some slack
+    room = (space - (64 << 20)) // stack        # leave the engine's own buffers some room
+    return int(max(1, min(n_threads, 1 + room)))
+
+
+def _omp_stacksize():
+    """OMP_STACKSIZE (or GOMP_STACKSIZE) in bytes, None if unset or unreadable."""
+    text = os.environ.get("OMP_STACKSIZE") or os.environ.get("GOMP_STACKSIZE")
+    if not text:
+        return None
+    text = text.strip().upper()
+    unit = {"B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], None)
+    try:
+        return int(text[:-1]) * unit if unit else int(text) << 10
+    except ValueError:
+        return None
 
 
 def optional_float(value, name, *, positive=True, allow_zero=False):
@@ -128,19 +156,45 @@ def optional_float(value, name, *, positive=True, allow_zero=False):
     return value
 
 
-def available_memory():
-    """Bytes of memory the system can still give (MemAvailable on Linux), or None."""
+def _proc_kib(path, key):
+    """A "Key: N kB" line of a /proc file, in bytes (None if absent)."""
     try:
-        with open("/proc/meminfo") as f:
+        with open(path) as f:
             for line in f:
-                if line.startswith("MemAvailable:"):
+                if line.startswith(key + ":"):
                     return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
+    return None
+
+
+def address_space_left():
+    """Bytes of address space this process may still map under its RLIMIT_AS (ulimit -v,
+    prlimit --as), or None without such a limit."""
     try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, AttributeError):
+        import resource
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    except (ImportError, OSError, ValueError):
         return None
+    if limit == resource.RLIM_INFINITY:
+        return None
+    used = _proc_kib("/proc/self/status", "VmSize")
+    return None if used is None else max(0, limit - used)
+
+
+def available_memory():
+    """Bytes of memory this process can still get: the system's (MemAvailable on Linux), and
+    no more than the address space its limit leaves; None if unknown."""
+    avail = _proc_kib("/proc/meminfo", "MemAvailable")
+    if avail is None:
+        try:
+            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, AttributeError):
+            avail = None
+    space = address_space_left()
+    if space is not None:
+        avail = space if avail is None else min(avail, space)
+    return avail
 
 
 def check_memory(need, what):

@@ -3,10 +3,11 @@
     signcut demo [--out DIR] [-q]
     signcut image IN.png -o OUT.sct [--ratio 0.05] [--tile 12] [--color ycbcr] [--preview N]
     signcut image OUT.sct -o back.png [--preview N]
-    signcut weights IN.safetensors|FOLDER -o OUT.sct [--bits-per-entry 8] [--include RE]
-                    [--exclude RE] [--min-size N] [--jobs N] [--scheduler ADDR] [--seed S] [-q]
+    signcut weights IN.safetensors|FOLDER -o OUT.sct [--bits-per-entry 8] [--ratio R]
+                    [--rtol E] [--effort E] [--include RE] [--exclude RE] [--min-size N]
+                    [--jobs N | --threads N] [--scheduler ADDR] [--seed S] [--dry-run] [-q]
                     [--scales none|rows|cols|both|auto] [--calibration STATS.safetensors]
-    signcut expand OUT.sct -o restored.safetensors [--dtype bf16|f16|f32|orig]
+    signcut expand OUT.sct -o restored.safetensors [--dtype orig|bf16|f16|f32]
     signcut info FILE
 
 Bad input (a missing file, a file that is neither a picture nor a signcut file, an empty
@@ -24,6 +25,7 @@ import numpy as np
 
 import signcut
 from signcut._atomic import atomic_write, check_output, open_regular
+from signcut._budget import signs_nbytes
 
 DEMO_RATIOS = (0.02, 0.05, 0.10, 0.25)
 DEMO_SEED = 0
@@ -69,6 +71,13 @@ class Progress:
                 sys.stderr.write(f"\r{self.desc}: {pct:3d}% ({n}/{self.total} {self.unit}s)")
                 sys.stderr.flush()
         self.n = n
+
+    def write(self, line):
+        """A line on stdout, above the bar."""
+        if self.bar is not None:
+            self.bar.write(line, file=sys.stdout)
+        else:
+            print(line, flush=True)
 
     def close(self):
         if self.quiet:
@@ -323,15 +332,45 @@ def cmd_weights(args):
     from signcut import weights
     if args.jobs < 1:
         raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
-    result = weights.compress(args.input, args.output, bits_per_entry=args.bits_per_entry,
-                              include=args.include, exclude=args.exclude,
-                              min_size=args.min_size, jobs=args.jobs, scheduler=args.scheduler,
-                              seed=args.seed, progress=not args.quiet,
-                              outliers=args.outliers,
-                              scales=None if args.scales == "none" else args.scales,
-                              calibration=args.calibration)
-    if args.quiet:
-        print(result["summary"]["line"])
+    kw = dict(bits_per_entry=args.bits_per_entry, ratio=args.ratio, rtol=args.rtol,
+              include=args.include, exclude=args.exclude, min_size=args.min_size,
+              jobs=args.jobs, scheduler=args.scheduler, seed=args.seed, effort=args.effort,
+              outliers=args.outliers, n_threads=args.threads,
+              scales=None if args.scales == "none" else args.scales,
+              calibration=args.calibration)
+    if args.dry_run:
+        plan = weights.compress(args.input, args.output, dry_run=True, **kw)
+        print("| name | dtype | shape | kind | cuts (at most) | bytes (at most) | note |")
+        print("|---|---|---|---|---:|---:|---|")
+        for t in plan["tensors"]:
+            shape = "x".join(map(str, t["shape"]))
+            if t["kind"] == "signcut":
+                print(f"| {weights.printable(t['name'])} | {t['dtype']} | {shape} | signcut | "
+                      f"{t['max_width']} | {signs_nbytes(t['max_width'], t['shape'])} | |")
+            else:
+                print(f"| {weights.printable(t['name'])} | {t['dtype']} | {shape} | copied | | | "
+                      f"{t['reason']} |")
+        print(plan["summary"]["line"] + "; nothing written (--dry-run)")
+        return 0
+    bar = None
+
+    def progress(record, done, total):
+        nonlocal bar
+        if bar is None:
+            bar = Progress(total, "compressing", args.quiet, unit="tensor")
+        if not args.quiet:
+            bar.write(f"{weights.printable(record['name'])}: {'x'.join(map(str, record['shape']))}"
+                      f" width {record['width']}, {record['bits_per_entry']:.3f} bits/entry, "
+                      f"error {record['rel_error']:.4%}, {record['sparse']} sparse entries, "
+                      f"{record['seconds']:.2f} s{' (resumed)' if record['resumed'] else ''}")
+        bar.update_to(done)
+
+    try:
+        result = weights.compress(args.input, args.output, progress=progress, **kw)
+    finally:
+        if bar is not None:
+            bar.close()
+    print(result["summary"]["line"])
     print(f"wrote {args.output} and {args.output}{weights.REPORT_SUFFIX}")
     return 0
 
@@ -360,21 +399,25 @@ def cmd_info(args):
         return 0
     tensors = meta["tensors"]
     comp = [t for t in tensors if t["kind"] == "signcut"]
-    print(f"{path}: compressed model weights, {len(comp)} tensors compressed at "
-          f"{meta['bits_per_entry']:g} bits/entry (seed {meta['seed']}), "
-          f"{len(tensors) - len(comp)} copied through"
+    budget = weights.Settings(meta.get("bits_per_entry"), meta.get("ratio"),
+                              meta.get("rtol")).describe()
+    print(f"{path}: compressed model weights, {len(comp)} tensors compressed at {budget} "
+          f"(seed {meta['seed']}), {len(tensors) - len(comp)} copied through"
           + (f" into {meta['passthrough']}" if meta.get("passthrough") else ""))
-    print("| name | dtype | shape | kind | width | bits/entry | rel. error | note |")
-    print("|---|---|---|---|---:|---:|---:|---|")
+    print("| name | dtype | shape | kind | width | bits/entry | rel. error | sparse entries "
+          "| note |")
+    print("|---|---|---|---|---:|---:|---:|---:|---|")
     for t in tensors:
         shape = "x".join(map(str, t["shape"]))
-        t = dict(t, name=weights.printable(t["name"]))
+        name = weights.printable(t["name"])
         if t["kind"] == "signcut":
-            note = "outlier" if t.get("outlier") else ""
-            print(f"| {t['name']} | {t['dtype']} | {shape} | signcut | {t['width']} | "
-                  f"{t['bits_per_entry']:.3f} | {t['rel_error']:.4%} | {note} |")
+            high = t.get("high_error", t.get("outlier"))       # "outlier" in older files
+            note = f"error > {weights.HIGH_ERROR_FACTOR:g}x median" if high else ""
+            sparse = "" if t.get("sparse") is None else t["sparse"]
+            print(f"| {name} | {t['dtype']} | {shape} | signcut | {t['width']} | "
+                  f"{t['bits_per_entry']:.3f} | {t['rel_error']:.4%} | {sparse} | {note} |")
         else:
-            print(f"| {t['name']} | {t['dtype']} | {shape} | copied | | | | {t['reason']} |")
+            print(f"| {name} | {t['dtype']} | {shape} | copied | | | | | {t['reason']} |")
     return 0
 
 
@@ -434,8 +477,19 @@ def build_parser():
                          "OUT.report.csv. An interrupted run resumes from OUT.parts/.")
     wts.add_argument("input", help="a .safetensors file or a folder with shards")
     wts.add_argument("-o", "--output", required=True, help="the signcut file to write")
-    wts.add_argument("--bits-per-entry", type=_positive(float), default=8.0,
-                     help="budget per compressed tensor (default: %(default)s)")
+    wts.add_argument("--bits-per-entry", type=_positive(float), default=None,
+                     help="budget per compressed tensor (default: 8 unless --ratio or --rtol)")
+    wts.add_argument("--ratio", type=_positive(float), default=None,
+                     help="stored bytes over each tensor's bytes in its own dtype")
+    wts.add_argument("--rtol", type=_positive(float), default=None,
+                     help="stop each tensor at this relative Frobenius error")
+    wts.add_argument("--effort", choices=("fast", "default", "best"), default="default",
+                     help="search effort of each cut (default: %(default)s)")
+    wts.add_argument("--threads", type=_positive(int), default=None, metavar="N",
+                     help="threads of each decomposition with --jobs 1 (default: all)")
+    wts.add_argument("--dry-run", action="store_true",
+                     help="print what would be compressed, and at most how many cuts and "
+                     "bytes, without writing anything")
     wts.add_argument("--include", default=None, metavar="RE",
                      help="compress only tensors whose name matches")
     wts.add_argument("--exclude", default=None, metavar="RE",
@@ -459,7 +513,8 @@ def build_parser():
                      help="per weight name, the RMS of each input feature of that layer "
                      "(signcut.weights.calibration_stats): the tensors it names are fitted in "
                      "that weighted norm")
-    wts.add_argument("-q", "--quiet", action="store_true", help="no per-tensor lines")
+    wts.add_argument("-q", "--quiet", action="store_true",
+                     help="no progress bar and no per-tensor lines")
     wts.set_defaults(func=cmd_weights)
 
     exp = sub.add_parser("expand", help="write a plain safetensors checkpoint back",
@@ -467,8 +522,9 @@ def build_parser():
                          "safetensors checkpoint with the original names and shapes.")
     exp.add_argument("input", help="a file written by 'signcut weights'")
     exp.add_argument("-o", "--output", required=True, help="the .safetensors file to write")
-    exp.add_argument("--dtype", choices=("bf16", "f16", "f32", "orig"), default="bf16",
-                     help="dtype of the expanded tensors (default: %(default)s)")
+    exp.add_argument("--dtype", choices=("bf16", "f16", "f32", "orig"), default="orig",
+                     help="dtype of the expanded tensors (default: each tensor's original "
+                     "one)")
     exp.set_defaults(func=cmd_expand)
 
     inf = sub.add_parser("info", help="what a signcut file holds",

@@ -2,7 +2,7 @@
 
     >>> from signcut import weights
     >>> report = weights.compress("model.safetensors", "model.sct", bits_per_entry=8)
-    >>> weights.expand("model.sct", "restored.safetensors", dtype="bf16")
+    >>> weights.expand("model.sct", "restored.safetensors")     # each tensor's own dtype
 
 ``compress`` takes one ``.safetensors`` file or a folder of shards with a
 ``*.safetensors.index.json``. Every floating tensor (F16, BF16, F32, F64) of two or more
@@ -15,18 +15,22 @@ Outputs, for ``out = OUT``:
 ``OUT``
     One signcut file (:func:`signcut.save`, a mapping ``key -> SignCut``), loadable with
     :func:`signcut.load`. Its ``__metadata__`` entry ``signcut_weights`` is a JSON object
-    ``{"version": 1, "bits_per_entry", "seed", "outliers", "passthrough": file name or null,
-    "tensors": [{"name", "dtype", "shape", "kind": "signcut" | "passthrough", "key",
-    "reason", "seed", "width", "sparse", "bits_per_entry", "rel_error", "seconds"}, ...]}``
-    listing
-    every tensor of the checkpoint in order. ``key`` is the name inside the signcut file or
-    the side file (the tensor name itself unless it holds ``'/'`` or is too long).
+    ``{"version": 1, "bits_per_entry", "ratio", "rtol" (null when not given), "effort",
+    "seed", "outliers", "scales" and "calibration" (only when given: the scales and the
+    statistics file's name), "passthrough": file name or null, "tensors": [{"name", "dtype",
+    "shape", "kind": "signcut" | "passthrough", "key", "reason", "seed", "width", "sparse"
+    (entries kept in the sparse part), "bits_per_entry", "rel_error", "high_error"}, ...]}``
+    listing every tensor of the checkpoint in order (no timings: the same command writes the
+    same bytes). ``key`` is the name inside the signcut file or the side file (the tensor
+    name itself unless it holds ``'/'`` or is too long). Files of earlier versions of this
+    module have ``outlier`` where ``high_error`` is now, and no ratio, rtol or effort.
 ``OUT.passthrough.safetensors``
     A plain safetensors file with the tensors copied through, in their original dtype
     (only written when there are any).
 ``OUT.report.csv``
     The per-tensor report: name, kind, dtype, shape, width, bits per entry, relative error,
-    seconds, outlier (error above ``OUTLIER_FACTOR`` times the median) and a note.
+    sparse_entries (kept in the sparse part), seconds, high_error (an error above
+    ``HIGH_ERROR_FACTOR`` times the median) and a note.
 ``OUT.parts/``
     Work folder while compressing: one signcut file per finished tensor. A rerun after an
     interruption loads and checks the parts found there and skips them. Removed at the end.
@@ -44,6 +48,7 @@ file system.
 """
 import concurrent.futures as cf
 import csv
+import dataclasses
 import hashlib
 import io
 import json
@@ -54,22 +59,26 @@ import re
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
 log = logging.getLogger("signcut.weights")
 
 from signcut._atomic import PathError, atomic_write, check_output, open_regular
-from signcut._budget import width_for_bits
+from signcut._budget import signs_nbytes, width_32, width_for_bits, width_for_bytes
 from signcut._format import short_repr
+from signcut._validate import thread_count
 from signcut.calibration import calibration_stats, read_calibration  # noqa: F401
 from signcut.calibration import fingerprint as calibration_fingerprint
 
-__all__ = ["compress", "expand", "info", "WeightsError", "OUTLIER_FACTOR", "calibration_stats"]
+__all__ = ["compress", "expand", "info", "Settings", "WeightsError", "HIGH_ERROR_FACTOR",
+           "calibration_stats"]
 
 FORMAT_KEY = "signcut_weights"
 FORMAT_VERSION = 1
-OUTLIER_FACTOR = 2.0
+HIGH_ERROR_FACTOR = 2.0      # a tensor's error above this times the median is flagged
+DEFAULT_BITS_PER_ENTRY = 8.0
 MAX_HEADER_BYTES = 100_000_000
 PASSTHROUGH_SUFFIX = ".passthrough.safetensors"
 REPORT_SUFFIX = ".report.csv"
@@ -83,6 +92,11 @@ _ITEMSIZE = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "F8_E4M3FN
              "BF16": 2, "U32": 4, "I32": 4, "F32": 4, "U64": 8, "I64": 8, "F64": 8}
 _NUMPY = {"F16": np.dtype("<f2"), "F32": np.dtype("<f4"), "F64": np.dtype("<f8")}
 _FLOAT = ("F16", "BF16", "F32", "F64")
+_WORK_DTYPE = {"F16": np.dtype("<f2"), "BF16": np.dtype("<f4"), "F32": np.dtype("<f4"),
+               "F64": np.dtype("<f8")}       # what a floating tensor is decomposed from
+# what the file's metadata keeps of each tensor (the report adds the seconds)
+_META_FIELDS = ("name", "dtype", "shape", "kind", "key", "reason", "seed", "width", "sparse",
+                "bits_per_entry", "rel_error", "high_error")
 _EXPAND_DTYPES = {"bf16": "BF16", "f16": "F16", "f32": "F32", "bfloat16": "BF16",
                   "float16": "F16", "float32": "F32"}
 
@@ -307,7 +321,7 @@ def _compress_part(task):
     The part records the SHA-256 of the tensor's bytes: a rerun reuses it only for the same
     bytes (a checkpoint changed under the same names is decomposed again)."""
     import signcut
-    name = task["name"]
+    name, settings = task["name"], task["settings"]
     raw = _read_raw(task["file"], task["start"], task["info"])
     expected = dict(task["expected"], sha256=hashlib.sha256(raw).hexdigest())
     existing = _part_record(task["part"], expected)
@@ -316,14 +330,17 @@ def _compress_part(task):
     t0 = time.perf_counter()
     x = _to_array(raw, task["info"])
     del raw
-    kw = dict(bits_per_entry=task["bits_per_entry"], seed=task["seed"],
+    kw = dict(settings.budget(task["info"]["dtype"]), seed=task["seed"],
+              effort=settings.effort if x.ndim == 2 else "default",     # tensors: plain greedy
               n_threads=task["n_threads"])
-    fit = task.get("fit") or {}           # scales= and col_weights=, when asked for
+    fit = {"scales": settings.scales} if settings.scales else {}
+    if task.get("col_weights") is not None:
+        fit["col_weights"] = task["col_weights"]
     try:
         try:
-            result = signcut.decompose(x, outliers=task["outliers"] or None, **fit, **kw)
+            result = signcut.decompose(x, outliers=settings.outliers or None, **fit, **kw)
         except ValueError:      # the sparse part or scales left too little for one cut: none
-            if not task["outliers"] and not fit:
+            if not settings.outliers and not fit:
                 raise
             result = signcut.decompose(x, **kw)
     except (ValueError, TypeError) as exc:
@@ -340,8 +357,6 @@ def _compress_part(task):
     return dict(record, resumed=False)
 
 
-
-# ------------------------------------------------------------------ compress
 def _key(name, used):
     key = name
     if ("/" in key or not 1 <= len(key) <= 256 or not key.isprintable() or key in used
@@ -375,9 +390,24 @@ def _make_executor(jobs, executor, scheduler):
         return executor, None
     if jobs > 1:
         import multiprocessing
-        pool = cf.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
+        pool = cf.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                                      initializer=_exit_with_parent, initargs=(os.getpid(),))
         return pool, lambda: pool.shutdown(cancel_futures=True)
     return None, None
+
+
+def _exit_with_parent(parent):
+    """In a pool worker: end this process when ``parent`` is gone (a SIGKILLed command left its
+    workers decomposing on). A daemon thread polls the parent's pid; the engine releases the
+    GIL while it works."""
+    import threading
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="signcut-parent-watch").start()
 
 
 def _check_output(path, inputs, folder=False):
@@ -440,87 +470,80 @@ def _fmt_shape(shape):
     return "x".join(str(d) for d in shape)
 
 
-def compress(src, out, *, bits_per_entry=8.0, include=None, exclude=None, min_size=0, jobs=1,
-             executor=None, scheduler=None, seed=0, progress=True, outliers="auto", scales=None,
-             calibration=None):
-    """Compress a safetensors checkpoint into a signcut file (see the module docstring).
+@dataclass(frozen=True)
+class Settings:
+    """How every tensor is decomposed: the budget (``bits_per_entry``, ``ratio`` against the
+    tensor's stored bytes, ``rtol``; whichever comes first), the sparse part (a fraction or
+    0), the search effort, the run seed and the scale vectors (``decompose(scales=...)``)."""
+    bits_per_entry: float = None
+    ratio: float = None
+    rtol: float = None
+    outliers: float = 0.0
+    effort: str = "default"
+    seed: int = 0
+    scales: str = None
 
-    Parameters
-    ----------
-    src : path
-        A ``.safetensors`` file, or a folder holding shards and one ``*.safetensors.index.json``.
-    out : path
-        The signcut file to write; ``OUT.passthrough.safetensors``, ``OUT.report.csv`` and,
-        while working, ``OUT.parts/`` go next to it.
-    bits_per_entry : float
-        Budget of each compressed tensor (``signcut.decompose(bits_per_entry=...)``).
-    include, exclude : str (regular expression), optional
-        Compress only tensors whose name matches ``include`` (``re.search``) and not
-        ``exclude``; the others are copied through.
-    min_size : int
-        Tensors of fewer entries are copied through.
-    jobs : int
-        Processes (``ProcessPoolExecutor``); each decomposition then uses one thread.
-    executor : concurrent.futures.Executor or dask.distributed.Client, optional
-        Run the tensors there instead (one thread each); not shut down here.
-    scheduler : str, optional
-        Address of a dask scheduler (``"tcp://host:8786"``): a Client is made and closed.
-    seed : int
-        Run seed; tensor ``name`` is decomposed with ``tensor_seed(seed, name)``.
-    progress : bool
-        Print one line per finished tensor and the summary (stdout).
-    outliers : "auto", float in [0, 1) or None
-        Keep outliers of each tensor as a sparse part (``signcut.decompose(outliers=...)``),
-        paid from the same budget. ``"auto"`` (default) keeps the entries beyond 8 robust
-        standard deviations, none in a Gaussian tensor: measured by
-        ``benchmarks/bench_outliers.py`` to cut the error about 3x on heavy-tailed synthetic
-        weights at 8 bits per entry and to change nothing on Gaussian ones. 0 or None: off.
-    scales : None, "rows", "cols", "both" or "auto"
-        Scale vectors per tensor (``signcut.decompose(scales=...)``), paid from the same
-        budget. Measured on a sentence embedder (``benchmarks/bench_model.py``), "both" gave
-        the most faithful outputs at 2 to 8 bits per entry; "auto" keeps scales only where
-        they lower a tensor's own error. Default None: no scales.
-    calibration : path, optional
-        A file of :func:`calibration_stats` (per weight name, the root mean square of each
-        input feature): each tensor it names is fitted with those ``col_weights``
-        (``signcut.decompose``), so its error, the report's included, is in that weighted
-        norm; tensors it does not name are compressed as without it. A vector of another
-        length than the tensor's last axis is an error. Default None: nothing changes.
-    A tensor whose budget affords no cut beside its sparse part or scales is compressed
-    without them.
+    def budget(self, dtype):
+        """decompose's budget arguments for a tensor stored as ``dtype`` (a bfloat16 tensor is
+        decomposed from float32: its ratio counts its own two bytes per entry)."""
+        kw = {"bits_per_entry": self.bits_per_entry, "rtol": self.rtol}
+        if self.ratio is not None:
+            kw["ratio"] = self.ratio * _ITEMSIZE[dtype] / _WORK_DTYPE[dtype].itemsize
+        return {k: v for k, v in kw.items() if v is not None}
 
-    Returns
-    -------
-    dict
-        ``{"path", "passthrough", "report", "tensors": [record, ...], "summary": {...}}``.
-    """
-    from signcut._api import _outlier_fraction
-    from signcut._scales import check_scales
-    src, out = os.fspath(src), os.fspath(out)
-    outliers = _outlier_fraction(outliers) or 0.0
-    check_scales(scales, 2)
-    stats = None if calibration is None else read_calibration(calibration)
-    bits_per_entry = float(bits_per_entry)
-    if not bits_per_entry > 0 or not math.isfinite(bits_per_entry):
-        raise ValueError(f"bits_per_entry must be positive, got {bits_per_entry}")
-    jobs = int(jobs)
-    if jobs < 1:
-        raise ValueError(f"jobs must be at least 1, got {jobs}")
-    seed = int(seed)
+    def max_width(self, dtype, shape):
+        """The most cuts the storage budgets allow a tensor (before any sparse part); without
+        one, the 32 bits per entry cap of decompose."""
+        size = math.prod(shape)
+        caps = [width_32(shape)] if self.bits_per_entry is None and self.ratio is None else []
+        if self.bits_per_entry is not None:
+            caps.append(width_for_bits(self.bits_per_entry * size, shape))
+        if self.ratio is not None:
+            caps.append(width_for_bytes(self.ratio * size * _ITEMSIZE[dtype], shape))
+        return min(caps)
+
+    def describe(self):
+        """The budget in words, for reports."""
+        parts = [f"{self.bits_per_entry:g} bits/entry" if self.bits_per_entry is not None else "",
+                 f"ratio {self.ratio:g}" if self.ratio is not None else "",
+                 f"rtol {self.rtol:g}" if self.rtol is not None else ""]
+        return ", ".join(p for p in parts if p)
+
+
+def _settings(bits_per_entry, ratio, rtol, outliers, effort, seed, scales):
+    from signcut._api import EFFORTS, _outlier_fraction
+    from signcut._scales import SCALES
+    from signcut._validate import optional_float, optional_int
+    bits_per_entry = optional_float(bits_per_entry, "bits_per_entry")
+    ratio = optional_float(ratio, "ratio")
+    rtol = optional_float(rtol, "rtol")
+    if bits_per_entry is None and ratio is None and rtol is None:
+        bits_per_entry = DEFAULT_BITS_PER_ENTRY
+    if effort not in EFFORTS:
+        raise ValueError(f"effort must be one of {', '.join(map(repr, EFFORTS))}, got {effort!r}")
+    if scales is not None and scales not in SCALES:
+        raise ValueError(f"scales must be None, {', '.join(map(repr, SCALES))}, got {scales!r}")
+    return Settings(bits_per_entry, ratio, rtol, _outlier_fraction(outliers) or 0.0, effort,
+                    optional_int(seed, "seed"), scales)
+
+
+def _plan(src, out, settings, include, exclude, min_size, also_read=()):
+    """Every tensor of the checkpoint with what will happen to it: ``(records, sources,
+    inputs)``, where a record is the dict of the report and ``sources[name]`` the
+    ``(file, data_start, info)`` it is read from. Checks the inputs and the outputs' paths
+    (none may be an input, ``also_read`` included; nothing is written)."""
     try:
         inc = re.compile(include) if include else None
         exc_re = re.compile(exclude) if exclude else None
     except re.error as e:
         raise WeightsError(f"bad regular expression: {e}") from None
     entries, inputs = _scan(src)
-    if calibration is not None:
-        inputs = inputs + [os.fspath(calibration)]      # never written over
-    parts, side, report = out + PARTS_SUFFIX, out + PASSTHROUGH_SUFFIX, out + REPORT_SUFFIX
-    for path in (out, side, report):
+    inputs = inputs + [os.fspath(p) for p in also_read]
+    for path in (out, out + PASSTHROUGH_SUFFIX, out + REPORT_SUFFIX):
         _check_output(path, inputs)
-    _check_output(parts, inputs, folder=True)
-    _check_parts(parts)
-    plan, used_keys, used_pass = [], set(), set()
+    _check_output(out + PARTS_SUFFIX, inputs, folder=True)
+    _check_parts(out + PARTS_SUFFIX)
+    records, sources, used_keys, used_pass = [], {}, set(), set()
     for name, path, start, info in entries:
         dtype, shape = info["dtype"], info["shape"]
         size = math.prod(shape)
@@ -539,59 +562,68 @@ def compress(src, out, *, bits_per_entry=8.0, include=None, exclude=None, min_si
             reason = "excluded"
         elif size < min_size:
             reason = f"fewer than {min_size} entries"
-        elif width_for_bits(bits_per_entry * size, shape) < 1:
+        elif settings.max_width(dtype, shape) < 1:
             reason = "budget affords no cut"
         rec = {"name": name, "dtype": dtype, "shape": list(shape)}
         if reason is None:
             rec.update(kind="signcut", key=_key(name, used_keys), reason="",
-                       seed=tensor_seed(seed, name))
+                       seed=tensor_seed(settings.seed, name),
+                       max_width=settings.max_width(dtype, shape))
         else:
             rec.update(kind="passthrough", key=_key(name, used_pass), reason=reason, seed=None,
-                       width=None, bits_per_entry=None, rel_error=None, seconds=None)
-        plan.append((rec, path, start, info))
+                       width=None, sparse=None, bits_per_entry=None, rel_error=None,
+                       seconds=None)
+        records.append(rec)
+        sources[name] = (path, start, info)
+    if not any(rec["kind"] == "signcut" for rec in records):
+        reasons = statistics.multimode(rec["reason"] for rec in records) if records else []
+        raise WeightsError(f"no tensor of {src!r} would be compressed ({len(records)} tensors; "
+                           f"most common reason: {', '.join(reasons) or 'the file is empty'}): "
+                           "check the budget and the filters")
+    return records, sources, inputs
 
-    todo = [(rec, path, start, info) for rec, path, start, info in plan
-            if rec["kind"] == "signcut"]
-    fits = _fit_options([rec for rec, *_ in todo], scales, stats, calibration)
+
+def _run(records, sources, settings, out, jobs, executor, scheduler, n_threads, progress,
+         col_weights):
+    """Decompose every tensor to compress into the work folder; fills the records."""
+    parts = out + PARTS_SUFFIX
     parallel, close = _make_executor(jobs, executor, scheduler)
     try:
-        made_parts = bool(todo) and _open_parts(parts, out)
+        made_parts = _open_parts(parts, out)
     except BaseException:
         if close is not None:
             close()
         raise
-    n_threads = 1 if parallel is not None else None
+    n_threads = 1 if parallel is not None else thread_count(n_threads)
     tasks = []
-    for rec, path, start, info in todo:
+    for rec in records:
+        if rec["kind"] != "signcut":
+            continue
+        path, start, info = sources[rec["name"]]
         expected = {"name": rec["name"], "shape": rec["shape"], "dtype": rec["dtype"],
-                    "seed": rec["seed"], "budget": bits_per_entry, "outliers": outliers}
+                    "seed": rec["seed"], "settings": dataclasses.asdict(settings)}
         tasks.append({"name": rec["name"], "file": os.path.abspath(path), "start": start,
-                      "info": info, "bits_per_entry": bits_per_entry, "seed": rec["seed"],
-                      "outliers": outliers,
-                      "n_threads": n_threads, "part": os.path.abspath(_part_path(parts, rec["name"])),
-                      "expected": expected})
-        if fits.get(rec["name"]):          # tasks without scales or weights stay as they were
-            tasks[-1]["fit"], expected["fit"] = fits[rec["name"]]
-    by_name = {rec["name"]: rec for rec, *_ in plan}
-    t_start = time.perf_counter()
-    todo = {task["name"]: math.prod(by_name[task["name"]]["shape"]) for task in tasks}
-    total, done = sum(todo.values()), [0, 0]
+                      "info": info, "settings": settings, "seed": rec["seed"],
+                      "n_threads": n_threads, "expected": expected,
+                      "part": os.path.abspath(_part_path(parts, rec["name"]))})
+        if rec["name"] in col_weights:     # tensors without calibration stay as they were
+            tasks[-1]["col_weights"] = col_weights[rec["name"]]
+            expected["col_weights"] = calibration_fingerprint(col_weights[rec["name"]])
+    by_name = {rec["name"]: rec for rec in records}
+    done = [0]
 
     def finished(result):
         rec = by_name[result["name"]]
-        for k in ("width", "sparse", "nbytes", "bits_per_entry", "rel_error", "seconds"):
+        for k in ("width", "sparse", "nbytes", "bits_per_entry", "rel_error", "seconds",
+                  "resumed"):
             rec[k] = result[k]
-        rec["resumed"] = result["resumed"]
         done[0] += 1
-        done[1] += todo[rec["name"]]
+        log.info("%s: %s width %d, %.3f bits/entry, error %.4f%%, %d sparse entries, %.2f s%s",
+                 printable(rec["name"]), _fmt_shape(rec["shape"]), rec["width"],
+                 rec["bits_per_entry"], 100 * rec["rel_error"], rec["sparse"], rec["seconds"],
+                 " (resumed)" if rec["resumed"] else "")
         if progress:
-            note = " (resumed)" if result["resumed"] else ""
-            elapsed = time.perf_counter() - t_start
-            eta = elapsed * (total - done[1]) / done[1] if done[1] else 0.0
-            print(f"[{done[0]}/{len(tasks)}, {done[1] / max(total, 1):.0%} of entries, "
-                  f"ETA {eta:.0f} s] {printable(rec['name'])}: {_fmt_shape(rec['shape'])} width "
-                  f"{rec['width']}, {rec['bits_per_entry']:.3f} bits/entry, error "
-                  f"{rec['rel_error']:.4%}, {rec['seconds']:.2f} s{note}", flush=True)
+            progress(rec, done[0], len(tasks))
 
     try:
         if parallel is None:
@@ -602,107 +634,212 @@ def compress(src, out, *, bits_per_entry=8.0, include=None, exclude=None, min_si
             for fut in cf.as_completed(futures):
                 finished(fut.result())
     except BaseException:
-        if made_parts and not any(r.get("width") is not None for r in by_name.values()
-                                  if r["kind"] == "signcut"):
+        if made_parts and not done[0]:
             _close_parts(parts, set())     # nothing finished: leave nothing behind
         raise
     finally:
         if close is not None:
             close()
+    return {os.path.basename(task["part"]) for task in tasks}
 
-    # ---------------------------------------------------------------- assemble
+
+def _assemble(records, sources, settings, out, part_names, calibration):
+    """Write OUT (the parts gathered), its side file and report; remove the work folder."""
     import signcut
-    compressed = {}
-    for rec, *_ in plan:
-        if rec["kind"] == "signcut":
-            compressed[rec["key"]] = signcut.load(_part_path(parts, rec["name"]))["tensor"]
-    errors = [r["rel_error"] for r, *_ in plan if r["kind"] == "signcut"]
-    median = statistics.median(errors) if errors else None
-    for rec, *_ in plan:
-        rec["outlier"] = bool(rec["kind"] == "signcut" and median is not None
-                              and rec["rel_error"] > OUTLIER_FACTOR * median and median > 0)
-    records = [rec for rec, *_ in plan]
-    passthrough = [(rec, path, start, info) for rec, path, start, info in plan
-                   if rec["kind"] == "passthrough"]
+    parts, side = out + PARTS_SUFFIX, out + PASSTHROUGH_SUFFIX
+    compressed = {rec["key"]: signcut.load(_part_path(parts, rec["name"]))["tensor"]
+                  for rec in records if rec["kind"] == "signcut"}
+    errors = [rec["rel_error"] for rec in records if rec["kind"] == "signcut"]
+    median = statistics.median(errors)
+    for rec in records:
+        rec["high_error"] = bool(rec["kind"] == "signcut" and median > 0
+                                 and rec["rel_error"] > HIGH_ERROR_FACTOR * median)
+    passthrough = [rec for rec in records if rec["kind"] == "passthrough"]
     if passthrough:
         write_safetensors(side, [
-            (rec["key"], info["dtype"], info["shape"],
-             (lambda p=path, s=start, i=info: _read_raw(p, s, i)))
-            for rec, path, start, info in passthrough],
-            metadata={SIDE_KEY: os.path.basename(out)})
-    meta = {"version": FORMAT_VERSION, "bits_per_entry": bits_per_entry, "seed": seed,
-            **({"scales": scales} if scales is not None else {}),
-            **({"calibration": os.path.basename(os.fspath(calibration))} if stats else {}),
-            "outliers": outliers,
+            (rec["key"], sources[rec["name"]][2]["dtype"], rec["shape"],
+             (lambda src=sources[rec["name"]]: _read_raw(*src)))
+            for rec in passthrough], metadata={SIDE_KEY: os.path.basename(out)})
+    meta = {"version": FORMAT_VERSION, "bits_per_entry": settings.bits_per_entry,
+            "ratio": settings.ratio, "rtol": settings.rtol, "effort": settings.effort,
+            "seed": settings.seed, "outliers": settings.outliers,
+            **({"scales": settings.scales} if settings.scales else {}),
+            **({"calibration": os.path.basename(calibration)} if calibration else {}),
             "passthrough": os.path.basename(side) if passthrough else None,
-            "tensors": [{k: rec.get(k) for k in ("name", "dtype", "shape", "kind", "key",
-                                                  "reason", "seed", "width", "sparse",
-                                                  "bits_per_entry", "rel_error", "outlier")}
-                        for rec in records]}      # no timings: the same run, the same bytes
-    signcut.save(out, compressed, metadata={FORMAT_KEY: json.dumps(meta)})
-    if not passthrough and _is_side_file(side, out):
+            "tensors": [{k: rec.get(k) for k in _META_FIELDS} for rec in records]}
+    signcut.save(out, compressed, metadata={FORMAT_KEY: json.dumps(meta)})   # no timings:
+    if not passthrough and _is_side_file(side, out):                    # same run, same bytes
         os.unlink(side)                    # this output's side file from an earlier run
+    _write_csv(out + REPORT_SUFFIX, records)
+    _close_parts(parts, part_names)
+    return side if passthrough else None
 
+
+def compress(src, out, *, bits_per_entry=None, ratio=None, rtol=None, include=None,
+             exclude=None, min_size=0, jobs=1, executor=None, scheduler=None, seed=0,
+             effort="default", outliers="auto", n_threads=None, progress=None, dry_run=False,
+             scales=None, calibration=None):
+    """Compress a safetensors checkpoint into a signcut file (see the module docstring).
+
+    Parameters
+    ----------
+    src : path
+        A ``.safetensors`` file, or a folder holding shards and one ``*.safetensors.index.json``.
+    out : path
+        The signcut file to write; ``OUT.passthrough.safetensors``, ``OUT.report.csv`` and,
+        while working, ``OUT.parts/`` go next to it.
+    bits_per_entry, ratio, rtol : float, optional
+        The budget of each compressed tensor, as in :func:`signcut.decompose` (whichever comes
+        first; ``ratio`` counts the tensor's bytes in the checkpoint's own dtype). Default:
+        ``bits_per_entry=8`` when none is given.
+    include, exclude : str (regular expression), optional
+        Compress only tensors whose name matches ``include`` (``re.search``) and not
+        ``exclude``; the others are copied through.
+    min_size : int
+        Tensors of fewer entries are copied through.
+    jobs : int
+        Processes (``ProcessPoolExecutor``); each decomposition then uses one thread.
+    executor : concurrent.futures.Executor or dask.distributed.Client, optional
+        Run the tensors there instead (one thread each); not shut down here.
+    scheduler : str, optional
+        Address of a dask scheduler (``"tcp://host:8786"``): a Client is made and closed.
+    seed : int
+        Run seed; tensor ``name`` is decomposed with ``tensor_seed(seed, name)``.
+    effort : {"fast", "default", "best"}
+        The search effort of :func:`signcut.decompose` for matrices (tensors of three or more
+        dimensions run the tensor engine's plain greedy).
+    n_threads : int, optional
+        Threads of each decomposition when they run here (``jobs=1``, no executor); workers
+        of a pool or a cluster use one thread each.
+    outliers : "auto", float in [0, 1) or None
+        Keep outliers of each tensor as a sparse part (``signcut.decompose(outliers=...)``),
+        paid from the same budget. ``"auto"`` (default) keeps the entries beyond 8 robust
+        standard deviations, none in a Gaussian tensor: measured by
+        ``benchmarks/bench_outliers.py`` to cut the error about 3x on heavy-tailed synthetic
+        weights at 8 bits per entry and to change nothing on Gaussian ones. 0 or None: off.
+    progress : callable or bool, optional
+        ``progress(record, done, total)`` after each tensor (the command line draws its bar
+        with it); True prints a line per tensor on stderr. By default the library prints
+        nothing; each tensor is also logged at INFO level on the ``signcut.weights`` logger.
+    dry_run : bool
+        Check everything and return the plan (each tensor's kind, reason and most cuts,
+        ``max_width``, and the summary of what would be stored at most) without writing.
+    scales : None, "rows", "cols", "both" or "auto"
+        Scale vectors per tensor (``signcut.decompose(scales=...)``), paid from the same
+        budget. Measured on a sentence embedder (``benchmarks/bench_model.py``), "both" gave
+        the most faithful outputs at 2 to 8 bits per entry; "auto" keeps scales only where
+        they lower a tensor's own error. Default None: no scales.
+    calibration : path, optional
+        A file of :func:`calibration_stats` (per weight name, the root mean square of each
+        input feature): each tensor it names is fitted with those ``col_weights``
+        (``signcut.decompose``), so its error, the report's included, is in that weighted
+        norm; tensors it does not name are compressed as without it. A vector of another
+        length than the tensor's last axis, or a file naming none of the tensors to compress,
+        is an error. Default None: nothing changes.
+
+    A tensor whose budget affords no cut beside its sparse part or scales is compressed
+    without them (and without its calibration weights).
+
+    Returns
+    -------
+    dict
+        ``{"path", "passthrough", "report", "tensors": [record, ...], "summary": {...}}``;
+        a record holds the tensor's ``name``, ``dtype``, ``shape``, ``kind`` ("signcut" or
+        "passthrough"), ``reason``, and for a compressed one ``width``, ``sparse`` (entries
+        kept in its sparse part), ``bits_per_entry``, ``rel_error``, ``seconds`` and
+        ``high_error`` (error above ``HIGH_ERROR_FACTOR`` times the median).
+
+    Raises ``WeightsError`` (a ValueError) for bad input, naming the tensor when one tensor
+    cannot be decomposed, and when no tensor would be compressed.
+    """
+    src, out = os.fspath(src), os.fspath(out)
+    settings = _settings(bits_per_entry, ratio, rtol, outliers, effort, seed, scales)
+    jobs = int(jobs)
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, got {jobs}")
+    if progress is True:
+        progress = _print_progress
+    elif not progress:
+        progress = None
+    elif not callable(progress):
+        raise TypeError("progress must be callable (progress(record, done, total)), True or "
+                        "False")
+    t_start = time.perf_counter()
+    calibration = None if calibration is None else os.fspath(calibration)
+    stats = None if calibration is None else read_calibration(calibration)
+    records, sources, _ = _plan(src, out, settings, include, exclude, min_size,
+                                also_read=[calibration] if calibration else [])
+    col_weights = _calibration_weights(records, stats, calibration)
+    if dry_run:
+        return {"path": out, "passthrough": None, "report": None, "tensors": records,
+                "summary": _summary(records, 0.0, planned=True)}
+    part_names = _run(records, sources, settings, out, jobs, executor, scheduler, n_threads,
+                      progress, col_weights)
+    side = _assemble(records, sources, settings, out, part_names, calibration)
     summary = _summary(records, time.perf_counter() - t_start)
-    _write_csv(report, records)
-    if tasks:
-        _close_parts(parts, {os.path.basename(task["part"]) for task in tasks})
-    if progress:
-        print(summary["line"], flush=True)
-    return {"path": out, "passthrough": side if passthrough else None, "report": report,
+    log.info("%s", summary["line"])
+    return {"path": out, "passthrough": side, "report": out + REPORT_SUFFIX,
             "tensors": records, "summary": summary}
 
 
-def _fit_options(records, scales, stats, calibration):
-    """Per tensor to compress, its ``scales=`` and ``col_weights=`` (and what its part
-    record keeps of them), when asked for; checked before anything is written."""
-    names = {rec["name"] for rec in records}
-    if stats is not None and records and not names & set(stats):
-        raise WeightsError(f"calibration file {os.fspath(calibration)!r} names none of the "
-                           f"{len(names)} tensors to compress")
-    unknown = sorted(set(stats or ()) - names)
+def _calibration_weights(records, stats, calibration):
+    """Per tensor to compress that the calibration statistics name, its ``col_weights``;
+    checked before anything is written."""
+    if stats is None:
+        return {}
+    todo = {rec["name"]: rec for rec in records if rec["kind"] == "signcut"}
+    if not set(todo) & set(stats):
+        raise WeightsError(f"calibration file {calibration!r} names none of the "
+                           f"{len(todo)} tensors to compress")
+    unknown = sorted(set(stats) - set(todo))
     if unknown:
         log.warning("calibration names %d tensor(s) not compressed here, e.g. %s",
                     len(unknown), printable(unknown[0]))
-    fits = {}
-    for rec in records:
-        fit = {} if scales is None else {"scales": scales}
-        weights = None if stats is None else stats.get(rec["name"])
-        if weights is not None:
-            if rec["shape"][-1] != len(weights):
-                raise WeightsError(f"calibration for {rec['name']!r} has {len(weights)} "
-                                   f"entries but the tensor's last axis has "
-                                   f"{rec['shape'][-1]} (shape {_fmt_shape(rec['shape'])})")
-            fit["col_weights"] = weights
-        if fit:
-            fits[rec["name"]] = (fit, {"scales": scales, "col_weights": None if weights is None
-                                       else calibration_fingerprint(weights)})
-    return fits
+    for name, weights in stats.items():
+        shape = todo[name]["shape"] if name in todo else None
+        if shape is not None and shape[-1] != len(weights):
+            raise WeightsError(f"calibration for {name!r} has {len(weights)} entries but the "
+                               f"tensor's last axis has {shape[-1]} (shape {_fmt_shape(shape)})")
+    return {name: stats[name] for name in todo if name in stats}
 
 
-def _summary(records, seconds):
+def _print_progress(record, done, total):
+    print(f"[{done}/{total}] {printable(record['name'])}: {_fmt_shape(record['shape'])} width "
+          f"{record['width']}, {record['bits_per_entry']:.3f} bits/entry, error "
+          f"{record['rel_error']:.4%}, {record['sparse']} sparse entries, "
+          f"{record['seconds']:.2f} s{' (resumed)' if record['resumed'] else ''}",
+          file=sys.stderr, flush=True)
+
+
+def _summary(records, seconds, planned=False):
+    """Totals of a run (or, ``planned``, of a plan: the most each tensor may store)."""
     comp = [r for r in records if r["kind"] == "signcut"]
     orig = sum(math.prod(r["shape"]) * _ITEMSIZE[r["dtype"]] for r in comp)
-    stored = sum(r.get("nbytes") or math.ceil(r["width"] * sum(r["shape"]) / 8) + 4 * r["width"]
-                 for r in comp)
+    if planned:
+        stored = sum(signs_nbytes(r["max_width"], r["shape"]) for r in comp)
+    else:
+        stored = sum(r["nbytes"] for r in comp)
     entries = sum(math.prod(r["shape"]) for r in comp)
-    errors = [r["rel_error"] for r in comp]
-    outliers = [r["name"] for r in comp if r.get("outlier")]
+    errors = [] if planned else [r["rel_error"] for r in comp]
+    high = [r["name"] for r in comp if r.get("high_error")]
     s = {"compressed": len(comp), "passthrough": len(records) - len(comp),
          "entries": entries, "original_bytes": orig, "stored_bytes": stored,
          "bits_per_entry": 8 * stored / entries if entries else 0.0,
          "median_error": statistics.median(errors) if errors else None,
-         "max_error": max(errors) if errors else None, "outliers": outliers,
-         "seconds": seconds}
-    line = (f"{s['compressed']} tensors compressed, {s['passthrough']} copied through; "
-            f"{s['bits_per_entry']:.3f} bits/entry ({stored} of {orig} bytes)")
+         "max_error": max(errors) if errors else None, "high_error": high,
+         "sparse_entries": sum(r.get("sparse") or 0 for r in comp), "seconds": seconds}
+    verb = "to compress" if planned else "compressed"
+    line = (f"{s['compressed']} tensors {verb}, {s['passthrough']} copied through; "
+            f"{s['bits_per_entry']:.3f} bits/entry ({stored} of {orig} bytes"
+            f"{' at most' if planned else ''})")
     if errors:
-        line += f"; error median {s['median_error']:.4%}, max {s['max_error']:.4%}"
-    line += f"; {len(outliers)} outlier(s) (> {OUTLIER_FACTOR:g}x median)"
-    if outliers:
-        line += ": " + ", ".join(map(printable, outliers[:5])) + (" ..." if len(outliers) > 5
-                                                                   else "")
-    s["line"] = line + f"; {seconds:.1f} s"
+        line += (f"; error median {s['median_error']:.4%}, max {s['max_error']:.4%}; "
+                 f"{s['sparse_entries']} entries kept sparse; {len(high)} tensor(s) with an "
+                 f"error above {HIGH_ERROR_FACTOR:g}x the median")
+        if high:
+            line += ": " + ", ".join(map(printable, high[:5])) + (" ..." if len(high) > 5
+                                                                  else "")
+    s["line"] = line + ("" if planned else f"; {seconds:.1f} s")
     return s
 
 
@@ -710,15 +847,16 @@ def _write_csv(path, records):
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["name", "kind", "dtype", "shape", "width", "bits_per_entry", "rel_error",
-                "seconds", "outlier", "note"])
+                "sparse_entries", "seconds", "high_error", "note"])
     for r in records:
         comp = r["kind"] == "signcut"
         w.writerow([r["name"], r["kind"], r["dtype"], _fmt_shape(r["shape"]),
                     r["width"] if comp else "",
                     f"{r['bits_per_entry']:.6f}" if comp else "",
                     repr(r["rel_error"]) if comp else "",
+                    r["sparse"] if comp else "",
                     f"{r['seconds']:.4f}" if comp else "",
-                    "yes" if r.get("outlier") else "", r.get("reason") or ""])
+                    "yes" if r.get("high_error") else "", r.get("reason") or ""])
 
     def write(tmp):
         with open(tmp, "w", encoding="utf-8", newline="") as f:
@@ -774,8 +912,9 @@ def _check_meta(meta, path):
     if meta.get("version") != FORMAT_VERSION:
         raise WeightsError(f"{path!r}: unknown weights format version "
                            f"{short_repr(meta.get('version'))}")
-    if not is_number(meta.get("bits_per_entry")) or not is_int(meta.get("seed")):
-        bad("bits_per_entry and seed must be numbers")
+    if not is_int(meta.get("seed")) or not all(
+            meta.get(k) is None or is_number(meta[k]) for k in ("bits_per_entry", "ratio", "rtol")):
+        bad("bits_per_entry, ratio and rtol must be numbers or null, seed an integer")
     side = meta.get("passthrough")
     if side is not None and (not isinstance(side, str) or not _plain_file_name(side)):
         bad(f"passthrough must be a file name beside the file, got {short_repr(side)}")
@@ -800,6 +939,12 @@ def _check_meta(meta, path):
         if (not isinstance(shape, list) or len(shape) > 64
                 or not all(is_int(d) and d >= 0 for d in shape)):
             bad(f"tensor {name!r}: shape {short_repr(shape)}")
+        if kind == "signcut" and not (
+                is_int(t.get("width")) and t["width"] >= 0 and is_number(t.get("bits_per_entry"))
+                and is_number(t.get("rel_error")) and t["rel_error"] >= 0
+                and (t.get("sparse") is None or (is_int(t["sparse"]) and t["sparse"] >= 0))):
+            bad(f"tensor {name!r}: width, bits_per_entry, rel_error or sparse is not a "
+                "non-negative number")
     if keys["passthrough"] and side is None:
         bad("tensors copied through but no passthrough file")
 
@@ -827,12 +972,12 @@ def info(path):
     return meta
 
 
-def expand(src, out, dtype="bf16"):
+def expand(src, out, dtype=None):
     """Write a plain safetensors checkpoint from a file written by :func:`compress`.
 
-    Compressed tensors are expanded (float32) and written as ``dtype``: ``"bf16"`` (round to
-    nearest even, dtype ``BF16`` in the header), ``"f16"``, ``"f32"``, or ``None`` for each
-    tensor's original dtype. Copied-through tensors keep their original bytes and dtype.
+    Compressed tensors are expanded (float32) and written in each tensor's original dtype
+    (default, ``None``), or as ``dtype``: ``"bf16"`` (round to nearest even, dtype ``BF16`` in
+    the header), ``"f16"`` or ``"f32"``. Copied-through tensors keep their original bytes and dtype.
     Names, shapes and order are the original ones. Written atomically, one tensor at a time.
 
     The file's metadata is checked against what it holds before anything is written: every

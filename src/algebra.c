@@ -6,8 +6,10 @@
  * each mode's factor in turn, then its entries are summed row by row. Each row of tiles is
  * summed by one thread, tiles left to right, and the rows top to bottom at the end: the
  * same bits for any thread count (and, the factors being integers, any instruction set). */
+#define _POSIX_C_SOURCE 200809L  /* clock_gettime (driver.h) under -std=c11 */
 #include <stdlib.h>
 #include "signcut/signcut.h"
+#include "signcut/driver.h"
 
 static double tile_sum(const sc_kernels *K, double *p, int ndim, const int64_t *dims,
                        const uint64_t *const *xbits, const float *cx, int64_t ni,
@@ -41,23 +43,17 @@ int sc_cuts_inner(const sc_kernels *K, int ndim, const int64_t *dims,
     int64_t ti = (wx + SC_GRAM_TILE - 1) / SC_GRAM_TILE, tj = (wy + SC_GRAM_TILE - 1) / SC_GRAM_TILE;
     double *rows = calloc((size_t)ti, sizeof(double));
     if (!rows) return SC_ERR_NOMEM;
-    int nt = sc_clamp_threads(n_threads), failed = 0;
+    int failed = 0;
     /* one row of tiles per task: dynamic, as a norm's rows shrink towards the bottom */
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nt) if (nt > 1 && ti > 1)
-#endif
+    SC_OMP(parallel num_threads(sc_clamp_threads(n_threads)) if (n_threads > 1 && ti > 1))
     {
         double *p = malloc((size_t)SC_GRAM_TILE * SC_GRAM_TILE * sizeof(double));
         const uint64_t *xa[SC_MAX_NDIM], *yb[SC_MAX_NDIM];
         if (!p) {
-#ifdef _OPENMP
-#pragma omp atomic write
-#endif
+            SC_OMP(atomic write)
             failed = 1;
         }
-#ifdef _OPENMP
-#pragma omp for schedule(dynamic, 1)
-#endif
+        SC_OMP(for schedule(dynamic, 1))
         for (int64_t I = 0; I < ti; I++) {
             if (!p) continue;
             int64_t i0 = I * SC_GRAM_TILE, ni = (wx - i0 < SC_GRAM_TILE) ? wx - i0 : SC_GRAM_TILE;

@@ -50,17 +50,26 @@ const char *sc_cpu_features(void) {
     return buf;
 }
 
-const sc_kernels *sc_kernels_get(const char *name) {
-    int mask = sc_cpu_supported();
+/* The table compiled for `name` (whether or not this CPU can run it) and its bit in
+ * sc_cpu_supported's mask; NULL if not compiled in. */
+static const sc_kernels *compiled(const char *name, int *bit) {
+    *bit = 1;
     if (strcmp(name, "scalar") == 0) return &sc_kernels_scalar;
 #ifdef SC_X86
-    if (strcmp(name, "avx2") == 0) return (mask & 2) ? &sc_kernels_avx2 : NULL;
+    *bit = 2;
+    if (strcmp(name, "avx2") == 0) return &sc_kernels_avx2;
 #ifdef SIGNCUT_HAVE_AVX512
-    if (strcmp(name, "avx512") == 0) return (mask & 4) ? &sc_kernels_avx512 : NULL;
+    *bit = 4;
+    if (strcmp(name, "avx512") == 0) return &sc_kernels_avx512;
 #endif
 #endif
-    (void)mask;
     return NULL;
+}
+
+const sc_kernels *sc_kernels_get(const char *name) {
+    int bit;
+    const sc_kernels *K = compiled(name, &bit);
+    return (K && (sc_cpu_supported() & bit)) ? K : NULL;
 }
 
 const sc_kernels *sc_kernels_best(void) {
@@ -103,4 +112,32 @@ int sc_clamp_threads(int n_threads) {
 #else
     return 1;
 #endif
+}
+
+const char *sc_kernels_missing(const char *name) {
+    int bit;
+    const sc_kernels *K = compiled(name, &bit);
+    if (!K) return "the whole table";
+    if (!K->accum_rows) return "accum_rows";
+    if (!K->signs_matvec) return "signs_matvec";
+    if (!K->signs_rmatvec) return "signs_rmatvec";
+    if (!K->rank_update) return "rank_update";
+    if (!K->pack_signs) return "pack_signs";
+    if (!K->unpack_signs) return "unpack_signs";
+    if (!K->sign_dots) return "sign_dots";
+    if (!K->sumsq) return "sumsq";
+    if (!K->group_apply) return "group_apply";
+    if (!K->nib_tables) return "nib_tables";
+    if (!K->transpose) return "transpose";
+    if (!K->accum_rows_h) return "accum_rows_h";
+    if (!K->to_half) return "to_half";
+    if (!K->transpose16) return "transpose16";
+    if (!K->absmax) return "absmax";
+    if (!K->lut3_rows) return "lut3_rows";
+    if (!K->lut_rows) return "lut_rows";
+    if (!K->sparse_accum) return "sparse_accum";
+    if (!K->sparse_sign_rows) return "sparse_sign_rows";
+    if (!K->flip_dots) return "flip_dots";
+    if (!K->gram_mul) return "gram_mul";
+    return NULL;
 }

@@ -546,11 +546,12 @@ static void gram_mul(double *p, int64_t ldp, const uint64_t *a, int64_t lda, int
 }
 
 const sc_kernels sc_kernels_avx2 = {
-    "avx2", accum_rows, signs_matvec, signs_rmatvec, rank_update,
-    pack_signs, unpack_signs, sign_dots, sumsq, group_apply, sc_avx2_nib_tables,
-    sc_avx2_transpose, accum_rows_h, sc_avx2_to_half, sc_avx2_transpose16, sc_avx2_absmax,
-    sc_avx2_lut3_rows, sc_avx2_lut_rows,
+    .name = "avx2", .accum_rows = accum_rows, .signs_matvec = signs_matvec,
+    .signs_rmatvec = signs_rmatvec, .rank_update = rank_update, .pack_signs = pack_signs,
+    .unpack_signs = unpack_signs, .sign_dots = sign_dots, .sumsq = sumsq,
+    .group_apply = group_apply, .nib_tables = sc_avx2_nib_tables, .transpose = sc_avx2_transpose,
+    .accum_rows_h = accum_rows_h, .to_half = sc_avx2_to_half, .transpose16 = sc_avx2_transpose16,
+    .absmax = sc_avx2_absmax, .lut3_rows = sc_avx2_lut3_rows, .lut_rows = sc_avx2_lut_rows,
     .sparse_accum = sc_sparse_accum, .sparse_sign_rows = sc_sparse_sign_rows,
-    .flip_dots = sc_flip_dots,
-    .gram_mul = gram_mul,
+    .flip_dots = sc_flip_dots, .gram_mul = gram_mul,
 };

@@ -146,10 +146,11 @@ static void gram_mul(double *p, int64_t ldp, const uint64_t *a, int64_t lda, int
 }
 
 const sc_kernels sc_kernels_scalar = {
-    "scalar", accum_rows, signs_matvec, signs_rmatvec, rank_update,
-    pack_signs, unpack_signs, sign_dots, sumsq, group_apply, sc_nib_tables, transpose,
-    accum_rows_h, to_half, transpose16, absmax, sc_lut3_rows, lut_rows,
-    .sparse_accum = sc_sparse_accum, .sparse_sign_rows = sc_sparse_sign_rows,
-    .flip_dots = sc_flip_dots,
-    .gram_mul = gram_mul,
+    .name = "scalar", .accum_rows = accum_rows, .signs_matvec = signs_matvec,
+    .signs_rmatvec = signs_rmatvec, .rank_update = rank_update, .pack_signs = pack_signs,
+    .unpack_signs = unpack_signs, .sign_dots = sign_dots, .sumsq = sumsq,
+    .group_apply = group_apply, .nib_tables = sc_nib_tables, .transpose = transpose,
+    .accum_rows_h = accum_rows_h, .to_half = to_half, .transpose16 = transpose16, .absmax = absmax,
+    .lut3_rows = sc_lut3_rows, .lut_rows = lut_rows, .sparse_accum = sc_sparse_accum,
+    .sparse_sign_rows = sc_sparse_sign_rows, .flip_dots = sc_flip_dots, .gram_mul = gram_mul,
 };

@@ -101,11 +101,7 @@ static void lut3_stage(const sc_kernels *K, float *out, int64_t rows, const uint
                        const float *x, int64_t len, float *tab, int nt) {
     int64_t nwords = (len + 31) / 32, ldl = 8 * nwords;
     sc_lut3_tables(tab, x, len);
-    int par = nt > 1 && rows * nwords >= PAR_MIN_WORK;
-    (void)par;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(nt) if (par)
-#endif
+    SC_OMP(parallel for schedule(static) num_threads(nt) if (nt > 1 && rows * nwords >= PAR_MIN_WORK))
     for (int64_t r0 = 0; r0 < rows; r0 += ROW_CHUNK) {
         int64_t nr = min64(ROW_CHUNK, rows - r0);
         memset(out + r0, 0, (size_t)nr * sizeof(float));
@@ -126,11 +122,7 @@ static void lut_stage(const sc_kernels *K, float *out, int64_t rows, const uint3
     int64_t nwords = (len + 31) / 32, ldl = 8 * nwords;
     int64_t kblock = TAB_BYTES / (512 * pb);
     if (kblock < 1) kblock = 1;
-    int par = nt > 1 && rows * nwords >= PAR_MIN_WORK;
-    (void)par;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nt) if (par)
-#endif
+    SC_OMP(parallel num_threads(nt) if (nt > 1 && rows * nwords >= PAR_MIN_WORK))
     {
         int nth, me = sc_thread(&nth);
         int64_t per = 8 * ((rows / 8 + nth - 1) / nth);

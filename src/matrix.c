@@ -13,7 +13,7 @@
  * Every block_size cuts the pending cuts are subtracted from R (float32) in one rank update,
  * the float16 copies are rebuilt, and the norm and images are recomputed exactly.
  *
- * Parallel work is split into fixed tiles of TILE entries, each written by one thread, and
+ * Parallel work is split into fixed tiles of SC_TILE entries, each written by one thread, and
  * per-tile partial sums are added in tile order: n_threads cannot change a bit. */
 #define _POSIX_C_SOURCE 200809L  /* clock_gettime, posix_memalign under -std=c11 */
 #define _DEFAULT_SOURCE          /* madvise, MADV_HUGEPAGE (Linux) */
@@ -25,11 +25,7 @@
 #include "signcut/common.h"
 #include "signcut/driver.h"
 
-#define TILE 256                 /* entries per parallel tile, a multiple of 64 */
 #define PAR_MIN_WORK 4096       /* below this many float ops a step runs on one thread */
-#define MAX_BLOCK 64
-#define GROWTH_TOL 1e-6          /* default relative growth of |s^T R t| that counts as growth */
-#define START_ATTEMPTS 8         /* random starts tried before the remainder counts as exhausted */
 
 /* Where a cut's search starts. A warm start (the previous cut's signs on the longer side) costs
  * fewer flips than random signs and finds as good cuts on dense square-ish matrices, but on
@@ -63,7 +59,7 @@ typedef struct {
     int64_t *dots;       /* <pending sign j, bits> */
     const uint16_t *rows;  /* float16 rows to add to the OTHER image when this side flips */
     int64_t ld;
-    uint64_t *store;     /* signs of the pending cuts, (MAX_BLOCK, words) */
+    uint64_t *store;     /* signs of the pending cuts, (SC_MAX_BLOCK, words) */
 } side_t;
 
 /* What one half step's flips do to the pending cuts' correction, as one thread works it out
@@ -72,8 +68,8 @@ typedef struct {
     int64_t nf, ngroups;      /* flips (or, negated, entries that did not flip); tables */
     int new_dots_set;         /* new_dots holds the candidate's dots with the pending cuts */
     int negate;
-    int64_t new_dots[MAX_BLOCK];   /* <pending sign j, new signs> */
-    float pw[MAX_BLOCK];           /* weights of the pending cuts in the correction */
+    int64_t new_dots[SC_MAX_BLOCK];   /* <pending sign j, new signs> */
+    float pw[SC_MAX_BLOCK];           /* weights of the pending cuts in the correction */
     float scale;                   /* their group tables, low and high bytes, and unit */
     uint8_t tlo[16 * SC_NIB_GROUPS], thi[16 * SC_NIB_GROUPS];
 } flips_t;
@@ -92,7 +88,7 @@ typedef struct {
     float *pcoef;             /* coefficients of pending cuts */
     double *partial;          /* per-tile partial sums, two sets (see alternate) */
     float *tmax;              /* per-tile largest magnitudes */
-    float *vpart;             /* per-tile partials of v = R^T s, (ntiles(m), n) if > 1 tile */
+    float *vpart;             /* per-tile partials of v = R^T s, (sc_ntiles(m), n) if > 1 tile */
     float *panel, *amat;      /* flush buffers */
     uint64_t *best_s, *best_t;    /* best signs among restarts */
     double *xpart;            /* per-tile partial sums of a block's s_j^T R t_j */
@@ -119,8 +115,6 @@ static void *copy_alloc(size_t bytes) {
     return p;
 }
 
-static int64_t ntiles(int64_t len) { return (len + TILE - 1) / TILE; }
-
 #define FLIP_CHUNK 256           /* flipped rows listed at a time */
 
 /* The mask of Y's flipped entries in word q (with negate, of those that did not flip). */
@@ -145,11 +139,11 @@ static void step_flips(const engine_t *E, const side_t *Y, flips_t *F) {
     /* Change of <pending sign j of Y, signs of Y>, weighted by -c_j, drives X's correction. */
     const int64_t *dots = Y->dots;
     int64_t *new_dots = F->new_dots;    /* locals: the build has -fno-strict-aliasing */
-    if (nf < Y->words && nf <= MAX_BLOCK && !negate) {
+    if (nf < Y->words && nf <= SC_MAX_BLOCK && !negate) {
         /* Few flips: d<sign_j, y> = sum over flips of (+-2) * sign_j[f], read from the
          * transposed pending signs (integers: the same result as the popcounts). */
-        uint64_t pf[MAX_BLOCK];
-        int64_t d2[MAX_BLOCK], all = 0, k = 0, groups = (p + 3) / 4;
+        uint64_t pf[SC_MAX_BLOCK];
+        int64_t d2[SC_MAX_BLOCK], all = 0, k = 0, groups = (p + 3) / 4;
         for (int64_t q = 0; q < Y->words; q++)
             for (uint64_t x = flip_word(Y, q, 0); x; x &= x - 1) {
                 int b = sc_ctz64(x);
@@ -193,7 +187,7 @@ static void step_tiles(const engine_t *E, const side_t *Y, side_t *X, const flip
                        int64_t t0, int64_t t1, double *part, int lag_bits) {
     const sc_kernels *K = E->K;
     if (t1 <= t0) return;
-    int64_t a = t0 * TILE, end = (t1 * TILE < X->len) ? t1 * TILE : X->len;
+    int64_t a = t0 * SC_TILE, end = (t1 * SC_TILE < X->len) ? t1 * SC_TILE : X->len;
     if (F->negate)
         for (int64_t i = a; i < end; i++) X->img[i] = -X->img[i];
     /* The thread streams the flipped rows over its whole run at once (long streams prefetch
@@ -212,7 +206,7 @@ static void step_tiles(const engine_t *E, const side_t *Y, side_t *X, const flip
         }
     if (k) K->accum_rows_h(X->img + a, end - a, Y->rows + a, Y->ld, idx, w, k);
     for (int64_t t = t0; t < t1; t++) {
-        int64_t c = t * TILE, len = (X->len - c < TILE) ? X->len - c : TILE;
+        int64_t c = t * SC_TILE, len = (X->len - c < SC_TILE) ? X->len - c : SC_TILE;
         if (lag_bits)
             memcpy(X->bits + c / 64, X->cand + c / 64, (size_t)sc_words(len) * sizeof(uint64_t));
         if (F->ngroups)
@@ -226,16 +220,14 @@ static void step_tiles(const engine_t *E, const side_t *Y, side_t *X, const flip
 static double half_step(engine_t *E, side_t *Y, side_t *X) {
     flips_t *F = &E->fl[0];
     step_flips(E, Y, F);
-    int64_t nt_tiles = ntiles(X->len);
+    int64_t nt_tiles = sc_ntiles(X->len);
     int64_t work = (F->nf + F->ngroups + 4) * X->len;
     if (E->pr.nt <= 1 || work < PAR_MIN_WORK) {
         /* not through a one-thread parallel region: libgomp sets up a team even then (~0.4 us,
          * a sixth of a small step at 1024^2) */
         step_tiles(E, Y, X, F, 0, nt_tiles, E->partial, 0);
     } else {
-#ifdef _OPENMP
-#pragma omp parallel num_threads(E->pr.nt)
-#endif
+        SC_OMP(parallel num_threads(E->pr.nt))
         {
             int nth, me = sc_thread(&nth);
             step_tiles(E, Y, X, F, nt_tiles * me / nth, nt_tiles * (me + 1) / nth, E->partial, 0);
@@ -255,13 +247,13 @@ static void signs_to_columns(float *a, int64_t lda, int64_t len, const uint64_t 
         for (int64_t j = 0; j < k; j++) a[i * lda + j] = sc_sign_at(bits + j * wpr, i) * scale[j];
 }
 
-/* The operands of a rank update by k <= MAX_BLOCK cuts: panel (k x n) the signs t_j, amat
+/* The operands of a rank update by k <= SC_MAX_BLOCK cuts: panel (k x n) the signs t_j, amat
  * (m x k) the signs s_j times sign * coef_j. */
 static void block_operands(const sc_kernels *K, const uint64_t *s_bits, const uint64_t *t_bits,
                            const float *coef, int64_t k, float sign, int64_t m, int64_t n,
                            float *panel, float *amat) {
     int64_t ws = sc_words(m), wt = sc_words(n);
-    float scale[MAX_BLOCK];
+    float scale[SC_MAX_BLOCK];
     for (int64_t j = 0; j < k; j++) {
         K->unpack_signs(panel + j * n, t_bits + j * wt, n, 1.0f);
         scale[j] = sign * coef[j];
@@ -269,19 +261,16 @@ static void block_operands(const sc_kernels *K, const uint64_t *s_bits, const ui
     signs_to_columns(amat, k, m, s_bits, ws, scale, k);
 }
 
-/* out (m x n, ld) += sum_j coef_j * sign * s_j t_j^T for k <= MAX_BLOCK cuts, tiled over rows.
+/* out (m x n, ld) += sum_j coef_j * sign * s_j t_j^T for k <= SC_MAX_BLOCK cuts, tiled over rows.
  * With norms != NULL also stores per-tile sums of squares of the updated rows. */
 static void rank_block(const sc_kernels *K, int nt, float *out, int64_t m, int64_t n, int64_t ld,
                        const uint64_t *s_bits, const uint64_t *t_bits, const float *coef, int64_t k,
                        float sign, float *panel, float *amat, double *norms) {
     block_operands(K, s_bits, t_bits, coef, k, sign, m, n, panel, amat);
-    int64_t nt_tiles = ntiles(m);
-    (void)nt;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && m * n * k >= PAR_MIN_WORK)
-#endif
+    int64_t nt_tiles = sc_ntiles(m);
+    SC_OMP(parallel for schedule(static) num_threads(nt) if (nt > 1 && m * n * k >= PAR_MIN_WORK))
     for (int64_t t = 0; t < nt_tiles; t++) {
-        int64_t a = t * TILE, rows = (m - a < TILE) ? m - a : TILE;
+        int64_t a = t * SC_TILE, rows = (m - a < SC_TILE) ? m - a : SC_TILE;
         K->rank_update(out + a * ld, rows, n, ld, amat + a * k, k, panel, k);
         if (norms) {
             double acc = 0.0;
@@ -292,7 +281,7 @@ static void rank_block(const sc_kernels *K, int nt, float *out, int64_t m, int64
 }
 
 /* Subtract the k pending cuts from R (k may be 0) and rebuild from R the exact squared norm
- * (returned), both images and the float16 copies, in two passes over R. Pass 1, per tile of TILE
+ * (returned), both images and the float16 copies, in two passes over R. Pass 1, per tile of SC_TILE
  * rows in strips of SC_RU_ROWS: the rank update of the strip, then while it is in cache its
  * squares, its largest magnitude, u = R t on its rows and the tile's partial of v = R^T s. Pass 2
  * converts R to its float16 copy, scaled by the power of two that puts the largest entry just
@@ -300,20 +289,14 @@ static void rank_block(const sc_kernels *K, int nt, float *out, int64_t m, int64
  * tile order (the same bits for any thread count). */
 static double rebuild(engine_t *E, int64_t k) {
     const sc_kernels *K = E->K;
-    int64_t m = E->m, n = E->n, rt = ntiles(m);
+    int64_t m = E->m, n = E->n, rt = sc_ntiles(m);
     if (k > 0) block_operands(K, E->S.store, E->T.store, E->pcoef, k, -1.0f, m, n, E->panel, E->amat);
     for (int64_t i = 0; i < m; i++) { E->idx[i] = i; E->w[i] = sc_sign_at(E->S.bits, i); }
-    int par = E->pr.nt > 1 && m * n >= PAR_MIN_WORK;
-    (void)par;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(E->pr.nt) if (par)
-#endif
+    SC_OMP(parallel num_threads(E->pr.nt) if (E->pr.nt > 1 && m * n >= PAR_MIN_WORK))
     {
-#ifdef _OPENMP
-#pragma omp for schedule(static)
-#endif
+        SC_OMP(for schedule(static))
         for (int64_t t = 0; t < rt; t++) {
-            int64_t a = t * TILE, end = (m - a < TILE) ? m : a + TILE;
+            int64_t a = t * SC_TILE, end = (m - a < SC_TILE) ? m : a + SC_TILE;
             float *vp = (rt > 1) ? E->vpart + t * n : E->T.img, mx = 0.0f;
             double acc = 0.0;
             memset(vp, 0, (size_t)n * sizeof(float));
@@ -333,18 +316,14 @@ static double rebuild(engine_t *E, int64_t k) {
             E->tmax[t] = mx;
         }
         /* v = the tiles' partials in tile order, by column chunks (one tile wrote v itself) */
-#ifdef _OPENMP
-#pragma omp for schedule(static)
-#endif
-        for (int64_t c0 = 0; c0 < (rt > 1 ? n : 0); c0 += TILE) {
-            int64_t c1 = (n - c0 < TILE) ? n : c0 + TILE;
+        SC_OMP(for schedule(static))
+        for (int64_t c0 = 0; c0 < (rt > 1 ? n : 0); c0 += SC_TILE) {
+            int64_t c1 = (n - c0 < SC_TILE) ? n : c0 + SC_TILE;
             memcpy(E->T.img + c0, E->vpart + c0, (size_t)(c1 - c0) * sizeof(float));
             for (int64_t t = 1; t < rt; t++)
                 for (int64_t c = c0; c < c1; c++) E->T.img[c] += E->vpart[t * n + c];
         }
-#ifdef _OPENMP
-#pragma omp single
-#endif
+        SC_OMP(single)
         {
             float mx = 0.0f;
             for (int64_t t = 0; t < rt; t++) mx = E->tmax[t] > mx ? E->tmax[t] : mx;
@@ -354,13 +333,11 @@ static double rebuild(engine_t *E, int64_t k) {
             E->hinv = ldexpf(1.0f, e - 15);
         }
         float scale = 1.0f / E->hinv;
-#ifdef _OPENMP
-#pragma omp for schedule(static)
-#endif
+        SC_OMP(for schedule(static))
         for (int64_t t = 0; t < rt; t++) {
             /* R read once; R^T's copy transposed from R's, a tile at a time (whole cache lines
              * written: 13 ms against 16 ms for strips of SC_RU_ROWS rows at 4096^2, one thread) */
-            int64_t a = t * TILE, rows = (m - a < TILE) ? m - a : TILE;
+            int64_t a = t * SC_TILE, rows = (m - a < SC_TILE) ? m - a : SC_TILE;
             K->to_half(E->Rh + a * n, E->R + a * n, rows * n, scale);
             K->transpose16(E->RTh + a, m, E->Rh + a * n, n, rows, n);
         }
@@ -423,8 +400,8 @@ static int side_alloc(side_t *X, int64_t len) {
     X->bits = calloc((size_t)X->words, sizeof(uint64_t));
     X->cand = calloc((size_t)X->words, sizeof(uint64_t));
     X->nib = calloc((size_t)(SC_NIB_GROUPS * len), 1);
-    X->dots = calloc(MAX_BLOCK, sizeof(int64_t));
-    X->store = calloc((size_t)(MAX_BLOCK * X->words), sizeof(uint64_t));
+    X->dots = calloc(SC_MAX_BLOCK, sizeof(int64_t));
+    X->store = calloc((size_t)(SC_MAX_BLOCK * X->words), sizeof(uint64_t));
     return (X->img && X->bits && X->cand && X->nib && X->dots && X->store)
                ? SC_OK : SC_ERR_NOMEM;
 }
@@ -457,29 +434,27 @@ static void add_pending(engine_t *E, const uint64_t *sb, const uint64_t *tb, flo
     E->p++;
 }
 
-/* x[j] = s_j^T R t_j for k <= MAX_BLOCK pairs of signs (sb + j*ws, tb + j*wt) from R in
+/* x[j] = s_j^T R t_j for k <= SC_MAX_BLOCK pairs of signs (sb + j*ws, tb + j*wt) from R in
  * float32: per tile of rows, z = R[i, :] . t_j summed with s_j[i] in double, then the tiles in
  * order (the same bits for any thread count). */
 static void block_values(engine_t *E, const uint64_t *sb, int64_t ws, const uint64_t *tb,
                          int64_t wt, int64_t k, double *x) {
     const sc_kernels *K = E->K;
-    int64_t m = E->m, n = E->n, nt_tiles = ntiles(m);
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(E->pr.nt) if (E->pr.nt > 1 && m * n >= PAR_MIN_WORK)
-#endif
+    int64_t m = E->m, n = E->n, nt_tiles = sc_ntiles(m);
+    SC_OMP(parallel for schedule(static) num_threads(E->pr.nt) if (E->pr.nt > 1 && m * n >= PAR_MIN_WORK))
     for (int64_t t = 0; t < nt_tiles; t++) {
-        double *acc = E->xpart + t * MAX_BLOCK;
-        float z[MAX_BLOCK];
+        double *acc = E->xpart + t * SC_MAX_BLOCK;
+        float z[SC_MAX_BLOCK];
         for (int64_t j = 0; j < k; j++) acc[j] = 0.0;
-        int64_t end = ((t + 1) * TILE < m) ? (t + 1) * TILE : m;
-        for (int64_t i = t * TILE; i < end; i++) {
+        int64_t end = ((t + 1) * SC_TILE < m) ? (t + 1) * SC_TILE : m;
+        for (int64_t i = t * SC_TILE; i < end; i++) {
             K->signs_rmatvec(z, E->R + i * n, n, tb, wt, k);
             for (int64_t j = 0; j < k; j++) acc[j] += sc_sign_at(sb + j * ws, i) * (double)z[j];
         }
     }
     for (int64_t j = 0; j < k; j++) {
         x[j] = 0.0;
-        for (int64_t t = 0; t < nt_tiles; t++) x[j] += E->xpart[t * MAX_BLOCK + j];
+        for (int64_t t = 0; t < nt_tiles; t++) x[j] += E->xpart[t * SC_MAX_BLOCK + j];
     }
 }
 
@@ -514,10 +489,10 @@ static inline int alternation_ends(int64_t h, double val, double cur, double tol
  * partial sums alternate between two sets, so that a thread already in the next step does not
  * overwrite a sum another still adds. */
 static double alternate(engine_t *E, const sc_params *prm, side_t *Y0) {
-    double tol = prm->growth_tol > 0.0 ? prm->growth_tol : GROWTH_TOL;
+    double tol = prm->growth_tol > 0.0 ? prm->growth_tol : SC_GROWTH_TOL;
     side_t *X0 = (Y0 == &E->T) ? &E->S : &E->T;
-    int64_t shortest = E->m < E->n ? E->m : E->n, stride = ntiles(E->m > E->n ? E->m : E->n);
-    if (E->pr.nt <= 1 || shortest < 2 * TILE) {
+    int64_t shortest = E->m < E->n ? E->m : E->n, stride = sc_ntiles(E->m > E->n ? E->m : E->n);
+    if (E->pr.nt <= 1 || shortest < 2 * SC_TILE) {
         side_t *Y = Y0, *X = X0;
         double cur = 0.0;
         for (int64_t h = 0;; h++) {
@@ -530,9 +505,7 @@ static double alternate(engine_t *E, const sc_params *prm, side_t *Y0) {
     }
     double result = 0.0;
     side_t *last = Y0;        /* the side whose candidate the last step applied */
-#ifdef _OPENMP
-#pragma omp parallel num_threads(E->pr.nt)
-#endif
+    SC_OMP(parallel num_threads(E->pr.nt))
     {
         int nth, me = sc_thread(&nth);
         flips_t *F = &E->fl[me];
@@ -540,12 +513,10 @@ static double alternate(engine_t *E, const sc_params *prm, side_t *Y0) {
         double cur = 0.0;
         for (int64_t h = 0;; h++) {
             step_flips(E, Y, F);
-            int64_t nt_tiles = ntiles(X->len);
+            int64_t nt_tiles = sc_ntiles(X->len);
             double *part = E->partial + (h & 1) * stride;
             step_tiles(E, Y, X, F, nt_tiles * me / nth, nt_tiles * (me + 1) / nth, part, h > 0);
-#ifdef _OPENMP
-#pragma omp barrier
-#endif
+            SC_OMP(barrier)
             double val = 0.0;
             for (int64_t t = 0; t < nt_tiles; t++) val += part[t];
             if (me == 0) step_commit_dots(E, Y, F);
@@ -568,7 +539,7 @@ static double alternate(engine_t *E, const sc_params *prm, side_t *Y0) {
  * the longer side with warm_start (else from a random t; see ELONGATED for when), the others
  * kicks of the best so far (iterated local search); a probe adds a random start after the
  * warm one. A start orthogonal to what is left (value exactly 0, easy on small exact data)
- * does not count and is drawn again, up to START_ATTEMPTS times. Leaves the best signs in
+ * does not count and is drawn again, up to SC_START_ATTEMPTS times. Leaves the best signs in
  * S.bits / T.bits with matching images; returns their value (0: none). */
 static double best_cut(engine_t *E, const sc_params *prm, sc_rng *rng, int64_t k) {
     int restarts = prm->restarts > 1 ? prm->restarts : 1;
@@ -577,7 +548,7 @@ static double best_cut(engine_t *E, const sc_params *prm, sc_rng *rng, int64_t k
     int starts = restarts + probe, need_random = probe;
     double best = 0.0, warm_val = 0.0, random_val = 0.0;
     int found = 0, last_is_best = 0;
-    for (int attempt = 0; attempt < START_ATTEMPTS + starts && found < starts; attempt++) {
+    for (int attempt = 0; attempt < SC_START_ATTEMPTS + starts && found < starts; attempt++) {
         side_t *Y = &E->T;
         int kind = (attempt == 0 && warm) ? 0 : (found == 0 || need_random) ? 1 : 2;
         if (kind == 0) {
@@ -674,23 +645,23 @@ static void recompute_errors(engine_t *E, sc_result *res, double nrmA2) {
     const sc_kernels *K = E->K;
     int64_t m = E->m, n = E->n, ws = E->S.words, wt = E->T.words, w = res->width;
     const double mn = (double)m * (double)n;
-    for (int64_t j0 = 0; j0 < w; j0 += MAX_BLOCK) {
-        int64_t k = (w - j0 < MAX_BLOCK) ? w - j0 : MAX_BLOCK;
+    for (int64_t j0 = 0; j0 < w; j0 += SC_MAX_BLOCK) {
+        int64_t k = (w - j0 < SC_MAX_BLOCK) ? w - j0 : SC_MAX_BLOCK;
         rank_block(K, E->pr.nt, E->R, m, n, n, res->s_bits + j0 * ws, res->t_bits + j0 * wt,
                    res->coef + j0, k, 1.0f, E->panel, E->amat, NULL);
     }
     double nrm2 = 0.0;
     for (int64_t i = 0; i < m; i++) nrm2 += K->sumsq(E->R + i * n, n);
-    int64_t nt_tiles = ntiles(m);
-    for (int64_t j0 = 0; j0 < w; j0 += MAX_BLOCK) {
-        int64_t k = (w - j0 < MAX_BLOCK) ? w - j0 : MAX_BLOCK;
+    int64_t nt_tiles = sc_ntiles(m);
+    for (int64_t j0 = 0; j0 < w; j0 += SC_MAX_BLOCK) {
+        int64_t k = (w - j0 < SC_MAX_BLOCK) ? w - j0 : SC_MAX_BLOCK;
         const uint64_t *sb = res->s_bits + j0 * ws, *tb = res->t_bits + j0 * wt;
-        double x0[MAX_BLOCK];
+        double x0[SC_MAX_BLOCK];
         block_values(E, sb, ws, tb, wt, k, x0);
         for (int64_t j = 0; j < k; j++) {
             double x = x0[j];
             if (j > 0) {
-                int64_t ds[MAX_BLOCK], dt[MAX_BLOCK];
+                int64_t ds[SC_MAX_BLOCK], dt[SC_MAX_BLOCK];
                 K->sign_dots(ds, sb, ws, sb + j * ws, ws, m, j);
                 K->sign_dots(dt, tb, wt, tb + j * wt, wt, n, j);
                 for (int64_t i = 0; i < j; i++)
@@ -710,7 +681,7 @@ static void recompute_errors(engine_t *E, sc_result *res, double nrmA2) {
 
 int sc_matrix_decompose(const sc_kernels *K, float *R, int64_t m, int64_t n,
                         const sc_params *prm, sc_result *res) {
-    if (!K || m <= 0 || n <= 0 || prm->block_size < 1 || prm->block_size > MAX_BLOCK ||
+    if (!K || m <= 0 || n <= 0 || prm->block_size < 1 || prm->block_size > SC_MAX_BLOCK ||
         prm->max_width < 0 || prm->max_sweeps < 2)
         return SC_ERR_ARG;
     double t0 = sc_now_seconds();
@@ -727,15 +698,15 @@ int sc_matrix_decompose(const sc_kernels *K, float *R, int64_t m, int64_t n,
     E.idx = malloc((size_t)mx * sizeof(int64_t));
     E.w = malloc((size_t)mx * sizeof(float));
     E.fl = calloc((size_t)E.pr.nt_max, sizeof(flips_t));
-    E.pcoef = calloc(MAX_BLOCK, sizeof(float));
-    E.partial = calloc((size_t)(2 * ntiles(mx)), sizeof(double));
-    E.panel = malloc((size_t)(MAX_BLOCK * mx) * sizeof(float));
-    E.amat = malloc((size_t)(MAX_BLOCK * mx) * sizeof(float));
+    E.pcoef = calloc(SC_MAX_BLOCK, sizeof(float));
+    E.partial = calloc((size_t)(2 * sc_ntiles(mx)), sizeof(double));
+    E.panel = malloc((size_t)(SC_MAX_BLOCK * mx) * sizeof(float));
+    E.amat = malloc((size_t)(SC_MAX_BLOCK * mx) * sizeof(float));
     E.best_s = calloc((size_t)E.S.words + 1, sizeof(uint64_t));
     E.best_t = calloc((size_t)E.T.words + 1, sizeof(uint64_t));
-    E.xpart = malloc((size_t)(ntiles(m) * MAX_BLOCK) * sizeof(double));
-    E.tmax = malloc((size_t)ntiles(m) * sizeof(float));
-    E.vpart = malloc((size_t)(ntiles(m) > 1 ? ntiles(m) * n : 1) * sizeof(float));
+    E.xpart = malloc((size_t)(sc_ntiles(m) * SC_MAX_BLOCK) * sizeof(double));
+    E.tmax = malloc((size_t)sc_ntiles(m) * sizeof(float));
+    E.vpart = malloc((size_t)(sc_ntiles(m) > 1 ? sc_ntiles(m) * n : 1) * sizeof(float));
     if (!E.best_s || !E.best_t || !E.xpart || !E.tmax || !E.vpart) st = SC_ERR_NOMEM;
     if (!E.Rh || !E.RTh || !E.idx || !E.w || !E.fl || !E.pcoef || !E.partial || !E.panel || !E.amat)
         st = SC_ERR_NOMEM;
@@ -758,9 +729,9 @@ int sc_matrix_decompose(const sc_kernels *K, float *R, int64_t m, int64_t n,
     E.random_starts |= (zeros > m * n / 2);
     res->norm = sqrt(nrm2);
     res->width = 0;
-    res->stopped_by = 4;
+    res->stopped_by = SC_STOP_EXHAUSTED;
     if (nrm2 == 0.0 || prm->max_width == 0) {
-        res->stopped_by = prm->max_width == 0 ? 0 : 4;
+        res->stopped_by = prm->max_width == 0 ? SC_STOP_WIDTH : SC_STOP_EXHAUSTED;
         engine_free(&E);
         return SC_OK;
     }
@@ -782,7 +753,7 @@ int sc_matrix_decompose(const sc_kernels *K, float *R, int64_t m, int64_t n,
         if ((st = grow(res, k + 1, ws, wt))) break;
         sc_rng_for_cut(&rng, prm->seed, prm->first_cut + k);
         double cur = best_cut(&E, prm, &rng, k);
-        if (!(cur > 0.0)) { res->stopped_by = 4; break; }   /* nothing left to fit */
+        if (!(cur > 0.0)) { res->stopped_by = SC_STOP_EXHAUSTED; break; }   /* nothing left to fit */
         /* The value comes from images updated through the float16 copies (relative error
          * ~1e-4); a cut that takes most of what is left (exact low-rank data) gets its exact
          * value from R, so such data is recovered to float32 precision. */
@@ -828,12 +799,12 @@ int sc_matrix_expand(const sc_kernels *K, float *out, int64_t m, int64_t n, int6
                      int64_t width, float sign, int n_threads) {
     if (m <= 0 || n <= 0 || width <= 0) return SC_OK;
     int64_t mx = m > n ? m : n;
-    float *panel = malloc((size_t)(MAX_BLOCK * mx) * sizeof(float));
-    float *amat = malloc((size_t)(MAX_BLOCK * mx) * sizeof(float));
+    float *panel = malloc((size_t)(SC_MAX_BLOCK * mx) * sizeof(float));
+    float *amat = malloc((size_t)(SC_MAX_BLOCK * mx) * sizeof(float));
     if (!panel || !amat) { free(panel); free(amat); return SC_ERR_NOMEM; }
     int64_t ws = sc_words(m), wt = sc_words(n);
-    for (int64_t j0 = 0; j0 < width; j0 += MAX_BLOCK) {
-        int64_t k = (width - j0 < MAX_BLOCK) ? width - j0 : MAX_BLOCK;
+    for (int64_t j0 = 0; j0 < width; j0 += SC_MAX_BLOCK) {
+        int64_t k = (width - j0 < SC_MAX_BLOCK) ? width - j0 : SC_MAX_BLOCK;
         rank_block(K, sc_clamp_threads(n_threads), out, m, n, ld, s_bits + j0 * ws,
                    t_bits + j0 * wt, coef + j0, k, sign, panel, amat, NULL);
     }

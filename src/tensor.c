@@ -29,12 +29,8 @@
 #include "signcut/common.h"
 #include "signcut/driver.h"
 
-#define TILE 256                /* rows per parallel tile, a multiple of 64 */
 #define PAR_MIN_WORK 262144     /* below this many float ops a step runs on one thread */
-#define MAX_BLOCK 64
 #define FLUSH_COLS 4096         /* columns per chunk of a flush, a multiple of 64 */
-#define GROWTH_TOL 1e-6
-#define START_ATTEMPTS 8
 
 
 /* One side of the unfolding: the modes [m0, m1) and their Kronecker signs. */
@@ -48,7 +44,7 @@ typedef struct {
     int kron_dirty;
     uint64_t *applied;        /* the Kronecker signs the other side's img was computed with */
     float *sgn;               /* kron as +-1 floats */
-    uint64_t *pend;           /* Kronecker signs of the pending cuts, MAX_BLOCK rows */
+    uint64_t *pend;           /* Kronecker signs of the pending cuts, SC_MAX_BLOCK rows */
 } tside_t;
 
 typedef struct {
@@ -65,14 +61,14 @@ typedef struct {
     uint64_t *cand;           /* candidate signs of the mode being updated */
     float *img;               /* image of the mode being updated (max dim) */
     double *acc;              /* its double accumulators */
-    int64_t *dots;            /* dots[b * MAX_BLOCK + j] = <pending sign j of mode b, s_b> */
+    int64_t *dots;            /* dots[b * SC_MAX_BLOCK + j] = <pending sign j of mode b, s_b> */
     int dots_dirty[SC_MAX_NDIM];
     uint64_t *tmp;            /* scratch for Kronecker products */
     int64_t *idx;             /* flipped positions */
     float *w;                 /* flip weights */
     float *pw;                /* weights of the pending cuts in a correction */
     double *partial;          /* per-tile partial sums */
-    float *panel, *amat;      /* flush buffers (amat: one TILE x MAX_BLOCK block per thread) */
+    float *panel, *amat;      /* flush buffers (amat: one SC_TILE x SC_MAX_BLOCK block per thread) */
 } tengine_t;
 
 static int64_t prod(const int64_t *d, int from, int to) {
@@ -80,8 +76,6 @@ static int64_t prod(const int64_t *d, int from, int to) {
     for (int i = from; i < to; i++) p *= d[i];
     return p;
 }
-
-static int64_t ntiles(int64_t len) { return (len + TILE - 1) / TILE; }
 
 /* ORs the n bits of src (each inverted when inv is all ones) into out from bit `off` on. */
 static void put_bits(uint64_t *out, int64_t off, const uint64_t *src, int64_t n, uint64_t inv) {
@@ -96,19 +90,36 @@ static void put_bits(uint64_t *out, int64_t off, const uint64_t *src, int64_t n,
     }
 }
 
-/* out = bits of the Kronecker product of the current signs of modes [m0, m1), the last mode
- * varying fastest. */
-static void kron_into(tengine_t *E, uint64_t *out, int m0, int m1) {
+/* out = bits of the Kronecker product of the sign vectors bits[m0..m1-1] (of dims[m0..m1-1]
+ * entries), the last mode varying fastest; tmp holds the product's words but the last mode's. */
+static void kron_bits(uint64_t *out, uint64_t *tmp, const uint64_t *const *bits,
+                      const int64_t *dims, int m0, int m1) {
     int64_t len = 1;
     out[0] = 0;
     for (int b = m0; b < m1; b++) {
-        int64_t d = E->dims[b];
-        memcpy(E->tmp, out, (size_t)sc_words(len) * sizeof(uint64_t));
+        int64_t d = dims[b];
+        memcpy(tmp, out, (size_t)sc_words(len) * sizeof(uint64_t));
         memset(out, 0, (size_t)sc_words(len * d) * sizeof(uint64_t));
         for (int64_t i = 0; i < len; i++)
-            put_bits(out, i * d, E->bits[b], d, ((E->tmp[i >> 6] >> (i & 63)) & 1) ? ~UINT64_C(0) : 0);
+            put_bits(out, i * d, bits[b], d, ((tmp[i >> 6] >> (i & 63)) & 1) ? ~UINT64_C(0) : 0);
         len *= d;
     }
+}
+
+/* out = bits of the Kronecker product of the current signs of modes [m0, m1). */
+static void kron_into(tengine_t *E, uint64_t *out, int m0, int m1) {
+    kron_bits(out, E->tmp, (const uint64_t *const *)E->bits, E->dims, m0, m1);
+}
+
+/* The split [0, p) x [p, ndim) whose unfolding is closest to square (ndim >= 2). */
+static int square_split(int ndim, const int64_t *dims) {
+    int split = 1;
+    double best = INFINITY;
+    for (int q = 1; q < ndim; q++) {
+        double lp = log((double)prod(dims, 0, q)), ld = log((double)prod(dims, q, ndim));
+        if (fabs(lp - ld) < best) { best = fabs(lp - ld); split = q; }
+    }
+    return split;
 }
 
 static void side_kron(tengine_t *E, tside_t *X) {
@@ -138,13 +149,10 @@ static void side_sync(tengine_t *E, tside_t *X, tside_t *Y) {
     const sc_kernels *K = E->K;
     side_kron(E, Y);
     if (!X->valid) {
-        int64_t nt_tiles = ntiles(X->len);
-        (void)nt_tiles;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(E->pr.nt) if (E->pr.nt > 1 && E->N >= PAR_MIN_WORK)
-#endif
+        int64_t nt_tiles = sc_ntiles(X->len);
+        SC_OMP(parallel for schedule(static) num_threads(E->pr.nt) if (E->pr.nt > 1 && E->N >= PAR_MIN_WORK))
         for (int64_t t = 0; t < nt_tiles; t++) {
-            int64_t a = t * TILE, end = (X->len - a < TILE) ? X->len : a + TILE;
+            int64_t a = t * SC_TILE, end = (X->len - a < SC_TILE) ? X->len : a + SC_TILE;
             for (int64_t i = a; i < end; i++)
                 K->signs_rmatvec(X->img + i, X->own + i * Y->len, Y->len, Y->kron, 0, 1);
         }
@@ -172,9 +180,7 @@ static void side_sync(tengine_t *E, tside_t *X, tside_t *Y) {
         /* not through a one-thread parallel region (libgomp sets up a team even then) */
         sync_rows(E, X, Y, nf, complement, 0, 1);
     } else {
-#ifdef _OPENMP
-#pragma omp parallel num_threads(E->pr.nt)
-#endif
+        SC_OMP(parallel num_threads(E->pr.nt))
         {
             int nth, me = sc_thread(&nth);
             sync_rows(E, X, Y, nf, complement, me, nth);
@@ -220,14 +226,14 @@ static double mode_image(tengine_t *E, int a) {
         for (int b = 0; b < E->ndim; b++) {
             if (b == a || !E->dots_dirty[b]) continue;
             int64_t wb = sc_words(E->dims[b]);
-            K->sign_dots(E->dots + b * MAX_BLOCK, E->res->bits[b] + E->block_start * wb, wb,
+            K->sign_dots(E->dots + b * SC_MAX_BLOCK, E->res->bits[b] + E->block_start * wb, wb,
                          E->bits[b], wb, E->dims[b], E->p);
             E->dots_dirty[b] = 0;
         }
         for (int64_t j = 0; j < E->p; j++) {
             double f = -(double)E->res->coef[E->block_start + j];
             for (int b = 0; b < E->ndim; b++)
-                if (b != a) f *= (double)E->dots[b * MAX_BLOCK + j];
+                if (b != a) f *= (double)E->dots[b * SC_MAX_BLOCK + j];
             E->pw[j] = (float)f;
         }
         int64_t wa = sc_words(d);
@@ -236,15 +242,12 @@ static double mode_image(tengine_t *E, int a) {
     return K->pack_signs(E->cand, E->img, d);
 }
 
-/* dst (n x m) = src (m x n)^T, in column strips of TILE. */
+/* dst (n x m) = src (m x n)^T, in column strips of SC_TILE. */
 static void transpose(const sc_kernels *K, const float *src, float *dst, int64_t m, int64_t n, int nt) {
-    int64_t strips = ntiles(n);
-    (void)nt;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && m * n >= PAR_MIN_WORK)
-#endif
+    int64_t strips = sc_ntiles(n);
+    SC_OMP(parallel for schedule(static) num_threads(nt) if (nt > 1 && m * n >= PAR_MIN_WORK))
     for (int64_t t = 0; t < strips; t++) {
-        int64_t c0 = t * TILE, cols = (n - c0 < TILE) ? n - c0 : TILE;
+        int64_t c0 = t * SC_TILE, cols = (n - c0 < SC_TILE) ? n - c0 : SC_TILE;
         K->transpose(dst + c0 * m, m, src + c0, n, m, cols);
     }
 }
@@ -255,30 +258,25 @@ static double subtract_pending(tengine_t *E) {
     const sc_kernels *K = E->K;
     int64_t P = E->S.len, D = E->T.len, k = E->p;
     const float *coef = E->res->coef + E->block_start;
-    int64_t nt_tiles = ntiles(P);
+    int64_t nt_tiles = sc_ntiles(P);
     for (int64_t c0 = 0; c0 < D; c0 += FLUSH_COLS) {
         int64_t cw = (D - c0 < FLUSH_COLS) ? D - c0 : FLUSH_COLS;
         for (int64_t j = 0; j < k; j++)
             K->unpack_signs(E->panel + j * cw, E->T.pend + j * E->T.words + c0 / 64, cw, 1.0f);
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(E->pr.nt) if (E->pr.nt > 1 && P * cw * k >= PAR_MIN_WORK)
-#endif
+        SC_OMP(parallel for schedule(static) num_threads(E->pr.nt) if (E->pr.nt > 1 && P * cw * k >= PAR_MIN_WORK))
         for (int64_t t = 0; t < nt_tiles; t++) {
-            int nth, me = sc_thread(&nth);
-            (void)nth;
-            float *am = E->amat + (int64_t)me * TILE * MAX_BLOCK;
-            int64_t r0 = t * TILE, nr = (P - r0 < TILE) ? P - r0 : TILE;
+            int me = sc_thread(NULL);
+            float *am = E->amat + (int64_t)me * SC_TILE * SC_MAX_BLOCK;
+            int64_t r0 = t * SC_TILE, nr = (P - r0 < SC_TILE) ? P - r0 : SC_TILE;
             for (int64_t r = 0; r < nr; r++)
                 for (int64_t j = 0; j < k; j++)
                     am[r * k + j] = -coef[j] * sc_sign_at(E->S.pend + j * E->S.words, r0 + r);
             K->rank_update(E->R + r0 * D + c0, nr, cw, D, am, k, E->panel, k);
         }
     }
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(E->pr.nt) if (E->pr.nt > 1 && E->N >= PAR_MIN_WORK)
-#endif
+    SC_OMP(parallel for schedule(static) num_threads(E->pr.nt) if (E->pr.nt > 1 && E->N >= PAR_MIN_WORK))
     for (int64_t t = 0; t < nt_tiles; t++) {
-        int64_t r0 = t * TILE, r1 = (P - r0 < TILE) ? P : r0 + TILE;
+        int64_t r0 = t * SC_TILE, r1 = (P - r0 < SC_TILE) ? P : r0 + SC_TILE;
         double acc = 0.0;
         for (int64_t r = r0; r < r1; r++) acc += K->sumsq(E->R + r * D, D);
         E->partial[t] = acc;
@@ -330,14 +328,14 @@ static int vector_decompose(const sc_kernels *K, float *R, int64_t d, const sc_p
     double nrm2 = K->sumsq(R, d), nrmA2 = nrm2;
     res->norm = sqrt(nrm2);
     res->width = 0;
-    res->stopped_by = (prm->max_width == 0) ? 0 : 4;
+    res->stopped_by = (prm->max_width == 0) ? SC_STOP_WIDTH : SC_STOP_EXHAUSTED;
     if (nrm2 == 0.0 || prm->max_width == 0) return SC_OK;
     int st = SC_OK;
     for (int64_t k = 0;; k++) {
         if ((st = tgrow(res, k + 1, &d))) break;
         uint64_t *s = res->bits[0] + k * wd;
         double cur = K->pack_signs(s, R, d);
-        if (!(cur > 0.0)) { res->stopped_by = 4; break; }
+        if (!(cur > 0.0)) { res->stopped_by = SC_STOP_EXHAUSTED; break; }
         float mc = -(float)(cur / (double)d);
         res->coef[k] = -mc;
         K->signs_matvec(R, d, s, wd, &mc, 1);
@@ -368,7 +366,7 @@ static int side_alloc(tside_t *X, int m0, int m1, const int64_t *dims) {
     X->kron = calloc((size_t)X->words, sizeof(uint64_t));
     X->applied = calloc((size_t)X->words, sizeof(uint64_t));
     X->sgn = malloc((size_t)X->len * sizeof(float));
-    X->pend = calloc((size_t)(MAX_BLOCK * X->words), sizeof(uint64_t));
+    X->pend = calloc((size_t)(SC_MAX_BLOCK * X->words), sizeof(uint64_t));
     X->kron_dirty = 1;
     return (X->img && X->kron && X->applied && X->sgn && X->pend) ? SC_OK : SC_ERR_NOMEM;
 }
@@ -376,7 +374,7 @@ static int side_alloc(tside_t *X, int m0, int m1, const int64_t *dims) {
 int sc_tensor_decompose(const sc_kernels *K, float *R, int ndim, const int64_t *dims,
                         const sc_params *prm, sc_tensor_result *res) {
     if (!K || ndim < 1 || ndim > SC_MAX_NDIM || prm->max_width < 0 || prm->max_sweeps < 1 ||
-        prm->block_size < 1 || prm->block_size > MAX_BLOCK)
+        prm->block_size < 1 || prm->block_size > SC_MAX_BLOCK)
         return SC_ERR_ARG;
     int64_t N = 1, dmax = 1;
     for (int a = 0; a < ndim; a++) {
@@ -388,13 +386,7 @@ int sc_tensor_decompose(const sc_kernels *K, float *R, int ndim, const int64_t *
     res->ndim = ndim;
     if (ndim == 1) return vector_decompose(K, R, dims[0], prm, res, t0);
 
-    /* The split [0, p) x [p, ndim) whose unfolding is closest to square. */
-    int split = 1;
-    double best = INFINITY;
-    for (int q = 1; q < ndim; q++) {
-        double lp = log((double)prod(dims, 0, q)), ld = log((double)prod(dims, q, ndim));
-        if (fabs(lp - ld) < best) { best = fabs(lp - ld); split = q; }
-    }
+    int split = square_split(ndim, dims);
     tengine_t E;
     memset(&E, 0, sizeof E);
     E.K = K; E.ndim = ndim; E.dims = dims; E.N = N; E.R = R; E.res = res;
@@ -410,14 +402,14 @@ int sc_tensor_decompose(const sc_kernels *K, float *R, int ndim, const int64_t *
     E.cand = calloc((size_t)sc_words(dmax), sizeof(uint64_t));
     E.img = malloc((size_t)dmax * sizeof(float));
     E.acc = malloc((size_t)dmax * sizeof(double));
-    E.dots = calloc((size_t)ndim * MAX_BLOCK, sizeof(int64_t));
+    E.dots = calloc((size_t)ndim * SC_MAX_BLOCK, sizeof(int64_t));
     E.tmp = malloc((size_t)sc_words(mx) * sizeof(uint64_t));
     E.idx = malloc((size_t)mx * sizeof(int64_t));
     E.w = malloc((size_t)mx * sizeof(float));
-    E.pw = calloc(MAX_BLOCK, sizeof(float));
-    E.partial = calloc((size_t)ntiles(mx) + 1, sizeof(double));
-    E.panel = malloc((size_t)MAX_BLOCK * (size_t)(D < FLUSH_COLS ? D : FLUSH_COLS) * sizeof(float));
-    E.amat = malloc((size_t)E.pr.nt_max * TILE * MAX_BLOCK * sizeof(float));
+    E.pw = calloc(SC_MAX_BLOCK, sizeof(float));
+    E.partial = calloc((size_t)sc_ntiles(mx) + 1, sizeof(double));
+    E.panel = malloc((size_t)SC_MAX_BLOCK * (size_t)(D < FLUSH_COLS ? D : FLUSH_COLS) * sizeof(float));
+    E.amat = malloc((size_t)E.pr.nt_max * SC_TILE * SC_MAX_BLOCK * sizeof(float));
     if (!E.RT || !E.cand || !E.img || !E.acc || !E.dots || !E.tmp || !E.idx || !E.w || !E.pw ||
         !E.partial || !E.panel || !E.amat)
         st = SC_ERR_NOMEM;
@@ -427,16 +419,16 @@ int sc_tensor_decompose(const sc_kernels *K, float *R, int ndim, const int64_t *
     sc_rng rng;
 
     double nrm2 = 0.0;
-    for (int64_t t = 0; t < ntiles(P); t++) {
-        int64_t r1 = (P - t * TILE < TILE) ? P : (t + 1) * TILE;
+    for (int64_t t = 0; t < sc_ntiles(P); t++) {
+        int64_t r1 = (P - t * SC_TILE < SC_TILE) ? P : (t + 1) * SC_TILE;
         double acc = 0.0;
-        for (int64_t r = t * TILE; r < r1; r++) acc += K->sumsq(R + r * D, D);
+        for (int64_t r = t * SC_TILE; r < r1; r++) acc += K->sumsq(R + r * D, D);
         nrm2 += acc;
     }
     double nrmA2 = nrm2;
     res->norm = sqrt(nrm2);
     res->width = 0;
-    res->stopped_by = (prm->max_width == 0) ? 0 : 4;
+    res->stopped_by = (prm->max_width == 0) ? SC_STOP_WIDTH : SC_STOP_EXHAUSTED;
     if (nrm2 == 0.0 || prm->max_width == 0) { tengine_free(&E); return SC_OK; }
     transpose(K, R, E.RT, P, D, E.pr.nt);
 
@@ -448,7 +440,7 @@ int sc_tensor_decompose(const sc_kernels *K, float *R, int ndim, const int64_t *
          * orthogonal to what is left (value exactly 0) is drawn again. */
         double cur = 0.0;
         sc_rng_for_cut(&rng, prm->seed, prm->first_cut + k);
-        for (int attempt = 0; attempt < START_ATTEMPTS && !(cur > 0.0); attempt++) {
+        for (int attempt = 0; attempt < SC_START_ATTEMPTS && !(cur > 0.0); attempt++) {
             for (int a = 0; a < ndim; a++) {
                 sc_rng_signs(&rng, E.bits[a], dims[a]);
                 E.dots_dirty[a] = 1;
@@ -458,7 +450,7 @@ int sc_tensor_decompose(const sc_kernels *K, float *R, int ndim, const int64_t *
             int64_t quiet = 0, updates = 0, limit = prm->max_sweeps * (int64_t)ndim;
             for (int a = 0; updates < limit; a = (a + 1) % ndim, updates++) {
                 double val = mode_image(&E, a);
-                if (val > cur * (1.0 + GROWTH_TOL) || cur < 0.0) {
+                if (val > cur * (1.0 + SC_GROWTH_TOL) || cur < 0.0) {
                     memcpy(E.bits[a], E.cand, (size_t)sc_words(dims[a]) * sizeof(uint64_t));
                     if (a < split) E.S.kron_dirty = 1; else E.T.kron_dirty = 1;
                     E.dots_dirty[a] = 1;
@@ -469,7 +461,7 @@ int sc_tensor_decompose(const sc_kernels *K, float *R, int ndim, const int64_t *
                 }
             }
         }
-        if (!(cur > 0.0)) { res->stopped_by = 4; break; }   /* nothing left to fit */
+        if (!(cur > 0.0)) { res->stopped_by = SC_STOP_EXHAUSTED; break; }   /* nothing left to fit */
         float c = (float)(cur / (double)N);
         for (int a = 0; a < ndim; a++)
             memcpy(res->bits[a] + k * sc_words(dims[a]), E.bits[a], (size_t)sc_words(dims[a]) * sizeof(uint64_t));
@@ -500,5 +492,42 @@ int sc_tensor_decompose(const sc_kernels *K, float *R, int ndim, const int64_t *
     if (st == SC_OK && res->width > 0 && E.p > 0)
         res->errors[res->width - 1] = sqrt(subtract_pending(&E) / nrmA2);
     tengine_free(&E);
+    return st;
+}
+
+int sc_tensor_expand(const sc_kernels *K, float *out, int ndim, const int64_t *dims,
+                     const uint64_t *const *bits, const float *coef, int64_t width, float sign,
+                     int n_threads) {
+    if (ndim < 1 || ndim > SC_MAX_NDIM) return SC_ERR_ARG;
+    for (int a = 0; a < ndim; a++)
+        if (dims[a] < 1) return SC_ERR_ARG;
+    if (width <= 0) return SC_OK;
+    if (ndim == 1) {                 /* a vector: sum_j (sign c_j) s_j, in cut order */
+        float *w = malloc((size_t)width * sizeof(float));
+        if (!w) return SC_ERR_NOMEM;
+        for (int64_t j = 0; j < width; j++) w[j] = sign * coef[j];
+        K->signs_matvec(out, dims[0], bits[0], sc_words(dims[0]), w, width);
+        free(w);
+        return SC_OK;
+    }
+    /* The unfolding P x D nearest a square, its cuts' Kronecker signs a block at a time. */
+    int split = square_split(ndim, dims);
+    int64_t P = prod(dims, 0, split), D = prod(dims, split, ndim);
+    int64_t wp = sc_words(P), wd = sc_words(D), wmax = wp > wd ? wp : wd;
+    uint64_t *sb = malloc((size_t)(SC_MAX_BLOCK * wp) * sizeof(uint64_t));
+    uint64_t *tb = malloc((size_t)(SC_MAX_BLOCK * wd) * sizeof(uint64_t));
+    uint64_t *tmp = malloc((size_t)wmax * sizeof(uint64_t));
+    int st = (sb && tb && tmp) ? SC_OK : SC_ERR_NOMEM;
+    const uint64_t *cut[SC_MAX_NDIM];
+    for (int64_t j0 = 0; st == SC_OK && j0 < width; j0 += SC_MAX_BLOCK) {
+        int64_t k = (width - j0 < SC_MAX_BLOCK) ? width - j0 : SC_MAX_BLOCK;
+        for (int64_t j = 0; j < k; j++) {
+            for (int a = 0; a < ndim; a++) cut[a] = bits[a] + (j0 + j) * sc_words(dims[a]);
+            kron_bits(sb + j * wp, tmp, cut, dims, 0, split);
+            kron_bits(tb + j * wd, tmp, cut, dims, split, ndim);
+        }
+        st = sc_matrix_expand(K, out, P, D, D, sb, tb, coef + j0, k, sign, n_threads);
+    }
+    free(sb); free(tb); free(tmp);
     return st;
 }

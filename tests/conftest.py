@@ -1,10 +1,19 @@
+import importlib.machinery
 import os
+import sys
 
 import numpy as np
 import pytest
 
-import signcut
-from signcut import _core
+# `python -m pytest` puts the checkout first on sys.path: without an in-place build its source
+# folder would shadow the installed signcut. Then the tests use the installed one.
+_CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if not any(os.path.exists(os.path.join(_CHECKOUT, "signcut", "_core" + suffix))
+           for suffix in importlib.machinery.EXTENSION_SUFFIXES):
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _CHECKOUT]
+
+import signcut  # noqa: E402
+from signcut import _core  # noqa: E402
 
 # The folder holding the signcut these tests import (a checkout built in place, or
 # site-packages): subprocesses of the tests run the same one.

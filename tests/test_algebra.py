@@ -386,13 +386,25 @@ def test_recompress_brings_the_width_down():
     assert again.tensorize == t.tensorize and again.width == 3
 
 
-def test_recompress_refuses_what_does_not_fit(monkeypatch):
+def test_recompress_what_does_not_fit_goes_through_products(monkeypatch):
+    """A matrix whose expansion does not fit is decomposed as a LinearOperator (never
+    expanded, its norm exact from the signs); another SignCut is refused before allocating."""
     from signcut import _validate
-    sc = random_signcut((300, 200), 4)
+    A = np.random.default_rng(0).standard_normal((300, 200)).astype(np.float32)
+    sc = signcut.decompose(A, width=120, seed=0)
+    dense = sc.recompress(width=20, seed=1)
     monkeypatch.setattr(_validate, "available_memory", lambda: 100_000)
     monkeypatch.setattr(SignCut, "expand", lambda *a, **k: pytest.fail("expanded"))
+    small = sc.recompress(width=20, seed=1)
+    exact = float((sc - small).frobenius_norm() / sc.frobenius_norm())
+    assert small.width == 20 and small.rel_error == pytest.approx(exact, rel=1e-5)
+    assert small.norm == pytest.approx(sc.frobenius_norm(), rel=1e-6)
+    assert small.rel_error <= 1.03 * dense.rel_error
+    by_ratio = sc.recompress(ratio=small.ratio, seed=1)     # the same storage, in bits
+    assert by_ratio.width == 20
+    t = random_signcut((20, 30, 40), 4)
     with pytest.raises(MemoryError, match="recompressing"):
-        sc.recompress(width=2)
+        t.recompress(width=2)
 
 
 def test_derived_signcuts_save_and_load_exactly(tmp_path):

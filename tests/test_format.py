@@ -641,6 +641,7 @@ def corruptible(tmp_path_factory):
     return raws, obj, tmp_path_factory.mktemp("work") / "c.safetensors"
 
 
+@pytest.mark.fuzz
 @settings(max_examples=4000, deadline=None)
 @given(data=st.data())
 def test_property_corruption(corruptible, data):
@@ -675,6 +676,7 @@ HOSTILE = st.one_of(
     st.lists(st.integers(-2, 2**41), max_size=4))
 
 
+@pytest.mark.fuzz
 @settings(max_examples=4000, deadline=None)
 @given(data=st.data())
 def test_property_header_edits(corruptible, data):
@@ -740,6 +742,7 @@ def test_property_header_edits(corruptible, data):
     _assert_loads_or_format_error(path, must_fail=must_fail)
 
 
+@pytest.mark.fuzz
 @settings(max_examples=2000, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(blob=st.binary(max_size=300), n=st.integers(0, 400))

@@ -9,7 +9,10 @@ import json
 import os
 import re
 import stat
+import subprocess
+import sys
 import threading
+import time
 import tracemalloc
 
 import numpy as np
@@ -17,6 +20,7 @@ import pytest
 import safetensors.numpy as stnp
 from PIL import Image
 
+import conftest
 import signcut
 from signcut import _array, cli, weights
 
@@ -136,22 +140,26 @@ def test_expand_never_overwrites_its_own_side_file(tmp_path):
     refused(tmp_path, "expand", tmp_path / "m.sct", "-o", link, match="input")
 
 
-def test_a_finished_run_removes_only_its_own_work_files(tmp_path):
-    ckpt = small_checkpoint(tmp_path / "m.safetensors")
-    parts = tmp_path / ("m.sct" + weights.PARTS_SUFFIX)
-    real = signcut.decompose
-    calls = []
+def interrupted_after(ckpt, out, tensors):
+    """Run weights.compress and interrupt it (Ctrl-C) once ``tensors`` tensors are done."""
+    real, calls = signcut.decompose, []
 
-    def interrupted(x, **kw):
-        if calls:
+    def decompose(x, **kw):
+        if len(calls) == tensors:
             raise KeyboardInterrupt
         calls.append(1)
         return real(x, **kw)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(signcut, "decompose", interrupted)
+        mp.setattr(signcut, "decompose", decompose)
         with pytest.raises(KeyboardInterrupt):
-            weights.compress(ckpt, tmp_path / "m.sct", progress=False)
+            weights.compress(ckpt, out)
+
+
+def test_a_finished_run_removes_only_its_own_work_files(tmp_path):
+    ckpt = small_checkpoint(tmp_path / "m.safetensors")
+    parts = tmp_path / ("m.sct" + weights.PARTS_SUFFIX)
+    interrupted_after(ckpt, tmp_path / "m.sct", 1)
     (parts / "notes.txt").write_text("mine")     # a user's file put there meanwhile
     weights.compress(ckpt, tmp_path / "m.sct", progress=False)
     assert sorted(os.listdir(parts)) == ["notes.txt"]
@@ -159,19 +167,7 @@ def test_a_finished_run_removes_only_its_own_work_files(tmp_path):
 
 def test_resume_redoes_a_tensor_whose_bytes_changed(tmp_path):
     ckpt = small_checkpoint(tmp_path / "m.safetensors", seed=0)
-    real = signcut.decompose
-    calls = []
-
-    def interrupted(x, **kw):
-        if len(calls) == 1:
-            raise KeyboardInterrupt
-        calls.append(1)
-        return real(x, **kw)
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(signcut, "decompose", interrupted)
-        with pytest.raises(KeyboardInterrupt):
-            weights.compress(ckpt, tmp_path / "m.sct", progress=False)
+    interrupted_after(ckpt, tmp_path / "m.sct", 1)
     small_checkpoint(ckpt, seed=1)        # same names, shapes and dtypes, other values
     weights.compress(ckpt, tmp_path / "m.sct", progress=False)
     (tmp_path / "fresh").mkdir()
@@ -417,6 +413,9 @@ TAMPERED = {
     "bad kind": (lambda m: first("signcut")(m).__setitem__("kind", "rm -rf"), "kind"),
     "unknown dtype": (lambda m: first("signcut")(m).__setitem__("dtype", "I8"), "dtype"),
     "version": (lambda m: m.__setitem__("version", 99), "version"),
+    "width not a number": (lambda m: first("signcut")(m).__setitem__("width", "many"), "width"),
+    "error not a number": (lambda m: first("signcut")(m).__setitem__("rel_error", None),
+                           "rel_error"),
     "not an object": (lambda m: m.clear() or m.__setitem__("x", []), "version"),
 }
 
@@ -541,3 +540,121 @@ def test_out_of_memory_is_a_clean_error(tmp_path, monkeypatch):
     refused(tmp_path, "image", fine, "-o", tmp_path / "p.png", match="memory")
     with pytest.raises(MemoryError):
         signcut.decompose(np.ones((200, 300)), width=3)
+
+
+# ------------------------------------------------------------------ memory limits
+LIMITED = r"""
+import resource, sys
+import numpy as np
+import scipy.sparse
+import signcut, signcut.image, signcut._sparse       # imported before the limit
+A = np.random.default_rng(0).standard_normal((1024, 1024)).astype(np.float32)
+T = np.random.default_rng(0).standard_normal((64, 64, 64))
+X = (np.random.default_rng(0).random((300, 400, 3)) * 255).astype(np.uint8)
+S = scipy.sparse.random(2000, 2000, density=0.01, random_state=0, format="csr")
+used = 1024 * int(next(l.split()[1] for l in open("/proc/self/status") if l.startswith("VmSize")))
+resource.setrlimit(resource.RLIMIT_AS, (used + int(sys.argv[1]), resource.RLIM_INFINITY))
+for name, call in (("matrix", lambda: signcut.decompose(A, width=20, seed=0)),
+                   ("tensor", lambda: signcut.decompose(T, width=5, seed=0)),
+                   ("picture", lambda: signcut.image.compress(X, ratio=0.05, seed=0)),
+                   ("sparse", lambda: signcut.decompose(S, width=10))):
+    try:
+        call()
+        print(name, "ok", flush=True)
+    except MemoryError:
+        print(name, "MemoryError", flush=True)
+"""
+
+
+@pytest.mark.parametrize("headroom_mib", [0, 8, 16, 24, 32, 48, 64, 96, 160])
+def test_address_space_limits_give_memory_errors_not_crashes(headroom_mib):
+    """Under prlimit --as, the OpenMP runtime ended the process when it could not start a
+    thread, and NumPy crashed in a casting loop; every entry point now either works or raises
+    MemoryError."""
+    out = subprocess.run([sys.executable, "-P", "-c", LIMITED, str(headroom_mib << 20)],
+                         capture_output=True, text=True, timeout=300,
+                         env=conftest.subprocess_env())
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.split("\n")
+    assert [line.split()[0] for line in lines if line] == ["matrix", "tensor", "picture",
+                                                           "sparse"], out.stdout + out.stderr
+
+
+# ------------------------------------------------------------------ orphaned workers
+def children(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="needs Linux's /proc")
+def test_workers_end_when_the_command_is_killed(tmp_path):
+    """After SIGKILL of `signcut weights --jobs 2`, its workers kept decomposing."""
+    rng = np.random.default_rng(0)
+    stnp.save_file({f"layer{i}.weight": rng.standard_normal((1500, 1500), dtype=np.float32)
+                    for i in range(8)}, str(tmp_path / "m.safetensors"))
+    proc = subprocess.Popen([sys.executable, "-P", "-m", "signcut", "weights",
+                             str(tmp_path / "m.safetensors"), "-o", str(tmp_path / "m.sct"), "--jobs", "2",
+                             "--bits-per-entry", "16", "-q"],
+                            env=conftest.subprocess_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        workers = []
+        for _ in range(600):                     # until both workers have started working
+            workers = [p for p in children(proc.pid) if len(children(p)) == 0]
+            if len(workers) >= 2 and (tmp_path / "m.sct.parts").exists():
+                break
+            time.sleep(0.1)
+        assert len(workers) >= 2, "the workers did not start"
+        proc.kill()
+        proc.wait()
+        for _ in range(100):
+            if not any(alive(p) for p in workers):
+                break
+            time.sleep(0.1)
+        assert not any(alive(p) for p in workers)
+    finally:
+        proc.kill()
+        for p in children(proc.pid):
+            try:
+                os.kill(p, 9)
+            except OSError:
+                pass
+
+
+# ------------------------------------------------------------------ clear errors
+@pytest.mark.parametrize("value,match", [("1e4000", "values up to 1e\\+4000"),
+                                         ("-1e4000", "values up to 1e\\+4000"),
+                                         ("1e-4000", "at most 1e-4000")])
+def test_long_doubles_beyond_float32_are_refused(value, match):
+    if np.finfo(np.longdouble).max < np.longdouble("1e400"):
+        pytest.skip("long double is float64 here")
+    A = np.array([[np.longdouble(value), 0], [0, 0]])
+    with pytest.raises(ValueError, match=match):
+        signcut.decompose(A, width=1)
+
+
+def test_a_masked_array_is_not_silently_unmasked():
+    A = np.ma.masked_array(np.ones((4, 5)), mask=np.eye(4, 5, dtype=bool))
+    with pytest.raises(TypeError, match="masked"):
+        signcut.decompose(A, width=2)
+    r = signcut.decompose(np.ma.masked_array(np.ones((4, 5))), width=2)   # nothing masked
+    assert r.width >= 1
+
+
+@pytest.mark.parametrize("k", [2.7, "2", None, 1.0])
+def test_truncate_takes_integers_only(k):
+    r = signcut.decompose(np.random.default_rng(0).standard_normal((6, 7)), width=3)
+    with pytest.raises(TypeError):
+        r.truncate(k)
+    assert r.truncate(np.int64(2)).width == 2

@@ -122,6 +122,11 @@ def test_to_cp_matches_tensorly(shape):
     assert w64.dtype == np.float64 and f64[0].dtype == np.float64
 
 
+def test_to_cp_with_no_cut():
+    weights, factors = random_signcut((3, 70, 2), 0).to_cp()
+    assert weights.shape == (0,) and [f.shape for f in factors] == [(3, 0), (70, 0), (2, 0)]
+
+
 def test_to_cp_of_tensorized_and_sparse():
     tl = pytest.importorskip("tensorly")
     t = tensorized()[0]

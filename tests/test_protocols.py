@@ -100,6 +100,19 @@ def test_truth_value_and_scalars_as_ndarray():
     assert not SignCut((1,), [np.zeros((0, 1), np.uint64)], [])       # no cut: zero
 
 
+def test_an_array_without_a_copy_is_refused_where_numpy_can_ask_for_one():
+    sc = random_signcut((3, 4), 2)
+    np.testing.assert_array_equal(np.asarray(sc), sc.expand())
+    np.testing.assert_array_equal(np.asarray(sc, dtype=np.float64), sc.expand())
+    assert np.asarray(sc, dtype=np.float64).dtype == np.float64
+    if int(np.__version__.split(".")[0]) >= 2:
+        for make in (lambda: np.asarray(sc, copy=False), lambda: np.array(sc, copy=False)):
+            with pytest.raises(ValueError, match="copy=False"):
+                make()
+    else:               # NumPy 1.x: copy=False is "copy if needed", __array__ is not told
+        np.testing.assert_array_equal(np.array(sc, copy=False), sc.expand())
+
+
 # ------------------------------------------------------------------ type promotion
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64, np.int8, np.bool_,
                                    np.float16, np.uint32])
@@ -154,7 +167,6 @@ def test_functions_against_numpy(sc):
     check(np.var(sc), np.var(X.astype(np.float64)), S, s * s)
     check(np.std(sc, ddof=1), np.std(X.astype(np.float64), ddof=1) if X.size > 1 else np.nan, S, s)
     check(np.linalg.norm(sc), np.linalg.norm(X), S, s)
-    check(np.linalg.vector_norm(sc), np.linalg.vector_norm(X), S, s)
     check(np.vdot(sc, sc), np.vdot(X, X), S, s * s * X.size)
     check(np.vdot(sc, X * 2), np.vdot(X, X * 2), S, s * s * X.size)
     check(np.tensordot(sc, v, axes=1), np.tensordot(X, v, axes=1), M if sc.ndim > 1 else S, s * 10)
@@ -173,7 +185,6 @@ def test_functions_against_numpy(sc):
     check(np.expand_dims(sc, 0), np.expand_dims(X, 0), M, s)
     check(np.squeeze(sc), np.squeeze(X), M if np.squeeze(X).ndim else S, s)
     check(np.broadcast_to(sc, (2,) + sc.shape), np.broadcast_to(X, (2,) + X.shape), M, s)
-    check(np.astype(sc, np.float32), X, M, s)
     assert (np.shape(sc), np.ndim(sc), np.size(sc), np.size(sc, 0)) == \
         (X.shape, X.ndim, X.size, X.shape[0])
     assert np.result_type(sc, np.float64) == np.float64 and np.result_type(sc) == np.float32
@@ -187,17 +198,40 @@ def test_functions_against_numpy(sc):
     if sc.ndim >= 2:
         check(np.swapaxes(sc, 0, -1), np.swapaxes(X, 0, -1), M, s)
         check(np.moveaxis(sc, 0, -1), np.moveaxis(X, 0, -1), M, s)
-        check(np.matrix_transpose(sc), np.matrix_transpose(X), M, s)
         check(np.trace(sc), np.trace(X), S if sc.ndim == 2 else M, s * X.shape[0])
         check(np.diagonal(sc, 1), np.diagonal(X, 1), None, s)
+    if sc.ndim == 2:
+        check(np.linalg.norm(sc, "fro"), np.linalg.norm(X, "fro"), S, s)
+        w = np.linspace(0, 1, sc.shape[0])
+        check(np.dot(w, sc), np.dot(w, X), S, s * 10)
+
+
+
+@pytest.mark.skipif(not hasattr(np.linalg, "vector_norm"),
+                    reason="NumPy < 2 has no array API aliases")
+@pytest.mark.parametrize("sc", cases(), ids=repr)
+def test_array_api_aliases_against_numpy(sc):
+    X = sc.expand()
+    s = float(np.abs(sc.coef).sum()) + 10
+    v = np.linspace(-1, 1, sc.shape[-1])
+    S, M = _dispatch.SIGNS, _dispatch.SIGNCUT
+    check(np.linalg.vector_norm(sc), np.linalg.vector_norm(X), S, s)
+    check(np.astype(sc, np.float32), X, M, s)
+    if sc.ndim >= 2:
+        check(np.matrix_transpose(sc), np.matrix_transpose(X), M, s)
         check(np.linalg.diagonal(sc), np.linalg.diagonal(X), None, s)
         check(np.linalg.trace(sc), np.linalg.trace(X), None, s * X.shape[-1])
     if sc.ndim == 2:
-        check(np.linalg.norm(sc, "fro"), np.linalg.norm(X, "fro"), S, s)
         check(np.linalg.matrix_norm(sc), np.linalg.matrix_norm(X), S, s)
-        w = np.linspace(0, 1, sc.shape[0])
-        check(np.dot(w, sc), np.dot(w, X), S, s * 10)
         check(np.linalg.matmul(sc, v), np.linalg.matmul(X, v), S, s * 10)
+
+
+def test_array_api_aliases_are_registered_where_numpy_has_them():
+    for name in ("linalg.matmul", "linalg.tensordot", "linalg.vector_norm", "linalg.matrix_norm",
+                 "linalg.trace", "linalg.diagonal", "matrix_transpose", "astype"):
+        func = _dispatch._numpy_function(name)
+        assert (func in _dispatch.TABLE) == (func is not None), name
+    assert (_dispatch._numpy_function("linalg.matmul") is None) == (int(np.__version__.split(".")[0]) < 2)
 
 
 def test_tensorized_functions():

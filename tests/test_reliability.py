@@ -1,4 +1,4 @@
-"""Reliability (issue 7): extreme inputs, determinism and threads, resources, and a fuzzer for
+"""Reliability: extreme inputs, determinism and threads, resources, and a fuzzer for
 the file reader.
 
 Each test states the behaviour it pins down. The tests after "bugs found and fixed" pin bugs
@@ -499,6 +499,7 @@ def _check_loaded(out):
 FUZZ_CASES = 10_000
 
 
+@pytest.mark.fuzz
 def test_fuzz_loader(seed_files, tmp_path):
     """10,000 corrupted files (random truncations, byte flips anywhere or in the header,
     header length fields, appended garbage, edited header JSON values: shapes, widths, dtypes,
@@ -853,11 +854,12 @@ def _decompose_with(isa, out):
     return np.load(out)
 
 
-def test_scalar_and_best_isa_agree_within_tolerance(tmp_path):
+def test_scalar_and_best_isa_agree(tmp_path):
     """The scalar kernels and the best ones the CPU has, each in its own process
-    (SIGNCUT_CPU): the same widths, and errors after every cut within 2 % of each other
-    (the README's promise; measured on AVX2: identical signs and coefficients, errors within
-    1e-14, since only double-precision sums are ordered differently)."""
+    (SIGNCUT_CPU). The README promises errors within 2% after every cut; what is measured on
+    AVX2, identical signs and coefficients and errors equal to double precision (only
+    double-precision sums are ordered differently), is asserted for AVX2; AVX-512 has not
+    run here and keeps the promise's tolerance."""
     best = signcut.cpu_info()["best"]
     if best == "scalar":
         pytest.skip("this CPU has no SIMD kernel set to compare with the scalar one")
@@ -866,5 +868,11 @@ def test_scalar_and_best_isa_agree_within_tolerance(tmp_path):
     for i in range(len(ISA_CASES)):
         e0, e1 = ref[f"{i}/errors"], run[f"{i}/errors"]
         assert e0.shape == e1.shape and e0.size > 10
-        np.testing.assert_allclose(e1, e0, rtol=0.02)
+        if best == "avx2":
+            np.testing.assert_allclose(e1, e0, rtol=1e-12)
+            for key in ref.files:
+                if key.startswith(f"{i}/") and key != f"{i}/errors":
+                    np.testing.assert_array_equal(run[key], ref[key])
+        else:
+            np.testing.assert_allclose(e1, e0, rtol=0.02)
         assert np.isfinite(run[f"{i}/coef"]).all()

@@ -2,6 +2,7 @@
 import concurrent.futures as cf
 import csv
 import json
+import math
 import os
 import subprocess
 import sys
@@ -191,7 +192,7 @@ def test_reported_errors_match_recomputed(tmp_path, ckpt):
     assert errs["layers.0.mlp.weight"] < 0.5 * errs["layers.0.attn.weight"]
 
 
-def test_outliers_flagged(tmp_path):
+def test_high_errors_flagged(tmp_path):
     rng = np.random.default_rng(3)
     tensors = {f"low{i}": (rng.standard_normal((64, 2)) @ rng.standard_normal((2, 64))
                            + 1e-3 * rng.standard_normal((64, 64))).astype(np.float32)
@@ -200,10 +201,10 @@ def test_outliers_flagged(tmp_path):
     src = tmp_path / "m.safetensors"
     stnp.save_file(tensors, str(src))
     result = weights.compress(src, tmp_path / "m.sct", bits_per_entry=4, progress=False)
-    flagged = [t["name"] for t in result["tensors"] if t["outlier"]]
-    assert flagged == ["noise"] and result["summary"]["outliers"] == ["noise"]
+    flagged = [t["name"] for t in result["tensors"] if t["high_error"]]
+    assert flagged == ["noise"] and result["summary"]["high_error"] == ["noise"]
     with open(result["report"], newline="") as f:
-        assert [r["name"] for r in csv.DictReader(f) if r["outlier"] == "yes"] == ["noise"]
+        assert [r["name"] for r in csv.DictReader(f) if r["high_error"] == "yes"] == ["noise"]
 
 
 def test_filters(tmp_path, ckpt):
@@ -321,7 +322,7 @@ def test_bad_inputs(tmp_path, ckpt, sharded):
     with pytest.raises(weights.WeightsError, match="truncated"):
         weights.compress(truncated, out, progress=False)
     complex_ = tmp_path / "complex.safetensors"
-    stnp.save_file({"z": np.ones((4, 4), np.complex64)}, str(complex_))
+    write_raw(complex_, {"z": ("C64", [4, 4], np.ones((4, 4), np.complex64).tobytes())})
     with pytest.raises(weights.WeightsError, match="C64"):
         weights.compress(complex_, out, progress=False)
     dup = sharded / "model-00002-of-00002.safetensors"
@@ -390,7 +391,7 @@ def test_cli_bad_input(tmp_path, ckpt, case):
         bad.write_bytes(ckpt.read_bytes()[:200])
         args = ("weights", bad, "-o", target)
     elif case == "complex":
-        stnp.save_file({"z": np.ones((4, 4), np.complex64)}, str(bad))
+        write_raw(bad, {"z": ("C64", [4, 4], np.ones((4, 4), np.complex64).tobytes())})
         args = ("weights", bad, "-o", target)
     elif case == "folder":
         (tmp_path / "empty").mkdir()
@@ -504,3 +505,107 @@ def test_read_kind_tells_weights_from_plain_files(tmp_path, ckpt):
     (tmp_path / "junk").write_bytes(b"junk" * 10)
     with pytest.raises(weights.WeightsError, match="is not a signcut file"):
         weights.read_kind(tmp_path / "junk")
+
+
+# ------------------------------------------------------------------ the tool as a user meets it
+def test_expand_keeps_each_tensors_dtype_by_default(tmp_path):
+    rng = np.random.default_rng(0)
+    src = tmp_path / "m.safetensors"
+    stnp.save_file({"a": rng.standard_normal((40, 30)).astype(np.float32),
+                    "b": rng.standard_normal((30, 20)).astype(np.float16),
+                    "c": rng.standard_normal((20, 24)).astype(np.float64),
+                    "bias": rng.standard_normal(7).astype(np.float16)}, str(src))
+    weights.compress(src, tmp_path / "m.sct")
+    weights.expand(tmp_path / "m.sct", tmp_path / "back.safetensors")
+    back = stnp.load_file(str(tmp_path / "back.safetensors"))       # NumPy reads it
+    assert {k: v.dtype for k, v in back.items()} == {"a": np.float32, "b": np.float16,
+                                                     "c": np.float64, "bias": np.float16}
+    assert run("expand", tmp_path / "m.sct", "-o", tmp_path / "cli.safetensors").returncode == 0
+    assert stnp.load_file(str(tmp_path / "cli.safetensors"))["b"].dtype == np.float16
+
+
+def test_the_library_is_quiet_and_reports_sparse_entries(tmp_path, capsys, caplog):
+    rng = np.random.default_rng(1)
+    src = tmp_path / "m.safetensors"
+    w = rng.standard_normal((128, 96)).astype(np.float32)
+    w[rng.integers(0, 128, 20), rng.integers(0, 96, 20)] = 80.0          # spikes
+    stnp.save_file({"spiky": w}, str(src))
+    import logging
+    with caplog.at_level(logging.INFO, logger="signcut.weights"):
+        result = weights.compress(src, tmp_path / "m.sct")
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == ""
+    rec = result["tensors"][0]
+    assert rec["sparse"] >= 20 and f"{rec['sparse']} sparse entries" in caplog.text
+    with open(result["report"], newline="") as f:
+        row = next(csv.DictReader(f))
+    assert int(row["sparse_entries"]) == rec["sparse"] and row["high_error"] == ""
+    info = run("info", tmp_path / "m.sct")
+    assert "sparse entries" in info.stdout and f"| {rec['sparse']} |" in info.stdout
+
+
+def test_command_line_budgets_effort_and_threads(tmp_path, ckpt):
+    def widths(path):
+        return {t["name"]: t["width"] for t in weights.info(path)["tensors"]
+                if t["kind"] == "signcut"}
+
+    assert run("weights", ckpt, "-o", tmp_path / "r.sct", "--ratio", "0.25", "-q",
+               "--threads", "1").returncode == 0
+    for t in weights.info(tmp_path / "r.sct")["tensors"]:
+        if t["kind"] == "signcut":
+            nbytes = math.prod(t["shape"]) * weights._ITEMSIZE[t["dtype"]]
+            assert t["bits_per_entry"] * math.prod(t["shape"]) / 8 <= 0.25 * nbytes + 1
+    assert run("weights", ckpt, "-o", tmp_path / "t.sct", "--rtol", "0.5", "-q").returncode == 0
+    assert all(t["rel_error"] <= 0.5 for t in weights.info(tmp_path / "t.sct")["tensors"]
+               if t["kind"] == "signcut")
+    assert run("weights", ckpt, "-o", tmp_path / "f.sct", "--effort", "fast",
+               "-q").returncode == 0
+    assert run("weights", ckpt, "-o", tmp_path / "d.sct", "-q").returncode == 0
+    assert widths(tmp_path / "f.sct") == widths(tmp_path / "d.sct")
+    assert (tmp_path / "f.sct").read_bytes() != (tmp_path / "d.sct").read_bytes()
+    assert weights.info(tmp_path / "f.sct")["effort"] == "fast"
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, ckpt):
+    before = sorted(os.listdir(tmp_path))
+    r = run("weights", ckpt, "-o", tmp_path / "m.sct", "--dry-run", "--bits-per-entry", "4")
+    assert r.returncode == 0, r.stderr
+    assert sorted(os.listdir(tmp_path)) == before
+    plan = weights.compress(ckpt, tmp_path / "m.sct", bits_per_entry=4, dry_run=True)
+    for t in plan["tensors"]:
+        if t["kind"] == "signcut":
+            assert f"| {t['max_width']} |" in r.stdout
+    real = weights.compress(ckpt, tmp_path / "m.sct", bits_per_entry=4)
+    for p, t in zip(plan["tensors"], real["tensors"]):
+        assert p["kind"] == t["kind"] and (t["kind"] != "signcut" or t["width"] <= p["max_width"])
+    assert real["summary"]["stored_bytes"] <= plan["summary"]["stored_bytes"]
+
+
+def test_nothing_to_compress_is_an_error(tmp_path, ckpt):
+    r = run("weights", ckpt, "-o", tmp_path / "m.sct", "--bits-per-entry", "0.001")
+    assert r.returncode == 2 and "no tensor" in r.stderr and "budget affords no cut" in r.stderr
+    r = run("weights", ckpt, "-o", tmp_path / "m.sct", "--include", "nothing-matches")
+    assert r.returncode == 2 and "not included" in r.stderr
+    assert sorted(os.listdir(tmp_path)) == ["model.safetensors"]
+
+
+def test_a_bad_tensor_is_named(tmp_path):
+    rng = np.random.default_rng(0)
+    bad = rng.standard_normal((32, 40)).astype(np.float32)
+    bad[3, 4] = np.nan
+    src = tmp_path / "m.safetensors"
+    stnp.save_file({"good": rng.standard_normal((32, 40)).astype(np.float32),
+                    "layers.7.broken": bad}, str(src))
+    with pytest.raises(weights.WeightsError, match="layers.7.broken.*non-finite"):
+        weights.compress(src, tmp_path / "m.sct")
+    r = run("weights", src, "-o", tmp_path / "m.sct")
+    assert r.returncode == 2 and "layers.7.broken" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_an_unreachable_scheduler_leaves_nothing(tmp_path, ckpt):
+    pytest.importorskip("dask.distributed")
+    import dask
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+        with pytest.raises(OSError):
+            weights.compress(ckpt, tmp_path / "m.sct", scheduler="tcp://127.0.0.1:9")
+    assert sorted(os.listdir(tmp_path)) == ["model.safetensors"]

@@ -8,6 +8,25 @@
 #include <omp.h>
 #endif
 
+/* An OpenMP pragma, nothing in a build without OpenMP: SC_OMP(parallel for num_threads(nt))
+ * is `#pragma omp parallel for num_threads(nt)`. Conditions go inside the pragma, so that a
+ * build without OpenMP has no variable left unused. */
+#define SC_PRAGMA_STR(...) #__VA_ARGS__
+#ifdef _OPENMP
+#define SC_OMP(...) _Pragma(SC_PRAGMA_STR(omp __VA_ARGS__))
+#else
+#define SC_OMP(...)
+#endif
+
+/* What the engines share. */
+#define SC_TILE 256              /* entries per parallel tile, a multiple of 64 */
+#define SC_GROWTH_TOL 1e-6       /* default relative growth of the value that counts as growth */
+#define SC_START_ATTEMPTS 8      /* starts of value 0 drawn again before the remainder counts as
+                                    exhausted */
+
+/* Parallel tiles of SC_TILE entries over len entries. */
+static inline int64_t sc_ntiles(int64_t len) { return (len + SC_TILE - 1) / SC_TILE; }
+
 /* How many of the len entries of two packed sign vectors differ (tail bits zero): <a, b> =
  * len - 2 * that, through the kernel's sign_dots (a portable build has no popcount insn). */
 static inline int64_t sc_sign_diff(const sc_kernels *K, const uint64_t *a, const uint64_t *b,
@@ -17,14 +36,14 @@ static inline int64_t sc_sign_diff(const sc_kernels *K, const uint64_t *a, const
     return (len - dot) / 2;
 }
 
-/* Inside a parallel region: this thread's number, and the team's size in *nth (0 and 1 in a
- * build without OpenMP). */
+/* Inside a parallel region: this thread's number, and the team's size in *nth unless nth is
+ * NULL (0 and 1 in a build without OpenMP). */
 static inline int sc_thread(int *nth) {
 #ifdef _OPENMP
-    *nth = omp_get_num_threads();
+    if (nth) *nth = omp_get_num_threads();
     return omp_get_thread_num();
 #else
-    *nth = 1;
+    if (nth) *nth = 1;
     return 0;
 #endif
 }
@@ -48,13 +67,16 @@ static inline int sc_after_cut(const sc_params *p, int64_t width, double err, do
                                int *stopped_by, int *status) {
     if (p->progress) {
         int r = p->progress(p->progress_ctx, width, err);
-        if (r == 1) { *stopped_by = 3; return 1; }
+        if (r == SC_PROGRESS_STOP) { *stopped_by = SC_STOP_CALLBACK; return 1; }
         if (r) { *status = SC_ERR_CALLBACK; return 1; }
     }
-    if (width >= p->max_width) { *stopped_by = 0; return 1; }
-    if (p->rtol > 0.0 && err <= p->rtol) { *stopped_by = 1; return 1; }
-    if (p->max_seconds > 0.0 && sc_now_seconds() - t0 >= p->max_seconds) { *stopped_by = 2; return 1; }
-    if (err <= SC_EXACT_ERROR) { *stopped_by = 4; return 1; }
+    if (width >= p->max_width) { *stopped_by = SC_STOP_WIDTH; return 1; }
+    if (p->rtol > 0.0 && err <= p->rtol) { *stopped_by = SC_STOP_RTOL; return 1; }
+    if (p->max_seconds > 0.0 && sc_now_seconds() - t0 >= p->max_seconds) {
+        *stopped_by = SC_STOP_TIME;
+        return 1;
+    }
+    if (err <= SC_EXACT_ERROR) { *stopped_by = SC_STOP_EXHAUSTED; return 1; }
     return 0;
 }
 

@@ -130,6 +130,10 @@ int sc_cpu_supported(void);
 const char *sc_cpu_features(void);
 /* The kernel table for "scalar", "avx2" or "avx512"; NULL if unknown or unsupported. */
 const sc_kernels *sc_kernels_get(const char *name);
+/* The first kernel the table compiled for `name` leaves NULL (NULL when it has them all, "the
+ * whole table" when it is not compiled in), whether or not this CPU can run it: the tables are
+ * filled by field name, so a new kernel missed in one file would be NULL (a test checks). */
+const char *sc_kernels_missing(const char *name);
 /* The best kernel table this CPU supports. */
 const sc_kernels *sc_kernels_best(void);
 /* Whether the library was built with OpenMP, and its default thread count (1 without). */
@@ -139,17 +143,37 @@ int sc_default_threads(void);
  * cores only wait on each other (every entry point of the engine clamps through this). */
 int sc_clamp_threads(int n_threads);
 
-/* Called after each cut with the number of cuts and the relative error; nonzero stops
- * (1: stop and keep the cuts, 2: an error is pending in the caller). During refinement
- * passes it is called with cuts = -1 only to notice an interruption. */
+/* What a progress callback returns. */
+enum {
+    SC_PROGRESS_GO_ON = 0,
+    SC_PROGRESS_STOP = 1,      /* stop and keep the cuts */
+    SC_PROGRESS_FAILED = 2     /* an error is pending in the caller */
+};
+
+/* Why a decomposition stopped (sc_result.stopped_by). */
+enum {
+    SC_STOP_WIDTH = 0,         /* max_width cuts */
+    SC_STOP_RTOL = 1,          /* relative error at most rtol */
+    SC_STOP_TIME = 2,          /* max_seconds */
+    SC_STOP_CALLBACK = 3,      /* the progress callback asked */
+    SC_STOP_EXHAUSTED = 4      /* exact to float32: nothing left to fit */
+};
+
+/* Called after each cut with the number of cuts and the relative error; returns one of
+ * SC_PROGRESS_*. During refinement passes it is called with cuts = -1 only to notice an
+ * interruption. */
 typedef int (*sc_progress_fn)(void *ctx, int64_t cuts, double rel_error);
+
+/* The most cuts kept pending between subtractions (sc_params.block_size): their int16 group
+ * tables hold the sums of at most this many weights. */
+#define SC_MAX_BLOCK 64
 
 /* Parameters of one greedy decomposition. */
 typedef struct sc_params {
     int64_t max_width;      /* stop after this many cuts */
     double rtol;            /* stop once the relative error is <= rtol (0: never) */
     double max_seconds;     /* stop after this much wall time (<= 0: never) */
-    int64_t block_size;     /* cuts kept pending before they are subtracted (1..64) */
+    int64_t block_size;     /* cuts kept pending before they are subtracted (1..SC_MAX_BLOCK) */
     int64_t max_sweeps;     /* cap on half-sweeps of the alternation per cut */
     int n_threads;          /* OpenMP threads (ignored without OpenMP) */
     uint64_t seed[4];       /* seed of the random starts: cut k draws from xoshiro256** seeded
@@ -177,7 +201,7 @@ typedef struct sc_result {
     double *errors;         /* (width,) relative Frobenius error after each cut: tracked in O(1)
                                per cut, exact at each block flush and for the last cut */
     double norm;            /* Frobenius norm of the input */
-    int stopped_by;         /* 0 width, 1 rtol, 2 time, 3 callback, 4 exhausted (remainder 0) */
+    int stopped_by;         /* SC_STOP_* */
 } sc_result;
 
 /* Greedy signed cut decomposition of the m x n row-major matrix R; R is overwritten with the
@@ -210,6 +234,13 @@ int sc_tensor_decompose(const sc_kernels *K, float *R, int ndim, const int64_t *
                         const sc_params *p, sc_tensor_result *res);
 /* Frees the arrays of a tensor result. */
 void sc_tensor_result_free(sc_tensor_result *res);
+
+/* out (the C-ordered tensor of dims, ndim >= 1) += sign * sum_j coef[j] s1_j x ... x sk_j over
+ * `width` cuts, bits[a] holding mode a's (width, ceil(dims[a]/64)) signs: through the unfolding
+ * nearest a square and sc_matrix_expand (a vector: signs_matvec). */
+int sc_tensor_expand(const sc_kernels *K, float *out, int ndim, const int64_t *dims,
+                     const uint64_t *const *bits, const float *coef, int64_t width, float sign,
+                     int n_threads);
 
 /* out (m x n, leading dimension ld) += sign * sum_j coef[j] s_j t_j^T over `width` cuts. */
 int sc_matrix_expand(const sc_kernels *K, float *out, int64_t m, int64_t n, int64_t ld,
