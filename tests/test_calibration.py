@@ -173,6 +173,19 @@ def test_bad_calibration_writes_nothing(tmp_path, ckpt):
     assert calibration.read_calibration(tmp_path / "s.safetensors")
 
 
+def test_dry_run_checks_the_calibration(tmp_path, ckpt):
+    out = tmp_path / "o.sct"
+    wrong = tmp_path / "wrong.safetensors"
+    stnp.save_file({"b.weight": np.ones(64, np.float32)}, str(wrong))
+    with pytest.raises(weights.WeightsError, match="64 entries but the tensor's last axis has 48"):
+        weights.compress(ckpt, out, calibration=wrong, dry_run=True)
+    good = tmp_path / "good.safetensors"
+    calibration.calibration_stats(inputs(), good)
+    plan = weights.compress(ckpt, out, scales="both", calibration=good, dry_run=True)
+    assert plan["summary"]["compressed"] == 2
+    nothing_written(tmp_path, out)
+
+
 def test_unknown_names_are_logged(tmp_path, ckpt, caplog):
     stats = dict(calibration.calibration_stats(inputs()), **{"gone.weight": np.ones(3)})
     path = tmp_path / "s.safetensors"
