@@ -19,8 +19,8 @@ ROOT = os.path.dirname(os.path.abspath(__file__))
 IS_X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
 
 # Files compiled with the common flags, and files that need their own instruction set.
-COMMON_SOURCES = ["src/kernels_scalar.c", "src/dispatch.c", "src/matrix.c", "src/tensor.c",
-                  "src/matmul.c", "src/sparse.c", "src/algebra.c"]
+COMMON_SOURCES = ["src/kernels_scalar.c", "src/dispatch.c", "src/engine.c", "src/matrix.c",
+                  "src/tensor.c", "src/matmul.c", "src/sparse.c", "src/algebra.c"]
 ISA_SOURCES = {
     "avx2": (["src/kernels_avx2.c"], ["-mavx2", "-mfma", "-mpopcnt", "-mf16c"]),
     "avx512": (["src/kernels_avx512.c"],

@@ -556,32 +556,15 @@ def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_
     # (the same bits as without it), and no float32 sum can overflow or lose tiny inputs.
     exponent = np.frexp(_validate.max_abs(arr))[1]
     R = _scaled_float32(arr, exponent)
-    if sparse is None and init is None and not fitting:
-        # rtol >= 1 is met by no cut at all (the error of the zero approximation is 1)
-        met = rtol is not None and rtol >= 1.0
-        signs, coef, errors, norm, stopped_by = _run_engine(
-            R, 0 if met else max_width, rtol, max_seconds, block_size, n_threads, state,
-            callback, search)
-        stopped_by = "rtol" if met else stopped_by
-        del R
-        coef = np.ldexp(coef, exponent).astype(np.float32)
-        norm = float(np.ldexp(norm, exponent))
-        result = SignCut(arr.shape, signs, coef, errors, norm=norm, orig_dtype=arr.dtype,
-                         tensorize=tensorize, copy=False)
-        result.stopped_by = stopped_by
-        return result
-
-    # What the sparse part and init's cuts leave (with col_weights, of A times them), scaled
-    # again so its largest entry is in [0.5, 1); errors and rtol convert between its norm and
-    # the norm of A.
-    if weights is not None:
-        R *= weights.astype(np.float32)
-    norm_a = np.sqrt(_sumsq(R))
-    if init is not None:
-        _check_init(init, arr, tensorize, float(np.ldexp(norm_a, exponent)))
-    _subtract(R, exponent, init, sparse, tensorize, n_threads, weights)
-    stored = None
     if fitting:
+        # A (times col_weights) less the sparse part and init's cuts: its cuts fit it divided
+        # by the scales, its errors are computed in its own norm (signcut._scales)
+        if weights is not None:
+            R *= weights.astype(np.float32)
+        norm_a = np.sqrt(_sumsq(R))
+        if init is not None:
+            _check_init(init, arr, tensorize, float(np.ldexp(norm_a, exponent)))
+        _subtract(R, exponent, init, sparse, tensorize, n_threads, weights)
         left = np.sqrt(_sumsq(R)) / norm_a if norm_a > 0 else 0.0
         if init is None:
             stored = _scales.choose(R, modes, weights)
@@ -592,43 +575,46 @@ def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_
         def engine(B, count, b_rtol, seconds, b_callback, first, last):
             warm_ = tuple(last) if last is not None and B.ndim == 2 and search["warm_start"] \
                 else None
-            return _run_engine(B, count, b_rtol, seconds, block_size, n_threads, state,
-                               b_callback, search, warm_, first_cut=first)
+            return _core.decompose(B, count, b_rtol or 0.0, seconds or 0.0, block_size,
+                                   MAX_SWEEPS, n_threads, state, b_callback, warm_signs=warm_,
+                                   first_cut=first, **search)
         signs, coef, errors, stopped_by = _scales.fit(
             R, _scales.fit_scales(stored, weights), norm_a, engine, more=max_width - done,
             rtol=rtol, max_seconds=max_seconds, callback=callback, first_cut=done,
             last_signs=None if warm is None else list(warm))
         del R
         coef = np.ldexp(coef, exponent).astype(np.float32)
-        return _assemble(arr, tensorize, signs, coef, errors, norm_a, exponent, init, sparse,
-                         left, stopped_by, stored, weights)
-    shift = int(np.frexp(_validate.max_abs(R))[1])
-    R *= np.float32(np.ldexp(1.0, -shift))
-    left = np.ldexp(np.sqrt(_sumsq(R)), shift) / norm_a if norm_a > 0 else 0.0
-    more = max_width - done
-    if rtol is not None and left <= rtol:
-        more = 0
-    scaled_callback = None
-    if callback is not None:
-        def scaled_callback(k, rel_error):
-            return callback(done + k, rel_error * left)
-    engine_rtol = None if rtol is None or left == 0 else rtol / left
-    signs, coef, errors, norm, stopped_by = _run_engine(
-        R, more, engine_rtol, max_seconds, block_size, n_threads, state, scaled_callback,
-        search, warm, first_cut=done)
+        return _assemble(arr, tensorize, signs, coef, errors, float(np.ldexp(norm_a, exponent)),
+                         init, sparse, left, stopped_by, stored, weights)
+    shift, ref_norm2, norm_a = 0, 0.0, None
+    if sparse is not None or init is not None:
+        # The cuts fit what the sparse part and init's cuts leave, scaled again so that its
+        # largest entry is in [0.5, 1); the engine's errors stay relative to A (ref_norm2).
+        norm_a = np.sqrt(_sumsq(R))
+        if init is not None:
+            _check_init(init, arr, tensorize, float(np.ldexp(norm_a, exponent)))
+        _subtract(R, exponent, init, sparse, tensorize, n_threads)
+        shift = int(np.frexp(_validate.max_abs(R))[1])
+        R *= np.float32(np.ldexp(1.0, -shift))
+        ref_norm2 = float(np.ldexp(norm_a * norm_a, -2 * shift))
+    signs, coef, errors, norm, stopped_by = _core.decompose(
+        R, max_width - done, rtol or 0.0, max_seconds or 0.0, block_size, MAX_SWEEPS,
+        n_threads, state, callback, warm_signs=warm, first_cut=done, ref_norm2=ref_norm2,
+        **search)
     del R
-    if more == 0:
-        stopped_by = "rtol" if rtol is not None and left <= rtol else "width"
     coef = np.ldexp(coef, exponent + shift).astype(np.float32)
-    if norm_a > 0:      # the engine's errors are relative to the norm of what was left
-        errors = errors * (np.ldexp(norm, shift) / norm_a)
-    return _assemble(arr, tensorize, signs, coef, errors, norm_a, exponent, init, sparse, left,
-                     stopped_by)
+    norm = float(np.ldexp(norm, exponent + shift))          # what the engine was given
+    left = None
+    if norm_a is not None:
+        norm_a = float(np.ldexp(norm_a, exponent))
+        norm, left = norm_a, (norm / norm_a if norm_a > 0 else 0.0)
+    return _assemble(arr, tensorize, signs, coef, errors, norm, init, sparse, left, stopped_by)
 
 
-def _assemble(arr, tensorize, signs, coef, errors, norm_a, exponent, init, sparse, left,
+def _assemble(arr, tensorize, signs, coef, errors, norm, init, sparse, sparse_error,
               stopped_by, scales=None, weights=None):
-    """The result of a run after a sparse part, init's cuts or scales: init's cuts first."""
+    """The result: init's cuts first; a new sparse part records its own error (of the array
+    less the sparse part, relative to the array's norm)."""
     if init is not None:
         signs = [np.concatenate([a, b]) for a, b in zip(init.signs, signs)]
         coef = np.concatenate([init.coef, coef])
@@ -636,27 +622,9 @@ def _assemble(arr, tensorize, signs, coef, errors, norm_a, exponent, init, spars
     if sparse is not None:
         sparse = sparse.copy()
         if init is None:
-            sparse.error = float(left)
-    result = SignCut(arr.shape, signs, coef, errors, norm=float(np.ldexp(norm_a, exponent)),
-                     orig_dtype=arr.dtype, tensorize=tensorize, outliers=sparse, copy=False,
-                     scales=scales, error_norm="frobenius" if weights is None else "col_weights")
+            sparse.error = float(sparse_error)
+    result = SignCut(arr.shape, signs, coef, errors, norm=norm, orig_dtype=arr.dtype,
+                     tensorize=tensorize, outliers=sparse, copy=False, scales=scales,
+                     error_norm="frobenius" if weights is None else "col_weights")
     result.stopped_by = stopped_by
     return result
-
-
-def _run_engine(R, max_width, rtol, max_seconds, block_size, n_threads, state, callback,
-                search, warm=None, first_cut=0):
-    """Cuts of the scaled float32 tensor R (overwritten): (signs, coef, errors, norm,
-    stopped_by), coefficients and norm in R's scale."""
-    if max_width == 0:
-        words_ = [words(d) for d in R.shape]
-        return ([np.empty((0, w), np.uint64) for w in words_], np.empty(0, np.float32),
-                np.empty(0), np.sqrt(_sumsq(R)), "width")
-    if R.ndim == 2:
-        s_bits, t_bits, coef, errors, norm, stopped_by = _core.matrix_decompose(
-            R, max_width, rtol or 0.0, max_seconds or 0.0, block_size, MAX_SWEEPS, n_threads,
-            state, callback, warm_signs=warm, first_cut=first_cut, **search)
-        return (s_bits, t_bits), coef, errors, norm, stopped_by
-    return _core.tensor_decompose(R, max_width, rtol or 0.0, max_seconds or 0.0, MAX_SWEEPS,
-                                  n_threads, state, callback, block_size=block_size,
-                                  first_cut=first_cut)

@@ -77,20 +77,8 @@ cdef extern from "signcut/signcut.h" nogil:
         double growth_tol
         const uint64_t *warm_s
         const uint64_t *warm_t
+        double ref_norm2
 
-    ctypedef struct sc_result:
-        int64_t width
-        int64_t capacity
-        uint64_t *s_bits
-        uint64_t *t_bits
-        float *coef
-        double *errors
-        double norm
-        int stopped_by
-
-    int sc_matrix_decompose(const sc_kernels *K, float *R, int64_t m, int64_t n,
-                            const sc_params *p, sc_result *res)
-    void sc_result_free(sc_result *res)
     enum:
         SC_MAX_NDIM
         SC_MAX_BLOCK
@@ -103,7 +91,7 @@ cdef extern from "signcut/signcut.h" nogil:
         SC_PROGRESS_STOP
         SC_PROGRESS_FAILED
 
-    ctypedef struct sc_tensor_result:
+    ctypedef struct sc_result:
         int64_t width
         int64_t capacity
         int ndim
@@ -113,9 +101,9 @@ cdef extern from "signcut/signcut.h" nogil:
         double norm
         int stopped_by
 
-    int sc_tensor_decompose(const sc_kernels *K, float *R, int ndim, const int64_t *dims,
-                            const sc_params *p, sc_tensor_result *res)
-    void sc_tensor_result_free(sc_tensor_result *res)
+    int sc_decompose(const sc_kernels *K, float *R, int ndim, const int64_t *dims,
+                     const sc_params *p, sc_result *res)
+    void sc_result_free(sc_result *res)
 
     int sc_tensor_expand(const sc_kernels *K, float *out, int ndim, const int64_t *dims,
                          const uint64_t *const *bits, const float *coef, int64_t width,

@@ -252,77 +252,56 @@ cdef void _fill_params(sc_params *prm, progress_ctx *pctx, _Progress prog, int64
     prm.growth_tol = 0.0
     prm.warm_s = NULL
     prm.warm_t = NULL
+    prm.ref_norm2 = 0.0
 
 
-def tensor_decompose(cnp.ndarray R, int64_t max_width, double rtol, double max_seconds,
-                     int64_t max_sweeps, int n_threads, seed_state, callback=None,
-                     int64_t block_size=64, int64_t first_cut=0):
-    """Greedy signed cut decomposition of the C-contiguous float32 tensor R (overwritten);
-    block_size (1..64) cuts are kept pending before they are subtracted; the random starts
-    are those of cuts first_cut, first_cut + 1, ... of a run with this seed.
+cdef tuple _take_result(sc_result *res, const int64_t *dims):
+    """(signs per mode, coef, errors, norm, stopped_by) copied out of an engine's result."""
+    w = res.width
+    signs = []
+    for a in range(res.ndim):
+        words = (dims[a] + 63) // 64
+        arr = np.empty((w, words), np.uint64)
+        if w:
+            arr.ravel()[:] = <uint64_t[:w * words]>res.bits[a]
+        signs.append(arr)
+    coef = np.empty(w, np.float32)
+    errors = np.empty(w, np.float64)
+    if w:
+        coef[:] = <float[:w]>res.coef
+        errors[:] = <double[:w]>res.errors
+    return signs, coef, errors, res.norm, STOP_REASONS[res.stopped_by]
 
-    Returns (bits per mode, coef, errors, norm, stopped_by)."""
+
+def decompose(cnp.ndarray R, int64_t max_width, double rtol, double max_seconds,
+              int64_t block_size, int64_t max_sweeps, int n_threads, seed_state,
+              callback=None, bint warm_start=False, int restarts=1, int refine=0,
+              double growth_tol=0.0, warm_signs=None, int64_t first_cut=0,
+              double ref_norm2=0.0):
+    """Greedy signed cut decomposition of the C-contiguous float32 tensor R (overwritten with
+    the remainder; matrices through the matrix engine, whose search options warm_start,
+    restarts, refine, growth_tol and warm_signs the tensor engine does not have). The random
+    starts are those of cuts first_cut, first_cut + 1, ... of a run with this seed; errors,
+    rtol and the callback's errors are relative to sqrt(ref_norm2) when it is > 0 (else to
+    R's norm), and the callback counts first_cut + the cuts made here.
+
+    Returns (signs per mode, coef, errors, norm of R, stopped_by)."""
     if R.ndim < 1 or R.ndim > SC_MAX_NDIM or R.dtype != np.float32 or not R.flags.c_contiguous \
             or not R.flags.writeable:
         raise ValueError("R must be a writable C-contiguous float32 array of 1 to 32 dimensions")
-    cdef sc_params prm
-    cdef progress_ctx pctx
-    cdef sc_tensor_result res
-    cdef int ndim = R.ndim, a, status
-    cdef int64_t dims[32]
-    for a in range(ndim):
-        dims[a] = R.shape[a]
-    prog = _Progress(callback)
-    _fill_params(&prm, &pctx, prog, max_width, rtol, max_seconds, block_size, max_sweeps,
-                 n_threads, seed_state, first_cut)
-    memset(&res, 0, sizeof(res))
-    cdef const sc_kernels *K = _active
-    cdef float *data = <float *>cnp.PyArray_DATA(R)
-    try:
-        with nogil:
-            status = sc_tensor_decompose(K, data, ndim, dims, &prm, &res)
-        w = res.width
-        bits = []
-        for a in range(ndim):
-            words = (dims[a] + 63) // 64
-            arr = np.empty((w, words), np.uint64)
-            if w:
-                arr.ravel()[:] = <uint64_t[:w * words]>res.bits[a]
-            bits.append(arr)
-        coef = np.empty(w, np.float32)
-        errors = np.empty(w, np.float64)
-        if w:
-            coef[:] = <float[:w]>res.coef
-            errors[:] = <double[:w]>res.errors
-    finally:
-        sc_tensor_result_free(&res)
-    if status == SC_ERR_CALLBACK and prog.error is not None:
-        raise prog.error
-    _check(status)
-    return bits, coef, errors, res.norm, STOP_REASONS[res.stopped_by]
-
-
-def matrix_decompose(cnp.ndarray R, int64_t max_width, double rtol, double max_seconds,
-                     int64_t block_size, int64_t max_sweeps, int n_threads, seed_state,
-                     callback=None, bint warm_start=False, int restarts=1,
-                     int refine=0, double growth_tol=0.0, warm_signs=None,
-                     int64_t first_cut=0):
-    """Greedy signed cut decomposition of the C-contiguous float32 matrix R (overwritten);
-    the random starts are those of cuts first_cut, first_cut + 1, ... of a run with this seed.
-
-    Returns (s_bits, t_bits, coef, errors, norm, stopped_by)."""
     if restarts < 1:
         raise ValueError(f"restarts must be at least 1, got {restarts}")
     if refine < 0:
         raise ValueError(f"refine must be at least 0, got {refine}")
-    if R.ndim != 2 or R.dtype != np.float32 or not R.flags.c_contiguous or not R.flags.writeable:
-        raise ValueError("R must be a writable C-contiguous 2-D float32 array")
-    cdef const sc_kernels *K = _active
+    if not ref_norm2 >= 0:
+        raise ValueError(f"ref_norm2 must be >= 0, got {ref_norm2}")
     cdef sc_params prm
-    cdef sc_result res
     cdef progress_ctx pctx
-    cdef int64_t m = R.shape[0], n = R.shape[1]
-    cdef int status
+    cdef sc_result res
+    cdef int ndim = R.ndim, a, status
+    cdef int64_t dims[SC_MAX_NDIM]
+    for a in range(ndim):
+        dims[a] = R.shape[a]
     prog = _Progress(callback)
     _fill_params(&prm, &pctx, prog, max_width, rtol, max_seconds, block_size, max_sweeps,
                  n_threads, seed_state, first_cut)
@@ -330,37 +309,30 @@ def matrix_decompose(cnp.ndarray R, int64_t max_width, double rtol, double max_s
     prm.restarts = restarts
     prm.refine = refine
     prm.growth_tol = growth_tol
+    prm.ref_norm2 = ref_norm2
     cdef const uint64_t[::1] warm_s, warm_t
     if warm_signs is not None:
+        if ndim != 2:
+            raise ValueError("warm_signs apply to matrices")
         warm_s = np.ascontiguousarray(warm_signs[0], np.uint64)
         warm_t = np.ascontiguousarray(warm_signs[1], np.uint64)
-        if warm_s.shape[0] != (m + 63) // 64 or warm_t.shape[0] != (n + 63) // 64:
+        if warm_s.shape[0] != (dims[0] + 63) // 64 or warm_t.shape[0] != (dims[1] + 63) // 64:
             raise ValueError("warm_signs do not match the matrix's shape")
         prm.warm_s = &warm_s[0]
         prm.warm_t = &warm_t[0]
-    res.width = 0; res.capacity = 0; res.s_bits = NULL; res.t_bits = NULL
-    res.coef = NULL; res.errors = NULL; res.norm = 0.0; res.stopped_by = 0
+    memset(&res, 0, sizeof(res))
+    cdef const sc_kernels *K = _active
     cdef float *data = <float *>cnp.PyArray_DATA(R)
     try:
         with nogil:
-            status = sc_matrix_decompose(K, data, m, n, &prm, &res)
-        w = res.width
-        ws, wt = (m + 63) // 64, (n + 63) // 64
-        s_bits = np.empty((w, ws), np.uint64)
-        t_bits = np.empty((w, wt), np.uint64)
-        coef = np.empty(w, np.float32)
-        errors = np.empty(w, np.float64)
-        if w:
-            s_bits.ravel()[:] = <uint64_t[:w * ws]>res.s_bits
-            t_bits.ravel()[:] = <uint64_t[:w * wt]>res.t_bits
-            coef[:] = <float[:w]>res.coef
-            errors[:] = <double[:w]>res.errors
+            status = sc_decompose(K, data, ndim, dims, &prm, &res)
+        out = _take_result(&res, dims)
     finally:
         sc_result_free(&res)
     if status == SC_ERR_CALLBACK and prog.error is not None:
         raise prog.error
     _check(status)
-    return s_bits, t_bits, coef, errors, res.norm, STOP_REASONS[res.stopped_by]
+    return out
 
 
 def expand(cnp.ndarray out, signs, const float[::1] coef, float sign=1.0, int n_threads=1):

@@ -346,8 +346,8 @@ def fit(T, scales, norm, engine, *, more, rtol=None, max_seconds=None, callback=
     remainder) with the scale vectors ``scales`` (its space: see :func:`fit_scales`).
 
     ``engine(B, count, rtol, max_seconds, callback, first_cut, last_signs)`` runs the
-    matrix or tensor engine on ``B`` (overwritten) and returns ``(signs, coef, errors,
-    norm, stopped_by)``. Errors are ``||T - approx|| / norm`` after each cut; ``rtol`` is
+    matrix or tensor engine on ``B`` (overwritten; its callback counts cuts from
+    ``first_cut``) and returns ``(signs, coef, errors, norm, stopped_by)``. Errors are ``||T - approx|| / norm`` after each cut; ``rtol`` is
     met in that norm: the engine first stops at ``rtol`` in its own (balanced) norm, and
     when that falls short, runs again on what is left with its stop moved by the ratio of
     the two norms' errors (at most ``MAX_ROUNDS`` runs); cuts past the first one that meets
@@ -380,8 +380,8 @@ def fit(T, scales, norm, engine, *, more, rtol=None, max_seconds=None, callback=
         engine_rtol = None if rtol is None else min(1.0, rtol / left * ratio)
         run_callback = None
         if callback is not None:
-            def run_callback(j, rel_error, base=first_cut, scale=left):
-                return callback(base + j, rel_error * scale)
+            def run_callback(j, rel_error, scale=left):    # j counts from first_cut
+                return callback(j, rel_error * scale)
         signs, coef, engine_errors, _, stopped_by = engine(
             B, more, engine_rtol, seconds, run_callback, first_cut, last_signs)
         del B

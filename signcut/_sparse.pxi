@@ -69,22 +69,6 @@ cdef _check_lines(const int64_t[::1] ptr, const int32_t[::1] idx, const float[::
             raise ValueError("sparse index out of range")
 
 
-cdef tuple _take_result(sc_result *res, int64_t m, int64_t n):
-    """(s_bits, t_bits, coef, errors) copied out of an engine's result."""
-    w = res.width
-    ws, wt = (m + 63) // 64, (n + 63) // 64
-    s_bits = np.empty((w, ws), np.uint64)
-    t_bits = np.empty((w, wt), np.uint64)
-    coef = np.empty(w, np.float32)
-    errors = np.empty(w, np.float64)
-    if w:
-        s_bits.ravel()[:] = <uint64_t[:w * ws]>res.s_bits
-        t_bits.ravel()[:] = <uint64_t[:w * wt]>res.t_bits
-        coef[:] = <float[:w]>res.coef
-        errors[:] = <double[:w]>res.errors
-    return s_bits, t_bits, coef, errors
-
-
 cdef void _search_params(sc_params *prm, int restarts, double growth_tol) except *:
     if restarts < 1:
         raise ValueError(f"restarts must be at least 1, got {restarts}")
@@ -103,7 +87,7 @@ def sparse_decompose(int64_t m, int64_t n, const int64_t[::1] row_ptr,
     col_idx, row_val) and CSC (col_ptr, row_idx, col_val), float32 values, indices strictly
     increasing within each line; the remainder stays implicit.
 
-    Returns (s_bits, t_bits, coef, errors, norm, stopped_by)."""
+    Returns ([s_bits, t_bits], coef, errors, norm, stopped_by)."""
     if m < 1 or n < 1 or row_ptr.shape[0] != m + 1 or col_ptr.shape[0] != n + 1 \
             or col_idx.shape[0] != row_idx.shape[0]:
         raise ValueError("the CSR and CSC arrays do not describe one m x n matrix")
@@ -120,6 +104,8 @@ def sparse_decompose(int64_t m, int64_t n, const int64_t[::1] row_ptr,
     cdef progress_ctx pctx
     cdef sc_result res
     cdef int status
+    cdef int64_t dims[2]
+    dims[0], dims[1] = m, n
     prog = _Progress(callback)
     _fill_params(&prm, &pctx, prog, max_width, rtol, max_seconds, block_size, max_sweeps,
                  n_threads, seed_state, 0)
@@ -129,13 +115,13 @@ def sparse_decompose(int64_t m, int64_t n, const int64_t[::1] row_ptr,
     try:
         with nogil:
             status = sc_sparse_decompose(K, &A, &prm, &res)
-        out = _take_result(&res, m, n)
+        out = _take_result(&res, dims)
     finally:
         sc_result_free(&res)
     if status == SC_ERR_CALLBACK and prog.error is not None:
         raise prog.error
     _check(status)
-    return out + (res.norm, STOP_REASONS[res.stopped_by])
+    return out
 
 
 cdef struct product_ctx:
@@ -174,7 +160,7 @@ def operator_decompose(int64_t m, int64_t n, double norm2, product, int64_t max_
     known through ``product(transposed, signs)``: A @ signs (n signs as float64 +-1) or, with
     transposed, A.T @ signs (m signs), returned as a float32 array of m (n) values.
 
-    Returns (s_bits, t_bits, coef, errors, norm, stopped_by)."""
+    Returns ([s_bits, t_bits], coef, errors, norm, stopped_by)."""
     if m < 1 or n < 1 or not norm2 >= 0:
         raise ValueError("invalid operator shape or norm")
     cdef sc_params prm
@@ -182,6 +168,8 @@ def operator_decompose(int64_t m, int64_t n, double norm2, product, int64_t max_
     cdef product_ctx cctx
     cdef sc_result res
     cdef int status
+    cdef int64_t dims[2]
+    dims[0], dims[1] = m, n
     prog = _Progress(callback)
     _fill_params(&prm, &pctx, prog, max_width, rtol, max_seconds, block_size, max_sweeps,
                  n_threads, seed_state, 0)
@@ -194,10 +182,10 @@ def operator_decompose(int64_t m, int64_t n, double norm2, product, int64_t max_
     try:
         with nogil:
             status = sc_operator_decompose(K, m, n, norm2, _product_hook, &cctx, &prm, &res)
-        out = _take_result(&res, m, n)
+        out = _take_result(&res, dims)
     finally:
         sc_result_free(&res)
     if status == SC_ERR_CALLBACK and prog.error is not None:
         raise prog.error
     _check(status)
-    return out + (res.norm, STOP_REASONS[res.stopped_by])
+    return out

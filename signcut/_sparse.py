@@ -300,15 +300,15 @@ def decompose_implicit(A, *, width, bits_per_entry, ratio, rtol, max_seconds, se
         norm2, _ = operator_norm2(A, name)
         rms = np.sqrt(norm2 / (m * n))
         exponent = int(np.frexp(rms)[1]) if rms > 0 else 0
-        s_bits, t_bits, coef, errors, norm, stopped_by = _core.operator_decompose(
+        signs, coef, errors, norm, stopped_by = _core.operator_decompose(
             m, n, float(np.ldexp(norm2, -2 * exponent)),
             _product(A, name, np.ldexp(1.0, -exponent)), *args,
             restarts=search["restarts"], growth_tol=search["growth_tol"])
     else:
-        s_bits, t_bits, coef, errors, norm, stopped_by = _core.sparse_decompose(
+        signs, coef, errors, norm, stopped_by = _core.sparse_decompose(
             m, n, *arrays, *args, restarts=search["restarts"],
             growth_tol=search["growth_tol"])
-    result = SignCut(shape2, (s_bits, t_bits), np.ldexp(coef, exponent).astype(np.float32),
+    result = SignCut(shape2, signs, np.ldexp(coef, exponent).astype(np.float32),
                      errors, norm=float(np.ldexp(norm, exponent)), orig_dtype=dtype,
                      input_nbytes=nbytes)
     result.stopped_by = "rtol" if met else stopped_by

@@ -358,29 +358,6 @@ static double flush(engine_t *E) {
     return nrm2;
 }
 
-static int grow(sc_result *res, int64_t need, int64_t ws, int64_t wt) {
-    if (need <= res->capacity) return SC_OK;
-    int64_t cap = res->capacity ? res->capacity : 64;
-    while (cap < need) cap *= 2;
-    uint64_t *s = realloc(res->s_bits, (size_t)(cap * ws) * sizeof(uint64_t));
-    if (s) res->s_bits = s;
-    uint64_t *t = realloc(res->t_bits, (size_t)(cap * wt) * sizeof(uint64_t));
-    if (t) res->t_bits = t;
-    float *c = realloc(res->coef, (size_t)cap * sizeof(float));
-    if (c) res->coef = c;
-    double *e = realloc(res->errors, (size_t)cap * sizeof(double));
-    if (e) res->errors = e;
-    if (!s || !t || !c || !e) return SC_ERR_NOMEM;
-    res->capacity = cap;
-    return SC_OK;
-}
-
-void sc_result_free(sc_result *res) {
-    free(res->s_bits); free(res->t_bits); free(res->coef); free(res->errors);
-    res->s_bits = res->t_bits = NULL; res->coef = NULL; res->errors = NULL;
-    res->capacity = res->width = 0;
-}
-
 static void engine_free(engine_t *E) {
     side_t *sides[2] = {&E->S, &E->T};
     for (int i = 0; i < 2; i++) {
@@ -621,7 +598,7 @@ static int refine_pass(engine_t *E, const sc_params *prm, sc_result *res, double
     const double mn = (double)E->m * (double)E->n;
     for (int64_t j = 0; j < res->width; j++) {
         if (E->p + 2 > room) flush(E);
-        uint64_t *sj = res->s_bits + j * ws, *tj = res->t_bits + j * wt;
+        uint64_t *sj = res->bits[0] + j * ws, *tj = res->bits[1] + j * wt;
         add_pending(E, sj, tj, -res->coef[j]);
         memcpy(E->T.cand, tj, (size_t)wt * sizeof(uint64_t));
         double val = alternate(E, prm, &E->T);
@@ -641,13 +618,13 @@ static int refine_pass(engine_t *E, const sc_params *prm, sc_result *res, double
  * ||R_{j+1}||^2 = ||R_j||^2 - 2 c_j x_j + c_j^2 m n with x_j = s_j^T R_j t_j, from the
  * block-start remainder and the popcount dots of the block's earlier cuts; each block ends
  * with the exact norm. */
-static void recompute_errors(engine_t *E, sc_result *res, double nrmA2) {
+static void recompute_errors(engine_t *E, sc_result *res, double ref2) {
     const sc_kernels *K = E->K;
     int64_t m = E->m, n = E->n, ws = E->S.words, wt = E->T.words, w = res->width;
     const double mn = (double)m * (double)n;
     for (int64_t j0 = 0; j0 < w; j0 += SC_MAX_BLOCK) {
         int64_t k = (w - j0 < SC_MAX_BLOCK) ? w - j0 : SC_MAX_BLOCK;
-        rank_block(K, E->pr.nt, E->R, m, n, n, res->s_bits + j0 * ws, res->t_bits + j0 * wt,
+        rank_block(K, E->pr.nt, E->R, m, n, n, res->bits[0] + j0 * ws, res->bits[1] + j0 * wt,
                    res->coef + j0, k, 1.0f, E->panel, E->amat, NULL);
     }
     double nrm2 = 0.0;
@@ -655,7 +632,7 @@ static void recompute_errors(engine_t *E, sc_result *res, double nrmA2) {
     int64_t nt_tiles = sc_ntiles(m);
     for (int64_t j0 = 0; j0 < w; j0 += SC_MAX_BLOCK) {
         int64_t k = (w - j0 < SC_MAX_BLOCK) ? w - j0 : SC_MAX_BLOCK;
-        const uint64_t *sb = res->s_bits + j0 * ws, *tb = res->t_bits + j0 * wt;
+        const uint64_t *sb = res->bits[0] + j0 * ws, *tb = res->bits[1] + j0 * wt;
         double x0[SC_MAX_BLOCK];
         block_values(E, sb, ws, tb, wt, k, x0);
         for (int64_t j = 0; j < k; j++) {
@@ -669,13 +646,13 @@ static void recompute_errors(engine_t *E, sc_result *res, double nrmA2) {
             }
             double c = res->coef[j0 + j];
             nrm2 += c * (c * mn - 2.0 * x);
-            res->errors[j0 + j] = sqrt((nrm2 > 0.0 ? nrm2 : 0.0) / nrmA2);
+            res->errors[j0 + j] = sqrt((nrm2 > 0.0 ? nrm2 : 0.0) / ref2);
         }
         rank_block(K, E->pr.nt, E->R, m, n, n, sb, tb, res->coef + j0, k, -1.0f, E->panel, E->amat,
                    E->partial);
         nrm2 = 0.0;
         for (int64_t t = 0; t < nt_tiles; t++) nrm2 += E->partial[t];
-        res->errors[j0 + k - 1] = sqrt(nrm2 / nrmA2);
+        res->errors[j0 + k - 1] = sqrt(nrm2 / ref2);
     }
 }
 
@@ -727,16 +704,9 @@ int sc_matrix_decompose(const sc_kernels *K, float *R, int64_t m, int64_t n,
         for (int64_t j = 0; j < n; j++) zeros += (R[i * n + j] == 0.0f);
     }
     E.random_starts |= (zeros > m * n / 2);
-    res->norm = sqrt(nrm2);
-    res->width = 0;
-    res->stopped_by = SC_STOP_EXHAUSTED;
-    if (nrm2 == 0.0 || prm->max_width == 0) {
-        res->stopped_by = prm->max_width == 0 ? SC_STOP_WIDTH : SC_STOP_EXHAUSTED;
-        engine_free(&E);
-        return SC_OK;
-    }
-    double nrmA2 = nrm2;
-    int64_t ws = E.S.words, wt = E.T.words;
+    double ref2;
+    if (sc_run_start(prm, nrm2, &ref2, res)) { engine_free(&E); return SC_OK; }
+    int64_t ws = E.S.words, wt = E.T.words, dims[2] = {m, n};
     if (prm->warm_s && prm->warm_t) {     /* continuing: start next to the previous cut */
         memcpy(E.S.bits, prm->warm_s, (size_t)ws * sizeof(uint64_t));
         memcpy(E.T.bits, prm->warm_t, (size_t)wt * sizeof(uint64_t));
@@ -750,7 +720,7 @@ int sc_matrix_decompose(const sc_kernels *K, float *R, int64_t m, int64_t n,
     double nrm2_flushed = nrm2;
     E.pr.win_t0 = sc_now_seconds();
     for (int64_t k = 0;; k++) {
-        if ((st = grow(res, k + 1, ws, wt))) break;
+        if ((st = sc_result_grow(res, k + 1, dims))) break;
         sc_rng_for_cut(&rng, prm->seed, prm->first_cut + k);
         double cur = best_cut(&E, prm, &rng, k);
         if (!(cur > 0.0)) { res->stopped_by = SC_STOP_EXHAUSTED; break; }   /* nothing left to fit */
@@ -759,8 +729,8 @@ int sc_matrix_decompose(const sc_kernels *K, float *R, int64_t m, int64_t n,
          * value from R, so such data is recovered to float32 precision. */
         if (cur * cur / mn > 0.5 * nrm2) cur = exact_value(&E);
         float c = (float)(cur / mn);
-        memcpy(res->s_bits + k * ws, E.S.bits, (size_t)ws * sizeof(uint64_t));
-        memcpy(res->t_bits + k * wt, E.T.bits, (size_t)wt * sizeof(uint64_t));
+        memcpy(res->bits[0] + k * ws, E.S.bits, (size_t)ws * sizeof(uint64_t));
+        memcpy(res->bits[1] + k * wt, E.T.bits, (size_t)wt * sizeof(uint64_t));
         res->coef[k] = c;
         add_pending(&E, E.S.bits, E.T.bits, c);
         E.have_prev = 1;
@@ -776,7 +746,7 @@ int sc_matrix_decompose(const sc_kernels *K, float *R, int64_t m, int64_t n,
             nrm2 = nrm2_flushed = flush(&E);
             sc_probe_flushed(&E.pr);
         }
-        double err = sqrt((nrm2 > 0.0 ? nrm2 : 0.0) / nrmA2);
+        double err = sqrt((nrm2 > 0.0 ? nrm2 : 0.0) / ref2);
         res->errors[k] = err;
         res->width = k + 1;
         if (sc_after_cut(prm, res->width, err, t0, &res->stopped_by, &st)) break;
@@ -787,8 +757,8 @@ int sc_matrix_decompose(const sc_kernels *K, float *R, int64_t m, int64_t n,
      * (the remainder in R is then final too). */
     if (st == SC_OK && res->width > 0 && (E.p > 0 || prm->refine > 0)) {
         nrm2 = E.p > 0 ? flush(&E) : nrm2;
-        res->errors[res->width - 1] = sqrt(nrm2 / nrmA2);
-        if (prm->refine > 0) recompute_errors(&E, res, nrmA2);
+        res->errors[res->width - 1] = sqrt(nrm2 / ref2);
+        if (prm->refine > 0) recompute_errors(&E, res, ref2);
     }
     engine_free(&E);
     return st;

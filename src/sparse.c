@@ -85,7 +85,7 @@ static int64_t ntiles(int64_t len) { return (len + TILE - 1) / TILE; }
 
 /* Packed signs of every cut on side X (the result's arrays, which grow). */
 static const uint64_t *side_signs(const engine_t *E, const side_t *X) {
-    return X == &E->S ? E->res->s_bits : E->res->t_bits;
+    return E->res->bits[X == &E->S ? 0 : 1];
 }
 
 /* The mask of Y's flipped entries in word q (with negate, of those that did not flip). */
@@ -349,15 +349,8 @@ static void *grow_array(void *p, int64_t count, size_t size, int *st) {
 static int make_room(engine_t *E, int64_t k) {
     sc_result *res = E->res;
     int st = SC_OK;
-    if (k >= res->capacity) {
-        int64_t cap = res->capacity ? 2 * res->capacity : 64;
-        res->s_bits = grow_array(res->s_bits, cap * E->S.words, sizeof(uint64_t), &st);
-        res->t_bits = grow_array(res->t_bits, cap * E->T.words, sizeof(uint64_t), &st);
-        res->coef = grow_array(res->coef, cap, sizeof(float), &st);
-        res->errors = grow_array(res->errors, cap, sizeof(double), &st);
-        if (st) return st;
-        res->capacity = cap;
-    }
+    int64_t dims[2] = {E->m, E->n};
+    if ((st = sc_result_grow(res, k + 1, dims))) return st;
     if (k >= E->cap) {
         int64_t cap = E->cap ? 2 * E->cap : 64;
         E->S.dots = grow_array(E->S.dots, cap, sizeof(int64_t), &st);
@@ -397,7 +390,7 @@ static int make_room(engine_t *E, int64_t k) {
 static void add_cut(engine_t *E, float c) {
     int64_t k = E->width;
     side_t *sides[2] = {&E->S, &E->T};
-    uint64_t *dst[2] = {E->res->s_bits + k * E->S.words, E->res->t_bits + k * E->T.words};
+    uint64_t *dst[2] = {E->res->bits[0] + k * E->S.words, E->res->bits[1] + k * E->T.words};
     for (int a = 0; a < 2; a++) {
         side_t *X = sides[a];
         memcpy(dst[a], X->bits, (size_t)X->words * sizeof(uint64_t));
@@ -428,10 +421,9 @@ static int decompose(engine_t *E, double nrmA2, const sc_params *prm, sc_result 
     E->best_s = calloc((size_t)E->S.words, sizeof(uint64_t));
     E->best_t = calloc((size_t)E->T.words, sizeof(uint64_t));
     if (!E->qs || !E->partial || !E->buf || !E->best_s || !E->best_t) st = SC_ERR_NOMEM;
-    res->norm = sqrt(nrmA2);
-    res->width = 0;
-    res->stopped_by = prm->max_width == 0 ? 0 : 4;
-    if (st || nrmA2 == 0.0 || prm->max_width == 0) return st;
+    res->ndim = 2;
+    double ref2;
+    if (st || sc_run_start(prm, nrmA2, &ref2, res)) return st;
 
     sc_rng rng;
     /* the images of the all-plus signs */
@@ -442,12 +434,12 @@ static int decompose(engine_t *E, double nrmA2, const sc_params *prm, sc_result 
     int64_t since = 0;                /* cuts since the images were last made exact */
     E->pr.win_t0 = sc_now_seconds();
     for (int64_t k = 0;; k++) {
-        if (!(nrm2 > 0.0)) { res->stopped_by = 4; break; }   /* exactly recovered */
+        if (!(nrm2 > 0.0)) { res->stopped_by = SC_STOP_EXHAUSTED; break; }   /* exactly recovered */
         if ((st = make_room(E, k))) break;
         sc_rng_for_cut(&rng, prm->seed, prm->first_cut + k);
         double cur = best_cut(E, prm, &rng);
         if (cur < 0.0) { st = E->status; break; }
-        if (!(cur > 0.0)) { res->stopped_by = 4; break; }
+        if (!(cur > 0.0)) { res->stopped_by = SC_STOP_EXHAUSTED; break; }
         double xa = value_A(E), g = 0.0;
         for (int64_t j = 0; j < k; j++)
             g += (double)res->coef[j] * (double)E->S.dots[j] * (double)E->T.dots[j];
@@ -471,7 +463,7 @@ static int decompose(engine_t *E, double nrmA2, const sc_params *prm, sc_result 
             since = 0;
             sc_probe_flushed(&E->pr);
         }
-        double err = sqrt((nrm2 > 0.0 ? nrm2 : 0.0) / nrmA2);
+        double err = sqrt((nrm2 > 0.0 ? nrm2 : 0.0) / ref2);
         E->precise = err < PRECISE_BELOW;
         res->errors[k] = err;
         res->width = k + 1;

@@ -55,7 +55,7 @@ typedef struct {
     int64_t N, p, block;      /* p = pending cuts */
     float *R, *RT;
     tside_t S, T;             /* prefix and suffix sides */
-    sc_tensor_result *res;
+    sc_result *res;
     int64_t block_start;      /* first pending cut */
     uint64_t *bits[SC_MAX_NDIM];   /* current signs per mode */
     uint64_t *cand;           /* candidate signs of the mode being updated */
@@ -296,43 +296,15 @@ static double flush(tengine_t *E) {
     return nrm2;
 }
 
-static int tgrow(sc_tensor_result *res, int64_t need, const int64_t *dims) {
-    if (need <= res->capacity) return SC_OK;
-    int64_t cap = res->capacity ? res->capacity : 64;
-    while (cap < need) cap *= 2;
-    int ok = 1;
-    for (int a = 0; a < res->ndim; a++) {
-        uint64_t *b = realloc(res->bits[a], (size_t)(cap * sc_words(dims[a])) * sizeof(uint64_t));
-        if (b) res->bits[a] = b; else ok = 0;
-    }
-    float *c = realloc(res->coef, (size_t)cap * sizeof(float));
-    if (c) res->coef = c; else ok = 0;
-    double *e = realloc(res->errors, (size_t)cap * sizeof(double));
-    if (e) res->errors = e; else ok = 0;
-    if (!ok) return SC_ERR_NOMEM;
-    res->capacity = cap;
-    return SC_OK;
-}
-
-void sc_tensor_result_free(sc_tensor_result *res) {
-    for (int a = 0; a < SC_MAX_NDIM; a++) { free(res->bits[a]); res->bits[a] = NULL; }
-    free(res->coef); free(res->errors);
-    res->coef = NULL; res->errors = NULL;
-    res->width = res->capacity = 0;
-}
-
 /* Order 1: the best cut is the sign of the remainder, c = |R|_1 / d. */
 static int vector_decompose(const sc_kernels *K, float *R, int64_t d, const sc_params *prm,
-                            sc_tensor_result *res, double t0) {
+                            sc_result *res, double t0) {
     int64_t wd = sc_words(d);
-    double nrm2 = K->sumsq(R, d), nrmA2 = nrm2;
-    res->norm = sqrt(nrm2);
-    res->width = 0;
-    res->stopped_by = (prm->max_width == 0) ? SC_STOP_WIDTH : SC_STOP_EXHAUSTED;
-    if (nrm2 == 0.0 || prm->max_width == 0) return SC_OK;
+    double nrm2 = K->sumsq(R, d), ref2;
+    if (sc_run_start(prm, nrm2, &ref2, res)) return SC_OK;
     int st = SC_OK;
     for (int64_t k = 0;; k++) {
-        if ((st = tgrow(res, k + 1, &d))) break;
+        if ((st = sc_result_grow(res, k + 1, &d))) break;
         uint64_t *s = res->bits[0] + k * wd;
         double cur = K->pack_signs(s, R, d);
         if (!(cur > 0.0)) { res->stopped_by = SC_STOP_EXHAUSTED; break; }
@@ -340,7 +312,7 @@ static int vector_decompose(const sc_kernels *K, float *R, int64_t d, const sc_p
         res->coef[k] = -mc;
         K->signs_matvec(R, d, s, wd, &mc, 1);
         nrm2 = K->sumsq(R, d);
-        res->errors[k] = sqrt(nrm2 / nrmA2);
+        res->errors[k] = sqrt(nrm2 / ref2);
         res->width = k + 1;
         if (sc_after_cut(prm, res->width, res->errors[k], t0, &res->stopped_by, &st)) break;
     }
@@ -372,7 +344,7 @@ static int side_alloc(tside_t *X, int m0, int m1, const int64_t *dims) {
 }
 
 int sc_tensor_decompose(const sc_kernels *K, float *R, int ndim, const int64_t *dims,
-                        const sc_params *prm, sc_tensor_result *res) {
+                        const sc_params *prm, sc_result *res) {
     if (!K || ndim < 1 || ndim > SC_MAX_NDIM || prm->max_width < 0 || prm->max_sweeps < 1 ||
         prm->block_size < 1 || prm->block_size > SC_MAX_BLOCK)
         return SC_ERR_ARG;
@@ -383,7 +355,6 @@ int sc_tensor_decompose(const sc_kernels *K, float *R, int ndim, const int64_t *
         if (dims[a] > dmax) dmax = dims[a];
     }
     double t0 = sc_now_seconds();
-    res->ndim = ndim;
     if (ndim == 1) return vector_decompose(K, R, dims[0], prm, res, t0);
 
     int split = square_split(ndim, dims);
@@ -425,16 +396,13 @@ int sc_tensor_decompose(const sc_kernels *K, float *R, int ndim, const int64_t *
         for (int64_t r = t * SC_TILE; r < r1; r++) acc += K->sumsq(R + r * D, D);
         nrm2 += acc;
     }
-    double nrmA2 = nrm2;
-    res->norm = sqrt(nrm2);
-    res->width = 0;
-    res->stopped_by = (prm->max_width == 0) ? SC_STOP_WIDTH : SC_STOP_EXHAUSTED;
-    if (nrm2 == 0.0 || prm->max_width == 0) { tengine_free(&E); return SC_OK; }
+    double ref2;
+    if (sc_run_start(prm, nrm2, &ref2, res)) { tengine_free(&E); return SC_OK; }
     transpose(K, R, E.RT, P, D, E.pr.nt);
 
     E.pr.win_t0 = sc_now_seconds();
     for (int64_t k = 0;; k++) {
-        if ((st = tgrow(res, k + 1, dims))) break;
+        if ((st = sc_result_grow(res, k + 1, dims))) break;
         /* Sweep the modes from random signs; converged once ndim - 1 updates in a row bring no
          * growth (the last improved mode is optimal for the others by construction). A start
          * orthogonal to what is left (value exactly 0) is drawn again. */
@@ -483,14 +451,14 @@ int sc_tensor_decompose(const sc_kernels *K, float *R, int ndim, const int64_t *
             sc_probe_flushed(&E.pr);
             E.block_start = k + 1;
         }
-        double err = sqrt((nrm2 > 0.0 ? nrm2 : 0.0) / nrmA2);
+        double err = sqrt((nrm2 > 0.0 ? nrm2 : 0.0) / ref2);
         res->errors[k] = err;
         res->width = k + 1;
         if (sc_after_cut(prm, res->width, err, t0, &res->stopped_by, &st)) break;
     }
     /* R is left as the remainder, and the last error is exact. */
     if (st == SC_OK && res->width > 0 && E.p > 0)
-        res->errors[res->width - 1] = sqrt(subtract_pending(&E) / nrmA2);
+        res->errors[res->width - 1] = sqrt(subtract_pending(&E) / ref2);
     tengine_free(&E);
     return st;
 }

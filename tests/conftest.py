@@ -20,6 +20,11 @@ from signcut import _core  # noqa: E402
 PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(signcut.__file__)))
 
 
+def gaussian(shape, seed=0, dtype=np.float32):
+    """Standard normal entries of the given shape and dtype (float32 by default)."""
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
 def subprocess_env(*prefix, **extra):
     """os.environ with `extra` set and PYTHONPATH = prefix folders, PACKAGE_PARENT, then the
     PYTHONPATH already set: a child Python imports the signcut these tests import (run it with

@@ -13,10 +13,7 @@ import pytest
 
 import signcut
 from signcut import SignCut
-
-
-def gaussian(shape, seed=0):
-    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+from conftest import gaussian
 
 
 def assert_same_run(a, b):

@@ -11,12 +11,8 @@ from hypothesis.extra.numpy import arrays
 
 import signcut
 from signcut import _core
-from conftest import ISAS, on_every_kernel_set
-from reference import greedy, pack, unpack
-
-
-def gaussian(shape, seed=0, dtype=np.float32):
-    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+from conftest import ISAS, gaussian, on_every_kernel_set
+from reference import greedy, unpack
 
 
 def expansion_error(A, result):

@@ -224,3 +224,19 @@ def test_absmax(isa, rng, length):
     x = rng.standard_normal(length).astype(np.float32)
     expect = float(np.abs(x).max()) if length else 0.0
     assert _core.kernel_absmax(isa, x) == expect
+
+
+def test_type_stub_names_every_public_function_of_the_core():
+    """signcut/_core.pyi (what editors and type checkers see) declares every public name of the
+    compiled module but the test-only kernel wrappers, and nothing it lacks."""
+    import ast
+    import pathlib
+    stub = pathlib.Path(_core.__file__).with_name("_core.pyi")
+    tree = ast.parse(stub.read_text())
+    declared = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+    declared |= {t.id for n in tree.body if isinstance(n, ast.AnnAssign) for t in [n.target]}
+    declared.discard("__getattr__")
+    public = {name for name in dir(_core) if not name.startswith("_")
+              and not name.startswith("kernel_") and name not in ("np", "os", "cnp")
+              and (callable(getattr(_core, name)) or name.isupper())}
+    assert public == declared, (public - declared, declared - public)

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import signcut
-from signcut import FormatError, Outliers, SignCut
+from signcut import FormatError, SignCut
 from signcut._api import auto_outlier_fraction, select_outliers
 from reference import pack
 

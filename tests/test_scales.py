@@ -559,6 +559,9 @@ def test_callback_sees_estimates_and_can_stop():
     assert r.width == 15 and r.stopped_by == "callback"
     assert [k for k, _ in seen] == list(range(1, 16))
     assert all(0 < e <= 1 for _, e in seen)
+    seen.clear()
+    more = signcut.decompose(A, width=20, seed=0, init=r, callback=lambda k, e: seen.append(k))
+    assert more.width == 20 and seen == list(range(16, 21))     # counted on from init's cuts
 
 
 def test_max_seconds_with_scales():

@@ -3,12 +3,8 @@ import numpy as np
 import pytest
 
 import signcut
-from conftest import on_every_kernel_set
+from conftest import gaussian, on_every_kernel_set
 from reference import greedy_tensor
-
-
-def gaussian(shape, seed=0):
-    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
 
 
 def expansion_error(X, r):
@@ -130,8 +126,7 @@ def engine(X, width, block_size=64, n_threads=1, seed=0):
     """The C engine on a float32 copy of X: (bits per mode, coef, errors, norm, stopped_by)."""
     R = np.array(X, np.float32, copy=True)
     state = np.random.SeedSequence(seed).generate_state(4, np.uint64)
-    return _core.tensor_decompose(R, width, 0.0, 0.0, 1000, n_threads, state, None,
-                                  block_size=block_size)
+    return _core.decompose(R, width, 0.0, 0.0, block_size, 1000, n_threads, state)
 
 
 def expand_bits(bits, coef, shape):
@@ -264,3 +259,32 @@ def test_expansion_in_c_matches_float64(shape):
     out = r.expand(n_threads=1)
     assert np.abs(out - ref).max() <= 1e-6 * np.abs(r.coef).sum()
     np.testing.assert_array_equal(out, r.expand(n_threads=2))
+
+
+@pytest.mark.parametrize("shape", [(40,), (30, 20), (6, 7, 8)])
+def test_engine_reports_against_a_reference_norm(shape):
+    """One entry for every order: with ref_norm2 the errors, rtol and the callback are relative
+    to that norm and count from first_cut, the cuts themselves unchanged."""
+    X = np.random.default_rng(5).standard_normal(shape)
+    state = np.random.SeedSequence(3).generate_state(4, np.uint64)
+    plain = _core.decompose(np.array(X, np.float32), 6, 0.0, 0.0, 64, 1000, 1, state,
+                            first_cut=4)
+    seen = []
+    ref2 = 4.0 * plain[3] ** 2
+    scaled = _core.decompose(np.array(X, np.float32), 6, 0.0, 0.0, 64, 1000, 1, state,
+                             callback=lambda k, e: seen.append((k, e)), first_cut=4,
+                             ref_norm2=ref2)
+    for a, b in zip(plain[0], scaled[0]):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(plain[1], scaled[1])
+    np.testing.assert_allclose(scaled[2], plain[2] / 2, rtol=1e-12)
+    assert [k for k, _ in seen] == list(range(5, 11))
+    # (the last error is made exact after the callback saw the tracked one)
+    np.testing.assert_allclose([e for _, e in seen], scaled[2], rtol=1e-3)
+    # an rtol the input already meets against the reference: no cut at all
+    none = _core.decompose(np.array(X, np.float32), 6, 0.5, 0.0, 64, 1000, 1, state,
+                           ref_norm2=ref2)
+    assert len(none[1]) == 0 and none[4] == "rtol"
+    with pytest.raises(ValueError, match="ref_norm2"):
+        _core.decompose(np.array(X, np.float32), 6, 0.0, 0.0, 64, 1000, 1, state,
+                        ref_norm2=-1.0)

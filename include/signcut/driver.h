@@ -2,6 +2,7 @@
 #ifndef SIGNCUT_DRIVER_H
 #define SIGNCUT_DRIVER_H
 
+#include <math.h>
 #include <time.h>
 #include "signcut/signcut.h"
 #ifdef _OPENMP
@@ -60,13 +61,38 @@ static inline double sc_now_seconds(void) {
  * "exhausted"). */
 #define SC_EXACT_ERROR 0x1p-23
 
+/* The engines behind sc_decompose (its contract, for their orders). */
+int sc_matrix_decompose(const sc_kernels *K, float *R, int64_t m, int64_t n,
+                        const sc_params *p, sc_result *res);
+int sc_tensor_decompose(const sc_kernels *K, float *R, int ndim, const int64_t *dims,
+                        const sc_params *p, sc_result *res);
+
+/* Room for `need` cuts in res, whose res->ndim modes have dims[a] entries (src/engine.c). */
+int sc_result_grow(sc_result *res, int64_t need, const int64_t *dims);
+
+/* The start of a run on an input of squared norm nrm2: res gets the input's norm and no cuts,
+ * *ref2 the squared norm errors are relative to (sc_params.ref_norm2). Returns 1 when no cut
+ * is to be made, res->stopped_by saying why: rtol already met (an error of 1 for a zero input),
+ * max_width 0, or nothing to fit. */
+static inline int sc_run_start(const sc_params *p, double nrm2, double *ref2, sc_result *res) {
+    *ref2 = p->ref_norm2 > 0.0 ? p->ref_norm2 : nrm2;
+    res->norm = sqrt(nrm2);
+    res->width = 0;
+    double err = *ref2 > 0.0 ? sqrt(nrm2 / *ref2) : 1.0;
+    if (p->rtol > 0.0 && err <= p->rtol) res->stopped_by = SC_STOP_RTOL;
+    else if (p->max_width == 0) res->stopped_by = SC_STOP_WIDTH;
+    else if (nrm2 == 0.0) res->stopped_by = SC_STOP_EXHAUSTED;
+    else { res->stopped_by = SC_STOP_EXHAUSTED; return 0; }
+    return 1;
+}
+
 /* After `width` cuts with relative error `err`: report progress, then check the budgets.
  * Returns 1 to stop (with *stopped_by set, and *status = SC_ERR_CALLBACK if the callback
  * failed), 0 to go on. */
 static inline int sc_after_cut(const sc_params *p, int64_t width, double err, double t0,
                                int *stopped_by, int *status) {
     if (p->progress) {
-        int r = p->progress(p->progress_ctx, width, err);
+        int r = p->progress(p->progress_ctx, p->first_cut + width, err);
         if (r == SC_PROGRESS_STOP) { *stopped_by = SC_STOP_CALLBACK; return 1; }
         if (r) { *status = SC_ERR_CALLBACK; return 1; }
     }

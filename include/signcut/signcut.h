@@ -159,8 +159,8 @@ enum {
     SC_STOP_EXHAUSTED = 4      /* exact to float32: nothing left to fit */
 };
 
-/* Called after each cut with the number of cuts and the relative error; returns one of
- * SC_PROGRESS_*. During refinement passes it is called with cuts = -1 only to notice an
+/* Called after each cut with the number of cuts (first_cut + those made so far) and the
+ * relative error; returns one of SC_PROGRESS_*. During refinement passes it is called with cuts = -1 only to notice an
  * interruption. */
 typedef int (*sc_progress_fn)(void *ctx, int64_t cuts, double rel_error);
 
@@ -189,14 +189,19 @@ typedef struct sc_params {
                                (<= 0: the default, 1e-6) */
     const uint64_t *warm_s; /* matrices: signs of a previous cut (s: ceil(m/64) words, t:      */
     const uint64_t *warm_t; /* ceil(n/64)) the first cut starts from with warm_start, or NULL */
+    double ref_norm2;       /* errors (and rtol) are relative to sqrt(ref_norm2) when > 0, else
+                               to the input's norm: a continuation, whose input is what earlier
+                               cuts left, passes the squared norm of the whole array */
 } sc_params;
+
+#define SC_MAX_NDIM 32
 
 /* Output of a decomposition: arrays grown by the engine, freed with sc_result_free. */
 typedef struct sc_result {
     int64_t width;          /* cuts found */
     int64_t capacity;
-    uint64_t *s_bits;       /* (width, ceil(m/64)) */
-    uint64_t *t_bits;       /* (width, ceil(n/64)) */
+    int ndim;
+    uint64_t *bits[SC_MAX_NDIM];  /* mode a: (width, ceil(dims[a]/64)) packed signs */
     float *coef;            /* (width,) */
     double *errors;         /* (width,) relative Frobenius error after each cut: tracked in O(1)
                                per cut, exact at each block flush and for the last cut */
@@ -204,36 +209,18 @@ typedef struct sc_result {
     int stopped_by;         /* SC_STOP_* */
 } sc_result;
 
-/* Greedy signed cut decomposition of the m x n row-major matrix R; R is overwritten with the
- * final remainder. Fills res (zero it before); returns a status code. */
-int sc_matrix_decompose(const sc_kernels *K, float *R, int64_t m, int64_t n,
-                        const sc_params *p, sc_result *res);
+/* Greedy signed cut decomposition of the C-ordered tensor R of ndim (1..SC_MAX_NDIM) modes,
+ * overwritten with the final remainder. Each cut sweeps the modes, setting each mode's signs to
+ * the sign of R contracted with all the other modes' signs while |<R, s_1 x ... x s_k>| grows;
+ * p->block_size cuts are kept pending between subtractions. Matrices go through the matrix
+ * engine (src/matrix.c: float16 copies of R, the search options of sc_params), other orders
+ * through the tensor engine (src/tensor.c: a transposed float32 copy of R for orders >= 2).
+ * Fills res (zero it before); returns a status code. Stops before any cut when p->rtol is
+ * already met. */
+int sc_decompose(const sc_kernels *K, float *R, int ndim, const int64_t *dims,
+                 const sc_params *p, sc_result *res);
 /* Frees the arrays of a result. */
 void sc_result_free(sc_result *res);
-
-#define SC_MAX_NDIM 32
-
-/* Output of a tensor decomposition: bits[a] is (width, ceil(dims[a]/64)) for each mode a. */
-typedef struct sc_tensor_result {
-    int64_t width;
-    int64_t capacity;
-    int ndim;
-    uint64_t *bits[SC_MAX_NDIM];
-    float *coef;
-    double *errors;
-    double norm;
-    int stopped_by;
-} sc_tensor_result;
-
-/* Greedy signed cut decomposition of the C-ordered tensor R (ndim >= 1, overwritten with the
- * remainder): each cut sweeps the modes, setting each mode's signs to the sign of R contracted
- * with all the other modes' signs while |<R, s_1 x ... x s_k>| grows; p->block_size cuts are
- * kept pending between subtractions. Orders >= 2 allocate a transposed copy of R (prod(dims)
- * floats). Fills res (zero it before); returns a status code. */
-int sc_tensor_decompose(const sc_kernels *K, float *R, int ndim, const int64_t *dims,
-                        const sc_params *p, sc_tensor_result *res);
-/* Frees the arrays of a tensor result. */
-void sc_tensor_result_free(sc_tensor_result *res);
 
 /* out (the C-ordered tensor of dims, ndim >= 1) += sign * sum_j coef[j] s1_j x ... x sk_j over
  * `width` cuts, bits[a] holding mode a's (width, ceil(dims[a]/64)) signs: through the unfolding
@@ -285,7 +272,7 @@ typedef struct sc_sparse {
 /* Greedy signed cut decomposition of the sparse matrix A with the remainder kept implicit,
  * R = A - sum_j c_j s_j t_j^T (src/sparse.c): the search updates A t and A^T s from the
  * lines of A whose sign flipped and the cuts' part from their packed signs; memory is A, the
- * signs and O(m + n). Same search, seeds and budgets as sc_matrix_decompose (not refine);
+ * signs and O(m + n). Same search, seeds and budgets as sc_decompose on matrices (not refine);
  * p->block_size is the number of cuts between exact recomputations of the images. */
 int sc_sparse_decompose(const sc_kernels *K, const sc_sparse *A, const sc_params *p,
                         sc_result *res);
