@@ -32,8 +32,10 @@ run.
     python benchmarks/bench_model.py --quick      # 2 bits, 12 matrices, smaller synthetic
 """
 import argparse
+import atexit
 import importlib.util
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -169,7 +171,7 @@ def rel(a, b, d=None):
 # ------------------------------------------------------------------ the real model
 def find_model(path):
     """The model folder: ``path`` (a folder, or the package's wheel, unpacked to a temporary
-    folder), else the installed package's; None when there is none."""
+    folder removed at exit), else the installed package's; None when there is none."""
     if path is None:
         spec = importlib.util.find_spec(PACKAGE)
         if spec is None or not spec.submodule_search_locations:
@@ -177,6 +179,7 @@ def find_model(path):
         path = os.path.join(list(spec.submodule_search_locations)[0], "model")
     if os.path.isfile(path) and zipfile.is_zipfile(path):
         folder = tempfile.mkdtemp(prefix="signcut-model-")
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
         with zipfile.ZipFile(path) as z:
             z.extractall(folder)
         path = os.path.join(folder, PACKAGE, "model")
