@@ -4,7 +4,7 @@ import operator
 import numpy as np
 
 from signcut import _budget as budget, _core, _scales
-from signcut._result import Outliers, SignCut, index_dtype, words
+from signcut._result import Outliers, SignCut, index_dtype
 from signcut import _validate
 from signcut._validate import as_real_array, optional_float, optional_int
 

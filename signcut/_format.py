@@ -60,7 +60,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from signcut._atomic import atomic_write, open_regular
+from signcut import _safetensors as st
+from signcut._atomic import open_regular
+from signcut._safetensors import is_int as _is_int, short_repr
 from signcut._result import ERROR_NORMS, Outliers, SignCut, index_dtype, words
 
 __all__ = ["save", "load", "read_metadata", "FormatError"]
@@ -71,7 +73,6 @@ READ_VERSIONS = ("1", "2", "3", "4")   # 3: float32 outlier values; 4: scales, e
 SINGLE_NAME = "signcut"          # the NAME used in a file saved from one SignCut
 MAX_NDIM = 32
 MAX_NAME_LENGTH = 256
-MAX_HEADER_BYTES = 100_000_000   # the limit safetensors itself applies
 _CHUNK_BITS = 1 << 24            # bits unpacked at once when converting signs
 _SIGNS_NOTE = ("bit t = j*d + i of NAME/signs.a (bit t%8 of byte t//8, least significant "
                "first) is entry i of cut j on mode a; 1 means -1")
@@ -138,12 +139,6 @@ def _dtype_name(dtype):
 
 _EXTRA_DTYPES = ("bfloat16",)     # real dtypes from ml_dtypes, where it is installed
 _DTYPE_NAME = re.compile(r"[<>=|]?[A-Za-z][A-Za-z0-9]{0,31}")
-
-
-def short_repr(value, limit=80):
-    """repr of a value read from a file, cut to ``limit`` characters for messages."""
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _parse_dtype(text):
@@ -255,16 +250,10 @@ def _build_header(obj, history=False, metadata=None):
                 "container": container,
                 "decompositions": json.dumps(metas, separators=(",", ":")),
                 "signs": _SIGNS_NOTE, **_check_extra(metadata)}
-    header, tensors, offset = {"__metadata__": metadata}, [], 0
     parts.sort(key=lambda t: -_DTYPES[t[1]][1])    # widest first: every tensor stays aligned
-    for tname, code, array in parts:
-        header[tname] = {"dtype": code, "shape": [int(array.size)],
-                         "data_offsets": [offset, offset + array.nbytes]}
-        offset += array.nbytes
-        tensors.append(array)
-    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    text += b" " * (-(8 + len(text)) % 8)          # the data starts 8-byte aligned
-    return len(text).to_bytes(8, "little") + text, tensors
+    head = st.encode_header([(tname, code, [array.size]) for tname, code, array in parts],
+                            metadata)
+    return head, [array for _, _, array in parts]
 
 
 def save(path, obj, *, history=False, metadata=None):
@@ -295,59 +284,10 @@ def save(path, obj, *, history=False, metadata=None):
     path = os.fspath(path)
     head, tensors = _build_header(obj, history, metadata)   # every check before the disk
 
-    def write(tmp):
-        with open(tmp, "wb") as f:
-            f.write(head)
-            for array in tensors:
-                f.write(memoryview(array).cast("B"))
-            f.flush()
-            os.fsync(f.fileno())
-
-    atomic_write(path, write)
+    st.write(path, head, lambda: tensors)
 
 
 # ------------------------------------------------------------------ load
-def _reject_duplicates(pairs):
-    out = {}
-    for key, value in pairs:
-        if key in out:
-            raise FormatError(f"duplicate key {short_repr(key)} in the header")
-        out[key] = value
-    return out
-
-
-def _json(text, what):
-    try:
-        return json.loads(text, object_pairs_hook=_reject_duplicates)
-    except FormatError:
-        raise
-    except (ValueError, RecursionError) as exc:
-        raise FormatError(f"{what} is not valid JSON: {exc}") from None
-
-
-def _is_int(x):
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
-def _read_header(f, size):
-    if size < 8:
-        raise FormatError(f"file of {size} bytes is too short for a safetensors header")
-    n = int.from_bytes(f.read(8), "little")
-    if n < 2 or n > MAX_HEADER_BYTES or n > size - 8:
-        raise FormatError(f"bad header length {n} for a file of {size} bytes")
-    raw = f.read(n)
-    if len(raw) != n:
-        raise FormatError("file truncated inside the header")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise FormatError(f"header is not UTF-8: {exc}") from None
-    header = _json(text, "header")
-    if not isinstance(header, dict):
-        raise FormatError("header is not a JSON object")
-    return header, 8 + n
-
-
 def _parse_metadata(header):
     meta = header.get("__metadata__")
     if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
@@ -363,7 +303,7 @@ def _parse_metadata(header):
         raise FormatError(f"unknown container {short_repr(container)}")
     if "decompositions" not in meta:
         raise FormatError("metadata has no 'decompositions' entry")
-    decomps = _json(meta["decompositions"], "metadata 'decompositions'")
+    decomps = st.parse_json(meta["decompositions"], "metadata 'decompositions'", FormatError)
     if not isinstance(decomps, dict):
         raise FormatError("metadata 'decompositions' is not a JSON object")
     if container == "single" and list(decomps) != [SINGLE_NAME]:
@@ -493,47 +433,27 @@ def _expected_tensors(entries):
 
 
 def _check_tensors(header, expected, data_size):
-    infos = {k: v for k, v in header.items() if k != "__metadata__"}
-    missing = [k for k in expected if k not in infos]
+    """The header's tensors, checked against what the metadata implies: the same names, each
+    1-D of the expected dtype and length, together covering the data exactly."""
+    names = [k for k in header if k != "__metadata__"]
+    missing = [k for k in expected if k not in header]
     if missing:
         raise FormatError(f"missing tensors: {', '.join(map(short_repr, missing[:5]))}")
-    extra = [k for k in infos if k not in expected]
+    extra = [k for k in names if k not in expected]
     if extra:
         raise FormatError(f"unexpected tensors: {', '.join(map(short_repr, extra[:5]))}")
-    spans = []
     for tname, (code, length) in expected.items():
-        info = infos[tname]
+        info = header[tname]
         if not isinstance(info, dict):
             raise FormatError(f"tensor {tname!r}: entry is not a JSON object")
         if info.get("dtype") != code:
             raise FormatError(f"tensor {tname!r}: wrong dtype {short_repr(info.get('dtype'))}, "
                               f"expected {code!r}")
-        tshape = info.get("shape")
-        if not (isinstance(tshape, list) and len(tshape) == 1 and _is_int(tshape[0])
-                and tshape[0] == length):
-            raise FormatError(f"tensor {tname!r}: wrong shape {short_repr(tshape)}, expected "
-                              f"[{length}] for the declared width and shape")
-        offsets = info.get("data_offsets")
-        if (not isinstance(offsets, list) or len(offsets) != 2
-                or not all(_is_int(x) for x in offsets)):
-            raise FormatError(f"tensor {tname!r}: bad data_offsets {short_repr(offsets)}")
-        begin, end = offsets
-        if not 0 <= begin <= end <= data_size:
-            raise FormatError(f"tensor {tname!r}: data_offsets {offsets} outside the "
-                              f"{data_size} data bytes of the file (truncated?)")
-        if end - begin != length * _DTYPES[code][1]:
-            raise FormatError(f"tensor {tname!r}: {end - begin} bytes for {length} entries "
-                              f"of {code}")
-        spans.append((begin, end, tname))
-    position = 0
-    for begin, end, tname in sorted(spans):
-        if begin != position:
-            raise FormatError(f"tensor {tname!r} starts at byte {begin}, expected {position} "
-                              f"(overlapping tensors or a gap)")
-        position = end
-    if position != data_size:
-        raise FormatError(f"the tensors cover {position} bytes but the file holds {data_size} "
-                          f"data bytes (truncated or trailing garbage)")
+        if info.get("shape") != [length] or not _is_int(info["shape"][0]):
+            raise FormatError(f"tensor {tname!r}: wrong shape {short_repr(info.get('shape'))}, "
+                              f"expected [{length}] for the declared width and shape")
+    infos = st.check_entries(header, data_size, FormatError, dtypes=_DTYPES)
+    st.check_tiling(infos, data_size, FormatError)
     return infos
 
 
@@ -573,11 +493,10 @@ def load(path):
         regular files are read, and never with a blocking open).
     """
     with open_regular(path) as f:
-        size = os.fstat(f.fileno()).st_size
-        header, start = _read_header(f, size)
+        header, start, data_size = st.read_header(f, FormatError)
         container, entries = _parse_metadata(header)
         expected = _expected_tensors(entries)
-        infos = _check_tensors(header, expected, size - start)
+        infos = _check_tensors(header, expected, data_size)
         out = {}
         for name, e in entries.items():
             width, shape = e["width"], e["shape"]
@@ -604,14 +523,7 @@ def load(path):
                 values = _read_array(f, start, infos[f"{name}/outliers.values"],
                                      e["outliers"].get("values", "F16"))
                 size = math.prod(shape)
-                if len(index) and int(index.max()) >= size:
-                    raise FormatError(f"{name!r}: outlier index {int(index.max())} out of range "
-                                      f"for {size} entries")
-                if len(index) > 1 and not (index[1:] > index[:-1]).all():
-                    raise FormatError(f"{name!r}: outlier indices are not strictly increasing")
-                if not np.isfinite(values).all():
-                    raise FormatError(f"{name!r}: outlier values are not all finite")
-                try:
+                try:                    # the constructor checks range, order and finiteness
                     outliers = Outliers(index.astype(index_dtype(size)),
                                         values.astype(values.dtype.newbyteorder("=")),
                                         e["outliers"]["exponent"],
@@ -640,7 +552,6 @@ def read_metadata(path):
     valid signcut file); the arrays are not read.
     """
     with open_regular(path) as f:
-        size = os.fstat(f.fileno()).st_size
-        header, _ = _read_header(f, size)
+        header = st.read_header(f, FormatError)[0]
     _parse_metadata(header)
     return {k: v for k, v in header["__metadata__"].items() if k not in _RESERVED_KEYS}

@@ -191,7 +191,7 @@ def _outliers(text):
 
 
 def cmd_image(args):
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     from signcut import image
     source, output = args.input, args.output

@@ -67,7 +67,8 @@ log = logging.getLogger("signcut.weights")
 
 from signcut._atomic import PathError, atomic_write, check_output, open_regular
 from signcut._budget import signs_nbytes, width_32, width_for_bits, width_for_bytes
-from signcut._format import short_repr
+from signcut import _safetensors as st
+from signcut._safetensors import short_repr
 from signcut._validate import thread_count
 from signcut.calibration import calibration_stats, read_calibration  # noqa: F401
 from signcut.calibration import fingerprint as calibration_fingerprint
@@ -79,17 +80,13 @@ FORMAT_KEY = "signcut_weights"
 FORMAT_VERSION = 1
 HIGH_ERROR_FACTOR = 2.0      # a tensor's error above this times the median is flagged
 DEFAULT_BITS_PER_ENTRY = 8.0
-MAX_HEADER_BYTES = 100_000_000
 PASSTHROUGH_SUFFIX = ".passthrough.safetensors"
 REPORT_SUFFIX = ".report.csv"
 PARTS_SUFFIX = ".parts"
 PARTS_MARKER = ".signcut-parts"         # in a work folder: made by signcut weights
 SIDE_KEY = "signcut_weights_passthrough"   # in a side file's metadata: the output it belongs to
 
-# safetensors dtype codes -> bytes per entry
-_ITEMSIZE = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "F8_E4M3FN": 1,
-             "F8_E4M3FNUZ": 1, "F8_E5M2FNUZ": 1, "F8_E8M0": 1, "U16": 2, "I16": 2, "F16": 2,
-             "BF16": 2, "U32": 4, "I32": 4, "F32": 4, "U64": 8, "I64": 8, "F64": 8}
+_ITEMSIZE = st.ITEMSIZE          # safetensors dtype codes -> bytes per entry
 _NUMPY = {"F16": np.dtype("<f2"), "F32": np.dtype("<f4"), "F64": np.dtype("<f8")}
 _FLOAT = ("F16", "BF16", "F32", "F64")
 _WORK_DTYPE = {"F16": np.dtype("<f2"), "BF16": np.dtype("<f4"), "F32": np.dtype("<f4"),
@@ -117,57 +114,9 @@ def read_header(path):
     except OSError as exc:
         raise WeightsError(f"cannot read {path!r}: {exc.strerror}") from None
     with f:
-        size = os.fstat(f.fileno()).st_size
-        if size < 8:
-            raise WeightsError(f"{path!r} is not a safetensors file ({size} bytes)")
-        n = int.from_bytes(f.read(8), "little")
-        if n < 2 or n > MAX_HEADER_BYTES or n > size - 8:
-            raise WeightsError(f"{path!r} is not a safetensors file (header length {n} for "
-                               f"{size} bytes; truncated?)")
-        raw = f.read(n)
-    def unique(pairs):
-        keys = [k for k, _ in pairs]
-        if len(set(keys)) != len(keys):
-            dup = next(k for k in keys if keys.count(k) > 1)
-            raise WeightsError(f"{path!r}: duplicate tensor name {dup!r} in the header")
-        return dict(pairs)
-
-    try:
-        header = json.loads(raw.decode("utf-8"), object_pairs_hook=unique)
-    except WeightsError:
-        raise
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise WeightsError(f"{path!r} is not a safetensors file (the header is not JSON)") from None
-    if not isinstance(header, dict):
-        raise WeightsError(f"{path!r} is not a safetensors file (the header is not an object)")
-    metadata = header.pop("__metadata__", None) or {}
-    data_size = size - 8 - n
-    tensors, spans = {}, []
-    for name, t in header.items():
-        if not isinstance(t, dict):
-            raise WeightsError(f"{path!r}: tensor {name!r} has a bad header entry")
-        dtype, shape, offsets = t.get("dtype"), t.get("shape"), t.get("data_offsets")
-        if not isinstance(dtype, str):
-            raise WeightsError(f"{path!r}: tensor {name!r} has no dtype")
-        if dtype not in _ITEMSIZE:
-            raise WeightsError(f"{path!r}: tensor {name!r} has unsupported dtype {dtype} "
-                               f"(supported: {', '.join(_ITEMSIZE)})")
-        if (not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape)
-                or not isinstance(offsets, list) or len(offsets) != 2
-                or not all(isinstance(x, int) for x in offsets)):
-            raise WeightsError(f"{path!r}: tensor {name!r} has a bad shape or data_offsets")
-        begin, end = offsets
-        nbytes = math.prod(shape) * _ITEMSIZE[dtype]
-        if not 0 <= begin <= end or end - begin != nbytes:
-            raise WeightsError(f"{path!r}: tensor {name!r}: data_offsets {offsets} do not "
-                               f"match {dtype} {shape}")
-        if end > data_size:
-            raise WeightsError(f"{path!r}: tensor {name!r} ends at byte {end} of {data_size} "
-                               f"data bytes (truncated file)")
-        tensors[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [begin, end]}
-        spans.append((begin, name))
-    order = [name for _, name in sorted(spans)]
-    return {name: tensors[name] for name in order}, metadata, 8 + n
+        header, start, data_size = st.read_header(f, WeightsError, f"{path!r}: ")
+    metadata = header.get("__metadata__") or {}
+    return st.check_entries(header, data_size, WeightsError, f"{path!r}: "), metadata, start
 
 
 def _read_raw(path, start, info):
@@ -214,7 +163,7 @@ def _scan(src):
         index_path = os.path.join(src, indexes[0])
         try:
             with open_regular(index_path) as f:
-                if os.fstat(f.fileno()).st_size > MAX_HEADER_BYTES:
+                if os.fstat(f.fileno()).st_size > st.MAX_HEADER_BYTES:
                     raise ValueError
                 weight_map = json.loads(f.read().decode("utf-8"))["weight_map"]
             if not isinstance(weight_map, dict):
@@ -259,32 +208,20 @@ def _scan(src):
 def write_safetensors(path, entries, metadata=None):
     """Write a safetensors file atomically, one tensor at a time. ``entries``: list of
     ``(name, dtype code, shape, produce)`` where ``produce()`` returns the tensor's bytes."""
-    header, offset = {}, 0
-    if metadata:
-        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
-    for name, code, shape, _ in entries:
-        if name == "__metadata__" or name in header:
-            raise WeightsError(f"cannot write {path!r}: tensor name {name!r} is reserved or "
-                               f"repeated")
-        nbytes = math.prod(shape) * _ITEMSIZE[code]
-        header[name] = {"dtype": code, "shape": [int(d) for d in shape],
-                        "data_offsets": [offset, offset + nbytes]}
-        offset += nbytes
-    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    text += b" " * (-(8 + len(text)) % 8)
+    try:
+        head = st.encode_header([(name, code, shape) for name, code, shape, _ in entries],
+                                metadata)
+    except ValueError as exc:
+        raise WeightsError(f"cannot write {path!r}: {exc}") from None
 
-    def write(tmp):
-        with open(tmp, "wb") as f:
-            f.write(len(text).to_bytes(8, "little") + text)
-            for name, code, shape, produce in entries:
-                data = memoryview(produce()).cast("B")
-                if len(data) != header[name]["data_offsets"][1] - header[name]["data_offsets"][0]:
-                    raise RuntimeError(f"tensor {name!r}: wrong number of bytes")
-                f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+    def chunks():
+        for name, code, shape, produce in entries:
+            data = memoryview(produce()).cast("B")
+            if len(data) != math.prod(shape) * st.ITEMSIZE[code]:
+                raise RuntimeError(f"tensor {name!r}: wrong number of bytes")
+            yield data
 
-    atomic_write(path, write)
+    st.write(path, head, chunks)
 
 
 # ------------------------------------------------------------------ one tensor

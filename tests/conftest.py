@@ -25,6 +25,16 @@ def gaussian(shape, seed=0, dtype=np.float32):
     return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
 
 
+def assert_bit_identical(a, b):
+    """Two SignCuts hold the same bits: signs, coefficients, errors, norm and stop reason."""
+    assert a.shape == b.shape and a.width == b.width and a.stopped_by == b.stopped_by
+    for x, y in zip(a.signs, b.signs):
+        np.testing.assert_array_equal(x, y)
+    np.testing.assert_array_equal(a.coef.view(np.uint32), b.coef.view(np.uint32))
+    np.testing.assert_array_equal(a.errors.view(np.uint64), b.errors.view(np.uint64))
+    assert a.norm == b.norm
+
+
 def subprocess_env(*prefix, **extra):
     """os.environ with `extra` set and PYTHONPATH = prefix folders, PACKAGE_PARENT, then the
     PYTHONPATH already set: a child Python imports the signcut these tests import (run it with

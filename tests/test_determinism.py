@@ -10,16 +10,7 @@ import numpy as np
 import pytest
 
 import signcut
-from conftest import gaussian, subprocess_env
-
-
-def assert_bit_identical(a, b):
-    assert a.shape == b.shape and a.width == b.width and a.stopped_by == b.stopped_by
-    for x, y in zip(a.signs, b.signs):
-        np.testing.assert_array_equal(x, y)
-    np.testing.assert_array_equal(a.coef.view(np.uint32), b.coef.view(np.uint32))
-    np.testing.assert_array_equal(a.errors.view(np.uint64), b.errors.view(np.uint64))
-    assert a.norm == b.norm
+from conftest import assert_bit_identical, gaussian, subprocess_env
 
 
 @pytest.mark.parametrize("A", [gaussian((90, 70), seed=8), gaussian((6, 7, 8), seed=8),

@@ -7,7 +7,7 @@ import pytest
 
 import signcut
 from signcut._result import words
-from conftest import gaussian
+from conftest import assert_bit_identical, gaussian
 
 F32_MAX = float(np.finfo(np.float32).max)
 
@@ -23,15 +23,6 @@ def assert_finite(result):
     assert np.isfinite(result.errors).all(), result.errors
     assert np.isfinite(result.expand()).all()
     assert result.norm is not None and np.isfinite(result.norm)
-
-
-def assert_bit_identical(a, b):
-    assert a.shape == b.shape and a.width == b.width and a.stopped_by == b.stopped_by
-    for x, y in zip(a.signs, b.signs):
-        np.testing.assert_array_equal(x, y)
-    np.testing.assert_array_equal(a.coef.view(np.uint32), b.coef.view(np.uint32))
-    np.testing.assert_array_equal(a.errors.view(np.uint64), b.errors.view(np.uint64))
-    assert a.norm == b.norm
 
 
 @pytest.mark.parametrize("A", [
