@@ -346,8 +346,8 @@ def fit(T, scales, norm, engine, *, more, rtol=None, max_seconds=None, callback=
 
     ``engine(B, count, rtol, max_seconds, callback, first_cut, last_signs)`` runs the
     matrix or tensor engine on ``B`` (overwritten; its callback counts cuts from
-    ``first_cut``) and returns ``(signs, coef, errors, norm, stopped_by)``. Errors are ``||T - approx|| / norm`` after each cut; ``rtol`` is
-    met in that norm: the engine first stops at ``rtol`` in its own (balanced) norm, and
+    ``first_cut``) and returns ``(signs, coef, errors, norm, stopped_by)``. Errors are
+    ``||T - approx|| / norm`` after each cut; ``rtol`` is met in that norm: the engine first stops at ``rtol`` in its own (balanced) norm, and
     when that falls short, runs again on what is left with its stop moved by the ratio of
     the two norms' errors (at most ``MAX_ROUNDS`` runs); cuts past the first one that meets
     ``rtol`` are dropped. Returns ``(signs, coef, errors, stopped_by)``, ``coef`` float64 in
