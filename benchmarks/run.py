@@ -30,7 +30,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPTS = ["bench_quality.py", "bench_speed.py", "bench_threads.py", "bench_memory.py",
            "bench_tensor.py", "bench_image.py", "bench_weights.py", "bench_isa.py",
            "bench_matmul.py",
-           "bench_outliers.py", "bench_effort.py", "bench_sparse.py", "bench_algebra.py"]
+           "bench_outliers.py", "bench_effort.py", "bench_sparse.py", "bench_algebra.py",
+           "bench_model.py"]
 
 
 def fmt(x, unit=""):

@@ -16,6 +16,16 @@ with the stored bits, not with the array's size:
 - transpose, ``reshape`` (a change of the tensorization record), diagonal (``s ⊙ t`` on the
   diagonal's entries) and trace (its sum).
 
+Scale vectors (``decompose(..., scales=)``: ``X = sum_j c_j (r1 ⊙ s1_j) ⊗ ... ⊗ (rk ⊙
+sk_j)``) follow their modes: indexing selects them, transposes permute them, ``X ⊙ Y``
+multiplies them (``(r ⊙ s) ⊙ (q ⊙ u) = (r ⊙ q) ⊙ (s ⊙ u)``), a contraction with ``v``
+contracts ``s ⊙ r`` with ``v``, a diagonal multiplies the two modes' scales on it. A sum
+``X + Y`` concatenates the cuts only when both have the same scales (a constant scale vector
+is folded into the coefficients first); otherwise, and for ``X + a`` with scales, the sum
+is no SignCut (:class:`NotClosed`: the operators expand). Inner products and norms weight
+each mode's sign dot products by the product of the two scale vectors (float64 BLAS
+instead of popcounts for those modes).
+
 Everything builds its answer through :func:`derive`, the one place that makes a SignCut from
 another one's parts. Derived SignCuts do not know the error history or the norm of the array
 they came from (``errors`` NaN, ``norm`` None), except where the operation keeps them exactly
@@ -27,22 +37,28 @@ import operator
 import numpy as np
 
 from signcut import _core, _indexing, _validate
-from signcut._result import Outliers, SignCut, index_dtype, words
+from signcut._result import Outliers, SignCut, index_dtype, unpack_signs, words
 
 KEEP = object()
 
 
-def derive(sc, signs, coef, *, tensor_shape=None, tensorize=KEEP, outliers=KEEP, errors=None,
-           norm=None, orig_dtype=None):
+class NotClosed(ValueError):
+    """The answer is not a SignCut (sums of SignCuts with different scales; a scalar added
+    to a SignCut with scales)."""
+
+
+def derive(sc, signs, coef, *, tensor_shape=None, tensorize=KEEP, outliers=KEEP, scales=KEEP,
+           errors=None, norm=None, orig_dtype=None):
     """A SignCut made from new parts and whatever of ``sc`` is not given (``tensorize``,
-    ``outliers``, ``orig_dtype`` and ``input_nbytes``, the references of ``ratio``; the error
-    history and norm only when given). The arrays are taken over, not copied: pass new
-    arrays, or ``sc``'s own (read-only) ones."""
+    ``outliers``, ``scales``, ``orig_dtype`` and ``input_nbytes``, the references of
+    ``ratio``; the error history, its norm (``error_norm``) and ``norm`` only when given).
+    The arrays are taken over, not copied: pass new arrays, or ``sc``'s own (read-only) ones."""
     return SignCut(sc.tensor_shape if tensor_shape is None else tensor_shape, signs, coef,
                    errors, norm=norm, orig_dtype=sc.orig_dtype if orig_dtype is None else orig_dtype,
                    tensorize=sc.tensorize if tensorize is KEEP else tensorize,
                    outliers=sc.outliers if outliers is KEEP else outliers, copy=False,
-                   input_nbytes=sc.input_nbytes)
+                   input_nbytes=sc.input_nbytes, scales=sc.scales if scales is KEEP else scales,
+                   error_norm=sc.error_norm if errors is not None else "frobenius")
 
 
 def has_sparse(sc):
@@ -135,9 +151,14 @@ def negate(sc):
 
 def add_scalar(sc, a):
     """``sc + a``: one more cut, of coefficient ``a`` with every sign +1 (a constant array is
-    one cut). ``a = 0`` gives the same cuts."""
+    one cut). ``a = 0`` gives the same cuts. With scales (other than constant ones) the sum
+    is no SignCut: :class:`NotClosed`."""
     if a == 0:
         return derive(sc, sc.signs, sc.coef, errors=sc.errors, norm=sc.norm)
+    sc = fold_constant_scales(sc)
+    if sc.has_scales:
+        raise NotClosed("a scalar added to a SignCut with scales is no SignCut (the constant "
+                        "would be multiplied by the scales)")
     signs = [np.concatenate([b, np.zeros((1, b.shape[1]), np.uint64)]) for b in sc.signs]
     coef = check_float32(np.append(sc.coef.astype(np.float64), a), f"adding {a}")
     return derive(sc, signs, coef)
@@ -158,15 +179,19 @@ def broadcast(sc, shape):
     if sc.tensorize:
         raise ValueError(f"a tensorized SignCut (shape {sc.shape}) cannot broadcast to {shape}")
     lead = len(shape) - sc.ndim
-    signs = []
+    signs, scales = [], []
     for a, d in enumerate(shape):
         if a < lead:
             signs.append(np.zeros((sc.width, words(d)), np.uint64))
+            scales.append(None)
             continue
         bits = sc.signs[a - lead]
+        scale = sc.scales[a - lead]
         if sc.shape[a - lead] == d:
             signs.append(bits)
+            scales.append(scale)
             continue
+        scales.append(None if scale is None else np.full(d, scale[0], scale.dtype))
         full = np.zeros((sc.width, words(d)), np.uint64)      # every entry the one sign
         full[bits[:, 0] & np.uint64(1) == 1] = ~np.uint64(0)
         if d % 64:
@@ -188,7 +213,28 @@ def broadcast(sc, shape):
         order = np.argsort(index, kind="stable")
         outliers = (index[order], np.repeat(sc.outliers.values, copies)[order],
                     sc.outliers.exponent)
-    return derive(sc, signs, sc.coef, tensor_shape=shape, tensorize=None, outliers=outliers)
+    return derive(sc, signs, sc.coef, tensor_shape=shape, tensorize=None, outliers=outliers,
+                  scales=scales)
+
+
+def fold_constant_scales(sc):
+    """``sc`` with every constant scale vector (all entries equal: always so on a mode of
+    size 1) folded into the coefficients."""
+    factor, scales = 1.0, list(sc.scales)
+    for a, v in enumerate(scales):
+        if v is not None and (v == v[0]).all():
+            factor *= float(v[0])
+            scales[a] = None
+    if factor == 1.0 and scales == list(sc.scales):
+        return sc
+    coef = check_float32(sc.coef.astype(np.float64) * factor, "folding constant scales")
+    return derive(sc, sc.signs, coef, scales=scales)
+
+
+def same_scales(a, b):
+    """Whether two SignCuts of one mode layout have equal scale vectors (values)."""
+    return all((x is None) == (y is None) and (x is None or np.array_equal(x, y))
+               for x, y in zip(a.scales, b.scales))
 
 
 def common_shape(a, b, what):
@@ -204,9 +250,15 @@ def common_shape(a, b, what):
 # ------------------------------------------------------------------ sums and products
 def add(a, b, subtract=False):
     """``a + b`` (or ``a - b``) of two SignCuts: the cuts of both, concatenated (``b``'s
-    coefficients negated for a difference), and the sparse parts merged."""
+    coefficients negated for a difference), and the sparse parts merged. Both must have the
+    same scales (after constant ones are folded into the coefficients), else
+    :class:`NotClosed`."""
     shape = common_shape(a, b, "adding SignCuts")
     a, b = broadcast(a, shape), broadcast(b, shape)
+    if not same_scales(a, b):
+        a, b = fold_constant_scales(a), fold_constant_scales(b)
+        if not same_scales(a, b):
+            raise NotClosed("the sum of SignCuts with different scales is no SignCut")
     signs = [np.concatenate([x, y]) for x, y in zip(a.signs, b.signs)]
     coef = np.concatenate([a.coef, -b.coef if subtract else b.coef])
     parts = [(o.index.astype(np.int64), o.dense_values(np.float64) * sign)
@@ -234,8 +286,8 @@ def cut_values(sc, flat):
     k = len(sc.tensor_shape)
     for blk in _indexing.cut_blocks(sc.width, len(flat) * (k + 1)):
         rows = sc.coef[blk].astype(np.float64)[:, None]
-        for bits, c in zip(sc.signs, coords):
-            rows = rows * _indexing.unpack_entries(bits[blk], c, np.float64)
+        for a, c in enumerate(coords):
+            rows = rows * _indexing.entries(sc, a, blk, c, np.float64)
         out += rows.sum(axis=0)
     return out
 
@@ -256,6 +308,8 @@ def multiply(a, b):
              for x, y in zip(a.signs, b.signs)]
     coef = check_float32(np.multiply.outer(a.coef.astype(np.float64), b.coef).ravel(),
                          "multiplying SignCuts")
+    scales = [x if y is None else y if x is None else x.astype(np.float32) * y
+              for x, y in zip(a.scales, b.scales)]
     outliers = None
     if has_sparse(a) or has_sparse(b):
         index = np.unique(np.concatenate([x.outliers.index.astype(np.int64)
@@ -263,7 +317,7 @@ def multiply(a, b):
         p, q = sparse_at(a, index), sparse_at(b, index)
         values = p * (cut_values(b, index) + q) + cut_values(a, index) * q
         outliers = sparse_part(index, values, a.size)
-    return derive(a, signs, coef, outliers=outliers,
+    return derive(a, signs, coef, outliers=outliers, scales=scales,
                   orig_dtype=np.promote_types(a.orig_dtype, b.orig_dtype))
 
 
@@ -296,7 +350,8 @@ def contract(sc, axis, v):
         raise ValueError(f"contracting axis {axis} of shape {sc.shape} needs a vector of "
                          f"{sc.shape[axis]} entries, got shape {v.shape}")
     dtype = np.result_type(np.float32, v.dtype)
-    z = _core.sign_rows_dot(sc.signs[axis], np.ascontiguousarray(v, np.float32))
+    weights = v if sc.scales[axis] is None else v * sc.scales[axis].astype(np.float64)
+    z = _core.sign_rows_dot(sc.signs[axis], np.ascontiguousarray(weights, np.float32))
     coef = sc.coef.astype(np.float64) * z
     if has_sparse(sc):
         multi = list(np.unravel_index(sc.outliers.index, sc.shape))
@@ -309,7 +364,8 @@ def contract(sc, axis, v):
     if has_sparse(sc):
         outliers = sparse_part(np.ravel_multi_index(multi, shape), values, int(np.prod(shape)))
     return derive(sc, sc.signs[:axis] + sc.signs[axis + 1:], check_float32(coef, "contracting"),
-                  tensor_shape=shape, tensorize=None, outliers=outliers)
+                  tensor_shape=shape, tensorize=None, outliers=outliers,
+                  scales=sc.scales[:axis] + sc.scales[axis + 1:])
 
 
 def permute_sparse(sc, order, shape):
@@ -323,10 +379,14 @@ def permute_sparse(sc, order, shape):
 
 
 def transpose(sc, order):
-    """The SignCut of the array with its axes in ``order``: the modes permuted (exact)."""
+    """The SignCut of the array with its axes in ``order``: the modes (and scales) permuted
+    (exact). The error history stays, unless it is in a column-weighted norm and the
+    columns move."""
     shape = tuple(sc.shape[a] for a in order)
+    keep = sc.error_norm == "frobenius" or order[-1] == len(order) - 1
     return derive(sc, [sc.signs[a] for a in order], sc.coef, tensor_shape=shape,
-                  outliers=permute_sparse(sc, order, shape), errors=sc.errors, norm=sc.norm)
+                  outliers=permute_sparse(sc, order, shape), scales=[sc.scales[a] for a in order],
+                  errors=sc.errors if keep else None, norm=sc.norm if keep else None)
 
 
 def diagonal(sc, offset=0, axis1=0, axis2=1):
@@ -349,6 +409,10 @@ def diagonal(sc, offset=0, axis1=0, axis2=1):
         return np.zeros(shape, np.float32)
     diag = _indexing.select_bits(sc.signs[a1], rows, d1) ^ \
         _indexing.select_bits(sc.signs[a2], rows + offset, d2)
+    s1, s2 = sc.scales[a1], sc.scales[a2]
+    diag_scale = None if s1 is None and s2 is None else \
+        (np.ones(length, np.float32) if s1 is None else s1[rows].astype(np.float32)) * \
+        (1.0 if s2 is None else s2[rows + offset].astype(np.float32))
     outliers = None
     if has_sparse(sc):
         multi = np.unravel_index(sc.outliers.index, sc.shape)
@@ -359,7 +423,8 @@ def diagonal(sc, offset=0, axis1=0, axis2=1):
         order = np.argsort(index, kind="stable")
         outliers = (index[order], sc.outliers.values[on][order], sc.outliers.exponent)
     return derive(sc, [sc.signs[a] for a in rest] + [diag], sc.coef, tensor_shape=shape,
-                  tensorize=None, outliers=outliers)
+                  tensorize=None, outliers=outliers,
+                  scales=[sc.scales[a] for a in rest] + [diag_scale])
 
 
 def trace(sc, offset=0, axis1=0, axis2=1):
@@ -375,14 +440,18 @@ def trace(sc, offset=0, axis1=0, axis2=1):
 def inner(a, b, n_threads=None):
     """``<a, b>`` (the sum of the elementwise product) of two SignCuts of one shape and
     tensorization, in float64: ``sum_{i,j} c_i d_j prod_a <sa_i, ua_j>`` from popcounts of
-    the packed signs (``_core.cuts_inner``: tiles of cuts, never a width x width matrix),
-    plus the sparse parts ``<X, Q> + <P, Y> + <P, Q>`` read at their entries."""
+    the packed signs (``_core.cuts_inner``: tiles of cuts, never a width x width matrix;
+    with scales :func:`weighted_inner`), plus the sparse parts ``<X, Q> + <P, Y> + <P, Q>``
+    read at their entries."""
     if a.shape != b.shape:
         raise ValueError(f"the inner product needs SignCuts of one shape, got {a.shape} and "
                          f"{b.shape}")
     check_layout(a, b, "the inner product of SignCuts")
-    total = _core.cuts_inner(a.signs, a.coef, b.signs, b.coef, a.tensor_shape,
-                             _validate.thread_count(n_threads))
+    if a.has_scales or b.has_scales:
+        total = weighted_inner(a, b)
+    else:
+        total = _core.cuts_inner(a.signs, a.coef, b.signs, b.coef, a.tensor_shape,
+                                 _validate.thread_count(n_threads))
     if has_sparse(b):
         total += float(cut_values(a, b.outliers.index) @ b.outliers.dense_values(np.float64))
     if has_sparse(a):
@@ -392,6 +461,34 @@ def inner(a, b, n_threads=None):
                                       return_indices=True)
         total += float(a.outliers.dense_values(np.float64)[ia]
                        @ b.outliers.dense_values(np.float64)[ib])
+    return total
+
+
+def weighted_inner(a, b):
+    """The cuts' part of ``<a, b>`` for SignCuts with scales: ``sum_{i,j} c_i d_j prod_m
+    <r_m ⊙ s_i, q_m ⊙ u_j>``. Per tile of cuts, the modes with scales (on either side) give
+    Gram matrices of the signs weighted by ``r_m ⊙ q_m`` (float64 matrix products: about
+    ``2 * width * b.width * d_m`` flops), the others popcounts (the kernels' gram_mul)."""
+    dims = a.tensor_shape
+    weights = [None if x is None and y is None else
+               (1.0 if x is None else x.astype(np.float64)) * (1.0 if y is None else y)
+               for x, y in zip(a.scales, b.scales)]
+    isa = _core.active_kernels()
+    step = max(1, min(1024, _indexing.BLOCK_ELEMENTS // max(dims)))
+    total = 0.0
+    for j0 in range(0, b.width, step):
+        bj = slice(j0, min(j0 + step, b.width))
+        theirs = {m: unpack_signs(b.signs[m][bj], d).astype(np.float64)
+                  for m, d in enumerate(dims) if weights[m] is not None}
+        for i0 in range(0, a.width, step):
+            ai = slice(i0, min(i0 + step, a.width))
+            tile = np.multiply.outer(a.coef[ai].astype(np.float64), b.coef[bj].astype(np.float64))
+            for m, d in enumerate(dims):
+                if weights[m] is None:
+                    _core.kernel_gram_mul(isa, tile, a.signs[m][ai], b.signs[m][bj], d)
+                else:
+                    tile *= (unpack_signs(a.signs[m][ai], d) * weights[m]) @ theirs[m].T
+            total += float(tile.sum())
     return total
 
 
@@ -430,11 +527,11 @@ def inner_dense(sc, A):
     total = 0.0
     rest = flat.shape[1]
     for blk in _indexing.cut_blocks(sc.width, rest + d0):
-        S0 = _indexing.unpack_entries(sc.signs[0][blk], np.arange(d0), dtype)
+        S0 = _indexing.entries(sc, 0, blk, np.arange(d0), dtype)
         M = S0 @ flat                                   # (cuts, the other modes' entries)
         for a in range(1, len(sc.tensor_shape)):
             d = sc.tensor_shape[a]
-            Sa = _indexing.unpack_entries(sc.signs[a][blk], np.arange(d), dtype)
+            Sa = _indexing.entries(sc, a, blk, np.arange(d), dtype)
             M = np.einsum("bi,bij->bj", Sa, M.reshape(len(M), d, -1))
         total += float(sc.coef[blk].astype(np.float64) @ M[:, 0].astype(np.float64))
     if has_sparse(sc):

@@ -3,7 +3,7 @@ import operator
 
 import numpy as np
 
-from signcut import _budget as budget, _core
+from signcut import _budget as budget, _core, _scales
 from signcut._result import Outliers, SignCut, index_dtype
 from signcut import _validate
 from signcut._validate import as_real_array, optional_float, optional_int
@@ -25,14 +25,18 @@ EFFORTS = {
 
 
 def _width_from_budgets(shape, itemsize, width, bits_per_entry, ratio, sparse_bytes=0,
-                        input_bytes=None):
+                        input_bytes=None, scale_bytes=0):
     """The largest width allowed by every budget given (None if none is given); the storage
-    budgets also pay for ``sparse_bytes`` of outliers, ``width`` counts cuts only. ``ratio``
-    counts against ``input_bytes`` (default: the dense input's, size * itemsize)."""
+    budgets also pay for ``sparse_bytes`` of outliers and ``scale_bytes`` of scale vectors,
+    ``width`` counts cuts only. ``ratio`` counts against ``input_bytes`` (default: the dense
+    input's, size * itemsize)."""
     size = int(np.prod(shape, dtype=np.int64))
     if input_bytes is None:
         input_bytes = size * itemsize
-    sparse = f" besides the {sparse_bytes} bytes of outliers" if sparse_bytes else ""
+    sparse = " and ".join(f"the {n} bytes of {what}" for n, what in
+                          ((sparse_bytes, "outliers"), (scale_bytes, "scales")) if n)
+    sparse = f" besides {sparse}" if sparse else ""
+    sparse_bytes += scale_bytes
     caps = []
     if width is not None:
         caps.append(min(width, budget.MAX_WIDTH))
@@ -105,6 +109,8 @@ def _search_options(effort, restarts, refine, ndim):
     return opts
 
 
+AUTO_SCALES_BITS = 4.0     # scales="auto" without a storage budget: tried at this many bits
+
 # ------------------------------------------------------------------ outliers
 AUTO_SIGMAS = 8.0          # "auto": entries beyond this many robust standard deviations ...
 AUTO_MAX_FRACTION = 0.02   # ... but at most this fraction of the entries
@@ -124,29 +130,41 @@ def _outlier_fraction(outliers):
     return q
 
 
-def _abs_chunks(arr):
-    """|arr| as float32 chunks of about a million entries (any layout, no full copy)."""
+def _abs_chunks(arr, weights=None):
+    """|arr| (times ``weights`` along the last axis) as float32 chunks of about a million
+    entries (any layout, no full copy)."""
     step = max(1, AUTO_SAMPLE // max(1, arr.size // max(1, arr.shape[0])))
     for i in range(0, arr.shape[0], step):
-        yield np.abs(arr[i:i + step].astype(np.float32, copy=False)).reshape(-1)
+        chunk = np.abs(arr[i:i + step].astype(np.float32, copy=False))
+        if weights is not None:
+            chunk = chunk * weights.astype(np.float32)
+        yield chunk.reshape(-1)
 
 
-def auto_outlier_fraction(A, bits_per_entry=None, ratio=None):
+def auto_outlier_fraction(A, bits_per_entry=None, ratio=None, col_weights=None):
     """The fraction of entries ``decompose(A, outliers="auto")`` keeps apart from the cuts.
 
     Counts the entries beyond ``AUTO_SIGMAS`` (8) robust standard deviations, the spread being
     estimated as ``median(|A|) / 0.6745`` (on a fixed sample of at most 2**20 entries), and
     keeps at most ``AUTO_MAX_FRACTION`` (2%) of the entries and at most a quarter of a
     storage budget. A Gaussian array has no entry that far out (probability 1e-15), so it
-    gets 0; heavy tails and planted spikes get the entries that stand out.
+    gets 0; heavy tails and planted spikes get the entries that stand out. With
+    ``col_weights`` (see ``decompose``) the entries are measured times their column's weight.
     """
     arr = as_real_array(A)
+    weights = _scales.check_col_weights(col_weights, arr.shape, None)
     size = arr.size
     if size > AUTO_SAMPLE:
         flat = np.random.default_rng(0).integers(0, size, AUTO_SAMPLE)
-        sample = np.abs(arr[np.unravel_index(flat, arr.shape)].astype(np.float64))
+        where = np.unravel_index(flat, arr.shape)
+        sample = np.abs(arr[where].astype(np.float64))
+        if weights is not None:
+            sample *= weights[where[-1]]
     else:
-        sample = np.abs(arr.astype(np.float64).reshape(-1))
+        sample = np.abs(arr.astype(np.float64))
+        if weights is not None:
+            sample *= weights
+        sample = sample.reshape(-1)
     spread = float(np.median(sample)) / 0.6745
     if spread == 0.0:           # mostly zeros: the spread of the nonzero entries
         nonzero = sample[sample > 0]
@@ -154,7 +172,7 @@ def auto_outlier_fraction(A, bits_per_entry=None, ratio=None):
     if spread == 0.0:
         return 0.0
     threshold = np.float32(AUTO_SIGMAS * spread)
-    count = sum(int(np.count_nonzero(c > threshold)) for c in _abs_chunks(arr))
+    count = sum(int(np.count_nonzero(c > threshold)) for c in _abs_chunks(arr, weights))
     count = min(count, int(AUTO_MAX_FRACTION * size))
     per_outlier = index_dtype(size).itemsize + 2
     if bits_per_entry is not None:
@@ -169,13 +187,16 @@ def _outlier_count(q, size):
     return int(np.floor(q * size + 0.5))
 
 
-def select_outliers(A, count):
-    """The ``count`` largest-magnitude entries of ``A`` as an :class:`Outliers` (flat
-    indices into ``A.shape``; ties go to the lower index)."""
+def select_outliers(A, count, weights=None):
+    """The ``count`` largest-magnitude entries of ``A`` (times ``weights`` along the last
+    axis, when given) as an :class:`Outliers` of ``A``'s values (flat indices into
+    ``A.shape``; ties go to the lower index)."""
     size = A.size
     count = min(int(count), size)
     mag = np.empty(size, np.float32)
     np.abs(A, out=mag.reshape(A.shape), casting="unsafe")
+    if weights is not None:
+        mag.reshape(A.shape)[...] *= weights.astype(np.float32)
     if count == 0:
         index = np.empty(0, np.int64)
     else:
@@ -217,6 +238,19 @@ def _init_tensorize(init, arr, shape, axes):
         for i, a in enumerate(axes):
             shape[a] = init.tensor_shape[i]
     return shape, axes
+
+
+def _init_scales(init, scales, weights):
+    """A continuation keeps init's scales (``scales=`` must be left out) and the norm of its
+    errors (``col_weights=`` given exactly when init had them): the modes of init's scales."""
+    if scales is not None:
+        raise ValueError(("init has its own scales" if init.has_scales else "init has no scales")
+                         + f": leave scales out to continue it (scales={scales!r} asked)")
+    if (weights is not None) != (init.error_norm == "col_weights"):
+        raise ValueError("init was fitted with col_weights: pass the same col_weights"
+                         if weights is None else "init was fitted without col_weights: "
+                         "leave col_weights out")
+    return tuple(a for a, v in enumerate(init.scales) if v is not None)
 
 
 def _check_init(init, tensor, tensorize, norm):
@@ -265,20 +299,30 @@ def _sumsq(R):
     return _core.sumsq(R.reshape(-1))
 
 
-def _subtract(R, scale_exponent, init, sparse, tensorize, n_threads):
-    """R (the scaled float32 tensor) minus the sparse part and init's cuts, in place."""
+def _subtract(R, scale_exponent, init, sparse, tensorize, n_threads, weights=None):
+    """R (the scaled float32 tensor, times ``weights`` along its last axis when given) minus
+    the sparse part and init's cuts (with their scales), weighted alike, in place."""
     if sparse is not None and len(sparse):
         pos = _tensor_positions(sparse.index, tensorize, R.shape)
-        R.reshape(-1)[pos] -= np.ldexp(sparse.dense_values(np.float64),
-                                       -scale_exponent).astype(np.float32)
+        values = np.ldexp(sparse.dense_values(np.float64), -scale_exponent)
+        if weights is not None:
+            values *= weights[pos % R.shape[-1]]
+        R.reshape(-1)[pos] -= values.astype(np.float32)
     if init is not None and init.width:
         coef = np.ldexp(init.coef.astype(np.float64), -scale_exponent).astype(np.float32)
-        _core.expand(R, init.signs, coef, -1.0, n_threads)
+        if weights is None and not init.has_scales:
+            _core.expand(R, init.signs, coef, -1.0, n_threads)
+        else:
+            cuts = SignCut(R.shape, init.signs, coef, scales=init.scales)._expand_modes(n_threads)
+            if weights is not None:
+                cuts *= weights.astype(np.float32)
+            R -= cuts
 
 
 def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_seconds=None,
               seed=None, block_size=None, n_threads=None, callback=None, shape=None, axes=None,
-              outliers=None, init=None, effort="default", restarts=None, refine=None):
+              outliers=None, init=None, effort="default", restarts=None, refine=None,
+              scales=None, col_weights=None):
     """Greedy signed cut decomposition of a matrix or a tensor of any order.
 
     Approximates a matrix ``A`` (m x n) by ``sum_j coef[j] * s_j t_j^T`` with sign vectors
@@ -359,7 +403,36 @@ def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_
         this call (shape=, axes= and outliers= may be left out to keep init's). The random
         starts of cut k depend only on the seed and k, so with the seed init was made with
         ``decompose(A, init=r.truncate(k), width=w, seed=s)`` retraces ``r = decompose(A,
-        width=w, seed=s)`` up to float32 rounding (see the README).
+        width=w, seed=s)`` up to float32 rounding (see the README). init's scales are kept
+        (leave ``scales`` out) and ``col_weights`` must be given exactly when init had them
+        (the same ones: the norm of ``A`` in them is checked).
+    scales : {None, "rows", "cols", "both", "auto"} or sequence of int
+        Scale vectors (arrays of 2 or more dimensions): the result represents ``diag(r)
+        (sum_j c_j s_j t_j^T) diag(k)`` ("rows": ``r`` only, "cols": ``k`` only, "both":
+        both; for a tensor, "rows" is the first mode, "cols" the last, "both" every mode,
+        and a sequence names the modes, each scale vector multiplying that mode's signs).
+        The array is balanced first (after the sparse part is taken out): the root mean
+        square of every row and column (every slice of a scaled mode) is equalised by a few
+        alternating normalisations; the cuts fit the balanced array and the result
+        multiplies the scales back. They are stored as float16 (largest entry 1) and count
+        in ``nbytes``, ``bits_per_entry``, ``ratio`` and every storage budget (not in
+        ``width``). Errors stay in the norm of ``A`` (see ``col_weights``), computed after
+        the run. ``"auto"`` tries the modes whose slices' root mean squares vary by 5% or
+        more beyond what independent entries give on a random sub-array of 2**14 entries
+        (with and without their scales, at the bits per entry the full array leaves the
+        cuts) and keeps scales that lower its error by 1% or more; an array without such
+        modes (Gaussian, Student-t...) gets none: the plain run, bit for bit. Default None.
+        Figures: ``benchmarks/bench_model.py`` (model weights: "both" gave the most
+        faithful outputs).
+    col_weights : array_like of shape (A.shape[-1],), optional
+        Non-negative weights of the columns (the last axis): the cuts minimise
+        ``||(A - approx) diag(col_weights)||_F``, for model weights the root mean square of
+        each input feature over calibration data (``signcut.weights.calibration_stats``).
+        The columns are fitted times their weights and divided by them after, which stores
+        a column scale vector (float16, counted like ``scales``); a column of weight 0 is
+        approximated by zeros. ``errors``, ``rel_error``, ``norm`` and ``rtol`` are then in
+        that weighted norm (``error_norm`` is ``"col_weights"``), and ``outliers`` are the
+        entries largest times their column's weight. Not with ``shape=``/``axes=``.
 
     The decomposition stops at whichever budget is reached first; at least one of width,
     bits_per_entry, ratio, rtol and max_seconds must be given. Without a storage budget the
@@ -386,9 +459,16 @@ def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_
     Returns
     -------
     SignCut
+        ``stopped_by`` says which rule ended the run ("width", "rtol", "max_seconds",
+        "callback", "exhausted"). With scales or col_weights, the engine fits the balanced
+        array, so ``callback``'s errors are estimates (those of the balanced array, in
+        proportion); the result's errors are exact.
     """
     from signcut import _sparse
     if _sparse.implicit_kind(A) is not None:
+        if scales is not None or col_weights is not None:
+            raise ValueError("scales= and col_weights= apply to dense arrays, not to sparse "
+                             "matrices or operators")
         return _sparse.decompose_implicit(
             A, width=width, bits_per_entry=bits_per_entry, ratio=ratio, rtol=rtol,
             max_seconds=max_seconds, seed=seed, block_size=block_size, n_threads=n_threads,
@@ -417,8 +497,12 @@ def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_
     if all(b is None for b in (width, bits_per_entry, ratio, rtol, max_seconds)):
         raise ValueError("give at least one stopping rule: width, bits_per_entry, ratio, rtol "
                          "or max_seconds")
+    modes = _scales.check_scales(scales, arr.ndim)
+    weights = _scales.check_col_weights(col_weights, orig.shape, tensorize)
+    if init is not None:
+        modes = _init_scales(init, scales, weights)
     if outliers == "auto":
-        outliers = auto_outlier_fraction(orig, bits_per_entry, ratio)
+        outliers = auto_outlier_fraction(orig, bits_per_entry, ratio, weights)
     sparse = None
     if init is not None:
         sparse = init.outliers
@@ -430,12 +514,34 @@ def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_
     elif outliers and _outlier_count(outliers, orig.size):     # none kept: the plain run
         # |A| and a partitioned copy of it (float32) to find the largest entries
         _validate.check_memory(8 * orig.size, f"selecting the outliers of shape {orig.shape}")
-        sparse = select_outliers(orig, _outlier_count(outliers, orig.size))
+        sparse = select_outliers(orig, _outlier_count(outliers, orig.size), weights)
     sparse_bytes = 0 if sparse is None else sparse.nbytes
-    max_width = _width_from_budgets(arr.shape, arr.dtype.itemsize, width, bits_per_entry, ratio,
-                                    sparse_bytes)
-    if max_width is None:
-        max_width = budget.width_32(arr.shape)
+
+    def width_cap(scale_bytes):
+        cap = _width_from_budgets(arr.shape, arr.dtype.itemsize, width, bits_per_entry, ratio,
+                                  sparse_bytes, scale_bytes=scale_bytes)
+        return budget.width_32(arr.shape) if cap is None else cap
+
+    def scale_bytes_of(modes_):          # the stored vectors: those modes' and the weights'
+        last = {arr.ndim - 1} if weights is not None else set()
+        return budget.scales_nbytes([arr.shape[a] for a in set(modes_) | last])
+
+    if modes == "auto":
+        def cut_bits(modes_):            # bits per entry the cuts get beside those scales
+            if width is None and bits_per_entry is None and ratio is None:
+                return AUTO_SCALES_BITS
+            try:
+                return width_cap(scale_bytes_of(modes_)) * budget.cut_bits(arr.shape) / arr.size
+            except ValueError:           # the scales leave no cut
+                return 0.0
+        sparse_at = None
+        if sparse is not None and len(sparse):
+            sparse_at = (_tensor_positions(sparse.index, tensorize, arr.shape),
+                         sparse.dense_values(np.float64))
+        modes = _scales.auto_modes(arr, cut_bits, weights, sparse_at)
+    fitting = bool(modes) or weights is not None or (init is not None and init.has_scales)
+    max_width = width_cap(init.scales_nbytes if init is not None else
+                          scale_bytes_of(modes or ()))
     done = 0 if init is None else init.width
     _check_done(done, max_width)
     n_threads = _validate.thread_count(n_threads)
@@ -448,7 +554,7 @@ def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_
     # Working memory: a float32 copy (and, but for order 1, its transposed unfolding), plus
     # the signs of up to 32 bits per entry (a run that is exact to float32 stops; the engine
     # grows its arrays as it goes and reports MemoryError itself beyond that).
-    copies = 1 if arr.ndim == 1 else 2
+    copies = (1 if arr.ndim == 1 else 2) + fitting      # fitting keeps the weighted target
     likely = min(max_width, budget.width_32(arr.shape))
     _validate.check_memory(4 * arr.size * copies + likely * (sum(arr.shape) // 8 + 16),
                            f"decomposing an array of shape {arr.shape}")
@@ -456,6 +562,36 @@ def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_
     # (the same bits as without it), and no float32 sum can overflow or lose tiny inputs.
     exponent = np.frexp(_validate.max_abs(arr))[1]
     R = _scaled_float32(arr, exponent)
+    if fitting:
+        # A (times col_weights) less the sparse part and init's cuts: its cuts fit it divided
+        # by the scales, its errors are computed in its own norm (signcut._scales)
+        if weights is not None:
+            R *= weights.astype(np.float32)
+        norm_a = np.sqrt(_sumsq(R))
+        if init is not None:
+            _check_init(init, arr, tensorize, float(np.ldexp(norm_a, exponent)))
+        _subtract(R, exponent, init, sparse, tensorize, n_threads, weights)
+        left = np.sqrt(_sumsq(R)) / norm_a if norm_a > 0 else 0.0
+        if init is None:
+            stored = _scales.choose(R, modes, weights)
+            max_width = width_cap(sum(int(v.nbytes) for v in stored if v is not None))
+        else:
+            stored = init.scales
+
+        def engine(B, count, b_rtol, seconds, b_callback, first, last):
+            warm_ = tuple(last) if last is not None and B.ndim == 2 and search["warm_start"] \
+                else None
+            return _core.decompose(B, count, b_rtol or 0.0, seconds or 0.0, block_size,
+                                   MAX_SWEEPS, n_threads, state, b_callback, warm_signs=warm_,
+                                   first_cut=first, **search)
+        signs, coef, errors, stopped_by = _scales.fit(
+            R, _scales.fit_scales(stored, weights), norm_a, engine, more=max_width - done,
+            rtol=rtol, max_seconds=max_seconds, callback=callback, first_cut=done,
+            last_signs=None if warm is None else list(warm))
+        del R
+        coef = np.ldexp(coef, exponent).astype(np.float32)
+        return _assemble(arr, tensorize, signs, coef, errors, float(np.ldexp(norm_a, exponent)),
+                         init, sparse, left, stopped_by, stored, weights)
     shift, ref_norm2, norm_a = 0, 0.0, None
     if sparse is not None or init is not None:
         # The cuts fit what the sparse part and init's cuts leave, scaled again so that its
@@ -474,9 +610,17 @@ def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_
     del R
     coef = np.ldexp(coef, exponent + shift).astype(np.float32)
     norm = float(np.ldexp(norm, exponent + shift))          # what the engine was given
+    left = None
     if norm_a is not None:
-        norm_a, left = float(np.ldexp(norm_a, exponent)), norm
-        norm = norm_a
+        norm_a = float(np.ldexp(norm_a, exponent))
+        norm, left = norm_a, (norm / norm_a if norm_a > 0 else 0.0)
+    return _assemble(arr, tensorize, signs, coef, errors, norm, init, sparse, left, stopped_by)
+
+
+def _assemble(arr, tensorize, signs, coef, errors, norm, init, sparse, sparse_error,
+              stopped_by, scales=None, weights=None):
+    """The result: init's cuts first; a new sparse part records its own error (of the array
+    less the sparse part, relative to the array's norm)."""
     if init is not None:
         signs = [np.concatenate([a, b]) for a, b in zip(init.signs, signs)]
         coef = np.concatenate([init.coef, coef])
@@ -484,8 +628,9 @@ def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_
     if sparse is not None:
         sparse = sparse.copy()
         if init is None:
-            sparse.error = left / norm_a if norm_a > 0 else 0.0
+            sparse.error = float(sparse_error)
     result = SignCut(arr.shape, signs, coef, errors, norm=norm, orig_dtype=arr.dtype,
-                     tensorize=tensorize, outliers=sparse, copy=False)
+                     tensorize=tensorize, outliers=sparse, copy=False, scales=scales,
+                     error_norm="frobenius" if weights is None else "col_weights")
     result.stopped_by = stopped_by
     return result

@@ -11,7 +11,7 @@ from math import prod
 import numpy as np
 
 from signcut import _core
-from signcut._indexing import BLOCK_ELEMENTS, contract_rows, unpack_entries
+from signcut._indexing import BLOCK_ELEMENTS, contract_rows, entries
 from signcut._validate import thread_count
 
 AxisError = np.exceptions.AxisError
@@ -62,11 +62,19 @@ def transpose_axes(axes, ndim):
     return normalize_axes(axes, ndim, "transpose")
 
 
+def mode_sums(sc, a):
+    """The sum of each cut's signs of mode ``a`` (float64): ``d - 2 popcount``, or with
+    scales ``<s_j, scales>`` (by the kernels, rounded to float32)."""
+    if sc.scales[a] is None:
+        return (sc.tensor_shape[a] - 2 * popcounts(sc.signs[a])).astype(np.float64)
+    return _core.sign_rows_dot(sc.signs[a], sc.scales[a].astype(np.float32)).astype(np.float64)
+
+
 def _mode_sums(sc, modes):
     """Each cut's coefficient times the sums of its signs over ``modes`` (float64)."""
     weights = sc.coef.astype(np.float64)
     for a in modes:
-        weights = weights * (sc.tensor_shape[a] - 2 * popcounts(sc.signs[a]))
+        weights = weights * mode_sums(sc, a)
     return weights
 
 
@@ -101,8 +109,8 @@ def reduce_sum(sc, axis=None, keepdims=False, mean=False):
         if mean:
             values = values / prod(sc.shape[a] for a in axes)
     out = contract_rows(sc.width, weights,
-                        lambda i, blk: unpack_entries(sc.signs[keep[i]][blk],
-                                                      np.arange(sc.shape[keep[i]]), np.float64),
+                        lambda i, blk: entries(sc, keep[i], blk, np.arange(sc.shape[keep[i]]),
+                                               np.float64),
                         [sc.shape[a] for a in keep], np.float64)
     if sparse:          # each outlier adds to the entry of its kept coordinates
         multi = np.unravel_index(sc.outliers.index, sc.shape)
@@ -251,8 +259,18 @@ def _lut_product(sc, side, X, n_threads):
     return out
 
 
+def _scaled(X, scale):
+    """``X`` (rows along its first axis) times ``scale`` per row, as a new C-contiguous
+    float32 array (``X`` itself without scales)."""
+    if scale is None:
+        return X
+    return np.ascontiguousarray(X * scale.astype(np.float32)[:, None], dtype=np.float32)
+
+
 def matmul(sc, x, n_threads=None):
-    """``W @ x`` for an order-2 SignCut ``W = S diag(coef) T^T``: ``S (coef * (T^T x))``.
+    """``W @ x`` for an order-2 SignCut ``W = S diag(coef) T^T``: ``S (coef * (T^T x))``
+    (with scales ``diag(r) W diag(k)``: ``x`` times ``k`` before, the answer times ``r``
+    after).
 
     Computed by the C engine through lookup tables over groups of sign bits, in float32:
     float64 (and integer) operands are rounded to float32 first. The answer has NumPy's
@@ -265,7 +283,9 @@ def matmul(sc, x, n_threads=None):
         raise _mismatch(x2.shape[-2], n)
     batch, p = x2.shape[:-2], x2.shape[-1]
     X = np.ascontiguousarray(np.moveaxis(x2, -2, 0).reshape(n, -1), dtype=np.float32)
-    out = _lut_product(sc, "right", X, n_threads)      # (m, batch * p)
+    out = _lut_product(sc, "right", _scaled(X, sc.scales[1]), n_threads)   # (m, batch * p)
+    if sc.scales[0] is not None:
+        out *= sc.scales[0].astype(np.float32)[:, None]
     out = np.moveaxis(out.reshape((m,) + batch + (p,)), 0, -2)
     _sparse_product(sc, out, x2, left=False)
     return np.ascontiguousarray(out[..., 0] if x.ndim == 1 else out, dtype=dtype)
@@ -280,7 +300,9 @@ def rmatmul(sc, x, n_threads=None):
     if x2.shape[-1] != m:
         raise _mismatch(m, x2.shape[-1])
     X = np.ascontiguousarray(x2.reshape(-1, m).T, dtype=np.float32)
-    out = _lut_product(sc, "left", X, n_threads)       # (n, batch * p)
+    out = _lut_product(sc, "left", _scaled(X, sc.scales[0]), n_threads)    # (n, batch * p)
+    if sc.scales[1] is not None:
+        out *= sc.scales[1].astype(np.float32)[:, None]
     out = out.T.reshape(x2.shape[:-1] + (n,))
     _sparse_product(sc, out, x2, left=True)
     return np.ascontiguousarray(out[..., 0, :] if x.ndim == 1 else out, dtype=dtype)

@@ -15,6 +15,14 @@ def signs_nbytes(width, shape):
     return -(-width * sum(shape) // 8) + 4 * width
 
 
+SCALE_ITEMSIZE = 2      # decompose stores scale vectors as float16 (benchmarks/bench_model.py)
+
+
+def scales_nbytes(dims, itemsize=SCALE_ITEMSIZE):
+    """Bytes of scale vectors (one number per entry) over modes of ``dims`` entries."""
+    return itemsize * sum(int(d) for d in dims)
+
+
 def width_for_bits(bits, shape):
     """The most cuts that store in ``bits`` bits (0 when none), at most MAX_WIDTH."""
     w = math.floor(min(float(MAX_WIDTH), bits / cut_bits(shape) * (1 + 1e-12)))

@@ -215,7 +215,8 @@ BITS = "the stored bits"
 @rule(np.multiply, name="`sc * x`, `x * sc`, `np.multiply`", cases=[
     ("x a real scalar", SIGNCUT, f"O({W}): coefficients scaled"),
     ("x a SignCut (broadcasting)", SIGNCUT,
-     "`width * x.width` cuts, their signs XORed; refused before allocating if they do not fit"),
+     "`width * x.width` cuts, their signs XORed, their scales multiplied; refused before "
+     "allocating if they do not fit"),
     ("x an array", EXPANDS, "")])
 def _multiply(x, y):
     if isinstance(x, SignCut) and isinstance(y, SignCut):
@@ -234,20 +235,24 @@ def _divide(x, y):
 
 
 @rule(np.add, name="`sc + x`, `sc - x`, `x - sc`, `np.add`, `np.subtract`", cases=[
-    ("x a SignCut (broadcasting; one tensorization)", SIGNCUT,
+    ("x a SignCut (broadcasting; one tensorization; equal scales)", SIGNCUT,
      "the cuts of both, concatenated; sparse parts merged"),
-    ("x a real scalar", SIGNCUT, "one more cut, all signs +1: O(sum of dims / 64)"),
-    ("x an array", EXPANDS, "")])
+    ("x a real scalar, sc without scales", SIGNCUT,
+     "one more cut, all signs +1: O(sum of dims / 64)"),
+    ("x an array; x a SignCut with other scales; a scalar and scales", EXPANDS, "")])
 def _add(x, y, subtract=False):
-    if isinstance(x, SignCut) and isinstance(y, SignCut):
-        return _algebra.add(x, y, subtract)
-    if isinstance(x, SignCut):
-        a = _scalar(y)
-        return DENSE if a is None else _algebra.add_scalar(x, -a if subtract else a)
-    a = _scalar(x)
-    if a is None:
+    try:
+        if isinstance(x, SignCut) and isinstance(y, SignCut):
+            return _algebra.add(x, y, subtract)
+        if isinstance(x, SignCut):
+            a = _scalar(y)
+            return DENSE if a is None else _algebra.add_scalar(x, -a if subtract else a)
+        a = _scalar(x)
+        if a is None:
+            return DENSE
+        return _algebra.add_scalar(_algebra.negate(y) if subtract else y, a)
+    except _algebra.NotClosed:
         return DENSE
-    return _algebra.add_scalar(_algebra.negate(y) if subtract else y, a)
 
 
 also(np.subtract, np.add, lambda x, y: _add(x, y, subtract=True))
@@ -316,7 +321,8 @@ def _dot(a, b, out=None):
 
 @rule(np.vdot, name="`np.vdot`, `sc.vdot(x)`", cases=[
     ("x a SignCut of the same shape and tensorization", SIGNS,
-     "popcounts: `width * x.width * sum(dims) / 64` word operations, tiles of 128 x 128 cuts"),
+     "popcounts: `width * x.width * sum(dims) / 64` word operations, tiles of 128 x 128 cuts; "
+     "modes with scales: float64 matrix products, `2 width * x.width * d` flops each"),
     ("x an array of the same size", SIGNS, "`2 width size` flops, a block of cuts at a time"),
     ("otherwise", EXPANDS, "")])
 def _vdot(a, b):
@@ -436,7 +442,8 @@ also(np.std, np.var, lambda a, axis=None, dtype=None, out=None, ddof=0, keepdims
 
 @rule(np.linalg.norm, name="`np.linalg.norm`, `sc.frobenius_norm()`", cases=[
           ("Frobenius (the default; `vector_norm` with ord 2 over all axes)", SIGNS,
-           "popcounts: `width**2 * sum(dims) / 128` word operations"),
+           "popcounts: `width**2 * sum(dims) / 128` word operations (with scales: as "
+           "`np.vdot`)"),
           ("other orders or axes", EXPANDS, "")])
 def _norm(x, ord=None, axis=None, keepdims=False):
     if not isinstance(x, SignCut) or axis not in (None, tuple(range(x.ndim))):
@@ -616,7 +623,7 @@ def _stored(x):
     """The arrays a SignCut holds (an array: itself)."""
     if not isinstance(x, SignCut):
         return [np.asarray(x)]
-    out = list(x.signs) + [x.coef, x.errors]
+    out = list(x.signs) + [x.coef, x.errors] + [v for v in x.scales if v is not None]
     if x.outliers is not None:
         out += [x.outliers.index, x.outliers.values]
     return out

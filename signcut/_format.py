@@ -22,17 +22,24 @@ shape ``(d_0, ..., d_{k-1})`` it has the tensors
     any tensorization); float16, ``(count,)``, the entries divided by ``2**exponent``
     (float32 in format version 3, ``"values": "F32"``: the sparse part of a SignCut derived
     by arithmetic, whose entries float16 would round).
+``NAME/scales.{a}`` (format version 4)
+    Only for the modes with a scale vector (``decompose(..., scales=...)`` or
+    ``col_weights=``): float16 (or float32, ``"F32"`` in the metadata's ``scales`` list),
+    ``(d_a,)``, the vector that multiplies mode ``a``'s signs.
 
 Everything else lives in the header's ``__metadata__`` (string -> string):
 
 ``format``: ``"signcut"``; ``format_version``: ``"1"``, or ``"2"`` when a decomposition
-has a sparse part, ``"3"`` when one has float32 values (older versions are read as before); ``container``: ``"single"`` (``load``
+has a sparse part, ``"3"`` when one has float32 values, ``"4"`` when one has scales or
+errors in a weighted norm (older versions are read as before); ``container``: ``"single"`` (``load``
 returns a :class:`SignCut`) or ``"mapping"`` (``load`` returns a dict); ``decompositions``: a
 JSON object ``{NAME: {"shape": [...], "width": w, "orig_dtype": "float32", "norm": x | null,
 "rel_error": e | null, "history": false, "tensorize": null | {"shape": [...], "axes": [...]},
 "outliers": null | {"count": k, "exponent": e, "error": x | null}}}`` (``outliers`` from
 version 2; ``error`` is the relative error of the sparse part alone; version 3 adds
-``"values": "F32"`` for float32 values)
+``"values": "F32"`` for float32 values; version 4 adds ``"scales": [null | "F16" | "F32",
+...]``, one entry per mode, when some mode has scales, and ``"error_norm": "col_weights"``
+when ``norm`` and the errors are in a column-weighted norm)
 in the order of the mapping (``shape`` is the shape of the modes, ``rel_error`` the final
 relative error); ``signs``: a reminder of the bit layout (informative only). The payload is
 ``sum_a ceil(width * d_a / 8) + 4 * width`` bytes (plus ``8 * width`` with the history,
@@ -56,13 +63,13 @@ import numpy as np
 from signcut import _safetensors as st
 from signcut._atomic import open_regular
 from signcut._safetensors import is_int as _is_int, short_repr
-from signcut._result import Outliers, SignCut, index_dtype, words
+from signcut._result import ERROR_NORMS, Outliers, SignCut, index_dtype, words
 
 __all__ = ["save", "load", "read_metadata", "FormatError"]
 
 FORMAT_NAME = "signcut"
 FORMAT_VERSION = 2               # written only when needed: files without outliers stay version 1
-READ_VERSIONS = ("1", "2", "3")   # 3: float32 outlier values
+READ_VERSIONS = ("1", "2", "3", "4")   # 3: float32 outlier values; 4: scales, error_norm
 SINGLE_NAME = "signcut"          # the NAME used in a file saved from one SignCut
 MAX_NDIM = 32
 MAX_NAME_LENGTH = 256
@@ -196,6 +203,14 @@ def _encode(name, obj, history):
                    np.ascontiguousarray(outliers.index, dtype=_DTYPES[code][0])),
                   (f"{name}/outliers.values", values,
                    np.ascontiguousarray(outliers.values, dtype=_DTYPES[values][0]))]
+    scales = getattr(obj, "scales", None) or ()
+    if any(v is not None for v in scales):
+        meta["scales"] = [None if v is None else "F16" if v.dtype == np.float16 else "F32"
+                          for v in scales]
+        sparse += [(f"{name}/scales.{a}", code, np.ascontiguousarray(v, _DTYPES[code][0]))
+                   for a, (v, code) in enumerate(zip(scales, meta["scales"])) if v is not None]
+    if getattr(obj, "error_norm", "frobenius") != "frobenius":
+        meta["error_norm"] = obj.error_norm
     return meta, errors_tensor, (f"{name}/coef", "F32", coef), streams, sparse
 
 
@@ -229,7 +244,8 @@ def _build_header(obj, history=False, metadata=None):
         metas[name] = meta
         parts.extend(errors + [coef] + streams + sparse)
     sparse_parts = [m["outliers"] for m in metas.values() if "outliers" in m]
-    version = 3 if any("values" in o for o in sparse_parts) else 2 if sparse_parts else 1
+    version = 4 if any("scales" in m or "error_norm" in m for m in metas.values()) else \
+        3 if any("values" in o for o in sparse_parts) else 2 if sparse_parts else 1
     metadata = {"format": FORMAT_NAME, "format_version": str(version),
                 "container": container,
                 "decompositions": json.dumps(metas, separators=(",", ":")),
@@ -305,6 +321,10 @@ def _parse_metadata(header):
         if entries[name]["outliers"] is not None and version == "2" \
                 and "values" in entries[name]["outliers"]:
             raise FormatError(f"{name!r}: outlier values of a version 3 file in a version 2 file")
+        if version in ("1", "2", "3") and (entries[name]["scales"] is not None
+                                           or entries[name]["error_norm"] != "frobenius"):
+            raise FormatError(f"{name!r}: scales or error_norm (version 4) in a version "
+                              f"{version} file")
     return container, entries
 
 
@@ -375,9 +395,20 @@ def _parse_entry(name, entry):
         if not _is_int(exponent) or not -200 <= exponent <= 200:
             raise FormatError(f"{name!r}: outlier exponent {short_repr(exponent)} is not an integer in "
                               "[-200, 200]")
+    scales = entry.get("scales")
+    if scales is not None and (not isinstance(scales, list) or len(scales) != len(shape)
+                               or not all(v in (None, "F16", "F32") for v in scales)
+                               or all(v is None for v in scales)):
+        raise FormatError(f"{name!r}: scales must be null or a list of null, \"F16\" or "
+                          f"\"F32\" per mode (not all null), got {short_repr(scales)}")
+    error_norm = entry.get("error_norm", "frobenius")
+    if error_norm not in ERROR_NORMS:
+        raise FormatError(f"{name!r}: error_norm must be one of {', '.join(ERROR_NORMS)}, got "
+                          f"{short_repr(error_norm)}")
     return {"shape": tuple(shape), "width": width, "orig_dtype": orig_dtype, "norm": norm,
             "rel_error": rel_error, "history": history,
-            "tensorize": entry.get("tensorize"), "outliers": outliers}
+            "tensorize": entry.get("tensorize"), "outliers": outliers, "scales": scales,
+            "error_norm": error_norm}
 
 
 def _expected_tensors(entries):
@@ -395,6 +426,9 @@ def _expected_tensors(entries):
             code = "U32" if index_dtype(math.prod(e["shape"])) == np.uint32 else "U64"
             out[f"{name}/outliers.index"] = (code, count)
             out[f"{name}/outliers.values"] = (e["outliers"].get("values", "F16"), count)
+        for a, code in enumerate(e["scales"] or ()):
+            if code is not None:
+                out[f"{name}/scales.{a}"] = (code, e["shape"][a])
     return out
 
 
@@ -444,9 +478,9 @@ def load(path):
     -------
     SignCut, or dict of str to SignCut
         A SignCut if the file was saved from one, else a dict in the saved order. Signs,
-        coefficients, shape, ``orig_dtype``, ``norm``, the tensorization and the final error
-        come back exactly; the errors of earlier cuts are NaN unless the file was saved with
-        ``history=True``.
+        coefficients, scales, shape, ``orig_dtype``, ``norm`` (and ``error_norm``), the
+        tensorization and the final error come back exactly; the errors of earlier cuts are
+        NaN unless the file was saved with ``history=True``.
 
     Raises
     ------
@@ -496,10 +530,15 @@ def load(path):
                                         size, e["outliers"].get("error"), copy=False)
                 except (TypeError, ValueError) as exc:
                     raise FormatError(f"{name!r}: bad sparse part: {exc}") from None
+            scales = [None if code is None else
+                      _read_array(f, start, infos[f"{name}/scales.{a}"], code)
+                      for a, code in enumerate(e["scales"] or [None] * len(shape))]
             try:
                 result = SignCut(shape, signs, coef, errors, norm=e["norm"],
                                  orig_dtype=e["orig_dtype"], tensorize=e["tensorize"],
-                                 outliers=outliers, copy=False)
+                                 outliers=outliers, copy=False, error_norm=e["error_norm"],
+                                 scales=[None if v is None else v.astype(v.dtype.newbyteorder("="))
+                                         for v in scales])
             except (TypeError, ValueError) as exc:
                 raise FormatError(f"{name!r}: inconsistent decomposition: {exc}") from None
             out[name] = result

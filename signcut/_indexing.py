@@ -36,6 +36,16 @@ def unpack_entries(bits, idx, dtype=np.float32):
     return 1 - 2 * flags.astype(dtype)
 
 
+def entries(sc, axis, blk, idx, dtype=np.float32):
+    """Entries ``idx`` (in range) of mode ``axis`` of the cuts ``blk`` of ``sc``: ``(cuts,
+    len(idx))`` signs (+1/-1) times the mode's scales there, when it has them."""
+    rows = unpack_entries(sc.signs[axis][blk], idx, dtype)
+    scale = sc.scales[axis]
+    if scale is not None:
+        rows = rows * scale[np.asarray(idx, dtype=np.intp)].astype(dtype)
+    return rows
+
+
 def select_bits(bits, idx, d):
     """Entries ``idx`` (in range) of packed rows of ``d`` entries, packed again: ``(rows,
     ceil(len(idx)/64))`` uint64, tail bits zero. Rows selected whole are returned as they are."""
@@ -202,17 +212,18 @@ def _axes_before(items, stop, ellipsis_axes):
 
 # ------------------------------------------------------------------ dense answers
 def factor_rows(sc, factor, blk, dtype, plan):
-    """The rows of one answer axis for the cuts ``blk``: ``(cuts, length)`` of +-1."""
+    """The rows of one answer axis for the cuts ``blk``: ``(cuts, length)`` of +-1 (times
+    the scales)."""
     kind = factor[0]
     n = blk.stop - blk.start
     if kind == "mode":
-        return unpack_entries(sc.signs[factor[1]][blk], factor[2], dtype)
+        return entries(sc, factor[1], blk, factor[2], dtype)
     if kind == "new":
         return np.ones((n, 1), dtype)
     rows = np.ones((n, len(plan.group[0][1])), dtype)
     for axis, idx in plan.group:
         if axis is not None:
-            rows *= unpack_entries(sc.signs[axis][blk], idx, dtype)
+            rows *= entries(sc, axis, blk, idx, dtype)
     return rows
 
 
@@ -241,10 +252,10 @@ def contract_rows(width, weights, rows_of, sizes, dtype=np.float32):
 
 
 def drop_weights(sc, drops, dtype=np.float64):
-    """Each cut's coefficient times its signs at the integers of a basic index."""
+    """Each cut's coefficient times its signs (and scales) at the integers of a basic index."""
     weights = sc.coef.astype(dtype)
     for axis, i in drops:
-        weights = weights * unpack_entries(sc.signs[axis], [i], dtype)[:, 0]
+        weights = weights * entries(sc, axis, slice(None), [i], dtype)[:, 0]
     return weights
 
 
@@ -341,15 +352,19 @@ def compressed(sc, plan):
     """The answer of a basic index with at least one axis and no empty one: a SignCut over
     the selected entries of each mode's signs."""
     from signcut import _algebra
-    signs = []
+    signs, scales = [], []
     for f in plan.out:
         if f[0] == "new":
             signs.append(np.zeros((sc.width, 1), np.uint64))
+            scales.append(None)
         else:
             signs.append(select_bits(sc.signs[f[1]], f[2], sc.shape[f[1]]))
-    coef = drop_weights(sc, plan.drops).astype(np.float32) if plan.drops else sc.coef
+            scale = sc.scales[f[1]]
+            scales.append(None if scale is None else scale[f[2]])
+    coef = _algebra.check_float32(drop_weights(sc, plan.drops), "indexing") if plan.drops \
+        else sc.coef
     return _algebra.derive(sc, signs, coef, tensor_shape=plan.shape, tensorize=None,
-                           outliers=sparse_subset(sc, plan))
+                           outliers=sparse_subset(sc, plan), scales=scales)
 
 
 def getitem(sc, key):

@@ -59,4 +59,7 @@ def to_cp(sc, dtype=np.float32, ignore_sparse=False):
     weights = sc.coef.astype(dtype)
     factors = [np.ascontiguousarray(unpack_signs(bits, d).T, dtype=dtype)
                for bits, d in zip(sc.signs, sc.tensor_shape)]
+    for f, scale in zip(factors, sc.scales):
+        if scale is not None:
+            f *= scale.astype(dtype)[:, None]
     return weights, factors

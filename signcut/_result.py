@@ -140,6 +140,36 @@ def _dispatch():
     return _dispatch
 
 
+ERROR_NORMS = ("frobenius", "col_weights")
+
+
+def _check_scales(scales, tensor_shape, copy):
+    """Validate scale vectors: None, or one entry per mode, None or a 1-D array of that
+    mode's length (float16 kept, other real dtypes as float32), finite. A tuple of read-only
+    arrays and Nones."""
+    if scales is None:
+        return (None,) * len(tensor_shape)
+    scales = tuple(scales)
+    if len(scales) != len(tensor_shape):
+        raise ValueError(f"{len(scales)} scale vectors for {len(tensor_shape)} modes (give one per "
+                         "mode, None for a mode without)")
+    out = []
+    for axis, (v, d) in enumerate(zip(scales, tensor_shape)):
+        if v is None:
+            out.append(None)
+            continue
+        v = np.asarray(v)
+        if v.dtype.kind not in "biuf":
+            raise TypeError(f"the scales of mode {axis} must be real numbers, got {v.dtype}")
+        if v.shape != (d,):
+            raise ValueError(f"the scales of mode {axis} have shape {v.shape}, expected ({d},)")
+        v = owned(v, np.float16 if v.dtype == np.float16 else np.float32, copy)
+        if not np.isfinite(v).all():
+            raise ValueError(f"the scales of mode {axis} must be finite")
+        out.append(v)
+    return tuple(out)
+
+
 def _check_tensorize(tensorize, tensor_shape):
     """Validate a tensorization record: {"shape": original shape, "axes": permutation}. The
     decomposed tensor is ``X.reshape(r).transpose(axes)`` with ``r[axes[i]] = tensor_shape[i]``."""
@@ -191,6 +221,16 @@ class SignCut(np.lib.mixins.NDArrayOperatorsMixin):
         indexed in ``shape`` (the user's layout, also for a tensorized result). The
         approximation is the cuts plus this part; it counts in ``nbytes`` and
         ``bits_per_entry``, and ``errors`` are those of the whole.
+    scales : tuple
+        One entry per mode: None, or a vector of that mode's length (float16 from
+        ``decompose(..., scales=)``, float32 when derived by arithmetic) that multiplies the
+        mode's signs: the cuts represent ``sum_j coef[j] (r1 ⊙ s1_j) ⊗ ... ⊗ (rk ⊙ sk_j)``,
+        for a matrix ``diag(r) (sum_j coef[j] s_j t_j^T) diag(k)`` (the sparse part is added
+        after the scales). Counted in ``nbytes``, ``bits_per_entry`` and ``ratio``.
+    error_norm : {"frobenius", "col_weights"}
+        The norm of ``errors``, ``rel_error`` and ``norm``: the Frobenius norm, or, for
+        ``decompose(..., col_weights=d)``, ``||X diag(d)||_F`` (the columns, the last axis,
+        weighted by ``d``).
 
     The approximation is float32. ``np.asarray(result)`` and ``result.expand()`` give it as a
     dense array; ``result.truncate(k)`` keeps the first ``k`` cuts, a coarser approximation.
@@ -210,7 +250,8 @@ class SignCut(np.lib.mixins.NDArrayOperatorsMixin):
     """
 
     def __init__(self, shape, signs, coef, errors=None, *, norm=None, orig_dtype=np.float32,
-                 tensorize=None, outliers=None, copy=True, input_nbytes=None):
+                 tensorize=None, outliers=None, copy=True, input_nbytes=None, scales=None,
+                 error_norm="frobenius"):
         self.tensor_shape = tuple(int(d) for d in shape)
         if not self.tensor_shape or min(self.tensor_shape) < 1:
             raise ValueError(f"invalid shape {shape}")
@@ -262,6 +303,10 @@ class SignCut(np.lib.mixins.NDArrayOperatorsMixin):
             raise ValueError(f"outlier index out of range for an array of {self.size} entries")
         self.outliers = None if outliers is None else outliers.of_shape(self.shape)
         self.input_nbytes = None if input_nbytes is None else int(input_nbytes)
+        self.scales = _check_scales(scales, self.tensor_shape, copy)
+        if error_norm not in ERROR_NORMS:
+            raise ValueError(f"error_norm must be one of {ERROR_NORMS}, got {error_norm!r}")
+        self.error_norm = error_norm
         self.stopped_by = None
 
     # ------------------------------------------------------------ sizes
@@ -293,8 +338,19 @@ class SignCut(np.lib.mixins.NDArrayOperatorsMixin):
     @property
     def nbytes(self):
         """Bytes of the signs stored densely plus one float32 per cut, plus the sparse part
-        (index and float16 value of each outlier)."""
-        return signs_nbytes(self.width, self.tensor_shape) + self.outliers_nbytes
+        (index and float16 value of each outlier) and the scale vectors."""
+        return signs_nbytes(self.width, self.tensor_shape) + self.outliers_nbytes \
+            + self.scales_nbytes
+
+    @property
+    def scales_nbytes(self):
+        """Bytes of the scale vectors (0 without them)."""
+        return sum(int(v.nbytes) for v in self.scales if v is not None)
+
+    @property
+    def has_scales(self):
+        """Whether some mode has a scale vector."""
+        return any(v is not None for v in self.scales)
 
     @property
     def outliers_nbytes(self):
@@ -303,8 +359,10 @@ class SignCut(np.lib.mixins.NDArrayOperatorsMixin):
 
     @property
     def bits_per_entry(self):
-        """``(width * (sum(tensor_shape) + 32) + 8 * outliers_nbytes) / size``."""
-        return (self.width * cut_bits(self.tensor_shape) + 8 * self.outliers_nbytes) / self.size
+        """``(width * (sum(tensor_shape) + 32) + 8 * (outliers_nbytes + scales_nbytes)) /
+        size``."""
+        return (self.width * cut_bits(self.tensor_shape)
+                + 8 * (self.outliers_nbytes + self.scales_nbytes)) / self.size
 
     @property
     def ratio(self):
@@ -329,20 +387,22 @@ class SignCut(np.lib.mixins.NDArrayOperatorsMixin):
 
     # ------------------------------------------------------------ views
     def truncate(self, k):
-        """The first ``k`` cuts (and the whole sparse part): a coarser approximation sharing
-        no memory with this one."""
+        """The first ``k`` cuts (and the whole sparse part and the scales): a coarser
+        approximation sharing no memory with this one."""
         k = operator.index(k)
         if not 0 <= k <= self.width:
             raise ValueError(f"k must be in [0, {self.width}], got {k}")
         return SignCut(self.tensor_shape, [b[:k] for b in self.signs], self.coef[:k],
                        self.errors[:k], norm=self.norm, orig_dtype=self.orig_dtype,
                        tensorize=self.tensorize, outliers=self.outliers,
-                       input_nbytes=self.input_nbytes)
+                       input_nbytes=self.input_nbytes, scales=self.scales,
+                       error_norm=self.error_norm)
 
     def expand(self, n_threads=None):
         """The approximation as a dense float32 array of ``shape`` (a tensorization is undone:
-        the inverse permutation, then the original shape), the sparse part included."""
-        out = self._expand_tensor(n_threads)
+        the inverse permutation, then the original shape), the scales and the sparse part
+        included."""
+        out = self._expand_modes(n_threads)
         if self.tensorize:
             out = np.ascontiguousarray(out.transpose(np.argsort(self.tensorize["axes"])))
             out = out.reshape(self.tensorize["shape"])
@@ -355,13 +415,29 @@ class SignCut(np.lib.mixins.NDArrayOperatorsMixin):
         return out
 
     def _may_overflow(self):
-        """Whether an entry could leave float32's range: |entry| <= sum |coef| + max |outlier|."""
+        """Whether an entry could leave float32's range: |entry| <= sum |coef| * prod of the
+        largest |scale| of each mode + max |outlier|."""
         bound = float(np.abs(self.coef).sum(dtype=np.float64))
+        for v in self.scales:
+            if v is not None:
+                bound *= float(np.abs(v).max(initial=0.0))
         if self.outliers is not None and len(self.outliers):
             bound += float(np.abs(self.outliers.dense_values(np.float64)).max())
         return not bound < 0.5 * float(np.finfo(np.float32).max)
 
+    def _expand_modes(self, n_threads=None):
+        """The cuts times their scales, dense in the modes' layout (no sparse part, the
+        tensorization not undone)."""
+        out = self._expand_tensor(n_threads)
+        for a, v in enumerate(self.scales):
+            if v is not None:
+                view = [1] * out.ndim
+                view[a] = -1
+                out *= v.astype(np.float32).reshape(view)
+        return out
+
     def _expand_tensor(self, n_threads=None):
+        """The cuts alone (no scales, no sparse part), dense in the modes' layout."""
         return _core.expand(np.zeros(self.tensor_shape, np.float32), self.signs, self.coef,
                             1.0, thread_count(n_threads))
 
@@ -485,7 +561,7 @@ class SignCut(np.lib.mixins.NDArrayOperatorsMixin):
     def to_cp(self, dtype=np.float32, ignore_sparse=False):
         """The cuts as ``(weights, factors)`` in TensorLy's CP layout: ``weights`` the
         coefficients, ``factors[a]`` of shape ``(tensor_shape[a], width)`` holding the signs
-        of mode ``a`` as +1/-1 floats, so ``tensorly.cp_to_tensor((weights, factors))`` is
+        of mode ``a`` as +1/-1 floats (times the mode's scales, if any), so ``tensorly.cp_to_tensor((weights, factors))`` is
         the expansion in the modes' layout (for a tensorized SignCut, before ``expand``
         undoes the tensorization). A sparse part has no CP form: ValueError, unless
         ``ignore_sparse`` (then the cuts alone; ``outliers.to_sparse()`` has the rest)."""
@@ -514,7 +590,7 @@ class SignCut(np.lib.mixins.NDArrayOperatorsMixin):
         """A SignCut equal to this one sharing no memory with it."""
         return SignCut(self.tensor_shape, self.signs, self.coef, self.errors, norm=self.norm,
                        orig_dtype=self.orig_dtype, tensorize=self.tensorize,
-                       outliers=self.outliers)
+                       outliers=self.outliers, scales=self.scales, error_norm=self.error_norm)
 
     def recompress(self, *, width=None, bits_per_entry=None, ratio=None, rtol=None,
                    max_seconds=None, seed=None, n_threads=None, outliers=None, **options):
@@ -545,6 +621,10 @@ class SignCut(np.lib.mixins.NDArrayOperatorsMixin):
     def __setstate__(self, state):
         """Unpickled and deep-copied arrays come back writeable: held read-only again."""
         self.__dict__.update(state)
+        self.__dict__.setdefault("scales", (None,) * len(self.tensor_shape))
+        self.__dict__.setdefault("error_norm", "frobenius")
+        self.scales = tuple(None if v is None else owned(v, v.dtype, copy=False)
+                            for v in self.scales)
         self.signs = tuple(owned(b, np.uint64, copy=False) for b in self.signs)
         self.coef = owned(self.coef, np.float32, copy=False)
         self.errors = owned(self.errors, np.float64, copy=False)
@@ -607,5 +687,7 @@ class SignCut(np.lib.mixins.NDArrayOperatorsMixin):
 
     def __repr__(self):
         sparse = f", outliers={len(self.outliers)}" if self.outliers is not None else ""
+        if self.has_scales:
+            sparse += f", scales on modes {[a for a, v in enumerate(self.scales) if v is not None]}"
         return (f"SignCut(shape={self.shape}, width={self.width}{sparse}, "
                 f"bits_per_entry={self.bits_per_entry:.3g}, rel_error={self.rel_error:.4g})")

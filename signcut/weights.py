@@ -16,7 +16,8 @@ Outputs, for ``out = OUT``:
     One signcut file (:func:`signcut.save`, a mapping ``key -> SignCut``), loadable with
     :func:`signcut.load`. Its ``__metadata__`` entry ``signcut_weights`` is a JSON object
     ``{"version": 1, "bits_per_entry", "ratio", "rtol" (null when not given), "effort",
-    "seed", "outliers", "passthrough": file name or null, "tensors": [{"name", "dtype",
+    "seed", "outliers", "scales" and "calibration" (only when given: the scales and the
+    statistics file's name), "passthrough": file name or null, "tensors": [{"name", "dtype",
     "shape", "kind": "signcut" | "passthrough", "key", "reason", "seed", "width", "sparse"
     (entries kept in the sparse part), "bits_per_entry", "rel_error", "high_error"}, ...]}``
     listing every tensor of the checkpoint in order (no timings: the same command writes the
@@ -69,8 +70,11 @@ from signcut._budget import signs_nbytes, width_32, width_for_bits, width_for_by
 from signcut import _safetensors as st
 from signcut._safetensors import short_repr
 from signcut._validate import thread_count
+from signcut.calibration import calibration_stats, read_calibration  # noqa: F401
+from signcut.calibration import fingerprint as calibration_fingerprint
 
-__all__ = ["compress", "expand", "info", "Settings", "WeightsError", "HIGH_ERROR_FACTOR"]
+__all__ = ["compress", "expand", "info", "Settings", "WeightsError", "HIGH_ERROR_FACTOR",
+           "calibration_stats"]
 
 FORMAT_KEY = "signcut_weights"
 FORMAT_VERSION = 1
@@ -266,11 +270,14 @@ def _compress_part(task):
     kw = dict(settings.budget(task["info"]["dtype"]), seed=task["seed"],
               effort=settings.effort if x.ndim == 2 else "default",     # tensors: plain greedy
               n_threads=task["n_threads"])
+    fit = {"scales": settings.scales} if settings.scales else {}
+    if task.get("col_weights") is not None:
+        fit["col_weights"] = task["col_weights"]
     try:
         try:
-            result = signcut.decompose(x, outliers=settings.outliers or None, **kw)
-        except ValueError:      # the sparse part left too little for one cut: none then
-            if not settings.outliers:
+            result = signcut.decompose(x, outliers=settings.outliers or None, **fit, **kw)
+        except ValueError:      # the sparse part or scales left too little for one cut: none
+            if not settings.outliers and not fit:
                 raise
             result = signcut.decompose(x, **kw)
     except (ValueError, TypeError) as exc:
@@ -404,13 +411,14 @@ def _fmt_shape(shape):
 class Settings:
     """How every tensor is decomposed: the budget (``bits_per_entry``, ``ratio`` against the
     tensor's stored bytes, ``rtol``; whichever comes first), the sparse part (a fraction or
-    0), the search effort and the run seed."""
+    0), the search effort, the run seed and the scale vectors (``decompose(scales=...)``)."""
     bits_per_entry: float = None
     ratio: float = None
     rtol: float = None
     outliers: float = 0.0
     effort: str = "default"
     seed: int = 0
+    scales: str = None
 
     def budget(self, dtype):
         """decompose's budget arguments for a tensor stored as ``dtype`` (a bfloat16 tensor is
@@ -439,8 +447,9 @@ class Settings:
         return ", ".join(p for p in parts if p)
 
 
-def _settings(bits_per_entry, ratio, rtol, outliers, effort, seed):
+def _settings(bits_per_entry, ratio, rtol, outliers, effort, seed, scales):
     from signcut._api import EFFORTS, _outlier_fraction
+    from signcut._scales import SCALES
     from signcut._validate import optional_float, optional_int
     bits_per_entry = optional_float(bits_per_entry, "bits_per_entry")
     ratio = optional_float(ratio, "ratio")
@@ -449,21 +458,24 @@ def _settings(bits_per_entry, ratio, rtol, outliers, effort, seed):
         bits_per_entry = DEFAULT_BITS_PER_ENTRY
     if effort not in EFFORTS:
         raise ValueError(f"effort must be one of {', '.join(map(repr, EFFORTS))}, got {effort!r}")
+    if scales is not None and scales not in SCALES:
+        raise ValueError(f"scales must be None, {', '.join(map(repr, SCALES))}, got {scales!r}")
     return Settings(bits_per_entry, ratio, rtol, _outlier_fraction(outliers) or 0.0, effort,
-                    optional_int(seed, "seed"))
+                    optional_int(seed, "seed"), scales)
 
 
-def _plan(src, out, settings, include, exclude, min_size):
+def _plan(src, out, settings, include, exclude, min_size, also_read=()):
     """Every tensor of the checkpoint with what will happen to it: ``(records, sources,
     inputs)``, where a record is the dict of the report and ``sources[name]`` the
     ``(file, data_start, info)`` it is read from. Checks the inputs and the outputs' paths
-    (nothing is written)."""
+    (none may be an input, ``also_read`` included; nothing is written)."""
     try:
         inc = re.compile(include) if include else None
         exc_re = re.compile(exclude) if exclude else None
     except re.error as e:
         raise WeightsError(f"bad regular expression: {e}") from None
     entries, inputs = _scan(src)
+    inputs = inputs + [os.fspath(p) for p in also_read]
     for path in (out, out + PASSTHROUGH_SUFFIX, out + REPORT_SUFFIX):
         _check_output(path, inputs)
     _check_output(out + PARTS_SUFFIX, inputs, folder=True)
@@ -508,7 +520,8 @@ def _plan(src, out, settings, include, exclude, min_size):
     return records, sources, inputs
 
 
-def _run(records, sources, settings, out, jobs, executor, scheduler, n_threads, progress):
+def _run(records, sources, settings, out, jobs, executor, scheduler, n_threads, progress,
+         col_weights):
     """Decompose every tensor to compress into the work folder; fills the records."""
     parts = out + PARTS_SUFFIX
     parallel, close = _make_executor(jobs, executor, scheduler)
@@ -530,6 +543,9 @@ def _run(records, sources, settings, out, jobs, executor, scheduler, n_threads, 
                       "info": info, "settings": settings, "seed": rec["seed"],
                       "n_threads": n_threads, "expected": expected,
                       "part": os.path.abspath(_part_path(parts, rec["name"]))})
+        if rec["name"] in col_weights:     # tensors without calibration stay as they were
+            tasks[-1]["col_weights"] = col_weights[rec["name"]]
+            expected["col_weights"] = calibration_fingerprint(col_weights[rec["name"]])
     by_name = {rec["name"]: rec for rec in records}
     done = [0]
 
@@ -564,7 +580,7 @@ def _run(records, sources, settings, out, jobs, executor, scheduler, n_threads, 
     return {os.path.basename(task["part"]) for task in tasks}
 
 
-def _assemble(records, sources, settings, out, part_names):
+def _assemble(records, sources, settings, out, part_names, calibration):
     """Write OUT (the parts gathered), its side file and report; remove the work folder."""
     import signcut
     parts, side = out + PARTS_SUFFIX, out + PASSTHROUGH_SUFFIX
@@ -584,6 +600,8 @@ def _assemble(records, sources, settings, out, part_names):
     meta = {"version": FORMAT_VERSION, "bits_per_entry": settings.bits_per_entry,
             "ratio": settings.ratio, "rtol": settings.rtol, "effort": settings.effort,
             "seed": settings.seed, "outliers": settings.outliers,
+            **({"scales": settings.scales} if settings.scales else {}),
+            **({"calibration": os.path.basename(calibration)} if calibration else {}),
             "passthrough": os.path.basename(side) if passthrough else None,
             "tensors": [{k: rec.get(k) for k in _META_FIELDS} for rec in records]}
     signcut.save(out, compressed, metadata={FORMAT_KEY: json.dumps(meta)})   # no timings:
@@ -596,7 +614,8 @@ def _assemble(records, sources, settings, out, part_names):
 
 def compress(src, out, *, bits_per_entry=None, ratio=None, rtol=None, include=None,
              exclude=None, min_size=0, jobs=1, executor=None, scheduler=None, seed=0,
-             effort="default", outliers="auto", n_threads=None, progress=None, dry_run=False):
+             effort="default", outliers="auto", n_threads=None, progress=None, dry_run=False,
+             scales=None, calibration=None):
     """Compress a safetensors checkpoint into a signcut file (see the module docstring).
 
     Parameters
@@ -642,6 +661,21 @@ def compress(src, out, *, bits_per_entry=None, ratio=None, rtol=None, include=No
     dry_run : bool
         Check everything and return the plan (each tensor's kind, reason and most cuts,
         ``max_width``, and the summary of what would be stored at most) without writing.
+    scales : None, "rows", "cols", "both" or "auto"
+        Scale vectors per tensor (``signcut.decompose(scales=...)``), paid from the same
+        budget. Measured on a sentence embedder (``benchmarks/bench_model.py``), "both" gave
+        the most faithful outputs at 2 to 8 bits per entry; "auto" keeps scales only where
+        they lower a tensor's own error. Default None: no scales.
+    calibration : path, optional
+        A file of :func:`calibration_stats` (per weight name, the root mean square of each
+        input feature): each tensor it names is fitted with those ``col_weights``
+        (``signcut.decompose``), so its error, the report's included, is in that weighted
+        norm; tensors it does not name are compressed as without it. A vector of another
+        length than the tensor's last axis, or a file naming none of the tensors to compress,
+        is an error. Default None: nothing changes.
+
+    A tensor whose budget affords no cut beside its sparse part or scales is compressed
+    without them (and without its calibration weights).
 
     Returns
     -------
@@ -656,7 +690,7 @@ def compress(src, out, *, bits_per_entry=None, ratio=None, rtol=None, include=No
     cannot be decomposed, and when no tensor would be compressed.
     """
     src, out = os.fspath(src), os.fspath(out)
-    settings = _settings(bits_per_entry, ratio, rtol, outliers, effort, seed)
+    settings = _settings(bits_per_entry, ratio, rtol, outliers, effort, seed, scales)
     jobs = int(jobs)
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
@@ -668,17 +702,42 @@ def compress(src, out, *, bits_per_entry=None, ratio=None, rtol=None, include=No
         raise TypeError("progress must be callable (progress(record, done, total)), True or "
                         "False")
     t_start = time.perf_counter()
-    records, sources, _ = _plan(src, out, settings, include, exclude, min_size)
+    calibration = None if calibration is None else os.fspath(calibration)
+    stats = None if calibration is None else read_calibration(calibration)
+    records, sources, _ = _plan(src, out, settings, include, exclude, min_size,
+                                also_read=[calibration] if calibration else [])
+    col_weights = _calibration_weights(records, stats, calibration)
     if dry_run:
         return {"path": out, "passthrough": None, "report": None, "tensors": records,
                 "summary": _summary(records, 0.0, planned=True)}
     part_names = _run(records, sources, settings, out, jobs, executor, scheduler, n_threads,
-                      progress)
-    side = _assemble(records, sources, settings, out, part_names)
+                      progress, col_weights)
+    side = _assemble(records, sources, settings, out, part_names, calibration)
     summary = _summary(records, time.perf_counter() - t_start)
     log.info("%s", summary["line"])
     return {"path": out, "passthrough": side, "report": out + REPORT_SUFFIX,
             "tensors": records, "summary": summary}
+
+
+def _calibration_weights(records, stats, calibration):
+    """Per tensor to compress that the calibration statistics name, its ``col_weights``;
+    checked before anything is written."""
+    if stats is None:
+        return {}
+    todo = {rec["name"]: rec for rec in records if rec["kind"] == "signcut"}
+    if not set(todo) & set(stats):
+        raise WeightsError(f"calibration file {calibration!r} names none of the "
+                           f"{len(todo)} tensors to compress")
+    unknown = sorted(set(stats) - set(todo))
+    if unknown:
+        log.warning("calibration names %d tensor(s) not compressed here, e.g. %s",
+                    len(unknown), printable(unknown[0]))
+    for name, weights in stats.items():
+        shape = todo[name]["shape"] if name in todo else None
+        if shape is not None and shape[-1] != len(weights):
+            raise WeightsError(f"calibration for {name!r} has {len(weights)} entries but the "
+                               f"tensor's last axis has {shape[-1]} (shape {_fmt_shape(shape)})")
+    return {name: stats[name] for name in todo if name in stats}
 
 
 def _print_progress(record, done, total):

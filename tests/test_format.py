@@ -448,7 +448,7 @@ EDITS = {
     "orig_dtype number": (_set("orig_dtype", 4), "orig_dtype"),
     "norm": (_set("norm", "big"), "norm"),
     "norm huge int": (_set("norm", 10**400), "norm"),
-    "version": (_meta("format_version", "4"), "unknown format version"),
+    "version": (_meta("format_version", "5"), "unknown format version"),
     "format": (_meta("format", "gguf"), "not a signcut file"),
     "container": (_meta("container", "list"), "container"),
     "no decompositions": (_meta("decompositions", None), "decompositions"),
