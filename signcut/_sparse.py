@@ -252,9 +252,11 @@ def decompose_implicit(A, *, width, bits_per_entry, ratio, rtol, max_seconds, se
     _refuse(name, kind, shape, axes, outliers, search)
     if init is not None:
         _api._init_tensorize(init, A, None, None)      # a SignCut of A's shape
-        if init.tensorize or init.outliers is not None:
-            raise ValueError(f"init was made with shape=/axes= or outliers=, which {name} "
-                             "cannot continue: give a plain matrix decomposition")
+        if (init.tensorize or init.outliers is not None or init.has_scales
+                or init.error_norm != "frobenius"):
+            raise ValueError(f"init was made with shape=/axes=, outliers=, scales= or "
+                             f"col_weights=, which {name} cannot continue: give a plain matrix "
+                             "decomposition")
     width = _validate.optional_int(width, "width")
     bits_per_entry = _validate.optional_float(bits_per_entry, "bits_per_entry")
     ratio = _validate.optional_float(ratio, "ratio")

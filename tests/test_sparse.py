@@ -491,6 +491,8 @@ def test_continuing_reports_and_stops_as_for_dense_input():
     (lambda A: signcut.decompose(A, width=6), "more than the budgets allow"),
     (lambda A: signcut.decompose(A.toarray(), width=2, shape=(60, 8, 5)), "shape=/axes="),
     (lambda A: signcut.decompose(A.toarray(), width=2, outliers=0.01), "outliers="),
+    (lambda A: signcut.decompose(A.toarray(), width=2, scales="rows"), "scales="),
+    (lambda A: signcut.decompose(A.toarray(), width=2, col_weights=np.ones(40)), "col_weights="),
 ])
 def test_init_checks(init, match):
     A = random_sparse((60, 40), 0.1, seed=24)
