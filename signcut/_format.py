@@ -56,7 +56,8 @@ import json
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import NamedTuple
 
 import numpy as np
 
@@ -68,8 +69,8 @@ from signcut._result import ERROR_NORMS, Outliers, SignCut, index_dtype, words
 __all__ = ["save", "load", "read_metadata", "FormatError"]
 
 FORMAT_NAME = "signcut"
-FORMAT_VERSION = 2               # written only when needed: files without outliers stay version 1
-READ_VERSIONS = ("1", "2", "3", "4")   # 3: float32 outlier values; 4: scales, error_norm
+FORMAT_VERSION = 4       # the newest; a file is written in the oldest that holds its contents
+READ_VERSIONS = tuple(str(v) for v in range(1, FORMAT_VERSION + 1))
 SINGLE_NAME = "signcut"          # the NAME used in a file saved from one SignCut
 MAX_NDIM = 32
 MAX_NAME_LENGTH = 256
@@ -82,6 +83,69 @@ _DTYPES = {"U8": (np.dtype("u1"), 1), "F16": (np.dtype("<f2"), 2), "U32": (np.dt
 
 class FormatError(ValueError):
     """A file is not a valid signcut file: corrupt, truncated or inconsistent."""
+
+
+def _index_code(e):
+    return "U32" if index_dtype(math.prod(e["shape"])) == np.uint32 else "U64"
+
+
+class _Stored(NamedTuple):
+    """One kind of tensor a decomposition stores, as ``NAME/<name>``; ``{a}`` in the name
+    makes one per mode ``a``. Each field but the name is a function of the decomposition's
+    metadata entry ``e`` (and the mode ``a``), ``array`` of the SignCut being saved."""
+    name: str
+    modes: Callable      # e -> the modes (or [None]) that have it; [] when absent
+    code: Callable       # e, a -> dtype code
+    length: Callable     # e, a -> entries
+    version: Callable    # code -> the first format version that can hold it
+    array: Callable      # SignCut, a -> the array to store
+
+
+def _all_modes(e):
+    return range(len(e["shape"]))
+
+
+def _sparse(e):
+    return [None] if e["outliers"] is not None else []
+
+
+# Everything a decomposition stores: saving, the check of a file's tensors against its
+# metadata, the version a file needs and loading all follow this table.
+_TENSORS = (
+    _Stored("errors", lambda e: [None] if e["history"] else [], lambda e, a: "F64",
+            lambda e, a: e["width"], lambda code: 1, lambda sc, a: sc.errors),
+    _Stored("coef", lambda e: [None], lambda e, a: "F32", lambda e, a: e["width"],
+            lambda code: 1, lambda sc, a: sc.coef),
+    _Stored("signs.{a}", _all_modes, lambda e, a: "U8",
+            lambda e, a: -(-e["width"] * e["shape"][a] // 8), lambda code: 1,
+            lambda sc, a: _rows_to_stream(sc.signs[a], sc.tensor_shape[a])),
+    _Stored("outliers.index", _sparse, lambda e, a: _index_code(e),
+            lambda e, a: e["outliers"]["count"], lambda code: 2,
+            lambda sc, a: sc.outliers.index),
+    _Stored("outliers.values", _sparse, lambda e, a: e["outliers"].get("values", "F16"),
+            lambda e, a: e["outliers"]["count"], lambda code: 3 if code == "F32" else 2,
+            lambda sc, a: sc.outliers.values),
+    _Stored("scales.{a}", lambda e: [a for a, c in enumerate(e["scales"] or ()) if c is not None],
+            lambda e, a: e["scales"][a], lambda e, a: e["shape"][a], lambda code: 4,
+            lambda sc, a: sc.scales[a]),
+)
+# Metadata fields that need a format version of their own: (field, present in e, version).
+_FIELDS = (("error_norm", lambda e: e["error_norm"] != "frobenius", 4),)
+
+
+def _versions(name, e):
+    """``(what, the first format version that holds it)`` for everything entry ``e`` of the
+    decomposition ``name`` stores."""
+    return ([(f"tensor {tname!r} ({code})", row.version(code))
+             for tname, row, _, code, _ in _stored(name, e)]
+            + [(f"{name!r}: {field}", v) for field, present, v in _FIELDS if present(e)])
+
+
+def _stored(name, e):
+    """``(tensor name, row, mode, dtype code, length)`` of every tensor of the decomposition
+    ``name`` with metadata entry ``e``, in the table's order."""
+    return [(f"{name}/{row.name.format(a=a)}", row, a, row.code(e, a), row.length(e, a))
+            for row in _TENSORS for a in row.modes(e)]
 
 
 # ------------------------------------------------------------------ sign conversion
@@ -158,20 +222,19 @@ def _parse_dtype(text):
 
 
 def _encode(name, obj, history):
-    """Metadata entry and tensors ``(name, dtype code, array)`` of one SignCut."""
+    """Metadata entry, tensors ``(name, dtype code, array)`` and the format version needed,
+    of one SignCut."""
     if not isinstance(obj, SignCut):
         raise TypeError(f"can only save SignCut objects, got {type(obj).__name__} for {name!r}")
     shape = tuple(int(d) for d in obj.tensor_shape)   # the modes the signs belong to
     width = int(obj.width)
     if not 1 <= len(shape) <= MAX_NDIM or min(shape) < 1:
         raise ValueError(f"{name!r}: cannot save shape {shape}")
-    coef = np.ascontiguousarray(obj.coef, dtype="<f4")
-    errors = np.ascontiguousarray(obj.errors, dtype="<f8")
-    if coef.shape != (width,) or errors.shape != (width,):
+    errors = np.asarray(obj.errors)
+    if np.shape(obj.coef) != (width,) or errors.shape != (width,):
         raise ValueError(f"{name!r}: coef and errors must have shape ({width},)")
     if len(obj.signs) != len(shape):
         raise ValueError(f"{name!r}: {len(obj.signs)} sign arrays for a {len(shape)}-D shape")
-    streams = []
     for a, (bits, d) in enumerate(zip(obj.signs, shape)):
         bits = np.asarray(bits)
         if bits.dtype != np.uint64 or bits.shape != (width, words(d)):
@@ -179,7 +242,6 @@ def _encode(name, obj, history):
                              f"{(width, words(d))}, got {bits.dtype} {bits.shape}")
         if d % 64 and width and (bits[:, -1] >> np.uint64(d % 64)).any():
             raise ValueError(f"{name!r}: signs of mode {a} have bits set beyond entry {d}")
-        streams.append((f"{name}/signs.{a}", "U8", _rows_to_stream(bits, d)))
     tensorize = getattr(obj, "tensorize", None)
     try:
         json.dumps(tensorize)
@@ -189,29 +251,23 @@ def _encode(name, obj, history):
     meta = {"shape": list(shape), "width": width, "orig_dtype": _dtype_name(obj.orig_dtype),
             "norm": None if obj.norm is None else float(obj.norm), "rel_error": final,
             "history": bool(history), "tensorize": tensorize}
-    errors_tensor = [(f"{name}/errors", "F64", errors)] if history else []
-    sparse = []
     outliers = getattr(obj, "outliers", None)
     if outliers is not None:
         meta["outliers"] = {"count": len(outliers), "exponent": int(outliers.exponent),
                             "error": outliers.error}
-        values = "F32" if outliers.values.dtype == np.float32 else "F16"
-        if values == "F32":
-            meta["outliers"]["values"] = values
-        code = "U32" if index_dtype(obj.size) == np.uint32 else "U64"
-        sparse = [(f"{name}/outliers.index", code,
-                   np.ascontiguousarray(outliers.index, dtype=_DTYPES[code][0])),
-                  (f"{name}/outliers.values", values,
-                   np.ascontiguousarray(outliers.values, dtype=_DTYPES[values][0]))]
+        if outliers.values.dtype == np.float32:
+            meta["outliers"]["values"] = "F32"
     scales = getattr(obj, "scales", None) or ()
     if any(v is not None for v in scales):
         meta["scales"] = [None if v is None else "F16" if v.dtype == np.float16 else "F32"
                           for v in scales]
-        sparse += [(f"{name}/scales.{a}", code, np.ascontiguousarray(v, _DTYPES[code][0]))
-                   for a, (v, code) in enumerate(zip(scales, meta["scales"])) if v is not None]
     if getattr(obj, "error_norm", "frobenius") != "frobenius":
         meta["error_norm"] = obj.error_norm
-    return meta, errors_tensor, (f"{name}/coef", "F32", coef), streams, sparse
+    entry = {**meta, "outliers": meta.get("outliers"), "scales": meta.get("scales"),
+             "error_norm": meta.get("error_norm", "frobenius")}
+    tensors = [(tname, code, np.ascontiguousarray(row.array(obj, a), dtype=_DTYPES[code][0]))
+               for tname, row, a, code, _ in _stored(name, entry)]
+    return meta, tensors, max(v for _, v in _versions(name, entry))
 
 
 _RESERVED_KEYS = ("format", "format_version", "container", "decompositions", "signs")
@@ -238,14 +294,11 @@ def _build_header(obj, history=False, metadata=None):
     else:
         raise TypeError(f"save expects a SignCut or a mapping name -> SignCut, "
                         f"got {type(obj).__name__}")
-    metas, parts = {}, []
+    metas, parts, version = {}, [], 1
     for name, item in items:
-        meta, errors, coef, streams, sparse = _encode(name, item, history)
-        metas[name] = meta
-        parts.extend(errors + [coef] + streams + sparse)
-    sparse_parts = [m["outliers"] for m in metas.values() if "outliers" in m]
-    version = 4 if any("scales" in m or "error_norm" in m for m in metas.values()) else \
-        3 if any("values" in o for o in sparse_parts) else 2 if sparse_parts else 1
+        metas[name], tensors, needs = _encode(name, item, history)
+        parts.extend(tensors)
+        version = max(version, needs)
     metadata = {"format": FORMAT_NAME, "format_version": str(version),
                 "container": container,
                 "decompositions": json.dumps(metas, separators=(",", ":")),
@@ -316,15 +369,10 @@ def _parse_metadata(header):
         except (TypeError, ValueError) as exc:
             raise FormatError(str(exc)) from None
         entries[name] = _parse_entry(name, entry)
-        if entries[name]["outliers"] is not None and version == "1":
-            raise FormatError(f"{name!r}: outliers in a version 1 file")
-        if entries[name]["outliers"] is not None and version == "2" \
-                and "values" in entries[name]["outliers"]:
-            raise FormatError(f"{name!r}: outlier values of a version 3 file in a version 2 file")
-        if version in ("1", "2", "3") and (entries[name]["scales"] is not None
-                                           or entries[name]["error_norm"] != "frobenius"):
-            raise FormatError(f"{name!r}: scales or error_norm (version 4) in a version "
-                              f"{version} file")
+        for what, needs in _versions(name, entries[name]):
+            if needs > int(version):
+                raise FormatError(f"{what} (from format version {needs}) in a version "
+                                  f"{version} file")
     return container, entries
 
 
@@ -413,23 +461,8 @@ def _parse_entry(name, entry):
 
 def _expected_tensors(entries):
     """tensor name -> (dtype code, length) for every tensor the metadata implies."""
-    out = {}
-    for name, e in entries.items():
-        w = e["width"]
-        if e["history"]:
-            out[f"{name}/errors"] = ("F64", w)
-        out[f"{name}/coef"] = ("F32", w)
-        for a, d in enumerate(e["shape"]):
-            out[f"{name}/signs.{a}"] = ("U8", -(-w * d // 8))
-        if e["outliers"] is not None:
-            count = e["outliers"]["count"]
-            code = "U32" if index_dtype(math.prod(e["shape"])) == np.uint32 else "U64"
-            out[f"{name}/outliers.index"] = (code, count)
-            out[f"{name}/outliers.values"] = (e["outliers"].get("values", "F16"), count)
-        for a, code in enumerate(e["scales"] or ()):
-            if code is not None:
-                out[f"{name}/scales.{a}"] = (code, e["shape"][a])
-    return out
+    return {tname: (code, length) for name, e in entries.items()
+            for tname, _, _, code, length in _stored(name, e)}
 
 
 def _check_tensors(header, expected, data_size):
@@ -466,6 +499,45 @@ def _read_array(f, start, info, code):
     return np.frombuffer(raw, dtype=_DTYPES[code][0])
 
 
+def _decomposition(name, e, stored):
+    """The SignCut of metadata entry ``e`` from its tensors, ``stored[(row name, mode)]``."""
+    width, shape = e["width"], e["shape"]
+    signs = []
+    for a, d in enumerate(shape):
+        stream, tname = stored["signs.{a}", a], f"{name}/signs.{a}"
+        tail = width * d % 8
+        if tail and stream[-1] >> tail:
+            raise FormatError(f"tensor {tname!r}: bits set beyond the {width * d} bits of "
+                              f"{width} cuts of length {d}")
+        signs.append(_stream_to_rows(stream, width, d))
+    if e["history"]:
+        errors = stored["errors", None].astype(np.float64)
+    else:                       # only the final error was kept
+        errors = np.full(width, np.nan)
+        if width and e["rel_error"] is not None:
+            errors[-1] = e["rel_error"]
+    outliers = None
+    if e["outliers"] is not None:
+        size = math.prod(shape)
+        values = stored["outliers.values", None]
+        try:                    # the constructor checks range, order and finiteness
+            outliers = Outliers(stored["outliers.index", None].astype(index_dtype(size)),
+                                values.astype(values.dtype.newbyteorder("=")),
+                                e["outliers"]["exponent"], size, e["outliers"].get("error"),
+                                copy=False)
+        except (TypeError, ValueError) as exc:
+            raise FormatError(f"{name!r}: bad sparse part: {exc}") from None
+    scales = [stored.get(("scales.{a}", a)) for a in range(len(shape))]
+    try:
+        return SignCut(shape, signs, stored["coef", None].astype(np.float32), errors,
+                       norm=e["norm"], orig_dtype=e["orig_dtype"], tensorize=e["tensorize"],
+                       outliers=outliers, copy=False, error_norm=e["error_norm"],
+                       scales=[None if v is None else v.astype(v.dtype.newbyteorder("="))
+                               for v in scales])
+    except (TypeError, ValueError) as exc:
+        raise FormatError(f"{name!r}: inconsistent decomposition: {exc}") from None
+
+
 def load(path):
     """Load what :func:`save` wrote.
 
@@ -499,49 +571,9 @@ def load(path):
         infos = _check_tensors(header, expected, data_size)
         out = {}
         for name, e in entries.items():
-            width, shape = e["width"], e["shape"]
-            signs = []
-            for a, d in enumerate(shape):
-                tname = f"{name}/signs.{a}"
-                stream = _read_array(f, start, infos[tname], "U8")
-                tail = width * d % 8
-                if tail and stream[-1] >> tail:
-                    raise FormatError(f"tensor {tname!r}: bits set beyond the {width * d} "
-                                      f"bits of {width} cuts of length {d}")
-                signs.append(_stream_to_rows(stream, width, d))
-            coef = _read_array(f, start, infos[f"{name}/coef"], "F32").astype(np.float32)
-            if e["history"]:
-                errors = _read_array(f, start, infos[f"{name}/errors"], "F64").astype(np.float64)
-            else:                       # only the final error was kept
-                errors = np.full(width, np.nan)
-                if width and e["rel_error"] is not None:
-                    errors[-1] = e["rel_error"]
-            outliers = None
-            if e["outliers"] is not None:
-                index = _read_array(f, start, infos[f"{name}/outliers.index"],
-                                    infos[f"{name}/outliers.index"]["dtype"])
-                values = _read_array(f, start, infos[f"{name}/outliers.values"],
-                                     e["outliers"].get("values", "F16"))
-                size = math.prod(shape)
-                try:                    # the constructor checks range, order and finiteness
-                    outliers = Outliers(index.astype(index_dtype(size)),
-                                        values.astype(values.dtype.newbyteorder("=")),
-                                        e["outliers"]["exponent"],
-                                        size, e["outliers"].get("error"), copy=False)
-                except (TypeError, ValueError) as exc:
-                    raise FormatError(f"{name!r}: bad sparse part: {exc}") from None
-            scales = [None if code is None else
-                      _read_array(f, start, infos[f"{name}/scales.{a}"], code)
-                      for a, code in enumerate(e["scales"] or [None] * len(shape))]
-            try:
-                result = SignCut(shape, signs, coef, errors, norm=e["norm"],
-                                 orig_dtype=e["orig_dtype"], tensorize=e["tensorize"],
-                                 outliers=outliers, copy=False, error_norm=e["error_norm"],
-                                 scales=[None if v is None else v.astype(v.dtype.newbyteorder("="))
-                                         for v in scales])
-            except (TypeError, ValueError) as exc:
-                raise FormatError(f"{name!r}: inconsistent decomposition: {exc}") from None
-            out[name] = result
+            stored = {(row.name, a): _read_array(f, start, infos[tname], code)
+                      for tname, row, a, code, _ in _stored(name, e)}
+            out[name] = _decomposition(name, e, stored)
     return out[SINGLE_NAME] if container == "single" else out
 
 
