@@ -1,5 +1,6 @@
 """signcut.decompose: budgets, seeds and threads in, a SignCut out."""
 import operator
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -474,6 +475,74 @@ def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_
             max_seconds=max_seconds, seed=seed, block_size=block_size, n_threads=n_threads,
             callback=callback, shape=shape, axes=axes, outliers=outliers, init=init,
             effort=effort, restarts=restarts, refine=refine)
+    return _run(_plan(A, width=width, bits_per_entry=bits_per_entry, ratio=ratio, rtol=rtol,
+                      max_seconds=max_seconds, seed=seed, block_size=block_size,
+                      n_threads=n_threads, callback=callback, shape=shape, axes=axes,
+                      outliers=outliers, init=init, effort=effort, restarts=restarts,
+                      refine=refine, scales=scales, col_weights=col_weights))
+
+
+@dataclass
+class _Plan:
+    """A dense decomposition with every argument checked and its budget known, before any
+    work on the array (:func:`_plan`); :func:`_run` carries it out."""
+    arr: np.ndarray             # the array as decomposed (after shape= / axes=)
+    tensorize: object
+    init: object                # the SignCut continued, or None
+    sparse: object              # the Outliers kept apart (init's, or selected), or None
+    weights: object             # col_weights (float64, along the last axis), or None
+    modes: tuple                # the modes given scale vectors (new runs; init keeps its own)
+    budgets: tuple              # (width, bits_per_entry, ratio, bytes of the sparse part)
+    max_width: int              # cuts in all, init's included
+    rtol: object
+    max_seconds: object
+    block_size: int
+    n_threads: int
+    state: np.ndarray
+    search: dict
+    callback: object
+
+    @property
+    def done(self):
+        """Cuts init already has."""
+        return 0 if self.init is None else self.init.width
+
+    @property
+    def fitting(self):
+        """Whether the cuts fit a scaled or weighted target (signcut._scales)."""
+        return bool(self.modes) or self.weights is not None or \
+            (self.init is not None and self.init.has_scales)
+
+    def width_cap(self, scale_bytes):
+        """The most cuts the budgets allow beside ``scale_bytes`` of scale vectors."""
+        width, bits_per_entry, ratio, sparse_bytes = self.budgets
+        cap = _width_from_budgets(self.arr.shape, self.arr.dtype.itemsize, width,
+                                  bits_per_entry, ratio, sparse_bytes, scale_bytes=scale_bytes)
+        return budget.width_32(self.arr.shape) if cap is None else cap
+
+    def scale_bytes(self, modes):
+        """Bytes of the scale vectors stored for ``modes`` (and for col_weights)."""
+        last = {self.arr.ndim - 1} if self.weights is not None else set()
+        return budget.scales_nbytes([self.arr.shape[a] for a in set(modes) | last])
+
+    def engine(self, R, count, rtol, max_seconds, callback, first_cut, last=None,
+               ref_norm2=0.0):
+        """``count`` cuts of R (overwritten) by the engine, a matrix's search starting next
+        to the signs ``last`` of the cut before (warm starts): ``_core.decompose``'s tuple."""
+        warm = None
+        if last is not None and R.ndim == 2 and self.search["warm_start"]:
+            warm = tuple(last)
+        return _core.decompose(R, count, rtol or 0.0, max_seconds or 0.0, self.block_size,
+                               MAX_SWEEPS, self.n_threads, self.state, callback,
+                               warm_signs=warm, first_cut=first_cut, ref_norm2=ref_norm2,
+                               **self.search)
+
+
+def _plan(A, *, width, bits_per_entry, ratio, rtol, max_seconds, seed, block_size, n_threads,
+          callback, shape, axes, outliers, init, effort, restarts, refine, scales,
+          col_weights):
+    """Check every argument of :func:`decompose` for a dense array and work out what it
+    will do: the sparse part, the scaled modes ("auto" tried on a sample), the width."""
     orig = as_real_array(A)
     if init is not None:
         shape, axes = _init_tensorize(init, orig, shape, axes)
@@ -515,23 +584,18 @@ def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_
         # |A| and a partitioned copy of it (float32) to find the largest entries
         _validate.check_memory(8 * orig.size, f"selecting the outliers of shape {orig.shape}")
         sparse = select_outliers(orig, _outlier_count(outliers, orig.size), weights)
-    sparse_bytes = 0 if sparse is None else sparse.nbytes
-
-    def width_cap(scale_bytes):
-        cap = _width_from_budgets(arr.shape, arr.dtype.itemsize, width, bits_per_entry, ratio,
-                                  sparse_bytes, scale_bytes=scale_bytes)
-        return budget.width_32(arr.shape) if cap is None else cap
-
-    def scale_bytes_of(modes_):          # the stored vectors: those modes' and the weights'
-        last = {arr.ndim - 1} if weights is not None else set()
-        return budget.scales_nbytes([arr.shape[a] for a in set(modes_) | last])
-
+    plan = _Plan(arr, tensorize, init, sparse, weights, (),
+                 (width, bits_per_entry, ratio, 0 if sparse is None else sparse.nbytes), 0,
+                 rtol, max_seconds, block_size, _validate.thread_count(n_threads),
+                 _seed_state(seed), _search_options(effort, restarts, refine, arr.ndim),
+                 callback)
     if modes == "auto":
         def cut_bits(modes_):            # bits per entry the cuts get beside those scales
             if width is None and bits_per_entry is None and ratio is None:
                 return AUTO_SCALES_BITS
             try:
-                return width_cap(scale_bytes_of(modes_)) * budget.cut_bits(arr.shape) / arr.size
+                return plan.width_cap(plan.scale_bytes(modes_)) * budget.cut_bits(arr.shape) \
+                    / arr.size
             except ValueError:           # the scales leave no cut
                 return 0.0
         sparse_at = None
@@ -539,74 +603,42 @@ def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_
             sparse_at = (_tensor_positions(sparse.index, tensorize, arr.shape),
                          sparse.dense_values(np.float64))
         modes = _scales.auto_modes(arr, cut_bits, weights, sparse_at)
-    fitting = bool(modes) or weights is not None or (init is not None and init.has_scales)
-    max_width = width_cap(init.scales_nbytes if init is not None else
-                          scale_bytes_of(modes or ()))
-    done = 0 if init is None else init.width
-    _check_done(done, max_width)
-    n_threads = _validate.thread_count(n_threads)
-    state = _seed_state(seed)
-    search = _search_options(effort, restarts, refine, arr.ndim)
-    warm = None
-    if done and arr.ndim == 2 and search["warm_start"]:
-        warm = (init.signs[0][done - 1], init.signs[1][done - 1])
-
+    plan.modes = tuple(modes or ())
+    plan.max_width = plan.width_cap(init.scales_nbytes if init is not None else
+                                    plan.scale_bytes(plan.modes))
+    _check_done(plan.done, plan.max_width)
     # Working memory: a float32 copy (and, but for order 1, its transposed unfolding), plus
     # the signs of up to 32 bits per entry (a run that is exact to float32 stops; the engine
     # grows its arrays as it goes and reports MemoryError itself beyond that).
-    copies = (1 if arr.ndim == 1 else 2) + fitting      # fitting keeps the weighted target
-    likely = min(max_width, budget.width_32(arr.shape))
+    copies = (1 if arr.ndim == 1 else 2) + plan.fitting    # fitting keeps the weighted target
+    likely = min(plan.max_width, budget.width_32(arr.shape))
     _validate.check_memory(4 * arr.size * copies + likely * (sum(arr.shape) // 8 + 16),
                            f"decomposing an array of shape {arr.shape}")
+    return plan
+
+
+def _run(p):
+    """Carry out a plan: the engine on a float32 copy of the array, a SignCut out."""
     # The engine works on A / 2**e with max|A| / 2**e in [0.5, 1): exact for normal numbers
     # (the same bits as without it), and no float32 sum can overflow or lose tiny inputs.
-    exponent = np.frexp(_validate.max_abs(arr))[1]
-    R = _scaled_float32(arr, exponent)
-    if fitting:
-        # A (times col_weights) less the sparse part and init's cuts: its cuts fit it divided
-        # by the scales, its errors are computed in its own norm (signcut._scales)
-        if weights is not None:
-            R *= weights.astype(np.float32)
-        norm_a = np.sqrt(_sumsq(R))
-        if init is not None:
-            _check_init(init, arr, tensorize, float(np.ldexp(norm_a, exponent)))
-        _subtract(R, exponent, init, sparse, tensorize, n_threads, weights)
-        left = np.sqrt(_sumsq(R)) / norm_a if norm_a > 0 else 0.0
-        if init is None:
-            stored = _scales.choose(R, modes, weights)
-            max_width = width_cap(sum(int(v.nbytes) for v in stored if v is not None))
-        else:
-            stored = init.scales
-
-        def engine(B, count, b_rtol, seconds, b_callback, first, last):
-            warm_ = tuple(last) if last is not None and B.ndim == 2 and search["warm_start"] \
-                else None
-            return _core.decompose(B, count, b_rtol or 0.0, seconds or 0.0, block_size,
-                                   MAX_SWEEPS, n_threads, state, b_callback, warm_signs=warm_,
-                                   first_cut=first, **search)
-        signs, coef, errors, stopped_by = _scales.fit(
-            R, _scales.fit_scales(stored, weights), norm_a, engine, more=max_width - done,
-            rtol=rtol, max_seconds=max_seconds, callback=callback, first_cut=done,
-            last_signs=None if warm is None else list(warm))
-        del R
-        coef = np.ldexp(coef, exponent).astype(np.float32)
-        return _assemble(arr, tensorize, signs, coef, errors, float(np.ldexp(norm_a, exponent)),
-                         init, sparse, left, stopped_by, stored, weights)
+    exponent = np.frexp(_validate.max_abs(p.arr))[1]
+    R = _scaled_float32(p.arr, exponent)
+    last = None if not p.done else [b[p.done - 1] for b in p.init.signs]
+    if p.fitting:
+        return _run_fitted(p, R, exponent, last)
     shift, ref_norm2, norm_a = 0, 0.0, None
-    if sparse is not None or init is not None:
+    if p.sparse is not None or p.init is not None:
         # The cuts fit what the sparse part and init's cuts leave, scaled again so that its
         # largest entry is in [0.5, 1); the engine's errors stay relative to A (ref_norm2).
         norm_a = np.sqrt(_sumsq(R))
-        if init is not None:
-            _check_init(init, arr, tensorize, float(np.ldexp(norm_a, exponent)))
-        _subtract(R, exponent, init, sparse, tensorize, n_threads)
+        if p.init is not None:
+            _check_init(p.init, p.arr, p.tensorize, float(np.ldexp(norm_a, exponent)))
+        _subtract(R, exponent, p.init, p.sparse, p.tensorize, p.n_threads)
         shift = int(np.frexp(_validate.max_abs(R))[1])
         R *= np.float32(np.ldexp(1.0, -shift))
         ref_norm2 = float(np.ldexp(norm_a * norm_a, -2 * shift))
-    signs, coef, errors, norm, stopped_by = _core.decompose(
-        R, max_width - done, rtol or 0.0, max_seconds or 0.0, block_size, MAX_SWEEPS,
-        n_threads, state, callback, warm_signs=warm, first_cut=done, ref_norm2=ref_norm2,
-        **search)
+    signs, coef, errors, norm, stopped_by = p.engine(
+        R, p.max_width - p.done, p.rtol, p.max_seconds, p.callback, p.done, last, ref_norm2)
     del R
     coef = np.ldexp(coef, exponent + shift).astype(np.float32)
     norm = float(np.ldexp(norm, exponent + shift))          # what the engine was given
@@ -614,13 +646,40 @@ def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_
     if norm_a is not None:
         norm_a = float(np.ldexp(norm_a, exponent))
         norm, left = norm_a, (norm / norm_a if norm_a > 0 else 0.0)
-    return _assemble(arr, tensorize, signs, coef, errors, norm, init, sparse, left, stopped_by)
+    return _assemble(p, signs, coef, errors, norm, left, stopped_by)
 
 
-def _assemble(arr, tensorize, signs, coef, errors, norm, init, sparse, sparse_error,
-              stopped_by, scales=None, weights=None):
-    """The result: init's cuts first; a new sparse part records its own error (of the array
-    less the sparse part, relative to the array's norm)."""
+def _run_fitted(p, R, exponent, last):
+    """The run with scale vectors or column weights: A (times col_weights) less the sparse part
+    and init's cuts is the target; its cuts fit it divided by the scales, and its errors are
+    computed in its own norm (signcut._scales)."""
+    if p.weights is not None:
+        R *= p.weights.astype(np.float32)
+    norm_a = np.sqrt(_sumsq(R))
+    if p.init is not None:
+        _check_init(p.init, p.arr, p.tensorize, float(np.ldexp(norm_a, exponent)))
+    _subtract(R, exponent, p.init, p.sparse, p.tensorize, p.n_threads, p.weights)
+    left = np.sqrt(_sumsq(R)) / norm_a if norm_a > 0 else 0.0
+    max_width = p.max_width
+    if p.init is None:
+        stored = _scales.choose(R, p.modes, p.weights)
+        max_width = p.width_cap(sum(int(v.nbytes) for v in stored if v is not None))
+    else:
+        stored = p.init.scales
+    signs, coef, errors, stopped_by = _scales.fit(
+        R, _scales.fit_scales(stored, p.weights), norm_a, p.engine, more=max_width - p.done,
+        rtol=p.rtol, max_seconds=p.max_seconds, callback=p.callback, first_cut=p.done,
+        last_signs=last)
+    del R
+    coef = np.ldexp(coef, exponent).astype(np.float32)
+    return _assemble(p, signs, coef, errors, float(np.ldexp(norm_a, exponent)), left,
+                     stopped_by, stored)
+
+
+def _assemble(p, signs, coef, errors, norm, sparse_error, stopped_by, scales=None):
+    """The result of a plan's run: init's cuts first; a new sparse part records its own error
+    (of the array less the sparse part, relative to the array's norm)."""
+    init, sparse = p.init, p.sparse
     if init is not None:
         signs = [np.concatenate([a, b]) for a, b in zip(init.signs, signs)]
         coef = np.concatenate([init.coef, coef])
@@ -629,8 +688,8 @@ def _assemble(arr, tensorize, signs, coef, errors, norm, init, sparse, sparse_er
         sparse = sparse.copy()
         if init is None:
             sparse.error = float(sparse_error)
-    result = SignCut(arr.shape, signs, coef, errors, norm=norm, orig_dtype=arr.dtype,
-                     tensorize=tensorize, outliers=sparse, copy=False, scales=scales,
-                     error_norm="frobenius" if weights is None else "col_weights")
+    result = SignCut(p.arr.shape, signs, coef, errors, norm=norm, orig_dtype=p.arr.dtype,
+                     tensorize=p.tensorize, outliers=sparse, copy=False, scales=scales,
+                     error_norm="frobenius" if p.weights is None else "col_weights")
     result.stopped_by = stopped_by
     return result

@@ -73,7 +73,7 @@ from signcut._validate import thread_count
 from signcut.calibration import calibration_stats, read_calibration  # noqa: F401
 from signcut.calibration import fingerprint as calibration_fingerprint
 
-__all__ = ["compress", "expand", "info", "Settings", "WeightsError", "HIGH_ERROR_FACTOR",
+__all__ = ["compress", "expand", "info", "Record", "Settings", "WeightsError", "HIGH_ERROR_FACTOR",
            "calibration_stats"]
 
 FORMAT_KEY = "signcut_weights"
@@ -258,21 +258,21 @@ def _compress_part(task):
     The part records the SHA-256 of the tensor's bytes: a rerun reuses it only for the same
     bytes (a checkpoint changed under the same names is decomposed again)."""
     import signcut
-    name, settings = task["name"], task["settings"]
-    raw = _read_raw(task["file"], task["start"], task["info"])
-    expected = dict(task["expected"], sha256=hashlib.sha256(raw).hexdigest())
-    existing = _part_record(task["part"], expected)
+    name, settings = task.name, task.settings
+    raw = _read_raw(task.file, task.start, task.info)
+    expected = dict(task.expected, sha256=hashlib.sha256(raw).hexdigest())
+    existing = _part_record(task.part, expected)
     if existing is not None:
         return dict(existing, resumed=True)
     t0 = time.perf_counter()
-    x = _to_array(raw, task["info"])
+    x = _to_array(raw, task.info)
     del raw
-    kw = dict(settings.budget(task["info"]["dtype"]), seed=task["seed"],
+    kw = dict(settings.budget(task.info["dtype"]), seed=task.seed,
               effort=settings.effort if x.ndim == 2 else "default",     # tensors: plain greedy
-              n_threads=task["n_threads"])
+              n_threads=task.n_threads)
     fit = {"scales": settings.scales} if settings.scales else {}
-    if task.get("col_weights") is not None:
-        fit["col_weights"] = task["col_weights"]
+    if task.col_weights is not None:
+        fit["col_weights"] = task.col_weights
     try:
         try:
             result = signcut.decompose(x, outliers=settings.outliers or None, **fit, **kw)
@@ -289,7 +289,7 @@ def _compress_part(task):
     record = dict(expected, width=result.width, sparse=sparse, nbytes=result.nbytes,
                   bits_per_entry=result.bits_per_entry, rel_error=result.rel_error,
                   seconds=seconds)
-    signcut.save(task["part"], {"tensor": result},
+    signcut.save(task.part, {"tensor": result},
                  metadata={"weights_part": json.dumps(record)})
     return dict(record, resumed=False)
 
@@ -407,6 +407,47 @@ def _fmt_shape(shape):
     return "x".join(str(d) for d in shape)
 
 
+@dataclass
+class Record:
+    """One tensor of the checkpoint and what ``compress`` does with it: a row of the report.
+    ``compress`` returns and passes to ``progress`` these as dicts (``dataclasses.asdict``)."""
+    name: str
+    dtype: str                   # its safetensors dtype code
+    shape: list
+    kind: str                    # "signcut" or "passthrough"
+    key: str                     # its name in the output (or in the side file)
+    reason: str = ""             # why it is copied through
+    seed: int = None             # compressed ones: tensor_seed(run seed, name)
+    max_width: int = None        # compressed ones: the most cuts the budget allows
+    width: int = None            # compressed ones, once done: the result
+    sparse: int = None           # ... entries kept in its sparse part
+    nbytes: int = None
+    bits_per_entry: float = None
+    rel_error: float = None
+    seconds: float = None
+    resumed: bool = False        # its part came from an earlier run
+    high_error: bool = False     # error above HIGH_ERROR_FACTOR times the median
+
+    @property
+    def compressed(self):
+        return self.kind == "signcut"
+
+
+@dataclass
+class _Task:
+    """What a worker needs to decompose one tensor into its part file."""
+    name: str
+    file: str
+    start: int
+    info: dict
+    settings: object
+    seed: int
+    n_threads: int
+    expected: dict               # what the part must have been made from to be reused
+    part: str
+    col_weights: object = None
+
+
 @dataclass(frozen=True)
 class Settings:
     """How every tensor is decomposed: the budget (``bits_per_entry``, ``ratio`` against the
@@ -466,7 +507,7 @@ def _settings(bits_per_entry, ratio, rtol, outliers, effort, seed, scales):
 
 def _plan(src, out, settings, include, exclude, min_size, also_read=()):
     """Every tensor of the checkpoint with what will happen to it: ``(records, sources,
-    inputs)``, where a record is the dict of the report and ``sources[name]`` the
+    inputs)``, where ``records`` are :class:`Record` and ``sources[name]`` the
     ``(file, data_start, info)`` it is read from. Checks the inputs and the outputs' paths
     (none may be an input, ``also_read`` included; nothing is written)."""
     try:
@@ -501,19 +542,17 @@ def _plan(src, out, settings, include, exclude, min_size, also_read=()):
             reason = f"fewer than {min_size} entries"
         elif settings.max_width(dtype, shape) < 1:
             reason = "budget affords no cut"
-        rec = {"name": name, "dtype": dtype, "shape": list(shape)}
         if reason is None:
-            rec.update(kind="signcut", key=_key(name, used_keys), reason="",
-                       seed=tensor_seed(settings.seed, name),
-                       max_width=settings.max_width(dtype, shape))
+            rec = Record(name, dtype, list(shape), "signcut", _key(name, used_keys),
+                         seed=tensor_seed(settings.seed, name),
+                         max_width=settings.max_width(dtype, shape))
         else:
-            rec.update(kind="passthrough", key=_key(name, used_pass), reason=reason, seed=None,
-                       width=None, sparse=None, bits_per_entry=None, rel_error=None,
-                       seconds=None)
+            rec = Record(name, dtype, list(shape), "passthrough", _key(name, used_pass),
+                         reason=reason)
         records.append(rec)
         sources[name] = (path, start, info)
-    if not any(rec["kind"] == "signcut" for rec in records):
-        reasons = statistics.multimode(rec["reason"] for rec in records) if records else []
+    if not any(rec.compressed for rec in records):
+        reasons = statistics.multimode(rec.reason for rec in records) if records else []
         raise WeightsError(f"no tensor of {src!r} would be compressed ({len(records)} tensors; "
                            f"most common reason: {', '.join(reasons) or 'the file is empty'}): "
                            "check the budget and the filters")
@@ -534,33 +573,31 @@ def _run(records, sources, settings, out, jobs, executor, scheduler, n_threads, 
     n_threads = 1 if parallel is not None else thread_count(n_threads)
     tasks = []
     for rec in records:
-        if rec["kind"] != "signcut":
+        if not rec.compressed:
             continue
-        path, start, info = sources[rec["name"]]
-        expected = {"name": rec["name"], "shape": rec["shape"], "dtype": rec["dtype"],
-                    "seed": rec["seed"], "settings": dataclasses.asdict(settings)}
-        tasks.append({"name": rec["name"], "file": os.path.abspath(path), "start": start,
-                      "info": info, "settings": settings, "seed": rec["seed"],
-                      "n_threads": n_threads, "expected": expected,
-                      "part": os.path.abspath(_part_path(parts, rec["name"]))})
-        if rec["name"] in col_weights:     # tensors without calibration stay as they were
-            tasks[-1]["col_weights"] = col_weights[rec["name"]]
-            expected["col_weights"] = calibration_fingerprint(col_weights[rec["name"]])
-    by_name = {rec["name"]: rec for rec in records}
+        path, start, info = sources[rec.name]
+        expected = {"name": rec.name, "shape": rec.shape, "dtype": rec.dtype, "seed": rec.seed,
+                    "settings": dataclasses.asdict(settings)}
+        weights = col_weights.get(rec.name)      # tensors without calibration stay as they were
+        if weights is not None:
+            expected["col_weights"] = calibration_fingerprint(weights)
+        tasks.append(_Task(rec.name, os.path.abspath(path), start, info, settings, rec.seed,
+                           n_threads, expected, os.path.abspath(_part_path(parts, rec.name)),
+                           weights))
+    by_name = {rec.name: rec for rec in records}
     done = [0]
 
     def finished(result):
         rec = by_name[result["name"]]
         for k in ("width", "sparse", "nbytes", "bits_per_entry", "rel_error", "seconds",
                   "resumed"):
-            rec[k] = result[k]
+            setattr(rec, k, result[k])
         done[0] += 1
         log.info("%s: %s width %d, %.3f bits/entry, error %.4f%%, %d sparse entries, %.2f s%s",
-                 printable(rec["name"]), _fmt_shape(rec["shape"]), rec["width"],
-                 rec["bits_per_entry"], 100 * rec["rel_error"], rec["sparse"], rec["seconds"],
-                 " (resumed)" if rec["resumed"] else "")
+                 printable(rec.name), _fmt_shape(rec.shape), rec.width, rec.bits_per_entry,
+                 100 * rec.rel_error, rec.sparse, rec.seconds, " (resumed)" if rec.resumed else "")
         if progress:
-            progress(rec, done[0], len(tasks))
+            progress(dataclasses.asdict(rec), done[0], len(tasks))
 
     try:
         if parallel is None:
@@ -577,25 +614,24 @@ def _run(records, sources, settings, out, jobs, executor, scheduler, n_threads, 
     finally:
         if close is not None:
             close()
-    return {os.path.basename(task["part"]) for task in tasks}
+    return {os.path.basename(task.part) for task in tasks}
 
 
 def _assemble(records, sources, settings, out, part_names, calibration):
     """Write OUT (the parts gathered), its side file and report; remove the work folder."""
     import signcut
     parts, side = out + PARTS_SUFFIX, out + PASSTHROUGH_SUFFIX
-    compressed = {rec["key"]: signcut.load(_part_path(parts, rec["name"]))["tensor"]
-                  for rec in records if rec["kind"] == "signcut"}
-    errors = [rec["rel_error"] for rec in records if rec["kind"] == "signcut"]
-    median = statistics.median(errors)
+    compressed = {rec.key: signcut.load(_part_path(parts, rec.name))["tensor"]
+                  for rec in records if rec.compressed}
+    median = statistics.median(rec.rel_error for rec in records if rec.compressed)
     for rec in records:
-        rec["high_error"] = bool(rec["kind"] == "signcut" and median > 0
-                                 and rec["rel_error"] > HIGH_ERROR_FACTOR * median)
-    passthrough = [rec for rec in records if rec["kind"] == "passthrough"]
+        rec.high_error = bool(rec.compressed and median > 0
+                              and rec.rel_error > HIGH_ERROR_FACTOR * median)
+    passthrough = [rec for rec in records if not rec.compressed]
     if passthrough:
         write_safetensors(side, [
-            (rec["key"], sources[rec["name"]][2]["dtype"], rec["shape"],
-             (lambda src=sources[rec["name"]]: _read_raw(*src)))
+            (rec.key, sources[rec.name][2]["dtype"], rec.shape,
+             (lambda src=sources[rec.name]: _read_raw(*src)))
             for rec in passthrough], metadata={SIDE_KEY: os.path.basename(out)})
     meta = {"version": FORMAT_VERSION, "bits_per_entry": settings.bits_per_entry,
             "ratio": settings.ratio, "rtol": settings.rtol, "effort": settings.effort,
@@ -603,7 +639,7 @@ def _assemble(records, sources, settings, out, part_names, calibration):
             **({"scales": settings.scales} if settings.scales else {}),
             **({"calibration": os.path.basename(calibration)} if calibration else {}),
             "passthrough": os.path.basename(side) if passthrough else None,
-            "tensors": [{k: rec.get(k) for k in _META_FIELDS} for rec in records]}
+            "tensors": [{k: getattr(rec, k) for k in _META_FIELDS} for rec in records]}
     signcut.save(out, compressed, metadata={FORMAT_KEY: json.dumps(meta)})   # no timings:
     if not passthrough and _is_side_file(side, out):                    # same run, same bytes
         os.unlink(side)                    # this output's side file from an earlier run
@@ -708,7 +744,8 @@ def compress(src, out, *, bits_per_entry=None, ratio=None, rtol=None, include=No
                                 also_read=[calibration] if calibration else [])
     col_weights = _calibration_weights(records, stats, calibration)
     if dry_run:
-        return {"path": out, "passthrough": None, "report": None, "tensors": records,
+        return {"path": out, "passthrough": None, "report": None,
+                "tensors": [dataclasses.asdict(rec) for rec in records],
                 "summary": _summary(records, 0.0, planned=True)}
     part_names = _run(records, sources, settings, out, jobs, executor, scheduler, n_threads,
                       progress, col_weights)
@@ -716,7 +753,7 @@ def compress(src, out, *, bits_per_entry=None, ratio=None, rtol=None, include=No
     summary = _summary(records, time.perf_counter() - t_start)
     log.info("%s", summary["line"])
     return {"path": out, "passthrough": side, "report": out + REPORT_SUFFIX,
-            "tensors": records, "summary": summary}
+            "tensors": [dataclasses.asdict(rec) for rec in records], "summary": summary}
 
 
 def _calibration_weights(records, stats, calibration):
@@ -724,7 +761,7 @@ def _calibration_weights(records, stats, calibration):
     checked before anything is written."""
     if stats is None:
         return {}
-    todo = {rec["name"]: rec for rec in records if rec["kind"] == "signcut"}
+    todo = {rec.name: rec for rec in records if rec.compressed}
     if not set(todo) & set(stats):
         raise WeightsError(f"calibration file {calibration!r} names none of the "
                            f"{len(todo)} tensors to compress")
@@ -733,7 +770,7 @@ def _calibration_weights(records, stats, calibration):
         log.warning("calibration names %d tensor(s) not compressed here, e.g. %s",
                     len(unknown), printable(unknown[0]))
     for name, weights in stats.items():
-        shape = todo[name]["shape"] if name in todo else None
+        shape = todo[name].shape if name in todo else None
         if shape is not None and shape[-1] != len(weights):
             raise WeightsError(f"calibration for {name!r} has {len(weights)} entries but the "
                                f"tensor's last axis has {shape[-1]} (shape {_fmt_shape(shape)})")
@@ -750,21 +787,21 @@ def _print_progress(record, done, total):
 
 def _summary(records, seconds, planned=False):
     """Totals of a run (or, ``planned``, of a plan: the most each tensor may store)."""
-    comp = [r for r in records if r["kind"] == "signcut"]
-    orig = sum(math.prod(r["shape"]) * _ITEMSIZE[r["dtype"]] for r in comp)
+    comp = [r for r in records if r.compressed]
+    orig = sum(math.prod(r.shape) * _ITEMSIZE[r.dtype] for r in comp)
     if planned:
-        stored = sum(signs_nbytes(r["max_width"], r["shape"]) for r in comp)
+        stored = sum(signs_nbytes(r.max_width, r.shape) for r in comp)
     else:
-        stored = sum(r["nbytes"] for r in comp)
-    entries = sum(math.prod(r["shape"]) for r in comp)
-    errors = [] if planned else [r["rel_error"] for r in comp]
-    high = [r["name"] for r in comp if r.get("high_error")]
+        stored = sum(r.nbytes for r in comp)
+    entries = sum(math.prod(r.shape) for r in comp)
+    errors = [] if planned else [r.rel_error for r in comp]
+    high = [r.name for r in comp if r.high_error]
     s = {"compressed": len(comp), "passthrough": len(records) - len(comp),
          "entries": entries, "original_bytes": orig, "stored_bytes": stored,
          "bits_per_entry": 8 * stored / entries if entries else 0.0,
          "median_error": statistics.median(errors) if errors else None,
          "max_error": max(errors) if errors else None, "high_error": high,
-         "sparse_entries": sum(r.get("sparse") or 0 for r in comp), "seconds": seconds}
+         "sparse_entries": sum(r.sparse or 0 for r in comp), "seconds": seconds}
     verb = "to compress" if planned else "compressed"
     line = (f"{s['compressed']} tensors {verb}, {s['passthrough']} copied through; "
             f"{s['bits_per_entry']:.3f} bits/entry ({stored} of {orig} bytes"
@@ -786,14 +823,14 @@ def _write_csv(path, records):
     w.writerow(["name", "kind", "dtype", "shape", "width", "bits_per_entry", "rel_error",
                 "sparse_entries", "seconds", "high_error", "note"])
     for r in records:
-        comp = r["kind"] == "signcut"
-        w.writerow([r["name"], r["kind"], r["dtype"], _fmt_shape(r["shape"]),
-                    r["width"] if comp else "",
-                    f"{r['bits_per_entry']:.6f}" if comp else "",
-                    repr(r["rel_error"]) if comp else "",
-                    r["sparse"] if comp else "",
-                    f"{r['seconds']:.4f}" if comp else "",
-                    "yes" if r.get("high_error") else "", r.get("reason") or ""])
+        comp = r.compressed
+        w.writerow([r.name, r.kind, r.dtype, _fmt_shape(r.shape),
+                    r.width if comp else "",
+                    f"{r.bits_per_entry:.6f}" if comp else "",
+                    repr(r.rel_error) if comp else "",
+                    r.sparse if comp else "",
+                    f"{r.seconds:.4f}" if comp else "",
+                    "yes" if r.high_error else "", r.reason or ""])
 
     def write(tmp):
         with open(tmp, "w", encoding="utf-8", newline="") as f:
