@@ -5,9 +5,10 @@
    the community), as scipy CSR with float64 values and int32 indices (23 MB):
    * time per cut over the first 64 cuts and the last 64 of a 256-cut run, against one
      scipy ``A @ x`` (float64, single-threaded, timed in the same run before and after the
-     decomposition, the lesser; the engine runs ``--threads`` threads, default 1): goal
+     decompositions, the lesser; the engine runs ``--threads`` threads, default 1): goal
      <= 20; the time per cut added per 64 cuts is reported too (the group tables read every
-     cut so far at each half step: the cuts' own share grows with the width);
+     cut so far at each half step: the cuts' own share grows with the width); the same run
+     at effort "fast" (alternations end at 1e-3 relative growth) for its time and error;
    * peak resident memory of the decomposition in a fresh process, input included, less the
      256 cuts' signs, against the CSR input's bytes: goal <= 3;
    * communities read off the first 16 cuts: k-means (scipy.cluster.vq.kmeans2, k = 8, best
@@ -43,6 +44,7 @@ from _common import add_protocol_args, header, print_table, record, settle, verd
 COMMUNITIES = 8
 DEGREE_IN, DEGREE_OUT = 7, 3
 WINDOW = 64                 # cuts per timing window
+EFFORTS = ("default", "fast")
 
 
 def sbm(n, seed=0):
@@ -125,22 +127,37 @@ def graph_figures(n, width, threads, records):
     csr_bytes = A.data.nbytes + A.indices.nbytes + A.indptr.nbytes
     print(f"Graph: {n} nodes, {A.nnz} stored entries, CSR {csr_bytes / 2**20:.1f} MiB\n")
     spmv = [spmv_time(A)]
-    stamps = []
-    t0 = time.perf_counter()
-    r = signcut.decompose(A, width=width, seed=0, n_threads=threads,
-                          callback=lambda k, e: stamps.append(time.perf_counter()))
-    total = time.perf_counter() - t0
+    runs = {}
+    for effort in EFFORTS:
+        stamps = []
+        t0 = time.perf_counter()
+        r = signcut.decompose(A, width=width, seed=0, n_threads=threads, effort=effort,
+                              callback=lambda k, e: stamps.append(time.perf_counter()))
+        per_cut = np.diff([t0] + stamps)
+        runs[effort] = (r, [per_cut[j:j + WINDOW].mean() for j in range(0, r.width, WINDOW)],
+                        time.perf_counter() - t0)
     spmv.append(spmv_time(A))
     product = min(spmv)       # noise only adds time
-    per_cut = np.diff([t0] + stamps)
-    windows = [per_cut[j:j + WINDOW].mean() for j in range(0, r.width, WINDOW)]
-    rows = [[f"{j * WINDOW + 1}-{min((j + 1) * WINDOW, r.width)}", f"{1e3 * w:.1f}",
-             f"{w / product:.1f}", f"{r.errors[min((j + 1) * WINDOW, r.width) - 1]:.5f}"]
-            for j, w in enumerate(windows)]
     print(f"`A @ x` (scipy, float64): {1e3 * product:.2f} ms (least of the medians before, "
-          f"{1e3 * spmv[0]:.2f}, and after, "
-          f"{1e3 * spmv[1]:.2f}); {r.width} cuts in {total:.1f} s, {threads} thread(s)\n")
-    print_table(["Cuts", "ms per cut", "per cut / A @ x", "Error after"], rows)
+          f"{1e3 * spmv[0]:.2f}, and after, {1e3 * spmv[1]:.2f}); "
+          + ", ".join(f"{r.width} cuts in {total:.1f} s at effort {effort!r}"
+                      for effort, (r, _, total) in runs.items())
+          + f", {threads} thread(s)\n")
+    for effort, (r, windows, _) in runs.items():
+        if effort != "default":
+            records.append(record(f"time per cut, last {WINDOW} of {r.width}, SBM {n}, effort "
+                                  f"{effort!r}", 1e3 * windows[-1], "ms",
+                                  "scipy A @ x (float64 CSR)", 1e3 * product))
+            records.append(record(f"error after {r.width} cuts, SBM {n}, effort {effort!r}",
+                                  r.rel_error, "", "effort 'default'",
+                                  runs["default"][0].rel_error))
+    rows = [[f"{j * WINDOW + 1}-{min((j + 1) * WINDOW, width)}"]
+            + [f"{1e3 * windows[j]:.1f} ms, {windows[j] / product:.1f}x, "
+               f"{r.errors[min((j + 1) * WINDOW, r.width) - 1]:.6f}"
+               for r, windows, _ in runs.values()]
+            for j in range(len(runs["default"][1]))]
+    print_table(["Cuts"] + [f"effort {e!r}: per cut, / A @ x, error after" for e in runs], rows)
+    r, windows, _ = runs["default"]
     for j, label in ((0, "first"), (len(windows) - 1, "last")):
         ratio = windows[j] / product
         records.append(record(f"time per cut, {label} {WINDOW} of {r.width}, SBM {n} "

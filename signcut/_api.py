@@ -265,6 +265,13 @@ def _check_init(init, tensor, tensorize, norm):
                          f"the norm of A is {norm:.6g}")
 
 
+def _check_done(done, max_width):
+    """init's cuts must fit in the budgets, which count them."""
+    if max_width < done:
+        raise ValueError(f"init already has {done} cuts, more than the budgets allow "
+                         f"({max_width}); use init.truncate({max_width})")
+
+
 def _scaled_float32(arr, exponent):
     """``arr / 2**exponent`` as a new float32 array, rounded once. Computed in float32 for
     float32 input and in float64 slices of about a million entries otherwise: NumPy's own
@@ -441,10 +448,11 @@ def decompose(A, *, width=None, bits_per_entry=None, ratio=None, rtol=None, max_
     implicit, memory is the input, the signs and O(m + n). Budgets, seeds, callback, threads
     and ``effort``/``restarts`` work as for matrices; ``ratio`` counts against the sparse
     input's own bytes (data, indices, pointers), and without a storage budget the width stops
-    where the cuts would take those bytes. ``block_size`` is the number of cuts between exact
-    recomputations of the search's images. ``shape``, ``axes``, ``outliers``, ``init`` and
-    ``refine`` are refused. An operator is read through ``matvec``/``rmatvec`` only, one
-    full product per half step (slower: many products per cut); its Frobenius norm is exact
+    where the cuts would take those bytes. ``init`` continues a decomposition of the same
+    matrix (made from it with either kind of input: sparse, operator or dense) as for
+    matrices, and with the seed it was made with gives the same cuts as one long run.
+    ``shape``, ``axes``, ``outliers`` and ``refine`` are refused. An operator is read through
+    ``matvec``/``rmatvec`` only, one full product per half step (slower: many products per cut); its Frobenius norm is exact
     when the smaller side is at most 4096 (that many products) or it wraps a matrix, else
     estimated from random probes (Hutchinson, to 1% standard error), and errors and ``rtol``
     are relative to that estimate; ``ratio`` is refused.
@@ -598,9 +606,7 @@ def _plan(A, *, width, bits_per_entry, ratio, rtol, max_seconds, seed, block_siz
     plan.modes = tuple(modes or ())
     plan.max_width = plan.width_cap(init.scales_nbytes if init is not None else
                                     plan.scale_bytes(plan.modes))
-    if plan.max_width < plan.done:
-        raise ValueError(f"init already has {plan.done} cuts, more than the budgets allow "
-                         f"({plan.max_width}); use init.truncate({plan.max_width})")
+    _check_done(plan.done, plan.max_width)
     # Working memory: a float32 copy (and, but for order 1, its transposed unfolding), plus
     # the signs of up to 32 bits per entry (a run that is exact to float32 stops; the engine
     # grows its arrays as it goes and reports MemoryError itself beyond that).

@@ -49,6 +49,8 @@ cdef extern from "signcut/signcut.h" nogil:
         void (*gram_mul)(double *p, int64_t ldp, const uint64_t *a, int64_t lda, int64_t na,
                          const uint64_t *b, int64_t ldb, int64_t nb, int64_t words,
                          int64_t len) noexcept nogil
+        void (*chunk_apply)(float *y, int64_t len, const uint8_t *chunks, int64_t planes,
+                            const uint8_t *tab, float scale)
 
     const char *sc_kernels_missing(const char *name)
     int sc_cpu_supported()
@@ -130,13 +132,17 @@ cdef extern from "signcut/signcut.h" nogil:
         const int32_t *row_idx
         const float *col_val
 
-    int sc_sparse_decompose(const sc_kernels *K, const sc_sparse *A, const sc_params *p,
-                            sc_result *res)
+    ctypedef struct sc_cuts:
+        int64_t width
+        const uint64_t *bits[2]
+        const float *coef
+    int sc_sparse_decompose(const sc_kernels *K, const sc_sparse *A, const sc_cuts *init,
+                            const sc_params *p, sc_result *res)
     ctypedef int (*sc_product_fn)(void *ctx, int transposed, const uint64_t *bits,
                                   float *out) noexcept
     int sc_operator_decompose(const sc_kernels *K, int64_t m, int64_t n, double norm2,
-                              sc_product_fn product, void *ctx, const sc_params *p,
-                              sc_result *res)
+                              sc_product_fn product, void *ctx, const sc_cuts *init,
+                              const sc_params *p, sc_result *res)
 cdef extern from "signcut/signcut.h" nogil:
     enum:
         SC_GRAM_TILE
@@ -151,3 +157,4 @@ cdef extern from "signcut/common.h" nogil:
     enum:
         SC_LUT3_GROUPS
     void sc_lut3_tables(float *tab, const float *x, int64_t len)
+    void sc_chunk_tables(uint8_t *tab, const uint8_t *tlo, const uint8_t *thi, int64_t ngroups)

@@ -56,6 +56,31 @@ def kernel_flip_dots(str isa, const uint64_t[:, ::1] bits, const uint64_t[::1] o
     return cnt
 
 
+def kernel_chunk_apply(str isa, float[::1] y, const uint64_t[::1] signs, const float[::1] w,
+                       int64_t planes):
+    """y[i] += sum_j w[j] * (-1 if bit j of signs[i] else 1) for up to 8 * planes weights,
+    through the nibble tables in 16-bit fixed point, the signs in chunk layout of `planes`
+    planes (common.h)."""
+    cdef const sc_kernels *K = _get(isa)
+    cdef uint8_t tlo[16 * SC_NIB_GROUPS]
+    cdef uint8_t thi[16 * SC_NIB_GROUPS]
+    cdef uint8_t tab[512]
+    cdef float scale = 0
+    cdef int64_t k = w.shape[0], n = y.shape[0], ng
+    if planes not in (2, 4, 8) or k > 8 * planes or signs.shape[0] != n:
+        raise ValueError("shape mismatch")
+    # byte p of entry i's word (little-endian) at plane p of its chunk
+    nchunks = (n + 15) // 16
+    padded = np.zeros(16 * nchunks, "<u8")
+    padded[:n] = signs
+    cdef uint8_t[::1] chunks = np.ascontiguousarray(
+        padded.view(np.uint8).reshape(nchunks, 16, 8)[:, :, :planes].transpose(0, 2, 1)).ravel()
+    ng = K.nib_tables(tlo, thi, &scale, &w[0] if k else NULL, k)
+    sc_chunk_tables(tab, tlo, thi, ng)
+    if n and ng:
+        K.chunk_apply(&y[0], n, &chunks[0], planes, tab, scale)
+
+
 cdef _check_lines(const int64_t[::1] ptr, const int32_t[::1] idx, const float[::1] val, length):
     """Line pointers that stay inside idx/val and never decrease; indices in [0, length)."""
     p = np.asarray(ptr)
@@ -67,6 +92,27 @@ cdef _check_lines(const int64_t[::1] ptr, const int32_t[::1] idx, const float[::
         i = np.asarray(idx)
         if i.min() < 0 or i.max() >= length:
             raise ValueError("sparse index out of range")
+
+
+cdef tuple _init_cuts(sc_cuts *c, init, int64_t m, int64_t n):
+    """Fill c from init = (s_bits, t_bits, coef) in the engine's scale (None: no cuts);
+    returns the arrays it points into, which the caller keeps alive."""
+    c.width = 0
+    c.bits[0] = c.bits[1] = NULL
+    c.coef = NULL
+    if init is None:
+        return ()
+    cdef const uint64_t[:, ::1] s = np.ascontiguousarray(init[0], np.uint64)
+    cdef const uint64_t[:, ::1] t = np.ascontiguousarray(init[1], np.uint64)
+    cdef const float[::1] coef = np.ascontiguousarray(init[2], np.float32)
+    cdef int64_t w = coef.shape[0]
+    if s.shape[0] != w or t.shape[0] != w or s.shape[1] != (m + 63) // 64 \
+            or t.shape[1] != (n + 63) // 64:
+        raise ValueError("init's signs and coefficients do not describe cuts of an m x n matrix")
+    if w:
+        c.width = w
+        c.bits[0], c.bits[1], c.coef = &s[0, 0], &t[0, 0], &coef[0]
+    return (s, t, coef)
 
 
 cdef void _search_params(sc_params *prm, int restarts, double growth_tol) except *:
@@ -82,10 +128,11 @@ def sparse_decompose(int64_t m, int64_t n, const int64_t[::1] row_ptr,
                      const float[::1] col_val, int64_t max_width, double rtol,
                      double max_seconds, int64_t block_size, int64_t max_sweeps, int n_threads,
                      seed_state, callback=None, int restarts=1,
-                     double growth_tol=0.0):
+                     double growth_tol=0.0, init=None):
     """Greedy signed cut decomposition of the m x n sparse matrix given as CSR (row_ptr,
     col_idx, row_val) and CSC (col_ptr, row_idx, col_val), float32 values, indices strictly
-    increasing within each line; the remainder stays implicit.
+    increasing within each line; the remainder stays implicit. init: (s_bits, t_bits, coef)
+    of cuts made before, the first cuts of the result (max_width counts them).
 
     Returns ([s_bits, t_bits], coef, errors, norm, stopped_by)."""
     if m < 1 or n < 1 or row_ptr.shape[0] != m + 1 or col_ptr.shape[0] != n + 1 \
@@ -103,9 +150,11 @@ def sparse_decompose(int64_t m, int64_t n, const int64_t[::1] row_ptr,
     cdef sc_params prm
     cdef progress_ctx pctx
     cdef sc_result res
+    cdef sc_cuts cuts
     cdef int status
     cdef int64_t dims[2]
     dims[0], dims[1] = m, n
+    keep = _init_cuts(&cuts, init, m, n)
     prog = _Progress(callback)
     _fill_params(&prm, &pctx, prog, max_width, rtol, max_seconds, block_size, max_sweeps,
                  n_threads, seed_state, 0)
@@ -114,7 +163,7 @@ def sparse_decompose(int64_t m, int64_t n, const int64_t[::1] row_ptr,
     cdef const sc_kernels *K = _active
     try:
         with nogil:
-            status = sc_sparse_decompose(K, &A, &prm, &res)
+            status = sc_sparse_decompose(K, &A, &cuts, &prm, &res)
         out = _take_result(&res, dims)
     finally:
         sc_result_free(&res)
@@ -155,10 +204,11 @@ cdef int _product_hook(void *ctx, int transposed, const uint64_t *bits,
 def operator_decompose(int64_t m, int64_t n, double norm2, product, int64_t max_width,
                        double rtol, double max_seconds, int64_t block_size, int64_t max_sweeps,
                        int n_threads, seed_state, callback=None,
-                       int restarts=1, double growth_tol=0.0):
+                       int restarts=1, double growth_tol=0.0, init=None):
     """Greedy signed cut decomposition of an m x n operator with squared Frobenius norm norm2,
     known through ``product(transposed, signs)``: A @ signs (n signs as float64 +-1) or, with
-    transposed, A.T @ signs (m signs), returned as a float32 array of m (n) values.
+    transposed, A.T @ signs (m signs), returned as a float32 array of m (n) values. init as
+    for sparse_decompose.
 
     Returns ([s_bits, t_bits], coef, errors, norm, stopped_by)."""
     if m < 1 or n < 1 or not norm2 >= 0:
@@ -167,9 +217,11 @@ def operator_decompose(int64_t m, int64_t n, double norm2, product, int64_t max_
     cdef progress_ctx pctx
     cdef product_ctx cctx
     cdef sc_result res
+    cdef sc_cuts cuts
     cdef int status
     cdef int64_t dims[2]
     dims[0], dims[1] = m, n
+    keep = _init_cuts(&cuts, init, m, n)
     prog = _Progress(callback)
     _fill_params(&prm, &pctx, prog, max_width, rtol, max_seconds, block_size, max_sweeps,
                  n_threads, seed_state, 0)
@@ -181,7 +233,8 @@ def operator_decompose(int64_t m, int64_t n, double norm2, product, int64_t max_
     cdef const sc_kernels *K = _active
     try:
         with nogil:
-            status = sc_operator_decompose(K, m, n, norm2, _product_hook, &cctx, &prm, &res)
+            status = sc_operator_decompose(K, m, n, norm2, _product_hook, &cctx, &cuts, &prm,
+                                           &res)
         out = _take_result(&res, dims)
     finally:
         sc_result_free(&res)

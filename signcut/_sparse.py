@@ -226,7 +226,7 @@ def _product(op, name, scale):
 
 
 # ------------------------------------------------------------------ decompose
-def _refuse(name, kind, shape, axes, outliers, init, search):
+def _refuse(name, kind, shape, axes, outliers, search):
     what = "a sparse matrix" if kind == "sparse" else "an operator"
     if shape is not None or axes is not None:
         raise ValueError(f"shape= and axes= tensorize a dense array; {name} is decomposed as "
@@ -235,9 +235,6 @@ def _refuse(name, kind, shape, axes, outliers, init, search):
         raise ValueError(f"outliers= keeps the largest entries apart from the cuts as a sparse "
                          f"part; {name} is {what} and is decomposed as it is: leave outliers "
                          "out (or densify it to keep a sparse part)")
-    if init is not None:
-        raise ValueError(f"init= continues a decomposition of a dense array; {name} is {what}, "
-                         "which starts afresh: leave init out")
     if search["refine"]:
         raise ValueError(f"refine= backfits cuts against the dense remainder; {name} is {what}: "
                          "leave refine out (or use effort='best')")
@@ -252,7 +249,14 @@ def decompose_implicit(A, *, width, bits_per_entry, ratio, rtol, max_seconds, se
     kind = implicit_kind(A)
     name = _describe(A, kind)
     search = _api._search_options(effort, restarts, refine, 2)
-    _refuse(name, kind, shape, axes, outliers, init, search)
+    _refuse(name, kind, shape, axes, outliers, search)
+    if init is not None:
+        _api._init_tensorize(init, A, None, None)      # a SignCut of A's shape
+        if (init.tensorize or init.outliers is not None or init.has_scales
+                or init.error_norm != "frobenius"):
+            raise ValueError(f"init was made with shape=/axes=, outliers=, scales= or "
+                             f"col_weights=, which {name} cannot continue: give a plain matrix "
+                             "decomposition")
     width = _validate.optional_int(width, "width")
     bits_per_entry = _validate.optional_float(bits_per_entry, "bits_per_entry")
     ratio = _validate.optional_float(ratio, "ratio")
@@ -286,28 +290,38 @@ def decompose_implicit(A, *, width, bits_per_entry, ratio, rtol, max_seconds, se
         max_width = _api._width_from_budgets(shape2, 4, None, 32.0, None)
         if nbytes is not None:
             max_width = max(1, min(max_width, nbytes * 8 // (m + n + 32)))
+    done = 0 if init is None else init.width
+    _api._check_done(done, max_width)
     n_threads = _validate.thread_count(n_threads)
     state = _api._seed_state(seed)
-    # the signs in three layouts (result, nibbles for the group tables); an operator without
-    # a storage budget grows them as the cuts come
+    # the signs in two layouts (the result's, and chunks for the group tables); an operator
+    # without a storage budget grows them as the cuts come
     counted = max_width if kind == "sparse" or width or bits_per_entry else 0
-    _validate.check_memory(16 * (m + n) + counted * (3 * (m + n) // 8 + 16),
-                           f"decomposing {name}")
-    met = rtol is not None and rtol >= 1.0    # met by no cut at all
-    args = (0 if met else max_width, rtol or 0.0, max_seconds or 0.0, block_size,
-            _api.MAX_SWEEPS, n_threads, state, callback)
+    _validate.check_memory(16 * (m + n) + counted * ((m + n) // 4 + 16), f"decomposing {name}")
     if kind == "operator":
         norm2, _ = operator_norm2(A, name)
         rms = np.sqrt(norm2 / (m * n))
         exponent = int(np.frexp(rms)[1]) if rms > 0 else 0
+    else:
+        norm2 = float(np.ldexp(np.sum(np.square(arrays[2], dtype=np.float64)), 2 * exponent))
+    cuts = None
+    if init is not None:
+        _api._check_init(init, A, None, float(np.sqrt(norm2)))
+        if init.width and not norm2 > 0:
+            raise ValueError(f"{name} is all zeros and init has {init.width} cuts: init was "
+                             "not made from it")
+        cuts = (init.signs[0], init.signs[1], np.ldexp(init.coef, -exponent).astype(np.float32))
+    met = rtol is not None and rtol >= 1.0    # met by no cut at all
+    args = (done if met else max_width, rtol or 0.0, max_seconds or 0.0, block_size,
+            _api.MAX_SWEEPS, n_threads, state, callback)
+    search = dict(restarts=search["restarts"], growth_tol=search["growth_tol"], init=cuts)
+    if kind == "operator":
         signs, coef, errors, norm, stopped_by = _core.operator_decompose(
             m, n, float(np.ldexp(norm2, -2 * exponent)),
-            _product(A, name, np.ldexp(1.0, -exponent)), *args,
-            restarts=search["restarts"], growth_tol=search["growth_tol"])
+            _product(A, name, np.ldexp(1.0, -exponent)), *args, **search)
     else:
         signs, coef, errors, norm, stopped_by = _core.sparse_decompose(
-            m, n, *arrays, *args, restarts=search["restarts"],
-            growth_tol=search["growth_tol"])
+            m, n, *arrays, *args, **search)
     result = SignCut(shape2, signs, np.ldexp(coef, exponent).astype(np.float32),
                      errors, norm=float(np.ldexp(norm, exponent)), orig_dtype=dtype,
                      input_nbytes=nbytes)

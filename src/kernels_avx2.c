@@ -280,6 +280,35 @@ static void group_apply(float *y, int64_t len, const uint8_t *nib, int64_t ldn,
     sc_nib_apply(y + i, len - i, nib + i, ldn, tlo, thi, ngroups, scale);
 }
 
+/* A chunk of 16 entries at a time: each 32-byte load holds two planes of the chunk, one per
+ * 128-bit lane, and the matching 32 bytes of the tables hold those planes' tables, so each
+ * lane's byte shuffle reads its own group; the lanes' int16 sums (the same entries) add up at
+ * the end. Also used by the AVX-512 table for chunks of 2 planes. */
+void sc_avx2_chunk_apply(float *y, int64_t len, const uint8_t *chunks, int64_t planes,
+                         const uint8_t *tab, float scale) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const __m256 sc = _mm256_set1_ps(scale);
+    int64_t i = 0;
+    for (; i + 16 <= len; i += 16) {
+        const uint8_t *ch = chunks + planes * i;
+        __m256i a0 = _mm256_setzero_si256(), a1 = _mm256_setzero_si256();
+        for (int64_t q = 0; 2 * q < planes; q++) {
+            __m256i x = _mm256_loadu_si256((const __m256i *)(ch + 32 * q));
+            __m256i xn[2] = {_mm256_and_si256(x, m4), _mm256_and_si256(_mm256_srli_epi16(x, 4), m4)};
+            for (int n = 0; n < 2; n++) {
+                const uint8_t *t = tab + 16 * (8 * n + 2 * q);
+                __m256i l = _mm256_shuffle_epi8(_mm256_loadu_si256((const __m256i *)t), xn[n]);
+                __m256i h = _mm256_shuffle_epi8(_mm256_loadu_si256((const __m256i *)(t + 256)), xn[n]);
+                a0 = _mm256_add_epi16(a0, _mm256_unpacklo_epi8(l, h));
+                a1 = _mm256_add_epi16(a1, _mm256_unpackhi_epi8(l, h));
+            }
+        }
+        nib_store(y + i, _mm_add_epi16(_mm256_castsi256_si128(a0), _mm256_extracti128_si256(a0, 1)), sc);
+        nib_store(y + i + 8, _mm_add_epi16(_mm256_castsi256_si128(a1), _mm256_extracti128_si256(a1, 1)), sc);
+    }
+    sc_chunk_apply(y + i, len - i, chunks + planes * i, planes, tab, scale);
+}
+
 /* Also used by the AVX-512 table: 16 entries of a group are two float vectors. */
 int64_t sc_avx2_nib_tables(uint8_t *tlo, uint8_t *thi, float *scale, const float *w, int64_t k) {
     float inv = 0.0f;
@@ -553,5 +582,5 @@ const sc_kernels sc_kernels_avx2 = {
     .accum_rows_h = accum_rows_h, .to_half = sc_avx2_to_half, .transpose16 = sc_avx2_transpose16,
     .absmax = sc_avx2_absmax, .lut3_rows = sc_avx2_lut3_rows, .lut_rows = sc_avx2_lut_rows,
     .sparse_accum = sc_sparse_accum, .sparse_sign_rows = sc_sparse_sign_rows,
-    .flip_dots = sc_flip_dots, .gram_mul = gram_mul,
+    .flip_dots = sc_flip_dots, .chunk_apply = sc_avx2_chunk_apply, .gram_mul = gram_mul,
 };

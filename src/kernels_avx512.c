@@ -201,6 +201,45 @@ static void group_apply(float *y, int64_t len, const uint8_t *nib, int64_t ldn,
     sc_nib_apply(y + i, len - i, nib + i, ldn, tlo, thi, ngroups, scale);
 }
 
+/* A chunk of 16 entries at a time: each 64-byte load holds four planes of the chunk, one per
+ * 128-bit lane, and the matching 64 bytes of the tables hold those planes' tables, so each
+ * lane's byte shuffle reads its own group; the four lanes' int16 sums (the same entries) add
+ * up at the end. Chunks of 2 planes go through the AVX2 kernel. */
+static void chunk_apply(float *y, int64_t len, const uint8_t *chunks, int64_t planes,
+                        const uint8_t *tab, float scale) {
+    if (planes < 4) {
+        sc_avx2_chunk_apply(y, len, chunks, planes, tab, scale);
+        return;
+    }
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const __m512 sc = _mm512_set1_ps(scale);
+    int64_t i = 0;
+    for (; i + 16 <= len; i += 16) {
+        const uint8_t *ch = chunks + planes * i;
+        __m512i a0 = _mm512_setzero_si512(), a1 = _mm512_setzero_si512();
+        for (int64_t h = 0; 4 * h < planes; h++) {
+            __m512i x = _mm512_loadu_si512((const void *)(ch + 64 * h));
+            __m512i xn[2] = {_mm512_and_si512(x, m4), _mm512_and_si512(_mm512_srli_epi16(x, 4), m4)};
+            for (int n = 0; n < 2; n++) {
+                const uint8_t *t = tab + 16 * (8 * n + 4 * h);
+                __m512i l = _mm512_shuffle_epi8(_mm512_loadu_si512((const void *)t), xn[n]);
+                __m512i g = _mm512_shuffle_epi8(_mm512_loadu_si512((const void *)(t + 256)), xn[n]);
+                a0 = _mm512_add_epi16(a0, _mm512_unpacklo_epi8(l, g));
+                a1 = _mm512_add_epi16(a1, _mm512_unpackhi_epi8(l, g));
+            }
+        }
+        /* lanes 0+2, 1+3, then the two halves: entries 0-7 from a0, 8-15 from a1 */
+        a0 = _mm512_add_epi16(a0, _mm512_shuffle_i64x2(a0, a0, 0x4E));
+        a1 = _mm512_add_epi16(a1, _mm512_shuffle_i64x2(a1, a1, 0x4E));
+        __m128i e0 = _mm_add_epi16(_mm512_castsi512_si128(a0), _mm512_extracti32x4_epi32(a0, 1));
+        __m128i e1 = _mm_add_epi16(_mm512_castsi512_si128(a1), _mm512_extracti32x4_epi32(a1, 1));
+        __m256i e = _mm256_inserti128_si256(_mm256_castsi128_si256(e0), e1, 1);
+        __m512 f = _mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(e));
+        _mm512_storeu_ps(y + i, _mm512_fmadd_ps(sc, f, _mm512_loadu_ps(y + i)));
+    }
+    sc_chunk_apply(y + i, len - i, chunks + planes * i, planes, tab, scale);
+}
+
 /* R rows of accum_rows_h in one pass over y (full vectors, then a masked tail). */
 static inline __attribute__((always_inline)) void accum_h_pass(
         float *y, int64_t len, const uint16_t *rows, int64_t ld, const int64_t *idx,
@@ -404,5 +443,5 @@ const sc_kernels sc_kernels_avx512 = {
     .accum_rows_h = accum_rows_h, .to_half = sc_avx2_to_half, .transpose16 = sc_avx2_transpose16,
     .absmax = sc_avx2_absmax, .lut3_rows = lut3_rows, .lut_rows = lut_rows,
     .sparse_accum = sc_sparse_accum, .sparse_sign_rows = sc_sparse_sign_rows,
-    .flip_dots = flip_dots, .gram_mul = gram_mul,
+    .flip_dots = flip_dots, .chunk_apply = chunk_apply, .gram_mul = gram_mul,
 };

@@ -153,4 +153,5 @@ const sc_kernels sc_kernels_scalar = {
     .accum_rows_h = accum_rows_h, .to_half = to_half, .transpose16 = transpose16, .absmax = absmax,
     .lut3_rows = sc_lut3_rows, .lut_rows = lut_rows, .sparse_accum = sc_sparse_accum,
     .sparse_sign_rows = sc_sparse_sign_rows, .flip_dots = sc_flip_dots, .gram_mul = gram_mul,
+    .chunk_apply = sc_chunk_apply,
 };

@@ -445,16 +445,9 @@ static double exact_value(engine_t *E) {
     return x;
 }
 
-/* Whether half step h (value val, the previous one's cur) ends the alternation. Growth below
- * tol is rounding noise in the images, not progress: counting it could cycle through flips
- * without end. */
-static inline int alternation_ends(int64_t h, double val, double cur, double tol,
-                                   int64_t max_sweeps) {
-    return (h > 0 && !(val > cur * (1.0 + tol))) || h + 1 >= max_sweeps;
-}
-
-/* Alternate from the candidate signs of side Y (Y->cand) while the value |s^T R t| grows.
- * Returns the value of the signs left in S.bits and T.bits (the images match them).
+/* Alternate from the candidate signs of side Y (Y->cand) while the value |s^T R t| grows
+ * (sc_alternation_ends, driver.h). Returns the value of the signs left in S.bits and T.bits
+ * (the images match them).
  *
  * With several threads and both sides of two tiles or more, the whole alternation is one
  * parallel region with one barrier per half step (a region per half step costs a fork and a
@@ -466,7 +459,6 @@ static inline int alternation_ends(int64_t h, double val, double cur, double tol
  * partial sums alternate between two sets, so that a thread already in the next step does not
  * overwrite a sum another still adds. */
 static double alternate(engine_t *E, const sc_params *prm, side_t *Y0) {
-    double tol = prm->growth_tol > 0.0 ? prm->growth_tol : SC_GROWTH_TOL;
     side_t *X0 = (Y0 == &E->T) ? &E->S : &E->T;
     int64_t shortest = E->m < E->n ? E->m : E->n, stride = sc_ntiles(E->m > E->n ? E->m : E->n);
     if (E->pr.nt <= 1 || shortest < 2 * SC_TILE) {
@@ -474,7 +466,7 @@ static double alternate(engine_t *E, const sc_params *prm, side_t *Y0) {
         double cur = 0.0;
         for (int64_t h = 0;; h++) {
             double val = half_step(E, Y, X);
-            if (alternation_ends(h, val, cur, tol, prm->max_sweeps)) break;
+            if (sc_alternation_ends(prm, h, val, cur)) break;
             cur = val;
             side_t *tmp = X; X = Y; Y = tmp;
         }
@@ -497,7 +489,7 @@ static double alternate(engine_t *E, const sc_params *prm, side_t *Y0) {
             double val = 0.0;
             for (int64_t t = 0; t < nt_tiles; t++) val += part[t];
             if (me == 0) step_commit_dots(E, Y, F);
-            if (alternation_ends(h, val, cur, tol, prm->max_sweeps)) {
+            if (sc_alternation_ends(prm, h, val, cur)) {
                 if (me == 0) {
                     result = cur;
                     last = Y;
@@ -538,12 +530,7 @@ static double best_cut(engine_t *E, const sc_params *prm, sc_rng *rng, int64_t k
             /* A kick: the best t so far with 1 in 2^SC_KICK_SHIFT entries flipped at random.
              * Measured (512 x 512, 8 bits per entry): 8 starts give 16% less error than one,
              * where 4 fully random starts give 6%. */
-            for (int64_t q = 0; q < E->T.words; q++) {
-                uint64_t r = ~UINT64_C(0);
-                for (int b = 0; b < SC_KICK_SHIFT; b++) r &= sc_rng_next(rng);
-                E->T.cand[q] = E->best_t[q] ^ r;
-            }
-            E->T.cand[E->T.words - 1] &= sc_tail_mask(E->n);
+            sc_kick_signs(rng, E->T.cand, E->best_t, E->n);
         } else {
             sc_rng_signs(rng, E->T.cand, E->n);
         }

@@ -1,26 +1,30 @@
 /* signcut: the greedy driver for an implicit remainder R = A - sum_j c_j s_j t_j^T, where A
  * is a sparse matrix (CSR and CSC) or an operator known only by its products. Written once
- * against the kernel table, with the matrix engine's search (src/matrix.c): the same kicks,
- * growth test and per-cut random generator, but every cut starts from random signs (the plain
- * greedy of Frieze and Kannan): warm starts fall back into the previous cut's family on
- * matrices that are mostly zeros (see ELONGATED in matrix.c).
+ * against the kernel table, with the matrix engine's search rules (driver.h: growth test,
+ * start attempts; common.h: kicks, per-cut random generator), but every cut starts from
+ * random signs (the plain greedy of Frieze and Kannan): warm starts fall back into the
+ * previous cut's family on matrices that are mostly zeros (see ELONGATED in matrix.c).
  *
  * Each side keeps its image of the other side's signs in two parts, u = R t = uA - uC: the
  * A part uA = A t and the cuts' part uC = sum_j c_j <t_j, t> s_j. When t flips on a set F,
  * uA changes by 2 t_new[f] A[:, f] over the flipped columns (CSC; rows of the CSR for flips
  * of s), or, for an operator, is one product A t. The dots <t_j, t> change by integers that
  * popcounts of the changed words give (flip_dots), and uC by sum_j c_j d<t_j, t> s_j through
- * 4-bit group tables in 16-bit fixed point (nib_tables / group_apply, blocks of 64 cuts:
- * every cut so far, not only pending ones; the signs are also kept as nibbles, 2 bits per
- * cut and entry). The rounding of the tables and of float32 flip updates only perturbs the
- * search: every block_size cuts both parts are recomputed exactly, and uA = A t each cut.
+ * 4-bit group tables in 16-bit fixed point (nib_tables / chunk_apply, blocks of 64 cuts:
+ * every cut so far, not only pending ones; the signs are also kept in chunk layout, common.h,
+ * 1 bit per cut and entry, so that a tile's lookups read only its own entries' bytes). The
+ * rounding of the tables and of float32 flip updates only perturbs the search: the first two
+ * half steps of every cut's search compute both images from scratch (uA from A's lines
+ * against the new signs, uC through the tables of the full weights c_j <y_j, y>), so a cut's
+ * search depends only on the cuts before it and its random draws, not on how the images got
+ * there: a run continued from its first k cuts (init) makes the same cuts as one long run.
  *
  * Values are exact: a cut's s^T R t = s^T A t - sum_j c_j <s_j, s> <t_j, t> from uA and the
  * integer dots, and the squared error is ||A||^2 - 2 <A, X> + ||X||^2 with <A, X> = sum_j
  * c_j s_j^T A t_j and ||X||^2 = sum_{i,j} c_i c_j <s_i, s_j> <t_i, t_j>, whose entries for a
  * new cut are the dots the search keeps (popcounts, exact integers), summed in double.
  *
- * Parallel work is split into fixed tiles of TILE entries, each written by one thread, and
+ * Parallel work is split into fixed tiles of SC_TILE entries, each written by one thread, and
  * per-tile partial sums are added in tile order: n_threads cannot change a bit. */
 #define _POSIX_C_SOURCE 200809L  /* clock_gettime under -std=c11 */
 #include <math.h>
@@ -30,11 +34,8 @@
 #include "signcut/common.h"
 #include "signcut/driver.h"
 
-#define TILE 256                 /* entries per parallel tile, a multiple of 64 */
 #define BLOCK 64                 /* cuts per block of group tables (their int16 bound) */
-#define TAB (16 * SC_NIB_GROUPS) /* bytes of one block's low (or high) table bytes */
-#define GROWTH_TOL 1e-6          /* as in matrix.c */
-#define START_ATTEMPTS 8
+#define TAB 512                  /* bytes of one block's tables (sc_chunk_tables) */
 #define FLIP_CHUNK 256           /* flipped lines listed at a time */
 #define FULL_DIV 8                /* A y from scratch when more than 1 / FULL_DIV of y flips */
 /* Below this relative error the cuts' part of the images changes through signs_matvec (float32,
@@ -48,9 +49,8 @@ typedef struct {
     float *imgA;         /* A part of the image of the other side's signs: A t (s), A^T s (t) */
     float *cut;          /* cuts' part: sum_j c_j <other sign j, other signs> sign_j */
     uint64_t *bits, *cand;
-    uint8_t **nib;       /* per block of BLOCK cuts, (SC_NIB_GROUPS, len): bit j % 4 of
-                          * nib[b][(j % BLOCK / 4) * len + i] set if cut BLOCK b + j % BLOCK
-                          * has -1 at i */
+    uint8_t **chunks;    /* per block of BLOCK cuts, its signs in chunk layout (common.h) of
+                          * E->planes[b] planes */
     int64_t *dots;       /* <this side's sign of cut j, bits>, j < width */
     int64_t *delta;      /* their change in a half step */
     /* A's lines along this side (rows of A for s, columns for t): a flip of entry f changes
@@ -60,6 +60,9 @@ typedef struct {
     const float *val;
     int transposed;      /* operator: the product these signs enter (0: A t, 1: A^T s) */
 } side_t;
+
+/* Planes of chunk layout that k cuts of a block fill (chunk_apply reads 2, 4 or 8). */
+static int64_t block_planes(int64_t k) { return k <= 16 ? 2 : k <= 32 ? 4 : 8; }
 
 typedef struct {
     const sc_kernels *K;
@@ -72,16 +75,14 @@ typedef struct {
     int status;               /* a failed product */
     int precise;              /* the cuts' part changes through signs_matvec (PRECISE_BELOW) */
     float *w;                 /* per cut: weight of its correction in a half step */
-    uint8_t *tlo, *thi;       /* per block: group tables */
+    uint8_t *tab;             /* per block: the tables of chunk_apply */
     float *tscale;
-    int64_t *tgroups, *cnt;
+    int64_t *tgroups, *planes, *cnt;
     int64_t *qs;              /* words where the flipping side changes */
     double *partial;          /* per-tile partial sums */
     float *buf;               /* per thread: a tile of the image */
     uint64_t *best_s, *best_t;
 } engine_t;
-
-static int64_t ntiles(int64_t len) { return (len + TILE - 1) / TILE; }
 
 /* Packed signs of every cut on side X (the result's arrays, which grow). */
 static const uint64_t *side_signs(const engine_t *E, const side_t *X) {
@@ -96,7 +97,8 @@ static inline uint64_t flip_word(const side_t *Y, int64_t q, int negate) {
 
 /* Block b of the cuts: how their dots with Y change (cand against bits, over the nq changed
  * words, nf flips), and the group tables of the weights c_j * change. */
-static void block_tables(engine_t *E, const side_t *Y, int64_t b, int64_t nf, int64_t nq) {
+static void block_tables(engine_t *E, const side_t *Y, int64_t b, int64_t nf, int64_t nq,
+                         int fresh) {
     const sc_kernels *K = E->K;
     int64_t j0 = b * BLOCK, k = (E->width - j0 < BLOCK) ? E->width - j0 : BLOCK;
     int64_t *cnt = E->cnt + j0;
@@ -105,19 +107,23 @@ static void block_tables(engine_t *E, const side_t *Y, int64_t b, int64_t nf, in
         /* <y_j, y_new> - <y_j, y_old> = 2 (flips where y_j agrees with y_new - the others) */
         int64_t d = 2 * (nf - 2 * cnt[j]);
         Y->delta[j0 + j] = d;
+        if (fresh) d += Y->dots[j0 + j];      /* the full weight: uC from scratch */
         E->w[j0 + j] = (float)((double)E->res->coef[j0 + j] * (double)d);
     }
-    E->tgroups[b] = E->precise ? 0 : K->nib_tables(E->tlo + b * TAB, E->thi + b * TAB,
-                                                   &E->tscale[b], E->w + j0, k);
+    uint8_t tlo[16 * SC_NIB_GROUPS], thi[16 * SC_NIB_GROUPS];
+    E->tgroups[b] = E->precise ? 0 : K->nib_tables(tlo, thi, &E->tscale[b], E->w + j0, k);
+    if (E->tgroups[b]) sc_chunk_tables(E->tab + b * TAB, tlo, thi, E->tgroups[b]);
 }
 
-/* One thread's tiles [t0, t1) of X: the flips of Y on uA (sparse A), the tables on uC, then
- * the signs of uA - uC as X's candidate and |uA - uC| per tile into E->partial. */
+
+/* One thread's tiles [t0, t1) of X: the flips of Y on uA (sparse A), the tables on uC (from
+ * zero when fresh), then the signs of uA - uC as X's candidate and |uA - uC| per tile into
+ * E->partial. */
 static void step_tiles(engine_t *E, const side_t *Y, side_t *X, int64_t nb, int64_t nf,
-                       int negate, int64_t t0, int64_t t1, float *buf) {
+                       int negate, int fresh, int64_t t0, int64_t t1, float *buf) {
     const sc_kernels *K = E->K;
     if (t1 <= t0) return;
-    int64_t a = t0 * TILE, end = (t1 * TILE < X->len) ? t1 * TILE : X->len;
+    int64_t a = t0 * SC_TILE, end = (t1 * SC_TILE < X->len) ? t1 * SC_TILE : X->len;
     if (negate > 1) {
         K->sparse_sign_rows(X->imgA + a, X->ptr + a, X->idx, X->val, end - a, Y->cand);
     } else if (!E->product && nf) {
@@ -138,23 +144,24 @@ static void step_tiles(engine_t *E, const side_t *Y, side_t *X, int64_t nb, int6
         if (k) K->sparse_accum(X->imgA + a, a, end, Y->ptr, Y->idx, Y->val, lines, w, k);
     }
     for (int64_t t = t0; t < t1; t++) {
-        int64_t c = t * TILE, len = (X->len - c < TILE) ? X->len - c : TILE;
+        int64_t c = t * SC_TILE, len = (X->len - c < SC_TILE) ? X->len - c : SC_TILE;
+        if (fresh) memset(X->cut + c, 0, (size_t)len * sizeof(float));
         if (nb && E->precise)
             K->signs_matvec(X->cut + c, len, side_signs(E, X) + c / 64, X->words, E->w,
                             E->width);
         for (int64_t b = 0; b < nb; b++)
             if (E->tgroups[b])
-                K->group_apply(X->cut + c, len, X->nib[b] + c, X->len, E->tlo + b * TAB,
-                               E->thi + b * TAB, E->tgroups[b], E->tscale[b]);
+                K->chunk_apply(X->cut + c, len, X->chunks[b] + E->planes[b] * c, E->planes[b],
+                               E->tab + b * TAB, E->tscale[b]);
         for (int64_t i = 0; i < len; i++) buf[i] = X->imgA[c + i] - X->cut[c + i];
         E->partial[t] = K->pack_signs(X->cand + c / 64, buf, len);
     }
 }
 
 /* Apply the flips of side Y (candidate -> current) to X's image, then take the signs of X's
- * image as X's candidate. Returns |img_X|_1, the value of (cand_X, bits_Y); -1 when an
- * operator's product failed (E->status set). */
-static double half_step(engine_t *E, side_t *Y, side_t *X) {
+ * image as X's candidate; fresh: make X's image from scratch instead. Returns |img_X|_1, the
+ * value of (cand_X, bits_Y); -1 when an operator's product failed (E->status set). */
+static double half_step(engine_t *E, side_t *Y, side_t *X, int fresh) {
     const sc_kernels *K = E->K;
     int64_t nf = sc_sign_diff(K, Y->cand, Y->bits, Y->words, Y->len), nq = 0;
     /* More than half of Y flips (a new start): negate uA, the image of -y, and add the lines
@@ -162,28 +169,22 @@ static double half_step(engine_t *E, side_t *Y, side_t *X) {
     int negate = !E->product && 2 * nf > Y->len;
     /* Many lines to add: A y from scratch (2 for negate) instead, X's own lines read in order
      * against Y's signs (a gather from a small array against a scatter into a large one) */
-    if (!E->product && FULL_DIV * (negate ? Y->len - nf : nf) > Y->len) negate = 2;
+    if (!E->product && (fresh || FULL_DIV * (negate ? Y->len - nf : nf) > Y->len)) negate = 2;
     if (nf)
         for (int64_t q = 0; q < Y->words; q++)
             if (Y->cand[q] != Y->bits[q]) E->qs[nq++] = q;
-    if (nf && E->product && E->product(E->pctx, Y->transposed, Y->cand, X->imgA)) {
+    if ((nf || fresh) && E->product && E->product(E->pctx, Y->transposed, Y->cand, X->imgA)) {
         E->status = SC_ERR_CALLBACK;
         return -1.0;
     }
-    int64_t nb = nf ? E->nblocks : 0, nt_tiles = ntiles(X->len);
-    int par = E->pr.nt > 1 && nt_tiles > 1;
-    (void)par;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(E->pr.nt) if (par)
-#endif
+    int64_t nb = (nf || fresh) ? E->nblocks : 0, nt_tiles = sc_ntiles(X->len);
+    SC_OMP(parallel num_threads(E->pr.nt) if (E->pr.nt > 1 && nt_tiles > 1))
     {
-#ifdef _OPENMP
-#pragma omp for schedule(static)
-#endif
-        for (int64_t b = 0; b < nb; b++) block_tables(E, Y, b, nf, nq);
+        SC_OMP(for schedule(static))
+        for (int64_t b = 0; b < nb; b++) block_tables(E, Y, b, nf, nq, fresh);
         int nth, me = sc_thread(&nth);
-        step_tiles(E, Y, X, nb, nf, negate, nt_tiles * me / nth, nt_tiles * (me + 1) / nth,
-                   E->buf + (int64_t)me * TILE);
+        step_tiles(E, Y, X, nb, nf, negate, fresh, nt_tiles * me / nth,
+                   nt_tiles * (me + 1) / nth, E->buf + (int64_t)me * SC_TILE);
     }
     if (nf) {
         for (int64_t j = 0; j < E->width; j++) Y->dots[j] += Y->delta[j];
@@ -194,22 +195,16 @@ static double half_step(engine_t *E, side_t *Y, side_t *X) {
     return val;
 }
 
-/* Whether half step h (value val, the previous one's cur) ends the alternation (matrix.c). */
-static inline int alternation_ends(int64_t h, double val, double cur, double tol,
-                                   int64_t max_sweeps) {
-    return (h > 0 && !(val > cur * (1.0 + tol))) || h + 1 >= max_sweeps;
-}
-
-/* Alternate from the candidate signs of side Y0 while the value grows; returns the value of
- * the signs left in S.bits and T.bits (the images match them), -1 on a failed product. */
-static double alternate(engine_t *E, const sc_params *prm, side_t *Y0) {
-    double tol = prm->growth_tol > 0.0 ? prm->growth_tol : GROWTH_TOL;
+/* Alternate from the candidate signs of side Y0 while the value grows, the first `fresh`
+ * half steps from scratch; returns the value of the signs left in S.bits and T.bits (the
+ * images match them), -1 on a failed product. */
+static double alternate(engine_t *E, const sc_params *prm, side_t *Y0, int fresh) {
     side_t *Y = Y0, *X = (Y0 == &E->T) ? &E->S : &E->T;
     double cur = 0.0;
     for (int64_t h = 0;; h++) {
-        double val = half_step(E, Y, X);
+        double val = half_step(E, Y, X, h < fresh);
         if (val < 0.0) return -1.0;
-        if (alternation_ends(h, val, cur, tol, prm->max_sweeps)) break;
+        if (sc_alternation_ends(prm, h, val, cur)) break;
         cur = val;
         side_t *tmp = X; X = Y; Y = tmp;
     }
@@ -221,19 +216,13 @@ static double best_cut(engine_t *E, const sc_params *prm, sc_rng *rng) {
     int restarts = prm->restarts > 1 ? prm->restarts : 1;
     double best = 0.0;
     int found = 0, last_is_best = 0;
-    for (int attempt = 0; attempt < START_ATTEMPTS + restarts && found < restarts; attempt++) {
+    for (int attempt = 0; attempt < SC_START_ATTEMPTS + restarts && found < restarts; attempt++) {
         side_t *Y = &E->T;
-        if (found > 0) {
-            for (int64_t q = 0; q < E->T.words; q++) {
-                uint64_t r = ~UINT64_C(0);
-                for (int b = 0; b < SC_KICK_SHIFT; b++) r &= sc_rng_next(rng);
-                E->T.cand[q] = E->best_t[q] ^ r;
-            }
-            E->T.cand[E->T.words - 1] &= sc_tail_mask(E->n);
-        } else {
+        if (found > 0)
+            sc_kick_signs(rng, E->T.cand, E->best_t, E->n);
+        else
             sc_rng_signs(rng, E->T.cand, E->n);
-        }
-        double val = alternate(E, prm, Y);
+        double val = alternate(E, prm, Y, attempt == 0 ? 2 : 0);
         if (val < 0.0) return -1.0;
         if (!(val > 0.0)) {
             last_is_best = 0;
@@ -251,9 +240,9 @@ static double best_cut(engine_t *E, const sc_params *prm, sc_rng *rng) {
     }
     if (found && !last_is_best) {
         memcpy(E->T.cand, E->best_t, (size_t)E->T.words * sizeof(uint64_t));
-        if (half_step(E, &E->T, &E->S) < 0.0) return -1.0;
+        if (half_step(E, &E->T, &E->S, 0) < 0.0) return -1.0;
         memcpy(E->S.cand, E->best_s, (size_t)E->S.words * sizeof(uint64_t));
-        if (half_step(E, &E->S, &E->T) < 0.0) return -1.0;
+        if (half_step(E, &E->S, &E->T, 0) < 0.0) return -1.0;
     }
     return best;
 }
@@ -267,43 +256,23 @@ static int exact_imgA(engine_t *E, side_t *X) {
         return E->status = st;
     }
     /* X's own lines are the ones whose entries sum into X's image */
-    int64_t nt_tiles = ntiles(X->len);
+    int64_t nt_tiles = sc_ntiles(X->len);
     const sc_kernels *K = E->K;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(E->pr.nt) if (E->pr.nt > 1 && nt_tiles > 1)
-#endif
+    SC_OMP(parallel for schedule(static) num_threads(E->pr.nt) if (E->pr.nt > 1 && nt_tiles > 1))
     for (int64_t t = 0; t < nt_tiles; t++) {
-        int64_t c = t * TILE, len = (X->len - c < TILE) ? X->len - c : TILE;
+        int64_t c = t * SC_TILE, len = (X->len - c < SC_TILE) ? X->len - c : SC_TILE;
         K->sparse_sign_rows(X->imgA + c, X->ptr + c, X->idx, X->val, len, Y->bits);
     }
     return SC_OK;
-}
-
-/* uC of side X from scratch, sum_j (c_j <y_j, y>) x_j in float32 in cut order. */
-static void exact_cut(engine_t *E, side_t *X) {
-    side_t *Y = (X == &E->S) ? &E->T : &E->S;
-    const sc_kernels *K = E->K;
-    for (int64_t j = 0; j < E->width; j++)
-        E->w[j] = (float)((double)E->res->coef[j] * (double)Y->dots[j]);
-    const uint64_t *bits = side_signs(E, X);
-    int64_t nt_tiles = ntiles(X->len);
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(E->pr.nt) if (E->pr.nt > 1 && nt_tiles > 1)
-#endif
-    for (int64_t t = 0; t < nt_tiles; t++) {
-        int64_t c = t * TILE, len = (X->len - c < TILE) ? X->len - c : TILE;
-        memset(X->cut + c, 0, (size_t)len * sizeof(float));
-        if (E->width) K->signs_matvec(X->cut + c, len, bits + c / 64, X->words, E->w, E->width);
-    }
 }
 
 /* s^T A t for the current signs, in double (S.imgA = A t is made exact first for sparse A;
  * an operator's is its last product). */
 static double value_A(engine_t *E) {
     if (!E->product) exact_imgA(E, &E->S);
-    int64_t nt_tiles = ntiles(E->m);
+    int64_t nt_tiles = sc_ntiles(E->m);
     for (int64_t t = 0; t < nt_tiles; t++) {
-        int64_t c = t * TILE, end = (E->m - c < TILE) ? E->m : c + TILE;
+        int64_t c = t * SC_TILE, end = (E->m - c < SC_TILE) ? E->m : c + SC_TILE;
         double acc = 0.0;
         for (int64_t i = c; i < end; i++)
             acc += sc_sign_at(E->S.bits, i) * (double)E->S.imgA[i];
@@ -330,11 +299,11 @@ static void engine_free(engine_t *E) {
         side_t *X = sides[i];
         free(X->imgA); free(X->cut); free(X->bits); free(X->cand);
         free(X->dots); free(X->delta);
-        if (X->nib)
-            for (int64_t b = 0; b < E->nblocks; b++) free(X->nib[b]);
-        free(X->nib);
+        if (X->chunks)
+            for (int64_t b = 0; b < E->nblocks; b++) free(X->chunks[b]);
+        free(X->chunks);
     }
-    free(E->w); free(E->tlo); free(E->thi); free(E->tscale); free(E->tgroups); free(E->cnt);
+    free(E->w); free(E->tab); free(E->tscale); free(E->tgroups); free(E->planes); free(E->cnt);
     free(E->qs); free(E->partial); free(E->buf); free(E->best_s); free(E->best_t);
 }
 
@@ -362,30 +331,42 @@ static int make_room(engine_t *E, int64_t k) {
         if (st) return st;
         E->cap = cap;
     }
-    if (k == E->nblocks * BLOCK) {           /* a new block of nibbles and tables */
+    if (k == E->nblocks * BLOCK) {           /* a new block of signs and tables */
         if (E->nblocks == E->cap_blocks) {
             int64_t cap = E->cap_blocks ? 2 * E->cap_blocks : 4;
-            E->S.nib = grow_array(E->S.nib, cap, sizeof(uint8_t *), &st);
-            E->T.nib = grow_array(E->T.nib, cap, sizeof(uint8_t *), &st);
-            E->tlo = grow_array(E->tlo, cap * TAB, 1, &st);
-            E->thi = grow_array(E->thi, cap * TAB, 1, &st);
+            E->S.chunks = grow_array(E->S.chunks, cap, sizeof(uint8_t *), &st);
+            E->T.chunks = grow_array(E->T.chunks, cap, sizeof(uint8_t *), &st);
+            E->tab = grow_array(E->tab, cap * TAB, 1, &st);
             E->tscale = grow_array(E->tscale, cap, sizeof(float), &st);
             E->tgroups = grow_array(E->tgroups, cap, sizeof(int64_t), &st);
+            E->planes = grow_array(E->planes, cap, sizeof(int64_t), &st);
             if (st) return st;
             E->cap_blocks = cap;
         }
-        uint8_t *ns = calloc((size_t)(SC_NIB_GROUPS * E->m), 1);
-        uint8_t *nt = calloc((size_t)(SC_NIB_GROUPS * E->n), 1);
-        if (!ns || !nt) { free(ns); free(nt); return SC_ERR_NOMEM; }
-        E->S.nib[E->nblocks] = ns;
-        E->T.nib[E->nblocks] = nt;
+        E->S.chunks[E->nblocks] = E->T.chunks[E->nblocks] = NULL;
+        E->planes[E->nblocks] = 0;
         E->nblocks++;
     }
+    /* the block's signs in as many planes as its cuts so far and cut k need */
+    int64_t b = k / BLOCK, had = E->planes[b], planes = block_planes(k % BLOCK + 1);
+    side_t *sides[2] = {&E->S, &E->T};
+    for (int a = 0; a < 2 && planes != had; a++) {
+        side_t *X = sides[a];
+        int64_t nch = (X->len + SC_CHUNK - 1) / SC_CHUNK;
+        uint8_t *to = calloc((size_t)(nch * planes * SC_CHUNK), 1), *from = X->chunks[b];
+        if (!to) return SC_ERR_NOMEM;
+        for (int64_t q = 0; q < nch && had; q++)
+            memcpy(to + q * planes * SC_CHUNK, from + q * had * SC_CHUNK,
+                   (size_t)(had * SC_CHUNK));
+        free(from);
+        X->chunks[b] = to;
+    }
+    E->planes[b] = planes;
     return SC_OK;
 }
 
 /* Cut k = width with the current signs and coefficient c joins the cuts: its signs in the
- * result and as nibbles, its dots with the current signs (all entries agree), and its part
+ * result and in chunk layout, its dots with the current signs (all entries agree), and its part
  * of both images: uC gains c n s (for s) and c m t (for t). */
 static void add_cut(engine_t *E, float c) {
     int64_t k = E->width;
@@ -394,10 +375,12 @@ static void add_cut(engine_t *E, float c) {
     for (int a = 0; a < 2; a++) {
         side_t *X = sides[a];
         memcpy(dst[a], X->bits, (size_t)X->words * sizeof(uint64_t));
-        uint8_t *nib = X->nib[k / BLOCK] + (k % BLOCK / 4) * X->len;
+        uint8_t *chunks = X->chunks[k / BLOCK];
+        int64_t plane = k % BLOCK / 8, planes = E->planes[k / BLOCK];
         for (int64_t q = 0; q < X->words; q++)
             for (uint64_t x = X->bits[q]; x; x &= x - 1)
-                nib[64 * q + sc_ctz64(x)] |= (uint8_t)(1u << (k % 4));
+                chunks[sc_chunk_at(64 * q + sc_ctz64(x), plane, planes)] |=
+                    (uint8_t)(1u << (k % 8));
         X->dots[k] = X->len;
     }
     E->res->coef[k] = c;
@@ -407,59 +390,73 @@ static void add_cut(engine_t *E, float c) {
     E->width = k + 1;
 }
 
-static int decompose(engine_t *E, double nrmA2, const sc_params *prm, sc_result *res) {
-    int64_t m = E->m, n = E->n, mx = m > n ? m : n;
-    if (prm->block_size < 1 || prm->max_width < 0 || prm->max_sweeps < 2) return SC_ERR_ARG;
+/* The engine's run: init's cuts (if any) become the first cuts of the result, then cuts are
+ * searched until a budget stops. */
+static int decompose(engine_t *E, double nrmA2, const sc_cuts *init, const sc_params *prm,
+                     sc_result *res) {
+    int64_t m = E->m, n = E->n, mx = m > n ? m : n, given = init ? init->width : 0;
+    if (prm->block_size < 1 || prm->max_width < 0 || prm->max_sweeps < 2 || given < 0 ||
+        (given && (given > prm->max_width || !(nrmA2 > 0.0) || !init->bits[0] ||
+                   !init->bits[1] || !init->coef)))
+        return SC_ERR_ARG;
     double t0 = sc_now_seconds();
     E->res = res;
     sc_probe_init(&E->pr, sc_clamp_threads(prm->n_threads));
     int st = SC_OK;
     if (side_alloc(&E->S, m) || side_alloc(&E->T, n)) st = SC_ERR_NOMEM;
     E->qs = malloc((size_t)sc_words(mx) * sizeof(int64_t));
-    E->partial = calloc((size_t)ntiles(mx), sizeof(double));
-    E->buf = malloc((size_t)E->pr.nt_max * TILE * sizeof(float));
+    E->partial = calloc((size_t)sc_ntiles(mx), sizeof(double));
+    E->buf = malloc((size_t)E->pr.nt_max * SC_TILE * sizeof(float));
     E->best_s = calloc((size_t)E->S.words, sizeof(uint64_t));
     E->best_t = calloc((size_t)E->T.words, sizeof(uint64_t));
     if (!E->qs || !E->partial || !E->buf || !E->best_s || !E->best_t) st = SC_ERR_NOMEM;
     res->ndim = 2;
     double ref2;
-    if (st || sc_run_start(prm, nrmA2, &ref2, res)) return st;
+    int none = sc_run_start(prm, nrmA2, &ref2, res);
+    if (st || (none && !given)) return st;   /* init's cuts are kept whatever the budgets */
 
     sc_rng rng;
-    /* the images of the all-plus signs */
-    if ((st = exact_imgA(E, &E->S)) || (st = exact_imgA(E, &E->T))) return st;
+    sc_params quiet = *prm;           /* init's cuts are not reported to the callback */
+    quiet.progress = NULL;
     const double mn = (double)m * (double)n;
     double ax = 0.0, xx = 0.0;        /* <A, X> and ||X||^2 */
-    double nrm2 = nrmA2, nrm2_exact = nrmA2;
-    int64_t since = 0;                /* cuts since the images were last made exact */
+    double nrm2 = nrmA2;
+    int64_t since = 0;                /* cuts in the thread-count probe's window */
     E->pr.win_t0 = sc_now_seconds();
     for (int64_t k = 0;; k++) {
-        if (!(nrm2 > 0.0)) { res->stopped_by = SC_STOP_EXHAUSTED; break; }   /* exactly recovered */
+        if (k >= given && !(nrm2 > 0.0)) {               /* exactly recovered */
+            res->stopped_by = SC_STOP_EXHAUSTED;
+            break;
+        }
         if ((st = make_room(E, k))) break;
-        sc_rng_for_cut(&rng, prm->seed, prm->first_cut + k);
-        double cur = best_cut(E, prm, &rng);
-        if (cur < 0.0) { st = E->status; break; }
-        if (!(cur > 0.0)) { res->stopped_by = SC_STOP_EXHAUSTED; break; }
+        if (k < given) {              /* init's cut k, taken as if the search had found it */
+            side_t *sides[2] = {&E->S, &E->T};
+            for (int a = 0; a < 2; a++) {
+                side_t *X = sides[a];
+                int64_t w = X->words;
+                memcpy(X->bits, init->bits[a] + k * w, (size_t)w * sizeof(uint64_t));
+                X->bits[w - 1] &= sc_tail_mask(X->len);
+                E->K->sign_dots(X->dots, side_signs(E, X), w, X->bits, w, X->len, k);
+            }
+            if (E->product && (st = exact_imgA(E, &E->S))) break;
+        } else {
+            sc_rng_for_cut(&rng, prm->seed, prm->first_cut + k);
+            double cur = best_cut(E, prm, &rng);
+            if (cur < 0.0) { st = E->status; break; }
+            if (!(cur > 0.0)) { res->stopped_by = SC_STOP_EXHAUSTED; break; }
+        }
         double xa = value_A(E), g = 0.0;
         for (int64_t j = 0; j < k; j++)
             g += (double)res->coef[j] * (double)E->S.dots[j] * (double)E->T.dots[j];
         double x = xa - g;                           /* s^T R t */
-        float c = (float)(x / mn);
+        float c = k < given ? init->coef[k] : (float)(x / mn);
         add_cut(E, c);
         ax += (double)c * xa;
         xx += (double)c * (2.0 * g + (double)c * mn);
-        double before = nrm2;
         nrm2 = nrmA2 - 2.0 * ax + xx;
-        /* as in matrix.c: a cut that takes most of what is left, or a remainder that has
-         * halved, makes the images' rounding matter more: make them exact at once */
-        int block_end = ++since == prm->block_size || nrm2 < 0.5 * before ||
-                        nrm2 < 0.25 * nrm2_exact;
-        sc_probe_cut(&E->pr, block_end);
-        if (block_end) {
-            if (!E->product && (st = exact_imgA(E, &E->T))) break;
-            exact_cut(E, &E->S);
-            exact_cut(E, &E->T);
-            nrm2_exact = nrm2;
+        int window_end = ++since == prm->block_size;
+        sc_probe_cut(&E->pr, window_end);
+        if (window_end) {
             since = 0;
             sc_probe_flushed(&E->pr);
         }
@@ -467,13 +464,15 @@ static int decompose(engine_t *E, double nrmA2, const sc_params *prm, sc_result 
         E->precise = err < PRECISE_BELOW;
         res->errors[k] = err;
         res->width = k + 1;
-        if (sc_after_cut(prm, res->width, err, t0, &res->stopped_by, &st)) break;
+        if (k + 1 >= given && sc_after_cut(k < given ? &quiet : prm, res->width, err, t0,
+                                           &res->stopped_by, &st))
+            break;
     }
     return st;
 }
 
-int sc_sparse_decompose(const sc_kernels *K, const sc_sparse *A, const sc_params *p,
-                        sc_result *res) {
+int sc_sparse_decompose(const sc_kernels *K, const sc_sparse *A, const sc_cuts *init,
+                        const sc_params *p, sc_result *res) {
     if (!K || !A || A->m <= 0 || A->n <= 0) return SC_ERR_ARG;
     engine_t E;
     memset(&E, 0, sizeof E);
@@ -486,13 +485,14 @@ int sc_sparse_decompose(const sc_kernels *K, const sc_sparse *A, const sc_params
     int64_t nnz = A->row_ptr[A->m];
     for (int64_t e0 = 0; e0 < nnz; e0 += 4096)
         nrm2 += K->sumsq(A->row_val + e0, (nnz - e0 < 4096) ? nnz - e0 : 4096);
-    int st = decompose(&E, nrm2, p, res);
+    int st = decompose(&E, nrm2, init, p, res);
     engine_free(&E);
     return st;
 }
 
 int sc_operator_decompose(const sc_kernels *K, int64_t m, int64_t n, double norm2,
-                          sc_product_fn product, void *ctx, const sc_params *p, sc_result *res) {
+                          sc_product_fn product, void *ctx, const sc_cuts *init,
+                          const sc_params *p, sc_result *res) {
     if (!K || !product || m <= 0 || n <= 0 || !(norm2 >= 0.0)) return SC_ERR_ARG;
     engine_t E;
     memset(&E, 0, sizeof E);
@@ -503,7 +503,7 @@ int sc_operator_decompose(const sc_kernels *K, int64_t m, int64_t n, double norm
     E.pctx = ctx;
     E.S.transposed = 1;    /* s enters A^T s, the image of t */
     E.T.transposed = 0;
-    int st = decompose(&E, norm2, p, res);
+    int st = decompose(&E, norm2, init, p, res);
     engine_free(&E);
     return st;
 }

@@ -1,7 +1,7 @@
 """signcut.decompose on scipy.sparse matrices and LinearOperators (the implicit-remainder
 engine, src/sparse.c): its kernels against NumPy and the scalar ones, quality against the
 dense engine, exactness of the error history, formats, dtypes, degenerate inputs, threads,
-memory, budgets, callbacks, interruption and errors."""
+memory, budgets, callbacks, interruption, continuation (init=) and errors."""
 import json
 import os
 import subprocess
@@ -84,6 +84,31 @@ def test_flip_dots(isa, rng, length, k):
     expect = ((cuts != cur) & changed & mask).sum(axis=1)
     got = _core.kernel_flip_dots(isa, bits, pack(old)[0], pack(cur)[0], sub)
     np.testing.assert_array_equal(got, expect)
+
+
+@pytest.mark.parametrize("length", [0, 1, 15, 16, 17, 63, 64, 65, 130, 257])
+@pytest.mark.parametrize("k", [1, 3, 4, 5, 16, 17, 31, 32, 33, 64])
+def test_chunk_apply(isa, rng, length, k):
+    signs = random_signs(rng, k, length)               # (k, length)
+    words = pack(signs.T)[:, 0] if length else np.zeros(0, np.uint64)   # bit j of word i
+    w = (rng.standard_normal(k) * 10.0 ** rng.integers(-2, 2, size=k)).astype(np.float32)
+    y0 = rng.standard_normal(length).astype(np.float32)
+    # 16-bit fixed point: each group's entry is off by at most half a unit, unit = sum|w| / 32752
+    unit = np.abs(w.astype(np.float64)).sum() / 32752
+    exact = y0 + w.astype(np.float64) @ signs
+    bound = 0.5 * unit * ((k + 3) // 4) + 1e-6 * (np.abs(exact) + unit)
+    yg = y0.copy()
+    _core.kernel_group_apply("scalar", yg, words, w)
+    for planes in (2, 4, 8):
+        if k > 8 * planes:
+            continue
+        y, ys = y0.copy(), y0.copy()
+        _core.kernel_chunk_apply(isa, y, words, w, planes)
+        assert np.all(np.abs(y - exact) <= bound)
+        _core.kernel_chunk_apply("scalar", ys, words, w, planes)
+        np.testing.assert_array_equal(y, ys)
+        # the same tables as group_apply over one nibble per byte: the same bits
+        np.testing.assert_array_equal(y, yg)
 
 
 # ------------------------------------------------------------------ the engine
@@ -387,13 +412,99 @@ def test_errors_name_the_input(bad, kwargs, exc, match):
         signcut.decompose(bad, **kwargs)
 
 
-def test_init_is_refused_and_dense_only_functions_say_so():
-    A = sp.eye(6, format="csr")
-    r = signcut.decompose(A.toarray(), width=2)
-    with pytest.raises(ValueError, match="init="):
-        signcut.decompose(A, width=3, init=r)
+def test_dense_only_functions_say_so():
     with pytest.raises(TypeError, match="scipy.sparse.*decompose takes sparse"):
-        signcut.auto_outlier_fraction(A)
+        signcut.auto_outlier_fraction(sp.eye(6, format="csr"))
+
+
+# ------------------------------------------------------------------ init=
+def same_cuts(a, b):
+    return (a.width == b.width and all(np.array_equal(x, y) for x, y in zip(a.signs, b.signs))
+            and np.array_equal(a.coef, b.coef) and np.array_equal(a.errors, b.errors))
+
+
+@pytest.mark.parametrize("effort", ["fast", "default", "best"])
+def test_continuing_gives_the_bits_of_one_long_run(effort):
+    # cuts 16, 17, 32, 33 and 64, 65 cross the blocks of the group tables and their planes
+    A = random_sparse((170, 120), 0.06, seed=21)
+    long = signcut.decompose(A, width=70, seed=4, effort=effort)
+    for k in (0, 1, 16, 17, 33, 64, 69, 70):
+        part = signcut.decompose(A, width=k, seed=4, effort=effort) if k else long.truncate(0)
+        same = signcut.decompose(A, width=70, seed=4, effort=effort, init=part)
+        assert same_cuts(same, long), k
+    # in steps and through threads
+    r = long.truncate(5)
+    for w, threads in ((20, 2), (45, 1), (70, 2)):
+        r = signcut.decompose(A, width=w, seed=4, effort=effort, init=r, n_threads=threads)
+    assert same_cuts(r, long)
+    # an operator continues the sparse engine's cuts (its own products and scale: other
+    # rounding, so other new cuts)
+    more = signcut.decompose(sla.aslinearoperator(A), width=70, seed=4, effort=effort,
+                             init=long.truncate(30))
+    for x, y in zip(more.signs + (more.coef,), long.signs + (long.coef,)):
+        np.testing.assert_array_equal(x[:30], y[:30])
+    np.testing.assert_allclose(more.errors[:30], long.errors[:30], rtol=1e-5)
+    assert more.rel_error == pytest.approx(expansion_error(A, more), rel=1e-5)
+
+
+def test_continuing_an_operator_run_and_the_precise_mode():
+    # block-constant data with a little noise on its blocks: the last cuts run below
+    # PRECISE_BELOW, where the cuts' part changes through signs_matvec
+    rng = np.random.default_rng(22)
+    rows, cols = rng.integers(0, 4, 90), rng.integers(0, 3, 70)
+    blocks = rng.standard_normal((4, 3)) * (rng.random((4, 3)) < 0.6)
+    D = blocks[rows][:, cols]
+    D += 1e-4 * rng.standard_normal(D.shape) * (D != 0)
+    A = sp.csr_matrix(D)
+    long = signcut.decompose(A, width=40, seed=1)
+    assert long.errors[20] < 1e-2 and long.width == 40
+    assert same_cuts(signcut.decompose(A, width=40, seed=1, init=long.truncate(25)), long)
+    op = sla.LinearOperator(A.shape, matvec=lambda x: A @ x, rmatvec=lambda y: A.T @ y,
+                            dtype=np.float64)
+    lo = signcut.decompose(op, width=30, seed=1)
+    assert same_cuts(signcut.decompose(op, width=30, seed=1, init=lo.truncate(12)), lo)
+
+
+def test_continuing_reports_and_stops_as_for_dense_input():
+    A = random_sparse((120, 100), 0.1, seed=23)
+    first = signcut.decompose(A, width=10, seed=0)
+    seen = []
+    r = signcut.decompose(A, width=15, seed=0, init=first,
+                          callback=lambda k, e: seen.append(k))
+    assert seen == list(range(11, 16)) and r.width == 15 and r.stopped_by == "width"
+    # budgets count init's cuts; a tolerance init already meets adds none
+    assert signcut.decompose(A, width=10, init=first).width == 10
+    met = signcut.decompose(A, rtol=first.errors[-1] * 1.0001, init=first)
+    assert same_cuts(met, first) and met.stopped_by == "rtol"
+    assert signcut.decompose(A, rtol=1.0, init=first).width == 10
+    # a dense run of the same matrix continues too (the same norm)
+    dense = signcut.decompose(A.toarray(), width=4, seed=0)
+    more = signcut.decompose(A, width=8, seed=0, init=dense)
+    np.testing.assert_array_equal(more.coef[:4], dense.coef)
+    assert more.rel_error == pytest.approx(expansion_error(A, more), rel=1e-5)
+
+
+@pytest.mark.parametrize("init,match", [
+    (lambda A: "cuts", "init must be a SignCut"),
+    (lambda A: signcut.decompose(A[:-1].toarray(), width=2), "shape"),
+    (lambda A: signcut.decompose(2 * A, width=2), "another array"),
+    (lambda A: signcut.decompose(A, width=6), "more than the budgets allow"),
+    (lambda A: signcut.decompose(A.toarray(), width=2, shape=(60, 8, 5)), "shape=/axes="),
+    (lambda A: signcut.decompose(A.toarray(), width=2, outliers=0.01), "outliers="),
+    (lambda A: signcut.decompose(A.toarray(), width=2, scales="rows"), "scales="),
+    (lambda A: signcut.decompose(A.toarray(), width=2, col_weights=np.ones(40)), "col_weights="),
+])
+def test_init_checks(init, match):
+    A = random_sparse((60, 40), 0.1, seed=24)
+    with pytest.raises((TypeError, ValueError), match=match):
+        signcut.decompose(A, width=5, init=init(A))
+
+
+def test_init_without_a_norm_on_a_zero_matrix():
+    r = signcut.decompose(random_sparse((60, 40), 0.1, seed=24), width=2)
+    bare = signcut.SignCut(r.shape, r.signs, r.coef, r.errors)      # norm unknown
+    with pytest.raises(ValueError, match="all zeros and init has 2 cuts"):
+        signcut.decompose(sp.csr_matrix((60, 40)), width=5, init=bare)
 
 
 # ------------------------------------------------------------------ operators

@@ -107,6 +107,18 @@ static inline void sc_rng_signs(sc_rng *r, uint64_t *bits, int64_t d) {
     if (w) bits[w - 1] &= sc_tail_mask(d);
 }
 
+/* A kick of the d-entry signs `best` into `bits`: each entry flipped with probability
+ * 2^-SC_KICK_SHIFT (tail bits zero). */
+static inline void sc_kick_signs(sc_rng *r, uint64_t *bits, const uint64_t *best, int64_t d) {
+    int64_t w = sc_words(d);
+    for (int64_t k = 0; k < w; k++) {
+        uint64_t x = ~UINT64_C(0);
+        for (int b = 0; b < SC_KICK_SHIFT; b++) x &= sc_rng_next(r);
+        bits[k] = best[k] ^ x;
+    }
+    if (w) bits[w - 1] &= sc_tail_mask(d);
+}
+
 /* Pending cuts (up to 64) are also stored as nibbles: byte nib[g * ldn + i] holds bits
  * 4g..4g+3 of entry i's pending signs (bit l set if pending cut 4g + l has -1 at i). Adding
  * sum_j w_j * sign_j[i] goes through one 16-entry table per group of 4 cuts, in 16-bit fixed
@@ -165,6 +177,47 @@ static inline void sc_nib_apply(float *y, int64_t len, const uint8_t *nib, int64
     for (int64_t i = 0; i < len; i++) {
         int acc = 0;
         for (int64_t g = 0; g < ngroups; g++) acc += sc_nib_entry(tlo, thi, g, nib[g * ldn + i]);
+        y[i] = fmaf(scale, (float)acc, y[i]);
+    }
+}
+
+/* The sparse engine's signs of every cut in chunk layout, per block of up to 64 cuts: chunks
+ * of SC_CHUNK entries, each `planes` planes (2, 4 or 8: as many as the block's cuts need) of
+ * SC_CHUNK bytes, byte sc_chunk_at(i, p, planes) holding the signs of cuts 8p..8p+7 of the
+ * block at entry i (bit l set if cut 8p + l has -1 there): group 2p of the nibble tables in its
+ * low nibble, group 2p + 1 in its high one. One bit per cut and entry, and a chunk's bytes are
+ * all that a lookup of its entries reads. */
+#define SC_CHUNK 16
+
+static inline int64_t sc_chunk_at(int64_t i, int64_t plane, int64_t planes) {
+    return SC_CHUNK * (planes * (i / SC_CHUNK) + plane) + i % SC_CHUNK;
+}
+
+/* The tables of chunk_apply: the nibble tables of ngroups groups (tlo/thi[16g + x], from
+ * nib_tables) reordered by nibble, then plane, so that consecutive planes' tables are side
+ * by side: tab[16 (8n + p) + x] is the low byte of entry x of group 2p + n, tab[256 + ...]
+ * its high byte; groups from ngroups on are zero. */
+static inline void sc_chunk_tables(uint8_t tab[512], const uint8_t *tlo, const uint8_t *thi,
+                                   int64_t ngroups) {
+    memset(tab, 0, 512);
+    for (int64_t g = 0; g < ngroups; g++) {
+        memcpy(tab + 16 * (8 * (g % 2) + g / 2), tlo + 16 * g, 16);
+        memcpy(tab + 256 + 16 * (8 * (g % 2) + g / 2), thi + 16 * g, 16);
+    }
+}
+
+/* Scalar form of chunk_apply (signcut.h) for entries [0, len). */
+static inline void sc_chunk_apply(float *y, int64_t len, const uint8_t *chunks, int64_t planes,
+                                  const uint8_t *tab, float scale) {
+    for (int64_t i = 0; i < len; i++) {
+        int acc = 0;
+        for (int64_t p = 0; p < planes; p++)
+            for (int n = 0; n < 2; n++) {
+                int x = (chunks[sc_chunk_at(i, p, planes)] >> (4 * n)) & 15;
+                int64_t e = 16 * (8 * n + p) + x;
+                int v = tab[e] | (tab[256 + e] << 8);
+                acc += v - ((v & 0x8000) << 1);
+            }
         y[i] = fmaf(scale, (float)acc, y[i]);
     }
 }

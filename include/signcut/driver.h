@@ -61,6 +61,16 @@ static inline double sc_now_seconds(void) {
  * "exhausted"). */
 #define SC_EXACT_ERROR 0x1p-23
 
+/* The rule of a matrix search (matrix.c and sparse.c): an alternation goes on while
+ * |s^T R t| grows by more than a relative tolerance (p->growth_tol, SC_GROWTH_TOL when <= 0)
+ * and for at most p->max_sweeps half steps; growth below it is rounding noise in the images,
+ * not progress, and counting it could cycle through flips without end. Whether half step h
+ * (value val, the previous one's cur) ends the alternation. */
+static inline int sc_alternation_ends(const sc_params *p, int64_t h, double val, double cur) {
+    double tol = p->growth_tol > 0.0 ? p->growth_tol : SC_GROWTH_TOL;
+    return (h > 0 && !(val > cur * (1.0 + tol))) || h + 1 >= p->max_sweeps;
+}
+
 /* The engines behind sc_decompose (its contract, for their orders). */
 int sc_matrix_decompose(const sc_kernels *K, float *R, int64_t m, int64_t n,
                         const sc_params *p, sc_result *res);

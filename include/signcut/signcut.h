@@ -100,6 +100,12 @@ typedef struct sc_kernels {
      * exact integers, so every instruction set gives the same bits. */
     void (*gram_mul)(double *p, int64_t ldp, const uint64_t *a, int64_t lda, int64_t na,
                      const uint64_t *b, int64_t ldb, int64_t nb, int64_t words, int64_t len);
+    /* y[i] = fma(scale, sum of the table entries of entry i's nibbles, y[i]) for the signs in
+     * chunk layout of `planes` planes (2, 4 or 8) and the tables of sc_chunk_tables (common.h,
+     * zero for groups without cuts): the group_apply of signs stored 1 bit per cut and entry.
+     * Same bits on every instruction set (sc_chunk_apply). */
+    void (*chunk_apply)(float *y, int64_t len, const uint8_t *chunks, int64_t planes,
+                        const uint8_t *tab, float scale);
 } sc_kernels;
 
 /* The kernel tables; NULL when not compiled in. */
@@ -117,6 +123,9 @@ void sc_avx2_transpose16(uint16_t *dst, int64_t ldd, const uint16_t *src, int64_
                          int64_t rows, int64_t cols);
 float sc_avx2_absmax(const float *x, int64_t len);
 int64_t sc_avx2_nib_tables(uint8_t *tlo, uint8_t *thi, float *scale, const float *w, int64_t k);
+/* The AVX2 chunk_apply, which the AVX-512 table uses for chunks of 2 planes. */
+void sc_avx2_chunk_apply(float *y, int64_t len, const uint8_t *chunks, int64_t planes,
+                         const uint8_t *tab, float scale);
 /* The AVX2 lut3_rows and lut_rows, which the AVX-512 kernels use for a last odd block of 8
  * rows and for rows of tables not a multiple of 16 floats wide. */
 void sc_avx2_lut3_rows(float *out, int64_t rows, const uint32_t *lanes, int64_t ldl,
@@ -273,9 +282,17 @@ typedef struct sc_sparse {
  * R = A - sum_j c_j s_j t_j^T (src/sparse.c): the search updates A t and A^T s from the
  * lines of A whose sign flipped and the cuts' part from their packed signs; memory is A, the
  * signs and O(m + n). Same search, seeds and budgets as sc_decompose on matrices (not refine);
- * p->block_size is the number of cuts between exact recomputations of the images. */
-int sc_sparse_decompose(const sc_kernels *K, const sc_sparse *A, const sc_params *p,
-                        sc_result *res);
+ * p->block_size is the thread-count probe's window. init (NULL: none) holds cuts of A made
+ * before, in the engine's scale: they become the result's first cuts (p->max_width counts
+ * them; cut k's random draws are those of cut p->first_cut + k), and the run goes on as one
+ * run that had made them would. */
+typedef struct sc_cuts {
+    int64_t width;
+    const uint64_t *bits[2];  /* s (width rows of ceil(m/64) words), t (ceil(n/64) words) */
+    const float *coef;
+} sc_cuts;
+int sc_sparse_decompose(const sc_kernels *K, const sc_sparse *A, const sc_cuts *init,
+                        const sc_params *p, sc_result *res);
 
 /* out = A y (transposed = 0: y has n signs, out m floats) or A^T y (transposed = 1) for the
  * packed signs y; nonzero stops the decomposition (an error is pending in the caller). */
@@ -284,7 +301,8 @@ typedef int (*sc_product_fn)(void *ctx, int transposed, const uint64_t *bits, fl
 /* The same for an m x n operator known by its products (one full product per half step) and
  * its squared Frobenius norm norm2 (res->norm = sqrt(norm2); errors are relative to it). */
 int sc_operator_decompose(const sc_kernels *K, int64_t m, int64_t n, double norm2,
-                          sc_product_fn product, void *ctx, const sc_params *p, sc_result *res);
+                          sc_product_fn product, void *ctx, const sc_cuts *init,
+                          const sc_params *p, sc_result *res);
 /* *out = <X, Y> = sum_{i,j} xcoef[i] ycoef[j] prod_a <x_a_i, y_a_j> for two decompositions
  * with the same ndim modes of dims[a] entries: xbits[a] (wx rows) and ybits[a] (wy rows) the
  * packed signs of mode a. Tiles of SC_GRAM_TILE x SC_GRAM_TILE cuts (no wx x wy matrix is
