@@ -61,6 +61,25 @@ def bf16_round(A):
     return u.view(np.float32)
 
 
+def rtn_rows(w, bits=8):
+    """Symmetric round-to-nearest to ``bits`` bits with a float32 absmax scale per row."""
+    qmax = 2 ** (bits - 1) - 1
+    scale = (np.abs(w).max(axis=1, keepdims=True) / qmax).astype(np.float32)
+    scale[scale == 0] = 1
+    return (np.clip(np.rint(w / scale), -qmax, qmax) * scale).astype(np.float32)
+
+
+def rtn_groups(w, bits, group=128):
+    """Asymmetric round-to-nearest in groups of ``group`` (float16 scale and zero)."""
+    g = w.reshape(-1, group).astype(np.float32)
+    lo, hi = g.min(axis=1, keepdims=True), g.max(axis=1, keepdims=True)
+    scale = ((hi - lo) / (2 ** bits - 1)).astype(np.float16).astype(np.float32)
+    scale[scale == 0] = 1
+    zero = lo.astype(np.float16).astype(np.float32)
+    q = np.clip(np.rint((g - zero) / scale), 0, 2 ** bits - 1)
+    return (q * scale + zero).reshape(w.shape)
+
+
 def rel_error(A, B):
     """||A - B||_F / ||A||_F, computed in float64."""
     A = np.asarray(A, dtype=np.float64)

@@ -19,7 +19,6 @@ Run from the repository root:
     python benchmarks/bench_isa.py --quick --json isa.json
 """
 import argparse
-import json
 import os
 import subprocess
 import sys

@@ -43,7 +43,7 @@ import zipfile
 
 import numpy as np
 
-from _common import add_protocol_args, record, write_json
+from _common import add_protocol_args, record, rtn_groups, rtn_rows, write_json
 import signcut
 from signcut import calibration
 
@@ -128,23 +128,6 @@ RECORDS = []
 
 
 # ------------------------------------------------------------------ baselines
-def rtn_rows(w, bits=8):
-    """Symmetric round-to-nearest with a float32 absmax scale per row."""
-    qmax = 2 ** (bits - 1) - 1
-    scale = np.abs(w).max(axis=1, keepdims=True) / qmax
-    scale[scale == 0] = 1
-    return (np.clip(np.rint(w / scale), -qmax, qmax) * scale).astype(np.float32)
-
-
-def rtn_groups(w, bits, group=128):
-    """Asymmetric round-to-nearest in groups of ``group`` (float16 scale and zero)."""
-    g = w.reshape(-1, group).astype(np.float32)
-    lo, hi = g.min(axis=1, keepdims=True), g.max(axis=1, keepdims=True)
-    scale = ((hi - lo) / (2 ** bits - 1)).astype(np.float16).astype(np.float32)
-    scale[scale == 0] = 1
-    zero = lo.astype(np.float16).astype(np.float32)
-    q = np.clip(np.rint((g - zero) / scale), 0, 2 ** bits - 1)
-    return (q * scale + zero).reshape(w.shape)
 
 
 def levels(n_cols, quick):

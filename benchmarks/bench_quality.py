@@ -31,17 +31,9 @@ import numpy as np
 
 import signcut
 from _common import (add_protocol_args, bf16_round, gaussian, header, print_table, record,
-                     rel_error, write_json)
+                     rel_error, rtn_rows, write_json)
 
 BITS = (16, 8, 4, 2)
-
-
-def rtn_rows(A, bits):
-    """Symmetric round-to-nearest to `bits` bits with one absmax scale per row (float32)."""
-    q = 2 ** (bits - 1) - 1
-    scale = (np.abs(A).max(axis=1, keepdims=True) / q).astype(np.float32)
-    scale[scale == 0] = 1
-    return np.clip(np.rint(A / scale), -q, q) * scale
 
 
 def width_for(bits, m, n):

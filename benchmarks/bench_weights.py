@@ -27,7 +27,8 @@ import tempfile
 
 import numpy as np
 
-from _common import add_protocol_args, bf16_round, record, rel_error, write_json
+from _common import (add_protocol_args, bf16_round, record, rel_error, rtn_groups, rtn_rows,
+                     write_json)
 
 import signcut
 
@@ -76,23 +77,6 @@ def same_bits(a, b):
     return list(da) == list(db) and all(
         np.array_equal(da[k].coef, db[k].coef)
         and all(np.array_equal(x, y) for x, y in zip(da[k].signs, db[k].signs)) for k in da)
-
-
-def rtn_rows(w, bits=8):
-    qmax = 2 ** (bits - 1) - 1
-    scale = np.abs(w).max(axis=1, keepdims=True) / qmax
-    scale[scale == 0] = 1
-    return np.clip(np.rint(w / scale), -qmax, qmax) * scale
-
-
-def rtn_groups(w, bits, group=128):
-    g = w.reshape(-1, group).astype(np.float32)
-    lo, hi = g.min(axis=1, keepdims=True), g.max(axis=1, keepdims=True)
-    scale = ((hi - lo) / (2 ** bits - 1)).astype(np.float16).astype(np.float32)
-    scale[scale == 0] = 1
-    zero = lo.astype(np.float16).astype(np.float32)
-    q = np.clip(np.rint((g - zero) / scale), 0, 2 ** bits - 1)
-    return (q * scale + zero).reshape(w.shape)
 
 
 def quality(w, label, threads):
