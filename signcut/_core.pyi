@@ -37,7 +37,7 @@ def sparse_decompose(m: int, n: int, row_ptr: NDArray[np.int64], col_idx: NDArra
                      row_idx: NDArray[np.int32], col_val: NDArray[np.float32], max_width: int,
                      rtol: float, max_seconds: float, block_size: int, max_sweeps: int,
                      n_threads: int, seed_state: Any, callback: Callback | None = None,
-                     restarts: int = 1, growth_tol: float = 0.0,
+                     restarts: int = 1, warm_start: bool = False, growth_tol: float = 0.0,
                      init: tuple[Bits, Bits, NDArray[np.float32]] | None = None) -> Result: ...
 def operator_decompose(m: int, n: int, norm2: float,
                        product: Callable[[bool, NDArray[np.float64]], NDArray[np.float32]],
@@ -45,7 +45,8 @@ def operator_decompose(m: int, n: int, norm2: float,
                        max_sweeps: int, n_threads: int, seed_state: Any,
                        callback: Callback | None = None, restarts: int = 1,
                        growth_tol: float = 0.0,
-                       init: tuple[Bits, Bits, NDArray[np.float32]] | None = None) -> Result: ...
+                       init: tuple[Bits, Bits, NDArray[np.float32]] | None = None,
+                       warm_start: bool = False) -> Result: ...
 
 # computing with the signs
 def expand(out: NDArray[np.float32], signs: Sequence[Bits], coef: NDArray[np.float32],

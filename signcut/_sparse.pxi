@@ -115,7 +115,9 @@ cdef tuple _init_cuts(sc_cuts *c, init, int64_t m, int64_t n):
     return (s, t, coef)
 
 
-cdef void _search_params(sc_params *prm, int restarts, double growth_tol) except *:
+cdef void _search_params(sc_params *prm, int restarts, double growth_tol,
+                         bint warm_start) except *:
+    prm.warm_start = warm_start
     if restarts < 1:
         raise ValueError(f"restarts must be at least 1, got {restarts}")
     prm.restarts = restarts
@@ -127,7 +129,7 @@ def sparse_decompose(int64_t m, int64_t n, const int64_t[::1] row_ptr,
                      const int64_t[::1] col_ptr, const int32_t[::1] row_idx,
                      const float[::1] col_val, int64_t max_width, double rtol,
                      double max_seconds, int64_t block_size, int64_t max_sweeps, int n_threads,
-                     seed_state, callback=None, int restarts=1,
+                     seed_state, callback=None, int restarts=1, bint warm_start=False,
                      double growth_tol=0.0, init=None):
     """Greedy signed cut decomposition of the m x n sparse matrix given as CSR (row_ptr,
     col_idx, row_val) and CSC (col_ptr, row_idx, col_val), float32 values, indices strictly
@@ -158,7 +160,7 @@ def sparse_decompose(int64_t m, int64_t n, const int64_t[::1] row_ptr,
     prog = _Progress(callback)
     _fill_params(&prm, &pctx, prog, max_width, rtol, max_seconds, block_size, max_sweeps,
                  n_threads, seed_state, 0)
-    _search_params(&prm, restarts, growth_tol)
+    _search_params(&prm, restarts, growth_tol, warm_start)
     memset(&res, 0, sizeof(res))
     cdef const sc_kernels *K = _active
     try:
@@ -204,7 +206,8 @@ cdef int _product_hook(void *ctx, int transposed, const uint64_t *bits,
 def operator_decompose(int64_t m, int64_t n, double norm2, product, int64_t max_width,
                        double rtol, double max_seconds, int64_t block_size, int64_t max_sweeps,
                        int n_threads, seed_state, callback=None,
-                       int restarts=1, double growth_tol=0.0, init=None):
+                       int restarts=1, double growth_tol=0.0, init=None,
+                       bint warm_start=False):
     """Greedy signed cut decomposition of an m x n operator with squared Frobenius norm norm2,
     known through ``product(transposed, signs)``: A @ signs (n signs as float64 +-1) or, with
     transposed, A.T @ signs (m signs), returned as a float32 array of m (n) values. init as
@@ -225,7 +228,7 @@ def operator_decompose(int64_t m, int64_t n, double norm2, product, int64_t max_
     prog = _Progress(callback)
     _fill_params(&prm, &pctx, prog, max_width, rtol, max_seconds, block_size, max_sweeps,
                  n_threads, seed_state, 0)
-    _search_params(&prm, restarts, growth_tol)
+    _search_params(&prm, restarts, growth_tol, warm_start)
     cctx.product = <void *>product
     cctx.prog = <void *>prog
     cctx.m, cctx.n = m, n

@@ -314,7 +314,8 @@ def decompose_implicit(A, *, width, bits_per_entry, ratio, rtol, max_seconds, se
     met = rtol is not None and rtol >= 1.0    # met by no cut at all
     args = (done if met else max_width, rtol or 0.0, max_seconds or 0.0, block_size,
             _api.MAX_SWEEPS, n_threads, state, callback)
-    search = dict(restarts=search["restarts"], growth_tol=search["growth_tol"], init=cuts)
+    search = dict(restarts=search["restarts"], growth_tol=search["growth_tol"],
+                  warm_start=search["warm_start"], init=cuts)
     if kind == "operator":
         signs, coef, errors, norm, stopped_by = _core.operator_decompose(
             m, n, float(np.ldexp(norm2, -2 * exponent)),

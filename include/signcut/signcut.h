@@ -191,7 +191,8 @@ typedef struct sc_params {
                                continuation), so that a continuation draws as one long run */
     sc_progress_fn progress;
     void *progress_ctx;
-    int warm_start;         /* matrices: start each cut from the previous cut's signs (0: random) */
+    int warm_start;         /* start each cut from the previous cut's signs (0: random; the sparse
+                               engine adds a random start where that falls short) */
     int restarts;           /* matrices: keep the best of this many starts per cut (>= 1) */
     int refine;             /* matrices: backfitting passes over all cuts after the greedy */
     double growth_tol;      /* matrices: relative growth of |s^T R t| that continues a search
