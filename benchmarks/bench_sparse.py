@@ -38,8 +38,9 @@ import scipy.sparse as sp
 from scipy.cluster.vq import kmeans2
 from scipy.sparse.linalg import svds
 
-import signcut
 from _common import add_protocol_args, header, print_table, record, settle, verdict, write_json
+
+import signcut  # noqa: E402  (_common put the checkout on sys.path)
 
 COMMUNITIES = 8
 DEGREE_IN, DEGREE_OUT = 7, 3
