@@ -89,10 +89,10 @@ static inline int sc_run_start(const sc_params *p, double nrm2, double *ref2, sc
     res->norm = sqrt(nrm2);
     res->width = 0;
     double err = *ref2 > 0.0 ? sqrt(nrm2 / *ref2) : 1.0;
+    res->stopped_by = SC_STOP_EXHAUSTED;     /* also what a run stops by unless a rule does */
     if (p->rtol > 0.0 && err <= p->rtol) res->stopped_by = SC_STOP_RTOL;
     else if (p->max_width == 0) res->stopped_by = SC_STOP_WIDTH;
-    else if (nrm2 == 0.0) res->stopped_by = SC_STOP_EXHAUSTED;
-    else { res->stopped_by = SC_STOP_EXHAUSTED; return 0; }
+    else if (nrm2 > 0.0) return 0;
     return 1;
 }
 
