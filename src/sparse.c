@@ -1,9 +1,8 @@
 /* signcut: the greedy driver for an implicit remainder R = A - sum_j c_j s_j t_j^T, where A
  * is a sparse matrix (CSR and CSC) or an operator known only by its products. Written once
  * against the kernel table, with the matrix engine's search rules (driver.h: growth test,
- * start attempts; common.h: kicks, per-cut random generator), but every cut starts from
- * random signs (the plain greedy of Frieze and Kannan): warm starts fall back into the
- * previous cut's family on matrices that are mostly zeros (see ELONGATED in matrix.c).
+ * start attempts; common.h: kicks, per-cut random generator) but starts of its own: from the
+ * previous cut's signs, and also from random ones where that falls short (see best_cut).
  *
  * Each side keeps its image of the other side's signs in two parts, u = R t = uA - uC: the
  * A part uA = A t and the cuts' part uC = sum_j c_j <t_j, t> s_j. When t flips on a set F,
@@ -214,11 +213,11 @@ static double alternate(engine_t *E, const sc_params *prm, side_t *Y0, int fresh
 /* Starts (measured on a 200,000-node stochastic block model and on a sparse identity): the
  * previous cut's t follows the block structure of a graph, where random starts settle on
  * noise cuts (communities read off the first 16 cuts: adjusted Rand index 0.93 against
- * 0.004); but from the previous cut the search stalls on structured inputs such as an
- * identity (eye(64), 300 cuts: 87% error against 1.8%). So the warm start comes first, and
- * a random one too when its value is below WARM_FLOOR of the largest of the last
- * WARM_MEMORY cuts; the better is kept (eye(64): 2.3%). Depends only on the cuts before, so
- * a continuation searches as one long run. */
+ * 0.004); but from the previous cut alone the search stalls on structured inputs such as an
+ * identity (eye(64), 300 cuts: 98% error against 1.8% from random starts). So the warm start
+ * comes first, and a random one too when its value is below WARM_FLOOR of the largest of the
+ * last WARM_MEMORY cuts; the better is kept (eye(64): 1.7%). Depends only on the cuts
+ * before, so a continuation searches as one long run. */
 #define WARM_FLOOR 0.9
 #define WARM_MEMORY 16
 
