@@ -44,9 +44,8 @@ def operator_decompose(m: int, n: int, norm2: float,
                        max_width: int, rtol: float, max_seconds: float, block_size: int,
                        max_sweeps: int, n_threads: int, seed_state: Any,
                        callback: Callback | None = None, restarts: int = 1,
-                       growth_tol: float = 0.0,
-                       init: tuple[Bits, Bits, NDArray[np.float32]] | None = None,
-                       warm_start: bool = False) -> Result: ...
+                       warm_start: bool = False, growth_tol: float = 0.0,
+                       init: tuple[Bits, Bits, NDArray[np.float32]] | None = None) -> Result: ...
 
 # computing with the signs
 def expand(out: NDArray[np.float32], signs: Sequence[Bits], coef: NDArray[np.float32],

@@ -184,6 +184,13 @@ cdef class _Progress:
         self.callback = callback
         self.error = None
 
+    cdef check(self, int status):
+        """Raise what ended an engine run with ``status``: the callback's own exception, or
+        the status's."""
+        if status == SC_ERR_CALLBACK and self.error is not None:
+            raise self.error
+        _check(status)
+
 
 cdef struct progress_ctx:
     void *prog            # borrowed reference to a _Progress
@@ -302,7 +309,7 @@ def decompose(cnp.ndarray R, int64_t max_width, double rtol, double max_seconds,
     cdef int64_t dims[SC_MAX_NDIM]
     for a in range(ndim):
         dims[a] = R.shape[a]
-    prog = _Progress(callback)
+    cdef _Progress prog = _Progress(callback)
     _fill_params(&prm, &pctx, prog, max_width, rtol, max_seconds, block_size, max_sweeps,
                  n_threads, seed_state, first_cut)
     prm.warm_start = warm_start
@@ -329,9 +336,7 @@ def decompose(cnp.ndarray R, int64_t max_width, double rtol, double max_seconds,
         out = _take_result(&res, dims)
     finally:
         sc_result_free(&res)
-    if status == SC_ERR_CALLBACK and prog.error is not None:
-        raise prog.error
-    _check(status)
+    prog.check(status)
     return out
 
 

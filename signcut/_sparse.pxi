@@ -157,7 +157,7 @@ def sparse_decompose(int64_t m, int64_t n, const int64_t[::1] row_ptr,
     cdef int64_t dims[2]
     dims[0], dims[1] = m, n
     keep = _init_cuts(&cuts, init, m, n)
-    prog = _Progress(callback)
+    cdef _Progress prog = _Progress(callback)
     _fill_params(&prm, &pctx, prog, max_width, rtol, max_seconds, block_size, max_sweeps,
                  n_threads, seed_state, 0)
     _search_params(&prm, restarts, growth_tol, warm_start)
@@ -169,9 +169,7 @@ def sparse_decompose(int64_t m, int64_t n, const int64_t[::1] row_ptr,
         out = _take_result(&res, dims)
     finally:
         sc_result_free(&res)
-    if status == SC_ERR_CALLBACK and prog.error is not None:
-        raise prog.error
-    _check(status)
+    prog.check(status)
     return out
 
 
@@ -206,8 +204,8 @@ cdef int _product_hook(void *ctx, int transposed, const uint64_t *bits,
 def operator_decompose(int64_t m, int64_t n, double norm2, product, int64_t max_width,
                        double rtol, double max_seconds, int64_t block_size, int64_t max_sweeps,
                        int n_threads, seed_state, callback=None,
-                       int restarts=1, double growth_tol=0.0, init=None,
-                       bint warm_start=False):
+                       int restarts=1, bint warm_start=False, double growth_tol=0.0,
+                       init=None):
     """Greedy signed cut decomposition of an m x n operator with squared Frobenius norm norm2,
     known through ``product(transposed, signs)``: A @ signs (n signs as float64 +-1) or, with
     transposed, A.T @ signs (m signs), returned as a float32 array of m (n) values. init as
@@ -225,7 +223,7 @@ def operator_decompose(int64_t m, int64_t n, double norm2, product, int64_t max_
     cdef int64_t dims[2]
     dims[0], dims[1] = m, n
     keep = _init_cuts(&cuts, init, m, n)
-    prog = _Progress(callback)
+    cdef _Progress prog = _Progress(callback)
     _fill_params(&prm, &pctx, prog, max_width, rtol, max_seconds, block_size, max_sweeps,
                  n_threads, seed_state, 0)
     _search_params(&prm, restarts, growth_tol, warm_start)
@@ -241,7 +239,5 @@ def operator_decompose(int64_t m, int64_t n, double norm2, product, int64_t max_
         out = _take_result(&res, dims)
     finally:
         sc_result_free(&res)
-    if status == SC_ERR_CALLBACK and prog.error is not None:
-        raise prog.error
-    _check(status)
+    prog.check(status)
     return out
