@@ -2,7 +2,6 @@
 little memory for a hostile header; the cases it once failed on."""
 import json
 import random
-import time
 import tracemalloc
 
 import numpy as np
@@ -155,7 +154,6 @@ def test_fuzz_loader(seed_files, tmp_path):
     path = tmp_path / "fuzz.safetensors"
     counts = {"cases": 0, "loaded": 0, "format_error": 0}
     unexpected = []
-    t0 = time.perf_counter()
     while counts["cases"] < FUZZ_CASES:
         raw = rnd.choice(seed_files)
         kind = rnd.randrange(7)
@@ -200,8 +198,7 @@ def test_fuzz_loader(seed_files, tmp_path):
             _check_loaded(out)
         except Exception as exc:                                 # noqa: BLE001 - the finding
             unexpected.append(f"{desc}: inconsistent result {type(exc).__name__}: {exc}"[:300])
-    elapsed = time.perf_counter() - t0
-    print(f"\nfuzz: {counts} in {elapsed:.1f} s")
+    print(f"\nfuzz: {counts}")
     assert not unexpected, f"{len(unexpected)} bad outcomes, first: {unexpected[:5]}"
     assert counts["cases"] == FUZZ_CASES >= 10_000
     assert counts["format_error"] > FUZZ_CASES // 2 and counts["loaded"] > 100   # both paths ran
