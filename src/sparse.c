@@ -36,7 +36,7 @@
 #define BLOCK 64                 /* cuts per block of group tables (their int16 bound) */
 #define TAB 512                  /* bytes of one block's tables (sc_chunk_tables) */
 #define FLIP_CHUNK 256           /* flipped lines listed at a time */
-#define FULL_DIV 8                /* A y from scratch when more than 1 / FULL_DIV of y flips */
+#define FULL_DIV 3                /* A y from scratch when more than 1 / FULL_DIV of y flips */
 /* Below this relative error the cuts' part of the images changes through signs_matvec (float32,
  * exact to its rounding) instead of the group tables, whose rounding (up to ~2.4e-4 of the
  * weights' magnitudes per half step) would swamp a remainder that small: with the tables,
@@ -46,12 +46,18 @@
 typedef struct {
     int64_t len, words;
     float *imgA;         /* A part of the image of the other side's signs: A t (s), A^T s (t) */
-    float *cut;          /* cuts' part: sum_j c_j <other sign j, other signs> sign_j */
+    float *cut;          /* cuts' part, as of its last update: sum_j c_j <other sign j, other
+                          * signs> sign_j less pend_j sign_j (see pend) */
+    double *pend;        /* per cut, the weight of sign_j not yet added to cut */
     uint64_t *bits, *cand;
     uint8_t **chunks;    /* per block of BLOCK cuts, its signs in chunk layout (common.h) of
                           * E->planes[b] planes */
     int64_t *dots;       /* <this side's sign of cut j, bits>, j < width */
-    int64_t *delta;      /* their change in a half step */
+    /* cand against bits: entries that differ (nf), the words where they do (qs[0..nq)), and
+     * per cut the change of dots (delta); known says they describe the current cand */
+    int64_t *delta, *qs, nf, nq;
+    int known;
+    int exact;           /* imgA is A's image of the other side's signs (0 until first made) */
     /* A's lines along this side (rows of A for s, columns for t): a flip of entry f changes
      * the other side's uA by +-2 times line f */
     const int64_t *ptr;
@@ -77,7 +83,6 @@ typedef struct {
     uint8_t *tab;             /* per block: the tables of chunk_apply */
     float *tscale;
     int64_t *tgroups, *planes, *cnt;
-    int64_t *qs;              /* words where the flipping side changes */
     double *partial;          /* per-tile partial sums */
     float *buf;               /* per thread: a tile of the image */
     uint64_t *best_s, *best_t;
@@ -94,38 +99,45 @@ static inline uint64_t flip_word(const side_t *Y, int64_t q, int negate) {
     return negate ? ~x & (q + 1 < Y->words ? ~UINT64_C(0) : sc_tail_mask(Y->len)) : x;
 }
 
-/* Block b of the cuts: how their dots with Y change (cand against bits, over the nq changed
- * words, nf flips), and the group tables of the weights c_j * change. */
-static void block_tables(engine_t *E, const side_t *Y, int64_t b, int64_t nf, int64_t nq,
-                         int fresh) {
-    const sc_kernels *K = E->K;
+/* Which entries of Y's candidate differ from its signs: Y->nf, and the words Y->qs[0..nq). */
+static void count_changes(const engine_t *E, side_t *Y) {
+    Y->nf = sc_sign_diff(E->K, Y->cand, Y->bits, Y->words, Y->len);
+    Y->nq = 0;
+    if (Y->nf)
+        for (int64_t q = 0; q < Y->words; q++)
+            if (Y->cand[q] != Y->bits[q]) Y->qs[Y->nq++] = q;
+}
+
+/* Block b of the cuts: how their dots with Y change when Y's candidate replaces its signs
+ * (Y->delta; count_changes first). */
+static void block_changes(engine_t *E, side_t *Y, int64_t b) {
     int64_t j0 = b * BLOCK, k = (E->width - j0 < BLOCK) ? E->width - j0 : BLOCK;
     int64_t *cnt = E->cnt + j0;
-    K->flip_dots(cnt, side_signs(E, Y) + j0 * Y->words, Y->words, Y->bits, Y->cand, E->qs, nq, k);
-    for (int64_t j = 0; j < k; j++) {
-        /* <y_j, y_new> - <y_j, y_old> = 2 (flips where y_j agrees with y_new - the others) */
-        int64_t d = 2 * (nf - 2 * cnt[j]);
-        Y->delta[j0 + j] = d;
-        if (fresh) d += Y->dots[j0 + j];      /* the full weight: uC from scratch */
-        E->w[j0 + j] = (float)((double)E->res->coef[j0 + j] * (double)d);
-    }
+    E->K->flip_dots(cnt, side_signs(E, Y) + j0 * Y->words, Y->words, Y->bits, Y->cand, Y->qs,
+                    Y->nq, k);
+    /* <y_j, y_new> - <y_j, y_old> = 2 (flips where y_j agrees with y_new - the others) */
+    for (int64_t j = 0; j < k; j++) Y->delta[j0 + j] = 2 * (Y->nf - 2 * cnt[j]);
+}
+
+/* Block b of X's pending weights as float weights and, unless precise, their group tables. */
+static void block_tables(engine_t *E, const side_t *X, int64_t b) {
+    int64_t j0 = b * BLOCK, k = (E->width - j0 < BLOCK) ? E->width - j0 : BLOCK;
+    for (int64_t j = 0; j < k; j++) E->w[j0 + j] = (float)X->pend[j0 + j];
     uint8_t tlo[16 * SC_NIB_GROUPS], thi[16 * SC_NIB_GROUPS];
-    E->tgroups[b] = E->precise ? 0 : K->nib_tables(tlo, thi, &E->tscale[b], E->w + j0, k);
+    E->tgroups[b] = E->precise ? 0 : E->K->nib_tables(tlo, thi, &E->tscale[b], E->w + j0, k);
     if (E->tgroups[b]) sc_chunk_tables(E->tab + b * TAB, tlo, thi, E->tgroups[b]);
 }
 
-
-/* One thread's tiles [t0, t1) of X: the flips of Y on uA (sparse A), the tables on uC (from
- * zero when fresh), then the signs of uA - uC as X's candidate and |uA - uC| per tile into
- * E->partial. */
-static void step_tiles(engine_t *E, const side_t *Y, side_t *X, int64_t nb, int64_t nf,
-                       int negate, int fresh, int64_t t0, int64_t t1, float *buf) {
+/* One thread's tiles [t0, t1) of X, first part: the flips of Y on uA (sparse A; negate: see
+ * half_step). */
+static void flip_tiles(engine_t *E, const side_t *Y, side_t *X, int negate, int64_t t0,
+                       int64_t t1) {
     const sc_kernels *K = E->K;
     if (t1 <= t0) return;
     int64_t a = t0 * SC_TILE, end = (t1 * SC_TILE < X->len) ? t1 * SC_TILE : X->len;
     if (negate > 1) {
         K->sparse_sign_rows(X->imgA + a, X->ptr + a, X->idx, X->val, end - a, Y->cand);
-    } else if (!E->product && nf) {
+    } else if (!E->product && Y->nf) {
         if (negate)
             for (int64_t i = a; i < end; i++) X->imgA[i] = -X->imgA[i];
         int64_t lines[FLIP_CHUNK], k = 0;
@@ -142,13 +154,21 @@ static void step_tiles(engine_t *E, const side_t *Y, side_t *X, int64_t nb, int6
             }
         if (k) K->sparse_accum(X->imgA + a, a, end, Y->ptr, Y->idx, Y->val, lines, w, k);
     }
+}
+
+/* Second part: X's candidate, the signs of uA - cut, and per tile sum |uA - cut| into
+ * E->partial; resolve: the pending weights join cut first (group tables or signs_matvec;
+ * E->w, E->tab), from zero when fresh. */
+static void sign_tiles(engine_t *E, side_t *X, int resolve, int fresh, int64_t t0, int64_t t1,
+                       float *buf) {
+    const sc_kernels *K = E->K;
     for (int64_t t = t0; t < t1; t++) {
         int64_t c = t * SC_TILE, len = (X->len - c < SC_TILE) ? X->len - c : SC_TILE;
         if (fresh) memset(X->cut + c, 0, (size_t)len * sizeof(float));
-        if (nb && E->precise)
+        if (resolve && E->precise)
             K->signs_matvec(X->cut + c, len, side_signs(E, X) + c / 64, X->words, E->w,
                             E->width);
-        for (int64_t b = 0; b < nb; b++)
+        for (int64_t b = 0; resolve && b < E->nblocks; b++)
             if (E->tgroups[b])
                 K->chunk_apply(X->cut + c, len, X->chunks[b] + E->planes[b] * c, E->planes[b],
                                E->tab + b * TAB, E->tscale[b]);
@@ -158,51 +178,84 @@ static void step_tiles(engine_t *E, const side_t *Y, side_t *X, int64_t nb, int6
 }
 
 /* Apply the flips of side Y (candidate -> current) to X's image, then take the signs of X's
- * image as X's candidate; fresh: make X's image from scratch instead. Returns |img_X|_1, the
- * value of (cand_X, bits_Y); -1 when an operator's product failed (E->status set). */
-static double half_step(engine_t *E, side_t *Y, side_t *X, int fresh) {
-    const sc_kernels *K = E->K;
-    int64_t nf = sc_sign_diff(K, Y->cand, Y->bits, Y->words, Y->len), nq = 0;
+ * image as X's candidate; fresh: X's cuts' part from zero (all weights c_j <y_j, y>). Returns
+ * the value of (cand_X, bits_Y), of either sign; E->status is set when a product failed.
+ *
+ * The cuts' part of X's image changes by sum_j c_j delta_j x_j. These weights add to X's
+ * pending ones, which join cut in one pass of the group tables over every entry (resolve)
+ * when resolve is asked (the end of an alternation, see alternate), when fresh, or when more
+ * than 1 / FULL_DIV of Y flips. Otherwise X's candidate is the signs of uA - cut, stale by
+ * the pending part, and its value sum_i x_i (uA_i - cut_i) - sum_j pend_j <x_j, x> is exact
+ * from the dots of X's candidate (whose changes the next half step reuses). */
+static double half_step(engine_t *E, side_t *Y, side_t *X, int fresh, int resolve) {
+    if (!Y->known) count_changes(E, Y);
+    int64_t nf = Y->nf;
     /* More than half of Y flips (a new start): negate uA, the image of -y, and add the lines
      * that did not flip instead. */
     int negate = !E->product && 2 * nf > Y->len;
     /* Many lines to add: A y from scratch (2 for negate) instead, X's own lines read in order
      * against Y's signs (a gather from a small array against a scatter into a large one) */
-    if (!E->product && (fresh || FULL_DIV * (negate ? Y->len - nf : nf) > Y->len)) negate = 2;
-    if (nf)
-        for (int64_t q = 0; q < Y->words; q++)
-            if (Y->cand[q] != Y->bits[q]) E->qs[nq++] = q;
-    if ((nf || fresh) && E->product && E->product(E->pctx, Y->transposed, Y->cand, X->imgA)) {
+    int many = !X->exact || FULL_DIV * (2 * nf > Y->len ? Y->len - nf : nf) > Y->len;
+    if (!E->product && many) negate = 2;
+    if ((nf || !X->exact) && E->product && E->product(E->pctx, Y->transposed, Y->cand, X->imgA)) {
         E->status = SC_ERR_CALLBACK;
-        return -1.0;
+        return 0.0;
     }
-    int64_t nb = (nf || fresh) ? E->nblocks : 0, nt_tiles = sc_ntiles(X->len);
+    X->exact = 1;
+    int64_t nb = E->nblocks, nt_tiles = sc_ntiles(X->len);
+    int known = Y->known;
+    resolve = resolve || fresh || many;
+    X->known = 0;                       /* X's candidate is about to change */
     SC_OMP(parallel num_threads(E->pr.nt) if (E->pr.nt > 1 && nt_tiles > 1))
     {
         SC_OMP(for schedule(static))
-        for (int64_t b = 0; b < nb; b++) block_tables(E, Y, b, nf, nq, fresh);
+        for (int64_t b = 0; b < nb; b++) {
+            if (!known) block_changes(E, Y, b);
+            int64_t j0 = b * BLOCK, k = (E->width - j0 < BLOCK) ? E->width - j0 : BLOCK;
+            for (int64_t j = j0; j < j0 + k; j++) {
+                double c = (double)E->res->coef[j];
+                X->pend[j] = fresh ? c * (double)(Y->dots[j] + Y->delta[j])
+                                   : X->pend[j] + c * (double)Y->delta[j];
+            }
+            if (resolve) block_tables(E, X, b);
+        }
         int nth, me = sc_thread(&nth);
-        step_tiles(E, Y, X, nb, nf, negate, fresh, nt_tiles * me / nth,
-                   nt_tiles * (me + 1) / nth, E->buf + (int64_t)me * SC_TILE);
+        int64_t t0 = nt_tiles * me / nth, t1 = nt_tiles * (me + 1) / nth;
+        flip_tiles(E, Y, X, negate, t0, t1);
+        sign_tiles(E, X, resolve, fresh, t0, t1, E->buf + (int64_t)me * SC_TILE);
     }
+    if (resolve) memset(X->pend, 0, (size_t)E->width * sizeof(double));
     if (nf) {
         for (int64_t j = 0; j < E->width; j++) Y->dots[j] += Y->delta[j];
         memcpy(Y->bits, Y->cand, (size_t)Y->words * sizeof(uint64_t));
     }
+    Y->known = 0;
     double val = 0.0;
     for (int64_t t = 0; t < nt_tiles; t++) val += E->partial[t];
+    if (!resolve) {
+        count_changes(E, X);
+        SC_OMP(parallel for schedule(static) num_threads(E->pr.nt) if (E->pr.nt > 1 && nb > 1))
+        for (int64_t b = 0; b < nb; b++) block_changes(E, X, b);
+        X->known = 1;
+        for (int64_t j = 0; j < E->width; j++)
+            val -= X->pend[j] * (double)(X->dots[j] + X->delta[j]);
+    }
     return val;
 }
 
 /* Alternate from the candidate signs of side Y0 while the value grows, the first `fresh`
  * half steps from scratch; returns the value of the signs left in S.bits and T.bits (the
- * images match them), -1 on a failed product. */
+ * images match them; E->status set on a failed product). A half step whose signs were stale (see
+ * half_step) and that ends the alternation is taken again with the pending part resolved,
+ * so that an alternation ends only where exact signs stop growing. */
 static double alternate(engine_t *E, const sc_params *prm, side_t *Y0, int fresh) {
     side_t *Y = Y0, *X = (Y0 == &E->T) ? &E->S : &E->T;
     double cur = 0.0;
     for (int64_t h = 0;; h++) {
-        double val = half_step(E, Y, X, h < fresh);
-        if (val < 0.0) return -1.0;
+        double val = half_step(E, Y, X, h < fresh, 0);
+        if (!E->status && sc_alternation_ends(prm, h, val, cur) && X->known)
+            val = half_step(E, Y, X, 0, 1);
+        if (E->status) return 0.0;
         if (sc_alternation_ends(prm, h, val, cur)) break;
         cur = val;
         side_t *tmp = X; X = Y; Y = tmp;
@@ -238,6 +291,7 @@ static double best_cut(engine_t *E, const sc_params *prm, sc_rng *rng) {
     int found = 0, last_is_best = 0;
     for (int attempt = 0; attempt < SC_START_ATTEMPTS + starts && found < starts; attempt++) {
         side_t *Y = &E->T;
+        Y->known = 0;
         int kind = (attempt == 0 && warm) ? 0 : (found == 0 || need_random) ? 1 : 2;
         if (kind == 0)
             memcpy(E->T.cand, E->res->bits[1] + (E->width - 1) * E->T.words,
@@ -247,7 +301,7 @@ static double best_cut(engine_t *E, const sc_params *prm, sc_rng *rng) {
         else
             sc_rng_signs(rng, E->T.cand, E->n);
         double val = alternate(E, prm, Y, attempt == 0 ? 2 : 0);
-        if (val < 0.0) return -1.0;
+        if (E->status) return 0.0;
         if (!(val > 0.0)) {
             last_is_best = 0;
             continue;
@@ -269,10 +323,11 @@ static double best_cut(engine_t *E, const sc_params *prm, sc_rng *rng) {
         }
     }
     if (found && !last_is_best) {
+        E->T.known = E->S.known = 0;
         memcpy(E->T.cand, E->best_t, (size_t)E->T.words * sizeof(uint64_t));
-        if (half_step(E, &E->T, &E->S, 0) < 0.0) return -1.0;
+        half_step(E, &E->T, &E->S, 0, 1);
         memcpy(E->S.cand, E->best_s, (size_t)E->S.words * sizeof(uint64_t));
-        if (half_step(E, &E->S, &E->T, 0) < 0.0) return -1.0;
+        if (!E->status) half_step(E, &E->S, &E->T, 0, 1);
     }
     return best;
 }
@@ -281,6 +336,7 @@ static double best_cut(engine_t *E, const sc_params *prm, sc_rng *rng) {
  * product. Sparse: parallel over tiles. */
 static int exact_imgA(engine_t *E, side_t *X) {
     side_t *Y = (X == &E->S) ? &E->T : &E->S;
+    X->exact = 1;
     if (E->product) {
         int st = E->product(E->pctx, Y->transposed, Y->bits, X->imgA) ? SC_ERR_CALLBACK : SC_OK;
         return E->status = st;
@@ -296,10 +352,8 @@ static int exact_imgA(engine_t *E, side_t *X) {
     return SC_OK;
 }
 
-/* s^T A t for the current signs, in double (S.imgA = A t is made exact first for sparse A;
- * an operator's is its last product). */
+/* s^T A t for the current signs, in double, from S.imgA = A t (exact_imgA). */
 static double value_A(engine_t *E) {
-    if (!E->product) exact_imgA(E, &E->S);
     int64_t nt_tiles = sc_ntiles(E->m);
     for (int64_t t = 0; t < nt_tiles; t++) {
         int64_t c = t * SC_TILE, end = (E->m - c < SC_TILE) ? E->m : c + SC_TILE;
@@ -320,7 +374,8 @@ static int side_alloc(side_t *X, int64_t len) {
     X->cut = calloc((size_t)len, sizeof(float));
     X->bits = calloc((size_t)X->words, sizeof(uint64_t));
     X->cand = calloc((size_t)X->words, sizeof(uint64_t));
-    return (X->imgA && X->cut && X->bits && X->cand) ? SC_OK : SC_ERR_NOMEM;
+    X->qs = malloc((size_t)X->words * sizeof(int64_t));
+    return (X->imgA && X->cut && X->bits && X->cand && X->qs) ? SC_OK : SC_ERR_NOMEM;
 }
 
 static void engine_free(engine_t *E) {
@@ -328,13 +383,13 @@ static void engine_free(engine_t *E) {
     for (int i = 0; i < 2; i++) {
         side_t *X = sides[i];
         free(X->imgA); free(X->cut); free(X->bits); free(X->cand);
-        free(X->dots); free(X->delta);
+        free(X->dots); free(X->delta); free(X->pend); free(X->qs);
         if (X->chunks)
             for (int64_t b = 0; b < E->nblocks; b++) free(X->chunks[b]);
         free(X->chunks);
     }
     free(E->w); free(E->tab); free(E->tscale); free(E->tgroups); free(E->planes); free(E->cnt);
-    free(E->qs); free(E->partial); free(E->buf); free(E->best_s); free(E->best_t);
+    free(E->partial); free(E->buf); free(E->best_s); free(E->best_t);
 }
 
 static void *grow_array(void *p, int64_t count, size_t size, int *st) {
@@ -356,6 +411,8 @@ static int make_room(engine_t *E, int64_t k) {
         E->T.dots = grow_array(E->T.dots, cap, sizeof(int64_t), &st);
         E->S.delta = grow_array(E->S.delta, cap, sizeof(int64_t), &st);
         E->T.delta = grow_array(E->T.delta, cap, sizeof(int64_t), &st);
+        E->S.pend = grow_array(E->S.pend, cap, sizeof(double), &st);
+        E->T.pend = grow_array(E->T.pend, cap, sizeof(double), &st);
         E->w = grow_array(E->w, cap, sizeof(float), &st);
         E->cnt = grow_array(E->cnt, cap, sizeof(int64_t), &st);
         if (st) return st;
@@ -412,6 +469,8 @@ static void add_cut(engine_t *E, float c) {
                 chunks[sc_chunk_at(64 * q + sc_ctz64(x), plane, planes)] |=
                     (uint8_t)(1u << (k % 8));
         X->dots[k] = X->len;
+        X->pend[k] = 0.0;
+        X->known = 0;      /* no change of dots known for cut k */
     }
     E->res->coef[k] = c;
     float ws = (float)((double)c * (double)E->n), wt = (float)((double)c * (double)E->m);
@@ -434,12 +493,11 @@ static int decompose(engine_t *E, double nrmA2, const sc_cuts *init, const sc_pa
     sc_probe_init(&E->pr, sc_clamp_threads(prm->n_threads));
     int st = SC_OK;
     if (side_alloc(&E->S, m) || side_alloc(&E->T, n)) st = SC_ERR_NOMEM;
-    E->qs = malloc((size_t)sc_words(mx) * sizeof(int64_t));
     E->partial = calloc((size_t)sc_ntiles(mx), sizeof(double));
     E->buf = malloc((size_t)E->pr.nt_max * SC_TILE * sizeof(float));
     E->best_s = calloc((size_t)E->S.words, sizeof(uint64_t));
     E->best_t = calloc((size_t)E->T.words, sizeof(uint64_t));
-    if (!E->qs || !E->partial || !E->buf || !E->best_s || !E->best_t) st = SC_ERR_NOMEM;
+    if (!E->partial || !E->buf || !E->best_s || !E->best_t) st = SC_ERR_NOMEM;
     res->ndim = 2;
     double ref2;
     int none = sc_run_start(prm, nrmA2, &ref2, res);
@@ -468,12 +526,22 @@ static int decompose(engine_t *E, double nrmA2, const sc_cuts *init, const sc_pa
                 X->bits[w - 1] &= sc_tail_mask(X->len);
                 E->K->sign_dots(X->dots, side_signs(E, X), w, X->bits, w, X->len, k);
             }
-            if (E->product && (st = exact_imgA(E, &E->S))) break;
+            /* an operator's images: A t for value_A, A^T s to go on from */
+            if (E->product && ((st = exact_imgA(E, &E->S)) ||
+                               (k + 1 == given && (st = exact_imgA(E, &E->T)))))
+                break;
         } else {
             sc_rng_for_cut(&rng, prm->seed, prm->first_cut + k);
             double cur = best_cut(E, prm, &rng);
-            if (cur < 0.0) { st = E->status; break; }
+            if ((st = E->status)) break;
             if (!(cur > 0.0)) { res->stopped_by = SC_STOP_EXHAUSTED; break; }
+        }
+        /* Sparse A: both images from scratch for the cut's signs, so that the next search
+         * starts from images that depend on the cuts alone (an operator's last products are
+         * these images already). */
+        if (!E->product) {
+            exact_imgA(E, &E->S);
+            exact_imgA(E, &E->T);
         }
         double xa = value_A(E), g = 0.0;
         for (int64_t j = 0; j < k; j++)

@@ -178,16 +178,18 @@ def _adjusted_rand(a, b):
 def test_graph_communities_are_read_off_the_first_cuts():
     """Frieze and Kannan's use: the first cuts of a sparse graph follow its communities. On a
     16,000-node block model of 8 communities (degree 7 inside, 3 across), k-means on the
-    signs of the first 16 cuts finds them (adjusted Rand index 0.91-0.94 over seeds; random
-    starts for every cut settled on noise cuts: 0.27-0.79)."""
+    signs of the first 16 cuts finds them (the best of 5 k-means++ runs by inertia: adjusted
+    Rand index 0.91-0.96 over seeds; random starts for every cut settled on noise cuts)."""
     from scipy.cluster.vq import kmeans2
     from signcut._result import unpack_signs
     A, labels = _sbm(16_000, 8, 7, 3, seed=0)
     scores = []
     for seed in range(3):
         r = signcut.decompose(A, width=16, seed=seed)
-        features = unpack_signs(r.signs[0][1:], A.shape[0]) * np.abs(r.coef[1:, None])
-        _, found = kmeans2(features.T.astype(np.float64), 8, seed=0, minit="++")
+        features = (unpack_signs(r.signs[0][1:], A.shape[0])
+                    * np.abs(r.coef[1:, None])).T.astype(np.float64)
+        runs = [kmeans2(features, 8, seed=k, minit="++") for k in range(5)]
+        _, found = min(runs, key=lambda run: ((features - run[0][run[1]]) ** 2).sum())
         scores.append(_adjusted_rand(found, labels))
     assert np.mean(scores) >= 0.85, scores
 
