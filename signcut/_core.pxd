@@ -20,6 +20,7 @@ cdef extern from "signcut/signcut.h" nogil:
         void (*rank_update)(float *out, int64_t rows, int64_t cols, int64_t ld,
                             const float *a, int64_t lda, const float *panel, int64_t k)
         double (*pack_signs)(uint64_t *bits, const float *x, int64_t len)
+        double (*diff_signs)(uint64_t *bits, const float *a, const float *b, int64_t len)
         void (*unpack_signs)(float *out, const uint64_t *bits, int64_t len, float scale)
         void (*sign_dots)(int64_t *dots, const uint64_t *bits, int64_t wpr, const uint64_t *x,
                           int64_t words, int64_t len, int64_t k)

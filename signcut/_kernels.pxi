@@ -59,6 +59,18 @@ def kernel_pack_signs(str isa, const float[::1] x):
     return np.asarray(bits), s
 
 
+def kernel_diff_signs(str isa, const float[::1] a, const float[::1] b):
+    """(bits of a - b, sum |a - b|)."""
+    cdef const sc_kernels *K = _get(isa)
+    if a.shape[0] != b.shape[0]:
+        raise ValueError("a and b differ in length")
+    cdef uint64_t[::1] bits = np.full((a.shape[0] + 63) // 64, 0xFFFFFFFFFFFFFFFF, np.uint64)
+    cdef double s = 0.0
+    if a.shape[0]:
+        s = K.diff_signs(&bits[0], &a[0], &b[0], a.shape[0])
+    return np.asarray(bits), s
+
+
 def kernel_unpack_signs(str isa, const uint64_t[::1] bits, int64_t length, float scale):
     cdef const sc_kernels *K = _get(isa)
     if bits.shape[0] != (length + 63) // 64:

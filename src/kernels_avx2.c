@@ -180,7 +180,8 @@ static void rank_update(float *out, int64_t rows, int64_t cols, int64_t ld,
     sc_rank_update_blocked(out, rows, cols, ld, a, lda, panel, k, rank_update_rows);
 }
 
-static double pack_signs(uint64_t *bits, const float *x, int64_t len) {
+/* pack_signs of x - y (y NULL: of x). */
+static inline double signs_of(uint64_t *bits, const float *x, const float *y, int64_t len) {
     const __m256 zero = _mm256_setzero_ps();
     const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
     __m256d acc0 = _mm256_setzero_pd(), acc1 = _mm256_setzero_pd();
@@ -189,6 +190,7 @@ static double pack_signs(uint64_t *bits, const float *x, int64_t len) {
         uint64_t word = 0;
         for (int b = 0; b < 8; b++) {
             __m256 v = _mm256_loadu_ps(x + i + 8 * b);
+            if (y) v = _mm256_sub_ps(v, _mm256_loadu_ps(y + i + 8 * b));
             word |= (uint64_t)_mm256_movemask_ps(_mm256_cmp_ps(v, zero, _CMP_LT_OQ)) << (8 * b);
             __m256 av = _mm256_and_ps(v, absmask);
             acc0 = _mm256_add_pd(acc0, _mm256_cvtps_pd(_mm256_castps256_ps128(av)));
@@ -202,12 +204,21 @@ static double pack_signs(uint64_t *bits, const float *x, int64_t len) {
     if (i < len) {
         uint64_t word = 0;
         for (int64_t j = i; j < len; j++) {
-            if (x[j] < 0.0f) word |= UINT64_C(1) << (j - i);
-            acc += fabs((double)x[j]);
+            float v = y ? x[j] - y[j] : x[j];
+            if (v < 0.0f) word |= UINT64_C(1) << (j - i);
+            acc += fabs((double)v);
         }
         bits[i >> 6] = word;
     }
     return acc;
+}
+
+static double pack_signs(uint64_t *bits, const float *x, int64_t len) {
+    return signs_of(bits, x, NULL, len);
+}
+
+double sc_avx2_diff_signs(uint64_t *bits, const float *a, const float *b, int64_t len) {
+    return signs_of(bits, a, b, len);
 }
 
 static void unpack_signs(float *out, const uint64_t *bits, int64_t len, float scale) {
@@ -577,7 +588,7 @@ static void gram_mul(double *p, int64_t ldp, const uint64_t *a, int64_t lda, int
 const sc_kernels sc_kernels_avx2 = {
     .name = "avx2", .accum_rows = accum_rows, .signs_matvec = signs_matvec,
     .signs_rmatvec = signs_rmatvec, .rank_update = rank_update, .pack_signs = pack_signs,
-    .unpack_signs = unpack_signs, .sign_dots = sign_dots, .sumsq = sumsq,
+    .diff_signs = sc_avx2_diff_signs, .unpack_signs = unpack_signs, .sign_dots = sign_dots, .sumsq = sumsq,
     .group_apply = group_apply, .nib_tables = sc_avx2_nib_tables, .transpose = sc_avx2_transpose,
     .accum_rows_h = accum_rows_h, .to_half = sc_avx2_to_half, .transpose16 = sc_avx2_transpose16,
     .absmax = sc_avx2_absmax, .lut3_rows = sc_avx2_lut3_rows, .lut_rows = sc_avx2_lut_rows,

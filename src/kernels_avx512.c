@@ -438,7 +438,7 @@ static void gram_mul(double *p, int64_t ldp, const uint64_t *a, int64_t lda, int
 const sc_kernels sc_kernels_avx512 = {
     .name = "avx512", .accum_rows = accum_rows, .signs_matvec = signs_matvec,
     .signs_rmatvec = signs_rmatvec, .rank_update = rank_update, .pack_signs = pack_signs,
-    .unpack_signs = unpack_signs, .sign_dots = sign_dots, .sumsq = sumsq,
+    .diff_signs = sc_avx2_diff_signs, .unpack_signs = unpack_signs, .sign_dots = sign_dots, .sumsq = sumsq,
     .group_apply = group_apply, .nib_tables = sc_avx2_nib_tables, .transpose = sc_avx2_transpose,
     .accum_rows_h = accum_rows_h, .to_half = sc_avx2_to_half, .transpose16 = sc_avx2_transpose16,
     .absmax = sc_avx2_absmax, .lut3_rows = lut3_rows, .lut_rows = lut_rows,

@@ -42,19 +42,29 @@ static void rank_update(float *out, int64_t rows, int64_t cols, int64_t ld,
     }
 }
 
-static double pack_signs(uint64_t *bits, const float *x, int64_t len) {
+/* pack_signs of x - y (y NULL: of x). */
+static inline double signs_of(uint64_t *bits, const float *x, const float *y, int64_t len) {
     double acc = 0.0;
     int64_t w = sc_words(len);
     for (int64_t k = 0; k < w; k++) {
         uint64_t word = 0;
         int64_t end = (64 * k + 64 < len) ? 64 * k + 64 : len;
         for (int64_t i = 64 * k; i < end; i++) {
-            if (x[i] < 0.0f) word |= UINT64_C(1) << (i & 63);
-            acc += fabs((double)x[i]);
+            float v = y ? x[i] - y[i] : x[i];
+            if (v < 0.0f) word |= UINT64_C(1) << (i & 63);
+            acc += fabs((double)v);
         }
         bits[k] = word;
     }
     return acc;
+}
+
+static double pack_signs(uint64_t *bits, const float *x, int64_t len) {
+    return signs_of(bits, x, NULL, len);
+}
+
+static double diff_signs(uint64_t *bits, const float *a, const float *b, int64_t len) {
+    return signs_of(bits, a, b, len);
 }
 
 static void unpack_signs(float *out, const uint64_t *bits, int64_t len, float scale) {
@@ -148,7 +158,7 @@ static void gram_mul(double *p, int64_t ldp, const uint64_t *a, int64_t lda, int
 const sc_kernels sc_kernels_scalar = {
     .name = "scalar", .accum_rows = accum_rows, .signs_matvec = signs_matvec,
     .signs_rmatvec = signs_rmatvec, .rank_update = rank_update, .pack_signs = pack_signs,
-    .unpack_signs = unpack_signs, .sign_dots = sign_dots, .sumsq = sumsq,
+    .unpack_signs = unpack_signs, .diff_signs = diff_signs, .sign_dots = sign_dots, .sumsq = sumsq,
     .group_apply = group_apply, .nib_tables = sc_nib_tables, .transpose = transpose,
     .accum_rows_h = accum_rows_h, .to_half = to_half, .transpose16 = transpose16, .absmax = absmax,
     .lut3_rows = sc_lut3_rows, .lut_rows = lut_rows, .sparse_accum = sc_sparse_accum,

@@ -84,7 +84,6 @@ typedef struct {
     float *tscale;
     int64_t *tgroups, *planes, *cnt;
     double *partial;          /* per-tile partial sums */
-    float *buf;               /* per thread: a tile of the image */
     uint64_t *best_s, *best_t;
 } engine_t;
 
@@ -159,8 +158,7 @@ static void flip_tiles(engine_t *E, const side_t *Y, side_t *X, int negate, int6
 /* Second part: X's candidate, the signs of uA - cut, and per tile sum |uA - cut| into
  * E->partial; resolve: the pending weights join cut first (group tables or signs_matvec;
  * E->w, E->tab), from zero when fresh. */
-static void sign_tiles(engine_t *E, side_t *X, int resolve, int fresh, int64_t t0, int64_t t1,
-                       float *buf) {
+static void sign_tiles(engine_t *E, side_t *X, int resolve, int fresh, int64_t t0, int64_t t1) {
     const sc_kernels *K = E->K;
     for (int64_t t = t0; t < t1; t++) {
         int64_t c = t * SC_TILE, len = (X->len - c < SC_TILE) ? X->len - c : SC_TILE;
@@ -172,8 +170,7 @@ static void sign_tiles(engine_t *E, side_t *X, int resolve, int fresh, int64_t t
             if (E->tgroups[b])
                 K->chunk_apply(X->cut + c, len, X->chunks[b] + E->planes[b] * c, E->planes[b],
                                E->tab + b * TAB, E->tscale[b]);
-        for (int64_t i = 0; i < len; i++) buf[i] = X->imgA[c + i] - X->cut[c + i];
-        E->partial[t] = K->pack_signs(X->cand + c / 64, buf, len);
+        E->partial[t] = K->diff_signs(X->cand + c / 64, X->imgA + c, X->cut + c, len);
     }
 }
 
@@ -222,7 +219,7 @@ static double half_step(engine_t *E, side_t *Y, side_t *X, int fresh, int resolv
         int nth, me = sc_thread(&nth);
         int64_t t0 = nt_tiles * me / nth, t1 = nt_tiles * (me + 1) / nth;
         flip_tiles(E, Y, X, negate, t0, t1);
-        sign_tiles(E, X, resolve, fresh, t0, t1, E->buf + (int64_t)me * SC_TILE);
+        sign_tiles(E, X, resolve, fresh, t0, t1);
     }
     if (resolve) memset(X->pend, 0, (size_t)E->width * sizeof(double));
     if (nf) {
@@ -389,7 +386,7 @@ static void engine_free(engine_t *E) {
         free(X->chunks);
     }
     free(E->w); free(E->tab); free(E->tscale); free(E->tgroups); free(E->planes); free(E->cnt);
-    free(E->partial); free(E->buf); free(E->best_s); free(E->best_t);
+    free(E->partial); free(E->best_s); free(E->best_t);
 }
 
 static void *grow_array(void *p, int64_t count, size_t size, int *st) {
@@ -494,10 +491,9 @@ static int decompose(engine_t *E, double nrmA2, const sc_cuts *init, const sc_pa
     int st = SC_OK;
     if (side_alloc(&E->S, m) || side_alloc(&E->T, n)) st = SC_ERR_NOMEM;
     E->partial = calloc((size_t)sc_ntiles(mx), sizeof(double));
-    E->buf = malloc((size_t)E->pr.nt_max * SC_TILE * sizeof(float));
     E->best_s = calloc((size_t)E->S.words, sizeof(uint64_t));
     E->best_t = calloc((size_t)E->T.words, sizeof(uint64_t));
-    if (!E->partial || !E->buf || !E->best_s || !E->best_t) st = SC_ERR_NOMEM;
+    if (!E->partial || !E->best_s || !E->best_t) st = SC_ERR_NOMEM;
     res->ndim = 2;
     double ref2;
     int none = sc_run_start(prm, nrmA2, &ref2, res);

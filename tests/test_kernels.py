@@ -98,6 +98,23 @@ def test_pack_signs(isa, rng, length):
 
 
 @pytest.mark.parametrize("length", SIZES)
+def test_diff_signs(isa, rng, length):
+    a = rng.standard_normal(length).astype(np.float32)
+    b = rng.standard_normal(length).astype(np.float32)
+    if length > 3:
+        b[0] = a[0]                               # equal entries are +1, -0.0 too
+        a[1], b[1] = -0.0, 0.0
+        a[2], b[2] = 1e-30, 2e-30                 # a tiny negative difference is -1
+    d = a - b                                     # float32 differences, as the kernel's
+    bits, total = _core.kernel_diff_signs(isa, a, b)
+    np.testing.assert_array_equal(bits, pack(np.where(d < 0, -1.0, 1.0))[0])
+    if length % 64:
+        assert bits[-1] >> np.uint64(length % 64) == 0, "tail bits must stay zero"
+    assert total == pytest.approx(np.abs(d.astype(np.float64)).sum(), rel=1e-12, abs=1e-12)
+    np.testing.assert_array_equal(bits, _core.kernel_diff_signs("scalar", a, b)[0])
+
+
+@pytest.mark.parametrize("length", SIZES)
 def test_unpack_signs(isa, rng, length):
     signs = random_signs(rng, 1, length)
     out = _core.kernel_unpack_signs(isa, pack(signs)[0], length, 0.5)

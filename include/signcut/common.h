@@ -308,6 +308,11 @@ static inline void sc_sparse_accum(float *y, int64_t lo, int64_t hi, const int64
         int64_t b = ptr[lines[q]], e = ptr[lines[q] + 1];
         if (lo > 0 && b < e && idx[b] < lo) b = sc_line_lower(idx, b, e, lo);
         float wq = w[q];
+        if (q + 4 < k) {
+            int64_t n = ptr[lines[q + 4]];
+            __builtin_prefetch(&idx[n]);
+            __builtin_prefetch(&val[n]);
+        }
         for (; b < e && idx[b] < hi; b++) y[idx[b] - lo] += wq * val[b];
     }
 }

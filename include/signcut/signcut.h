@@ -40,6 +40,8 @@ typedef struct sc_kernels {
                         const float *a, int64_t lda, const float *panel, int64_t k);
     /* bits <- signs of x[0:len] (bit set where x < 0, tail zeroed); returns sum |x| in double. */
     double (*pack_signs)(uint64_t *bits, const float *x, int64_t len);
+    /* pack_signs of the float differences a[i] - b[i], without storing them. */
+    double (*diff_signs)(uint64_t *bits, const float *a, const float *b, int64_t len);
     /* out[0:len] = scale * sign, from packed bits. */
     void (*unpack_signs)(float *out, const uint64_t *bits, int64_t len, float scale);
     /* dots[j] = <sign_j, x> for the k sign vectors bits + j*wpr, all of `words` words. */
@@ -122,6 +124,7 @@ void sc_avx2_to_half(uint16_t *dst, const float *src, int64_t len, float scale);
 void sc_avx2_transpose16(uint16_t *dst, int64_t ldd, const uint16_t *src, int64_t lds,
                          int64_t rows, int64_t cols);
 float sc_avx2_absmax(const float *x, int64_t len);
+double sc_avx2_diff_signs(uint64_t *bits, const float *a, const float *b, int64_t len);
 int64_t sc_avx2_nib_tables(uint8_t *tlo, uint8_t *thi, float *scale, const float *w, int64_t k);
 /* The AVX2 chunk_apply, which the AVX-512 table uses for chunks of 2 planes. */
 void sc_avx2_chunk_apply(float *y, int64_t len, const uint8_t *chunks, int64_t planes,
