@@ -26,6 +26,7 @@
  * Parallel work is split into fixed tiles of SC_TILE entries, each written by one thread, and
  * per-tile partial sums are added in tile order: n_threads cannot change a bit. */
 #define _POSIX_C_SOURCE 200809L  /* clock_gettime under -std=c11 */
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,6 +80,9 @@ typedef struct {
     void *pctx;
     int status;               /* a failed product */
     int precise;              /* the cuts' part changes through signs_matvec (PRECISE_BELOW) */
+    int exact_flips;          /* every float sum of A's values along a line is exact (the
+                               * values are multiples of one power of two, their line sums
+                               * at most 2^24 of it): so are the images' flip updates */
     float *w;                 /* per cut: weight of its correction in a half step */
     uint8_t *tab;             /* per block: the tables of chunk_apply */
     float *tscale;
@@ -533,9 +537,10 @@ static int decompose(engine_t *E, double nrmA2, const sc_cuts *init, const sc_pa
             if (!(cur > 0.0)) { res->stopped_by = SC_STOP_EXHAUSTED; break; }
         }
         /* Sparse A: both images from scratch for the cut's signs, so that the next search
-         * starts from images that depend on the cuts alone (an operator's last products are
-         * these images already). */
-        if (!E->product) {
+         * starts from images that depend on the cuts alone. An operator's last products are
+         * these images already, and so are the flip updates when exact_flips, except after
+         * init's cuts. */
+        if (!E->product && (k < given || !E->exact_flips)) {
             exact_imgA(E, &E->S);
             exact_imgA(E, &E->T);
         }
@@ -565,6 +570,33 @@ static int decompose(engine_t *E, double nrmA2, const sc_cuts *init, const sc_pa
     return st;
 }
 
+/* The exponent of the lowest bit of the values (INT_MAX for none nonzero): all are integer
+ * multiples of 2^that. */
+static int lowest_bit(const float *val, int64_t nnz) {
+    int low = INT_MAX;
+    for (int64_t e = 0; e < nnz; e++) {
+        int ex;
+        float f = frexpf(val[e], &ex);           /* val = f 2^ex, |f| in [0.5, 1) */
+        if (f == 0.0f || !isfinite(f)) continue;
+        int64_t mant = (int64_t)ldexpf(fabsf(f), 24);   /* 24 bits, exact */
+        int bit = ex - 24 + sc_ctz64((uint64_t)mant);
+        if (bit < low) low = bit;
+    }
+    return low;
+}
+
+/* Whether every line's absolute values sum to at most 2^(24 + low): with every value an
+ * integer multiple of 2^low, any signed sum of a line's values, and so every flip update of
+ * an image, is exact in float. */
+static int exact_lines(const int64_t *ptr, const float *val, int64_t lines, int low) {
+    for (int64_t r = 0; r < lines; r++) {
+        double sum = 0.0;
+        for (int64_t e = ptr[r]; e < ptr[r + 1]; e++) sum += fabs((double)val[e]);
+        if (sum > ldexp(1.0, 24 + low)) return 0;
+    }
+    return 1;
+}
+
 int sc_sparse_decompose(const sc_kernels *K, const sc_sparse *A, const sc_cuts *init,
                         const sc_params *p, sc_result *res) {
     if (!K || !A || A->m <= 0 || A->n <= 0) return SC_ERR_ARG;
@@ -579,6 +611,9 @@ int sc_sparse_decompose(const sc_kernels *K, const sc_sparse *A, const sc_cuts *
     int64_t nnz = A->row_ptr[A->m];
     for (int64_t e0 = 0; e0 < nnz; e0 += 4096)
         nrm2 += K->sumsq(A->row_val + e0, (nnz - e0 < 4096) ? nnz - e0 : 4096);
+    int low = lowest_bit(A->row_val, nnz);
+    E.exact_flips = low == INT_MAX || (exact_lines(A->row_ptr, A->row_val, A->m, low) &&
+                                       exact_lines(A->col_ptr, A->col_val, A->n, low));
     int st = decompose(&E, nrm2, init, p, res);
     engine_free(&E);
     return st;

@@ -480,10 +480,24 @@ def same_cuts(a, b):
             and np.array_equal(a.coef, b.coef) and np.array_equal(a.errors, b.errors))
 
 
+def values_of(kind, A):
+    """A with other values: "dyadic" (multiples of 1/8 up to 4: the engine's flip updates are
+    exact, and it keeps its images from one cut to the next), "wide" (the same and one value
+    of 2^30: not exact, so the images are made again after every cut), or as it is."""
+    B = A.copy()
+    if kind != "gaussian":
+        B.data = np.round(np.clip(B.data, -4, 4) * 8) / 8
+        B.data[B.data == 0] = 0.125
+    if kind == "wide":
+        B.data[0] = 2.0 ** 30
+    return B
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "dyadic", "wide"])
 @pytest.mark.parametrize("effort", ["fast", "default", "best"])
-def test_continuing_gives_the_bits_of_one_long_run(effort):
+def test_continuing_gives_the_bits_of_one_long_run(effort, kind):
     # cuts 16, 17, 32, 33 and 64, 65 cross the blocks of the group tables and their planes
-    A = random_sparse((170, 120), 0.06, seed=21)
+    A = values_of(kind, random_sparse((170, 120), 0.06, seed=21))
     long = signcut.decompose(A, width=70, seed=4, effort=effort)
     for k in (0, 1, 16, 17, 33, 64, 69, 70):
         part = signcut.decompose(A, width=k, seed=4, effort=effort) if k else long.truncate(0)
