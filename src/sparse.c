@@ -205,7 +205,9 @@ static double half_step(engine_t *E, side_t *Y, side_t *X, int fresh, int resolv
     X->exact = 1;
     int64_t nb = E->nblocks, nt_tiles = sc_ntiles(X->len);
     int known = Y->known;
-    resolve = resolve || fresh || many;
+    /* an operator's half step costs a product: it resolves every time rather than take
+     * the extra half steps of stale signs */
+    resolve = resolve || fresh || many || E->product;
     X->known = 0;                       /* X's candidate is about to change */
     SC_OMP(parallel num_threads(E->pr.nt) if (E->pr.nt > 1 && nt_tiles > 1))
     {
