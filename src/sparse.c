@@ -8,15 +8,21 @@
  * A part uA = A t and the cuts' part uC = sum_j c_j <t_j, t> s_j. When t flips on a set F,
  * uA changes by 2 t_new[f] A[:, f] over the flipped columns (CSC; rows of the CSR for flips
  * of s), or, for an operator, is one product A t. The dots <t_j, t> change by integers that
- * popcounts of the changed words give (flip_dots), and uC by sum_j c_j d<t_j, t> s_j through
- * 4-bit group tables in 16-bit fixed point (nib_tables / chunk_apply, blocks of 64 cuts:
- * every cut so far, not only pending ones; the signs are also kept in chunk layout, common.h,
- * 1 bit per cut and entry, so that a tile's lookups read only its own entries' bytes). The
- * rounding of the tables and of float32 flip updates only perturbs the search: the first two
- * half steps of every cut's search compute both images from scratch (uA from A's lines
- * against the new signs, uC through the tables of the full weights c_j <y_j, y>), so a cut's
- * search depends only on the cuts before it and its random draws, not on how the images got
- * there: a run continued from its first k cuts (init) makes the same cuts as one long run.
+ * popcounts of the changed words give (flip_dots), and uC by sum_j c_j d<t_j, t> s_j. Those
+ * weights are kept pending per side and applied to every entry only when a half step
+ * resolves (see half_step), through 4-bit group tables in 16-bit fixed point (nib_tables /
+ * chunk_apply, blocks of 64 cuts: every cut so far; the signs are also kept in chunk layout,
+ * common.h, 1 bit per cut and entry, so that a tile's lookups read only its own entries'
+ * bytes). In between, a side's candidate is the signs of its stale image, and the value of
+ * the pair is still exact, from the integer dots of the candidate with the cuts.
+ *
+ * A search depends only on the cuts before it and its random draws, not on how the images
+ * got there, so that a run continued from its first k cuts (init) makes the same cuts as one
+ * long run: after each cut both uA are those of its signs (an operator's last products;
+ * for sparse A made again from A's lines, unless exact_flips: then the flip updates gave
+ * them exactly), and the first two half steps of a cut's search make uC from zero, through
+ * the tables of the full weights c_j <y_j, y>. The rounding of the tables and of float32
+ * flip updates only perturbs the search within a cut.
  *
  * Values are exact: a cut's s^T R t = s^T A t - sum_j c_j <s_j, s> <t_j, t> from uA and the
  * integer dots, and the squared error is ||A||^2 - 2 <A, X> + ||X||^2 with <A, X> = sum_j
@@ -37,7 +43,7 @@
 #define BLOCK 64                 /* cuts per block of group tables (their int16 bound) */
 #define TAB 512                  /* bytes of one block's tables (sc_chunk_tables) */
 #define FLIP_CHUNK 256           /* flipped lines listed at a time */
-#define FULL_DIV 3                /* A y from scratch when more than 1 / FULL_DIV of y flips */
+#define FULL_DIV 3               /* A y from scratch when more than 1 / FULL_DIV of y flips */
 /* Below this relative error the cuts' part of the images changes through signs_matvec (float32,
  * exact to its rounding) instead of the group tables, whose rounding (up to ~2.4e-4 of the
  * weights' magnitudes per half step) would swamp a remainder that small: with the tables,
@@ -48,7 +54,7 @@ typedef struct {
     int64_t len, words;
     float *imgA;         /* A part of the image of the other side's signs: A t (s), A^T s (t) */
     float *cut;          /* cuts' part, as of its last update: sum_j c_j <other sign j, other
-                          * signs> sign_j less pend_j sign_j (see pend) */
+                          * signs> sign_j, less sum_j pend_j sign_j (see pend) */
     double *pend;        /* per cut, the weight of sign_j not yet added to cut */
     uint64_t *bits, *cand;
     uint8_t **chunks;    /* per block of BLOCK cuts, its signs in chunk layout (common.h) of
@@ -184,10 +190,12 @@ static void sign_tiles(engine_t *E, side_t *X, int resolve, int fresh, int64_t t
  *
  * The cuts' part of X's image changes by sum_j c_j delta_j x_j. These weights add to X's
  * pending ones, which join cut in one pass of the group tables over every entry (resolve)
- * when resolve is asked (the end of an alternation, see alternate), when fresh, or when more
- * than 1 / FULL_DIV of Y flips. Otherwise X's candidate is the signs of uA - cut, stale by
- * the pending part, and its value sum_i x_i (uA_i - cut_i) - sum_j pend_j <x_j, x> is exact
- * from the dots of X's candidate (whose changes the next half step reuses). */
+ * when resolve is asked (the end of an alternation, see alternate), when fresh, when more
+ * than 1 / FULL_DIV of Y flips, and for an operator (whose half steps are products: the
+ * extra half steps that stale signs take would cost more than the tables). Otherwise X's
+ * candidate is the signs of uA - cut, stale by the pending part, and its value
+ * sum_i x_i (uA_i - cut_i) - sum_j pend_j <x_j, x> is exact from the dots of X's candidate
+ * (whose changes the next half step reuses). */
 static double half_step(engine_t *E, side_t *Y, side_t *X, int fresh, int resolve) {
     if (!Y->known) count_changes(E, Y);
     int64_t nf = Y->nf;
@@ -198,15 +206,14 @@ static double half_step(engine_t *E, side_t *Y, side_t *X, int fresh, int resolv
      * against Y's signs (a gather from a small array against a scatter into a large one) */
     int many = !X->exact || FULL_DIV * (2 * nf > Y->len ? Y->len - nf : nf) > Y->len;
     if (!E->product && many) negate = 2;
-    if ((nf || !X->exact) && E->product && E->product(E->pctx, Y->transposed, Y->cand, X->imgA)) {
+    if ((nf || !X->exact) && E->product &&
+        E->product(E->pctx, Y->transposed, Y->cand, X->imgA)) {
         E->status = SC_ERR_CALLBACK;
         return 0.0;
     }
     X->exact = 1;
     int64_t nb = E->nblocks, nt_tiles = sc_ntiles(X->len);
     int known = Y->known;
-    /* an operator's half step costs a product: it resolves every time rather than take
-     * the extra half steps of stale signs */
     resolve = resolve || fresh || many || E->product;
     X->known = 0;                       /* X's candidate is about to change */
     SC_OMP(parallel num_threads(E->pr.nt) if (E->pr.nt > 1 && nt_tiles > 1))
@@ -247,10 +254,10 @@ static double half_step(engine_t *E, side_t *Y, side_t *X, int fresh, int resolv
 }
 
 /* Alternate from the candidate signs of side Y0 while the value grows, the first `fresh`
- * half steps from scratch; returns the value of the signs left in S.bits and T.bits (the
- * images match them; E->status set on a failed product). A half step whose signs were stale (see
- * half_step) and that ends the alternation is taken again with the pending part resolved,
- * so that an alternation ends only where exact signs stop growing. */
+ * half steps fresh (half_step); returns the value of the signs left in S.bits and T.bits
+ * (the images match them; E->status is set on a failed product). A half step whose signs
+ * were stale (see half_step) and that would end the alternation is taken again with the
+ * pending part resolved: an alternation ends only where exact signs stop growing. */
 static double alternate(engine_t *E, const sc_params *prm, side_t *Y0, int fresh) {
     side_t *Y = Y0, *X = (Y0 == &E->T) ? &E->S : &E->T;
     double cur = 0.0;
