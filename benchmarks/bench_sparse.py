@@ -6,8 +6,8 @@
    * time per cut over the first 64 cuts and the last 64 of a 256-cut run, against one
      scipy ``A @ x`` (float64, single-threaded, timed in the same run before and after the
      decompositions, the lesser; the engine runs ``--threads`` threads, default 1): goal
-     <= 20; the time per cut added per 64 cuts is reported too (the group tables read every
-     cut so far at each half step: the cuts' own share grows with the width); the same run
+     <= 20; the time per cut added per 64 cuts is reported too (the dots' popcounts and the
+     group tables read every cut so far: the cuts' own share grows with the width); the same run
      at effort "fast" (alternations end at 1e-3 relative growth) for its time and error;
    * peak resident memory of the decomposition in a fresh process, input included, less the
      256 cuts' signs, against the CSR input's bytes: goal <= 3;
