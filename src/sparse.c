@@ -535,24 +535,20 @@ static int decompose(engine_t *E, double nrmA2, const sc_cuts *init, const sc_pa
                 X->bits[w - 1] &= sc_tail_mask(X->len);
                 E->K->sign_dots(X->dots, side_signs(E, X), w, X->bits, w, X->len, k);
             }
-            /* an operator's images: A t for value_A, A^T s to go on from */
-            if (E->product && ((st = exact_imgA(E, &E->S)) ||
-                               (k + 1 == given && (st = exact_imgA(E, &E->T)))))
-                break;
         } else {
             sc_rng_for_cut(&rng, prm->seed, prm->first_cut + k);
             double cur = best_cut(E, prm, &rng);
             if ((st = E->status)) break;
             if (!(cur > 0.0)) { res->stopped_by = SC_STOP_EXHAUSTED; break; }
         }
-        /* Sparse A: both images from scratch for the cut's signs, so that the next search
-         * starts from images that depend on the cuts alone. An operator's last products are
-         * these images already, and so are the flip updates when exact_flips, except after
-         * init's cuts. */
-        if (!E->product && (k < given || !E->exact_flips)) {
-            exact_imgA(E, &E->S);
-            exact_imgA(E, &E->T);
-        }
+        /* The images of the cut's signs, made again so that the next search starts from
+         * images that depend on the cuts alone: after init's cuts (A t for value_A, and
+         * A^T s after the last one, to go on from), and after a searched cut of sparse A
+         * unless exact_flips. An operator's last products are these images already, and so
+         * are exact flip updates. */
+        if ((k < given || (!E->product && !E->exact_flips)) &&
+            ((st = exact_imgA(E, &E->S)) || (k + 1 >= given && (st = exact_imgA(E, &E->T)))))
+            break;
         double xa = value_A(E), g = 0.0;
         for (int64_t j = 0; j < k; j++)
             g += (double)res->coef[j] * (double)E->S.dots[j] * (double)E->T.dots[j];
